@@ -1,0 +1,61 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Layout and dependency rule: see DESIGN.md.
+// executables -> Agent -> Subsystems/* -> (Config, API) -> Datapath -> Reconciler
+let subsystems = ["Networking", "Policy", "LoadBalancer", "Encryption", "ClusterMesh", "HostFirewall", "Hubble"]
+
+let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "cilium-swift",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "cilium-agent", targets: ["cilium-agent"]),
+        .executable(name: "cilium", targets: ["cilium"]),
+        .executable(name: "cilium-sandbox", targets: ["cilium-sandbox"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        // C modules
+        .systemLibrary(name: "CBPF", path: "Sources/CBPF", pkgConfig: "libbpf",
+                       providers: [.apt(["libbpf-dev", "libelf-dev"])]),
+        .systemLibrary(name: "CSystemd", path: "Sources/CSystemd", pkgConfig: "libsystemd",
+                       providers: [.apt(["libsystemd-dev"])]),
+
+        // BPF C -> embedded objects
+        .executableTarget(name: "bpf-embed", path: "Sources/bpf-embed", swiftSettings: swift6),
+        .plugin(name: "BPFCompiler", capability: .buildTool(), dependencies: ["bpf-embed"]),
+
+        // Core
+        .target(name: "Reconciler", swiftSettings: swift6),
+        .target(name: "Datapath", dependencies: ["CBPF", "Reconciler"], swiftSettings: swift6,
+                plugins: ["BPFCompiler"]),
+        .target(name: "Config", dependencies: ["Yams"], swiftSettings: swift6),
+        .target(name: "API", dependencies: ["Config"], swiftSettings: swift6),
+    ]
+    + subsystems.map { name in
+        .target(name: name, dependencies: ["Reconciler", "Datapath", "Config", "API"],
+                path: "Sources/Subsystems/\(name)", swiftSettings: swift6)
+    }
+    + [
+        .target(name: "Agent",
+                dependencies: ["Reconciler", "Datapath", "Config", "API", "CSystemd"] + subsystems.map { .target(name: $0) },
+                swiftSettings: swift6),
+        .executableTarget(name: "cilium-agent", dependencies: [
+            "Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swift6),
+        .executableTarget(name: "cilium", dependencies: [
+            "API", "Config", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swift6),
+        .executableTarget(name: "cilium-sandbox", dependencies: [
+            "Datapath", "API", "Config", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swift6),
+
+        .testTarget(name: "ReconcilerTests", dependencies: ["Reconciler"], swiftSettings: swift6),
+        .testTarget(name: "DatapathTests", dependencies: ["Datapath", "CBPF", "Reconciler"], swiftSettings: swift6),
+        .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swift6),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "Config", "Datapath"], swiftSettings: swift6),
+    ]
+)

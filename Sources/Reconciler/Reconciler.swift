@@ -1,0 +1,237 @@
+import Foundation
+
+public struct ReconcilerConfig: Sendable {
+    /// First retry delay after a failure; doubles per attempt up to `maxBackoff`.
+    public var minBackoff: Duration = .milliseconds(100)
+    public var maxBackoff: Duration = .seconds(60)
+    /// How often every object is updated again and the target pruned, to repair drift.
+    public var refreshInterval: Duration? = .seconds(300)
+    /// Prune once the initial content has been reconciled.
+    public var pruneOnStart = true
+    /// Objects per batch call to the target.
+    public var batchSize = 4096
+
+    public init() {}
+
+    public func backoff(attempts: Int) -> Duration {
+        var d = minBackoff
+        for _ in 1..<max(attempts, 1) {
+            d = d * 2
+            if d >= maxBackoff { return maxBackoff }
+        }
+        return min(d, maxBackoff)
+    }
+}
+
+/// Drives a target to match a `StateTable`: every change is applied through
+/// `Operations` (in batches), failures are retried with exponential backoff,
+/// and a periodic refresh plus prune repairs drift. Reports a status per object
+/// and a health for the whole.
+public actor Reconciler<Ops: Operations> {
+    public typealias Object = Ops.Object
+    public nonisolated let name: String
+    public let table: StateTable<Object>
+    private let ops: Ops
+    private let config: ReconcilerConfig
+
+    private var statuses: [Object.Key: ObjectStatus] = [:]
+    private struct Retry {
+        var change: Change<Object>
+        var attempts: Int
+        var due: ContinuousClock.Instant
+    }
+    private var retries: [Object.Key: Retry] = [:]
+    private var lastError: String?
+    private var pruneError: String?
+    private var running = false
+    private var tasks: [Task<Void, Never>] = []
+    private var lastRefresh = ContinuousClock.now
+    private var initialSynced = false
+
+    public private(set) var updatesApplied = 0
+    public private(set) var deletesApplied = 0
+    public private(set) var prunes = 0
+
+    public init(name: String, table: StateTable<Object>, operations: Ops, config: ReconcilerConfig = .init()) {
+        self.name = name
+        self.table = table
+        self.ops = operations
+        self.config = config
+    }
+
+    public func start() async {
+        guard !running else { return }
+        running = true
+        // The stream's first set is the current content: apply it, then prune
+        // what the target holds beyond it; afterwards each change as it comes.
+        let stream = await table.changes(includeExisting: true)
+        tasks.append(Task { [weak self] in
+            var first = true
+            for await changes in stream {
+                guard let self else { return }
+                await self.apply(changes)
+                if first {
+                    first = false
+                    await self.initialSyncDone()
+                }
+            }
+        })
+        tasks.append(Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(50))
+                guard let self else { return }
+                await self.tick()
+            }
+        })
+    }
+
+    public func stop() {
+        running = false
+        for t in tasks { t.cancel() }
+        tasks.removeAll()
+        retries.removeAll()
+    }
+
+    public var isRunning: Bool { running }
+
+    /// Status of one object (nil: never seen by this reconciler).
+    public func status(of key: Object.Key) -> ObjectStatus? { statuses[key] }
+
+    public func statusCounts() -> (pending: Int, done: Int, error: Int) {
+        var p = 0, d = 0, e = 0
+        for s in statuses.values {
+            switch s {
+            case .pending: p += 1
+            case .done: d += 1
+            case .error: e += 1
+            }
+        }
+        return (p, d, e)
+    }
+
+    public func health() -> Health {
+        if !running { return .stopped }
+        let errors = retries.count
+        if errors > 0 || pruneError != nil {
+            var msg = "\(name): \(errors) object(s) failing"
+            if let lastError { msg += ", last error: \(lastError)" }
+            if let pruneError { msg += (errors > 0 ? "; " : "") + "prune failed: \(pruneError)" }
+            return Health(.degraded, msg)
+        }
+        return .ok
+    }
+
+    /// Waits until every object in the table up to its current revision has
+    /// been applied successfully (used by tests and by READY).
+    public func waitSynced(timeout: Duration = .seconds(10)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if initialSynced, retries.isEmpty {
+                let all = await table.all()
+                if all.allSatisfy({ statuses[$0.key] == .done }) { return true }
+            }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return false
+    }
+
+    /// Runs a full refresh and prune now.
+    public func refresh() async {
+        let all = await table.all()
+        await apply(all.map { Change.upsert($0, 0) })
+        await runPrune()
+        lastRefresh = .now
+    }
+
+    // MARK: - internals
+
+    private func initialSyncDone() async {
+        if config.pruneOnStart { await runPrune() }
+        initialSynced = true
+        lastRefresh = .now
+    }
+
+    private func apply(_ changes: [Change<Object>]) async {
+        guard running else { return }
+        // Coalesce: the last change per key wins.
+        var last: [Object.Key: Change<Object>] = [:]
+        var order: [Object.Key] = []
+        for c in changes {
+            if last.updateValue(c, forKey: c.object.key) == nil { order.append(c.object.key) }
+        }
+        var upserts: [Object] = []
+        var deletes: [Object] = []
+        for key in order {
+            switch last[key]! {
+            case .upsert(let o, _): upserts.append(o); statuses[key] = .pending
+            case .delete(let o, _): deletes.append(o)
+            }
+        }
+        var i = 0
+        while i < upserts.count {
+            let chunk = Array(upserts[i..<min(i + config.batchSize, upserts.count)])
+            let failed = await ops.updateBatch(chunk)
+            updatesApplied += chunk.count - failed.count
+            let failedKeys = Set(failed.map { $0.0.key })
+            for o in chunk where !failedKeys.contains(o.key) {
+                statuses[o.key] = .done
+                retries.removeValue(forKey: o.key)
+            }
+            for (o, err) in failed { recordFailure(.upsert(o, 0), err) }
+            i += config.batchSize
+        }
+        if !deletes.isEmpty {
+            let failed = await ops.deleteBatch(deletes)
+            deletesApplied += deletes.count - failed.count
+            let failedKeys = Set(failed.map { $0.0.key })
+            for o in deletes where !failedKeys.contains(o.key) {
+                statuses.removeValue(forKey: o.key)
+                retries.removeValue(forKey: o.key)
+            }
+            for (o, err) in failed { recordFailure(.delete(o, 0), err) }
+        }
+    }
+
+    private func recordFailure(_ change: Change<Object>, _ error: any Error) {
+        let key = change.object.key
+        let attempts = (retries[key]?.attempts ?? 0) + 1
+        let message = String(describing: error)
+        statuses[key] = .error(message: message, attempts: attempts)
+        retries[key] = Retry(change: change, attempts: attempts, due: .now + config.backoff(attempts: attempts))
+        lastError = message
+    }
+
+    private func tick() async {
+        guard running else { return }
+        let now = ContinuousClock.now
+        let due = retries.values.filter { $0.due <= now }
+        if !due.isEmpty {
+            // Retry only if the table still wants that change.
+            var changes: [Change<Object>] = []
+            for r in due {
+                let key = r.change.object.key
+                if let current = await table.get(key) {
+                    changes.append(.upsert(current, 0))
+                } else {
+                    changes.append(.delete(r.change.object, 0))
+                }
+            }
+            await apply(changes)
+            if retries.isEmpty { lastError = nil }
+        }
+        if let every = config.refreshInterval, now - lastRefresh >= every {
+            await refresh()
+        }
+    }
+
+    private func runPrune() async {
+        do {
+            try await ops.prune(desired: await table.all())
+            prunes += 1
+            pruneError = nil
+        } catch {
+            pruneError = String(describing: error)
+        }
+    }
+}
+

@@ -1,0 +1,117 @@
+/// An object that can live in a `StateTable`: it has a primary key.
+public protocol TableObject: Sendable {
+    associatedtype Key: Hashable & Sendable
+    var key: Key { get }
+}
+
+public typealias Revision = UInt64
+
+/// One change to a table, as delivered to watchers.
+public enum Change<Object: TableObject>: Sendable {
+    case upsert(Object, Revision)
+    case delete(Object, Revision)
+
+    public var object: Object {
+        switch self { case .upsert(let o, _), .delete(let o, _): return o }
+    }
+    public var revision: Revision {
+        switch self { case .upsert(_, let r), .delete(_, let r): return r }
+    }
+}
+
+/// Desired state: objects by key, a revision that grows with every change, and
+/// change streams for watchers. A new watcher first receives every current
+/// object (as upserts), then each change as it happens; changes made in one call
+/// arrive together, so consumers can batch.
+public actor StateTable<Object: TableObject> {
+    public nonisolated let name: String
+    private var rows: [Object.Key: (object: Object, revision: Revision)] = [:]
+    public private(set) var revision: Revision = 0
+    private var watchers: [Int: AsyncStream<[Change<Object>]>.Continuation] = [:]
+    private var nextWatcher = 0
+
+    public init(name: String) {
+        self.name = name
+    }
+
+    @discardableResult
+    public func upsert(_ object: Object) -> Revision {
+        upsert(contentsOf: [object])
+    }
+
+    /// Inserts or replaces many objects as one change set.
+    @discardableResult
+    public func upsert<S: Sequence>(contentsOf objects: S) -> Revision where S.Element == Object {
+        var changes: [Change<Object>] = []
+        for object in objects {
+            revision += 1
+            rows[object.key] = (object, revision)
+            changes.append(.upsert(object, revision))
+        }
+        publish(changes)
+        return revision
+    }
+
+    @discardableResult
+    public func delete(key: Object.Key) -> Revision {
+        delete(keys: [key])
+    }
+
+    @discardableResult
+    public func delete<S: Sequence>(keys: S) -> Revision where S.Element == Object.Key {
+        var changes: [Change<Object>] = []
+        for key in keys {
+            guard let row = rows.removeValue(forKey: key) else { continue }
+            revision += 1
+            changes.append(.delete(row.object, revision))
+        }
+        publish(changes)
+        return revision
+    }
+
+    /// Replaces the whole content: objects not in `objects` are deleted.
+    @discardableResult
+    public func replaceAll(_ objects: [Object]) -> Revision {
+        let keep = Set(objects.map(\.key))
+        delete(keys: rows.keys.filter { !keep.contains($0) })
+        return upsert(contentsOf: objects)
+    }
+
+    public func get(_ key: Object.Key) -> Object? { rows[key]?.object }
+    public func revision(of key: Object.Key) -> Revision? { rows[key]?.revision }
+    public func all() -> [Object] { rows.values.map(\.object) }
+    public var count: Int { rows.count }
+
+    /// A stream of change sets. With `includeExisting` the first set is the
+    /// current content (possibly empty).
+    public func changes(includeExisting: Bool = true) -> AsyncStream<[Change<Object>]> {
+        let (stream, continuation) = AsyncStream<[Change<Object>]>.makeStream()
+        let id = nextWatcher
+        nextWatcher += 1
+        if includeExisting {
+            continuation.yield(rows.values.map { .upsert($0.object, $0.revision) })
+        }
+        watchers[id] = continuation
+        continuation.onTermination = { [weak self] _ in
+            Task { await self?.removeWatcher(id) }
+        }
+        return stream
+    }
+
+    public var watcherCount: Int { watchers.count }
+
+    private func removeWatcher(_ id: Int) {
+        watchers.removeValue(forKey: id)
+    }
+
+    private func publish(_ changes: [Change<Object>]) {
+        guard !changes.isEmpty else { return }
+        for continuation in watchers.values {
+            continuation.yield(changes)
+        }
+    }
+
+    deinit {
+        for continuation in watchers.values { continuation.finish() }
+    }
+}

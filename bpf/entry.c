@@ -1,0 +1,61 @@
+/* Entry programs (owned by Networking): attached to each endpoint's host-side
+ * veth. They parse, resolve identities from the ipcache, and run the stages. */
+#include "lib/common.h"
+#include "lib/pipeline.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 512000);
+	__type(key, struct ipcache_key);
+	__type(value, struct ipcache_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_ipcache SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65535);
+	__type(key, struct endpoint_key);
+	__type(value, struct endpoint_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_lxc SEC(".maps");
+
+static __always_inline __u32 identity_of(__u32 addr)
+{
+	struct ipcache_key key = { .prefixlen = 32, .addr = addr };
+	struct ipcache_value *v = bpf_map_lookup_elem(&cilium_ipcache, &key);
+	return v ? v->identity : CILIUM_ID_WORLD;
+}
+
+static __always_inline int run_entry(struct __sk_buff *skb, __u32 direction)
+{
+	struct packet_tuple t = {};
+	skb->cb[CILIUM_CB_DIRECTION] = direction;
+	skb->cb[CILIUM_CB_SRC_IDENTITY] = 0;
+	skb->cb[CILIUM_CB_DST_IDENTITY] = 0;
+	int r = parse_ipv4(skb, &t);
+	if (r < 0)
+		return drop_packet(skb, ENTRY_STAGE, CILIUM_DROP_INVALID, 0, 0);
+	if (r == 0)
+		return TC_ACT_OK; /* not IPv4: ARP and friends pass */
+	skb->cb[CILIUM_CB_SRC_IDENTITY] = identity_of(t.saddr);
+	skb->cb[CILIUM_CB_DST_IDENTITY] = identity_of(t.daddr);
+	skb->cb[CILIUM_CB_NEXT_STAGE] = 0;
+	return pipeline_next(skb);
+}
+
+/* Traffic leaving the endpoint (host-side veth ingress). */
+SEC("tc")
+int cil_from_container(struct __sk_buff *skb)
+{
+	return run_entry(skb, CILIUM_DIR_EGRESS);
+}
+
+/* Traffic towards the endpoint (host-side veth egress). */
+SEC("tc")
+int cil_to_container(struct __sk_buff *skb)
+{
+	return run_entry(skb, CILIUM_DIR_INGRESS);
+}

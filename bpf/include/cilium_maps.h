@@ -1,0 +1,124 @@
+/* Map layouts shared by the BPF programs in bpf/ and the Swift agent (through
+ * the CBPF module). One definition: a key or value cannot drift between sides.
+ * Addresses and ports are kept in network byte order, as the packet has them. */
+#ifndef CILIUM_MAPS_H
+#define CILIUM_MAPS_H
+#include <linux/types.h>
+
+/* Pipeline slots in the program array `cilium_calls`, in the order a packet
+ * visits them. An empty slot means that subsystem is disabled. */
+enum cilium_stage {
+	CILIUM_STAGE_LB       = 0, /* LoadBalancer: service translation   */
+	CILIUM_STAGE_POLICY   = 1, /* Policy: identity-based enforcement    */
+	CILIUM_STAGE_HOSTFW   = 2, /* HostFirewall: host endpoint policy    */
+	CILIUM_STAGE_ENCRYPT  = 3, /* Encryption: steer to the crypto device */
+	CILIUM_STAGE_MAX      = 8,
+};
+
+/* skb->cb words the stages share. */
+enum cilium_cb {
+	CILIUM_CB_NEXT_STAGE = 0,
+	CILIUM_CB_SRC_IDENTITY = 1,
+	CILIUM_CB_DST_IDENTITY = 2,
+	CILIUM_CB_DIRECTION = 3,
+};
+
+/* Reserved identities (Cilium's numbering). */
+enum cilium_reserved_identity {
+	CILIUM_ID_UNKNOWN = 0,
+	CILIUM_ID_HOST = 1,
+	CILIUM_ID_WORLD = 2,
+	CILIUM_ID_UNMANAGED = 3,
+	CILIUM_ID_HEALTH = 4,
+	CILIUM_ID_INIT = 5,
+	CILIUM_ID_REMOTE_NODE = 6,
+	CILIUM_ID_KUBE_APISERVER = 7,
+	CILIUM_ID_INGRESS = 8,
+};
+
+/* Drop reasons (Cilium's numbers, so tools that know them agree). */
+enum cilium_drop_reason {
+	CILIUM_REASON_FORWARDED = 0,
+	CILIUM_DROP_POLICY = 133,       /* Policy denied */
+	CILIUM_DROP_INVALID = 134,      /* Invalid packet */
+	CILIUM_DROP_NO_SERVICE = 158,   /* Service backend not found */
+	CILIUM_DROP_POLICY_DENY = 181,  /* Policy denied by denylist */
+};
+
+enum cilium_direction {
+	CILIUM_DIR_INGRESS = 0,
+	CILIUM_DIR_EGRESS = 1,
+};
+
+/* cilium_ipcache: LPM trie, prefix -> identity and tunnel endpoint. */
+struct ipcache_key {
+	__u32 prefixlen; /* bits of `addr` that count */
+	__u32 addr;      /* IPv4, network order */
+};
+
+struct ipcache_value {
+	__u32 identity;
+	__u32 tunnel_endpoint; /* IPv4 of the node hosting it, network order; 0 = local */
+	__u8  flags;
+	__u8  pad[3];
+};
+
+/* cilium_lxc: local endpoints by address. */
+struct endpoint_key {
+	__u32 addr; /* IPv4, network order */
+};
+
+struct endpoint_value {
+	__u32 ifindex;   /* host-side veth */
+	__u16 endpoint_id;
+	__u16 flags;
+	__u32 identity;
+	__u8  mac[6];
+	__u8  node_mac[6];
+};
+
+/* cilium_metrics: per-CPU counters by (reason, direction). */
+struct metrics_key {
+	__u8  reason;
+	__u8  direction;
+	__u8  pad[6];
+};
+
+struct metrics_value {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* cilium_stage_stats: per-CPU, indexed by enum cilium_stage. */
+struct stage_stats {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Records in the cilium_events ring buffer. */
+enum cilium_event_type {
+	CILIUM_EVENT_DROP = 1,
+	CILIUM_EVENT_TRACE = 2,
+	CILIUM_EVENT_POLICY_VERDICT = 3,
+};
+
+struct cilium_event {
+	__u8  type;        /* enum cilium_event_type */
+	__u8  stage;       /* enum cilium_stage, or 0xff for the entry */
+	__u8  reason;      /* enum cilium_drop_reason */
+	__u8  direction;   /* enum cilium_direction */
+	__u32 ifindex;
+	__u32 src_identity;
+	__u32 dst_identity;
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport;
+	__u16 dport;
+	__u8  protocol;
+	__u8  pad[3];
+	__u32 rule_id;
+	__u32 length;
+	__u64 timestamp_ns;
+};
+
+#endif

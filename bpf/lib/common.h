@@ -1,0 +1,129 @@
+/* Shared includes and helpers for every datapath object. */
+#ifndef CILIUM_LIB_COMMON_H
+#define CILIUM_LIB_COMMON_H
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/in.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "../include/cilium_maps.h"
+
+#define ENTRY_STAGE 0xff
+
+/* Maps shared by all objects are pinned by name under the agent's bpf root,
+ * so every object that declares them gets the same map. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, CILIUM_STAGE_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_calls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct metrics_key);
+	__type(value, struct metrics_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_metrics SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CILIUM_STAGE_MAX);
+	__type(key, __u32);
+	__type(value, struct stage_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_stage_stats SEC(".maps");
+
+struct packet_tuple {
+	__u32 saddr, daddr;
+	__u16 sport, dport;
+	__u8 protocol;
+};
+
+/* Parses Ethernet + IPv4 (+ TCP/UDP ports). Returns 1 for IPv4, 0 for other
+ * traffic the datapath passes untouched, -1 for a truncated or bad packet. */
+static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet_tuple *t)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return -1;
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
+		return 0;
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > end || ip->ihl < 5 || ip->version != 4)
+		return -1;
+	t->saddr = ip->saddr;
+	t->daddr = ip->daddr;
+	t->protocol = ip->protocol;
+	t->sport = t->dport = 0;
+	if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) {
+		__u16 *ports = (void *)ip + ip->ihl * 4;
+		if ((void *)(ports + 2) > end)
+			return -1;
+		t->sport = ports[0];
+		t->dport = ports[1];
+	}
+	return 1;
+}
+
+static __always_inline void count_metric(struct __sk_buff *skb, __u8 reason, __u8 dir)
+{
+	struct metrics_key key = { .reason = reason, .direction = dir };
+	struct metrics_value *v = bpf_map_lookup_elem(&cilium_metrics, &key);
+	if (v) {
+		v->packets += 1;
+		v->bytes += skb->len;
+	} else {
+		struct metrics_value init = { .packets = 1, .bytes = skb->len };
+		bpf_map_update_elem(&cilium_metrics, &key, &init, BPF_NOEXIST);
+	}
+}
+
+static __always_inline void emit_event(struct __sk_buff *skb, __u8 type, __u8 stage,
+				       __u8 reason, const struct packet_tuple *t, __u32 rule_id)
+{
+	struct cilium_event *e = bpf_ringbuf_reserve(&cilium_events, sizeof(*e), 0);
+	if (!e)
+		return;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->type = type;
+	e->stage = stage;
+	e->reason = reason;
+	e->direction = skb->cb[CILIUM_CB_DIRECTION];
+	e->ifindex = skb->ifindex;
+	e->src_identity = skb->cb[CILIUM_CB_SRC_IDENTITY];
+	e->dst_identity = skb->cb[CILIUM_CB_DST_IDENTITY];
+	if (t) {
+		e->saddr = t->saddr;
+		e->daddr = t->daddr;
+		e->sport = t->sport;
+		e->dport = t->dport;
+		e->protocol = t->protocol;
+	}
+	e->rule_id = rule_id;
+	e->length = skb->len;
+	e->timestamp_ns = bpf_ktime_get_ns();
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* Every drop goes through here: counted, reported with its reason, dropped. */
+static __always_inline int drop_packet(struct __sk_buff *skb, __u8 stage, __u8 reason,
+				       const struct packet_tuple *t, __u32 rule_id)
+{
+	count_metric(skb, reason, skb->cb[CILIUM_CB_DIRECTION]);
+	emit_event(skb, CILIUM_EVENT_DROP, stage, reason, t, rule_id);
+	return TC_ACT_SHOT;
+}
+#endif
