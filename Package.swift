@@ -32,10 +32,10 @@ let package = Package(
 
         // Core
         .target(name: "Reconciler", swiftSettings: swift6),
-        .target(name: "Datapath", dependencies: ["CBPF", "Reconciler"], exclude: ["Netlink"], swiftSettings: swift6,
+        .target(name: "Datapath", dependencies: ["CBPF", "Reconciler"], swiftSettings: swift6,
                 plugins: ["BPFCompiler"]),
-        .target(name: "Config", dependencies: ["Yams"], sources: ["Placeholder.swift"], swiftSettings: swift6),
-        .target(name: "API", dependencies: ["Config"], sources: ["Placeholder.swift"], swiftSettings: swift6),
+        .target(name: "Config", dependencies: ["Yams"], swiftSettings: swift6),
+        .target(name: "API", dependencies: ["Config", "Reconciler"], swiftSettings: swift6),
     ]
     + subsystems.map { name in
         .target(name: name, dependencies: ["Reconciler", "Datapath", "Config", "API"],
@@ -50,12 +50,12 @@ let package = Package(
         .executableTarget(name: "cilium", dependencies: [
             "API", "Config", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swift6),
         .executableTarget(name: "cilium-sandbox", dependencies: [
-            "Datapath", "API", "Config", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            "Agent", "Datapath", "API", "Config", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swift6),
 
         .testTarget(name: "ReconcilerTests", dependencies: ["Reconciler"], swiftSettings: swift6),
-        .testTarget(name: "DatapathTests", dependencies: ["Datapath", "CBPF", "Reconciler"], exclude: ["NetlinkTests.swift"], swiftSettings: swift6),
-        .testTarget(name: "ConfigTests", dependencies: ["Config"], sources: ["Placeholder.swift"], swiftSettings: swift6),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "Config", "Datapath"], sources: ["Placeholder.swift"], swiftSettings: swift6),
+        .testTarget(name: "DatapathTests", dependencies: ["Datapath", "CBPF", "Reconciler"], swiftSettings: swift6),
+        .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swift6),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "Config", "Datapath", "CBPF"], exclude: ["systemd"], swiftSettings: swift6),
     ]
 )

@@ -37,8 +37,13 @@ public final class RingBufferReader: Sendable {
             sink.continuation.yield(bytes)
             return 0
         }
-        guard let rb = ring_buffer__new(mapFD, callback, sink.toOpaque(), nil) else {
+        // Our own descriptor, kept until the poll thread ends (epoll watches it).
+        let owned = fcntl(mapFD, F_DUPFD_CLOEXEC, 3)
+        guard owned >= 0, let rb = ring_buffer__new(owned, callback, sink.toOpaque(), nil) else {
+            let e = errno
+            if owned >= 0 { close(owned) }
             sink.release()
+            errno = e
             throw BPFError("open ring buffer on map fd \(mapFD)", errno: errno)
         }
         let handle = RingHandle(rb)
@@ -48,10 +53,19 @@ public final class RingBufferReader: Sendable {
                 if r < 0 && -r != EINTR { break }
             }
             ring_buffer__free(handle.rb)
+            close(owned)
             sink.takeRetainedValue().continuation.finish()
         }
         thread.name = "ringbuf-reader"
         thread.start()
+    }
+
+    /// Opens the ring buffer pinned at `path`.
+    public convenience init(pinned path: String, bufferLimit: Int = 65536) throws(BPFError) {
+        let fd = bpf_obj_get(path)
+        guard fd >= 0 else { throw BPFError("open pinned ring buffer \(path)", errno: errno) }
+        defer { close(fd) }
+        try self.init(mapFD: fd, bufferLimit: bufferLimit)
     }
 
     /// Stops polling; the stream ends within one poll interval.

@@ -118,6 +118,16 @@ public actor SubsystemHost {
         await apply(enabled: [])
     }
 
+    /// Agent shutdown: each running subsystem's `shutdown` in reverse order (the
+    /// subsystem keeps its datapath in place for the next agent).
+    public func shutdownAll(_ shutdown: @Sendable (any Subsystem) async -> Void = { await $0.stop() }) async {
+        for name in order.reversed() where states[name] == .running {
+            await shutdown(subsystems[name]!)
+            states[name] = .disabled
+            journal.append("-\(name)")
+        }
+    }
+
     /// Health of each subsystem, disabled ones included.
     public func healthReport() async -> [(name: String, health: Health)] {
         var out: [(String, Health)] = []

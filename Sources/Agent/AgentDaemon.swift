@@ -1,0 +1,290 @@
+import API
+import Config
+import Datapath
+import Foundation
+import Glibc
+import Reconciler
+
+public struct AgentOptions: Sendable {
+    public var configPath: String
+    public var overrides: [String]
+
+    public init(configPath: String, overrides: [String]) {
+        self.configPath = configPath
+        self.overrides = overrides
+    }
+}
+
+public struct AgentError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ d: String) { description = d }
+}
+
+/// The node agent: loads the config, starts the enabled subsystems, serves the
+/// local API, talks to systemd, reloads on SIGHUP or `cilium config set`, and
+/// on SIGTERM leaves the datapath in place for the next agent to adopt.
+public actor AgentDaemon {
+    private let options: AgentOptions
+    private var config: AgentConfig
+    private let nodeName: String
+    private let subsystems: [String: any AgentSubsystem]
+    private let host: SubsystemHost
+    private let notifier = SystemdNotifier()
+    private var server: UnixHTTPServer?
+    private var lastReloadError: String?
+    private var reloads = 0
+    private var lastStatusLine = ""
+    private let startedAt = Date()
+
+    /// Loads and validates the config; a bad file refuses to start.
+    public init(options: AgentOptions) throws {
+        self.options = options
+        let config = try ConfigLoader.load(path: options.configPath, overrides: options.overrides)
+        self.config = config
+        self.nodeName = config.agent.nodeName.isEmpty ? ProcessInfo.processInfo.hostName : config.agent.nodeName
+        let list = allSubsystems()
+        self.subsystems = Dictionary(uniqueKeysWithValues: list.map { ($0.name, $0) })
+        self.host = try SubsystemHost(list)
+    }
+
+    private var context: SubsystemContext {
+        SubsystemContext(config: config, nodeName: nodeName, bpfRoot: config.bpf.root, stateDir: config.agent.stateDir)
+    }
+
+    /// Runs until SIGTERM/SIGINT. Returns the process exit code.
+    public func run() async -> Int32 {
+        let signals = SignalEvents.stream()
+        do {
+            try await startDatapath()
+            try startAPI()
+        } catch {
+            Log.error("cannot start: \(error)")
+            await shutdownSubsystems()
+            return 1
+        }
+        let line = await statusLine()
+        lastStatusLine = line
+        notifier.ready(status: line)
+        Log.info("ready: \(line)")
+        let background = startBackgroundTasks()
+        for await sig in signals {
+            if sig == SIGHUP {
+                _ = await reload()
+            } else {
+                break
+            }
+        }
+        notifier.stopping()
+        Log.info("stopping: datapath stays in place for the next agent")
+        for t in background { t.cancel() }
+        await server?.stop()
+        await shutdownSubsystems()
+        return 0
+    }
+
+    private func shutdownSubsystems() async {
+        await host.shutdownAll { s in
+            if let s = s as? any AgentSubsystem { await s.shutdown() } else { await s.stop() }
+        }
+    }
+
+    private func startDatapath() async throws {
+        try FileManager.default.createDirectory(atPath: config.agent.stateDir, withIntermediateDirectories: true)
+        for s in subsystems.values { await s.configure(context) }
+        await host.apply(enabled: config.enabledSubsystems)
+        if case .failed(let why) = await host.state(of: "networking") {
+            throw AgentError("datapath: \(why)")
+        }
+    }
+
+    private func startAPI() throws {
+        let server = UnixHTTPServer(socketPath: config.agent.socketPath) { [weak self] request in
+            guard let self else { return .error(status: 503, message: "agent is stopping") }
+            return await self.handle(request)
+        }
+        try server.start()
+        self.server = server
+    }
+
+    private nonisolated func startBackgroundTasks() -> [Task<Void, Never>] {
+        var tasks: [Task<Void, Never>] = []
+        if let interval = notifier.watchdogInterval {
+            tasks.append(Task { [weak self] in
+                while !Task.isCancelled {
+                    // Only a responsive agent feeds the watchdog.
+                    guard let self, await self.isResponsive() else { return }
+                    self.notifier.watchdog()
+                    try? await Task.sleep(for: interval)
+                }
+            })
+        }
+        tasks.append(Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                await self?.refreshStatusLine()
+            }
+        })
+        return tasks
+    }
+
+    func isResponsive() -> Bool { true }
+
+    private func refreshStatusLine() async {
+        let line = await statusLine()
+        if line != lastStatusLine {
+            lastStatusLine = line
+            notifier.status(line)
+        }
+    }
+
+    // MARK: - reload
+
+    /// Reloads the config file. A bad file is refused and the running
+    /// configuration stays in force; the error is kept for `cilium status`.
+    func reload() async -> Result<AgentConfig, AgentError> {
+        notifier.reloading()
+        defer { notifier.ready(status: lastStatusLine) }
+        let new: AgentConfig
+        do {
+            new = try ConfigLoader.load(path: options.configPath, overrides: options.overrides)
+        } catch {
+            return refuse("reload refused, keeping the running configuration: \(error)")
+        }
+        let changed = Self.changedKeys(config, new)
+        if let fixed = changed.first(where: { restartOnlyKeys.contains($0) }) {
+            return refuse("reload refused: \(fixed) cannot change while the agent runs; restart the agent to change it")
+        }
+        config = new
+        for s in subsystems.values { await s.configure(context) }
+        let wasRunning = Set(await runningSubsystems())
+        await host.apply(enabled: new.enabledSubsystems)
+        // Subsystems that stayed on but whose section changed restart alone.
+        for name in host.order where wasRunning.contains(name) && new.enabledSubsystems.contains(name) {
+            let keys = subsystems[name]!.configKeys
+            if changed.contains(where: { c in keys.contains { $0.hasSuffix(".") ? c.hasPrefix($0) : c == $0 } }) {
+                await host.restart(name)
+            }
+        }
+        lastReloadError = nil
+        reloads += 1
+        lastStatusLine = await statusLine()
+        Log.info("reloaded configuration (\(changed.count) key(s) changed: \(changed.joined(separator: ", ")))")
+        return .success(new)
+    }
+
+    private func refuse(_ message: String) -> Result<AgentConfig, AgentError> {
+        lastReloadError = message
+        Log.error(message)
+        return .failure(AgentError(message))
+    }
+
+    static func changedKeys(_ a: AgentConfig, _ b: AgentConfig) -> [String] {
+        let old = Dictionary(a.flattened().map { ($0.key, $0.value) }, uniquingKeysWith: { x, _ in x })
+        return b.flattened().filter { old[$0.key] != $0.value }.map(\.key)
+    }
+
+    private func runningSubsystems() async -> [String] {
+        var out: [String] = []
+        for name in host.order where await host.state(of: name) == .running { out.append(name) }
+        return out
+    }
+
+    /// `cilium config set`: validate the edit, write the node's file, reload.
+    func set(_ settings: [String]) async -> Result<AgentConfig, AgentError> {
+        let path = options.configPath
+        var text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        for setting in settings {
+            guard let eq = setting.firstIndex(of: "=") else {
+                return .failure(AgentError("\(setting): expected key=value"))
+            }
+            do {
+                text = try ConfigEditor.set(String(setting[..<eq]), to: String(setting[setting.index(after: eq)...]),
+                                            in: text, file: path)
+            } catch {
+                return .failure(AgentError("\(error)"))
+            }
+        }
+        do {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+        } catch {
+            return .failure(AgentError("cannot write \(path): \(error)"))
+        }
+        return await reload()
+    }
+
+    // MARK: - status
+
+    public func status() async -> StatusResponse {
+        var subs: [String: SubsystemStatus] = [:]
+        var recs: [ReconcilerStatus] = []
+        for name in host.order {
+            let s = subsystems[name]!
+            switch await host.state(of: name) {
+            case .disabled:
+                subs[name] = SubsystemStatus(enabled: false, state: .disabled, message: "Disabled", summary: "Disabled")
+            case .failed(let why):
+                subs[name] = SubsystemStatus(enabled: true, state: .error, message: why, summary: "Failure: \(why)")
+            case .running:
+                subs[name] = await s.status()
+                recs += await s.reconcilers()
+            }
+        }
+        let overall = Health.worst(host.order.map { name in
+            let s = subs[name]!
+            return Health(s.state, s.state == .ok || s.state == .disabled ? "" : "\(name): \(s.message)")
+        })
+        return StatusResponse(node: nodeName, cluster: config.cluster.name, version: AgentVersion.string, pid: getpid(),
+                              uptimeSeconds: Date().timeIntervalSince(startedAt), configFile: options.configPath,
+                              bpfRoot: config.bpf.root, state: overall.state, message: overall.message,
+                              subsystems: subs, reconcilers: recs, lastReloadError: lastReloadError, reloads: reloads)
+    }
+
+    /// The one-line summary for systemd's STATUS=.
+    func statusLine() async -> String {
+        let st = await status()
+        let running = st.subsystems.values.filter { $0.enabled && $0.state != .error }.count
+        let enabled = st.subsystems.values.filter(\.enabled).count
+        var line = "\(st.state == .ok ? "Ok" : st.state.rawValue.capitalized): \(running)/\(enabled) subsystems running"
+        if !st.message.isEmpty { line += "; " + st.message }
+        if lastReloadError != nil { line += "; last reload refused (see cilium status)" }
+        return line
+    }
+
+    // MARK: - API
+
+    func handle(_ request: HTTPRequest) async -> HTTPResponse {
+        switch (request.method, request.path) {
+        case ("GET", "/v1/healthz"):
+            return .json(["state": "ok"])
+        case ("GET", "/v1/status"):
+            return .json(await status())
+        case ("GET", "/v1/config"):
+            if let key = request.query["key"] {
+                do {
+                    return .json(ConfigEntry(key: key, value: try config.get(key)))
+                } catch {
+                    return .error(status: 404, message: "\(error)")
+                }
+            }
+            return .json(ConfigResponse(file: options.configPath,
+                                        values: config.flattened().map { ConfigEntry(key: $0.key, value: $0.value.description) }))
+        case ("PUT", "/v1/config"), ("POST", "/v1/config"):
+            guard let req = try? request.decode(ConfigSetRequest.self) else {
+                return .error(status: 400, message: "expected a JSON body {\"settings\": [\"key=value\", ...]}")
+            }
+            switch await set(req.settings) {
+            case .success(let c):
+                return .json(ConfigResponse(file: options.configPath, values: c.flattened().map { ConfigEntry(key: $0.key, value: $0.value.description) }))
+            case .failure(let e):
+                return .error(status: 400, message: e.description)
+            }
+        case ("POST", "/v1/config/reload"):
+            switch await reload() {
+            case .success: return .json(await status())
+            case .failure(let e): return .error(status: 400, message: e.description)
+            }
+        default:
+            return .error(status: 404, message: "no API endpoint \(request.method) \(request.path)")
+        }
+    }
+}

@@ -1,0 +1,237 @@
+/// The shape of a setting's value.
+public enum ConfigValueType: Sendable, Equatable {
+    case bool
+    /// An integer within the range.
+    case int(ClosedRange<Int>)
+    /// An integer from a fixed list.
+    case intChoice([Int])
+    case string
+    /// One of the listed strings.
+    case enumeration([String])
+    case stringList
+    /// A list of IPv4 CIDRs (`10.0.0.0/8`), host bits clear.
+    case cidrList
+}
+
+/// Checks beyond a setting's type.
+public enum ConfigConstraint: Sendable, Equatable {
+    /// Lowercase RFC 1123 label: a-z, 0-9 and '-', starting and ending alphanumeric.
+    case dnsLabel(maxLength: Int)
+    /// Starts with "/".
+    case absolutePath
+    /// An IPv4 CIDR, or "" for none.
+    case ipv4CIDROrEmpty
+    /// "" or base64 text decoding to exactly this many bytes.
+    case base64OrEmpty(bytes: Int)
+    /// 2^n-1 (within the int range).
+    case powerOfTwoMinusOne
+    /// A bool that, as in Cilium's Helm chart, also accepts the strings "true" and "false";
+    /// the removed modes "strict", "partial" and "disabled" get a pointed error.
+    case helmStringBool
+    /// An enumeration value that exists upstream but is refused here, and why.
+    case unavailable(value: String, why: String)
+}
+
+/// One setting: its dotted Helm-style path, type, default and a one-line doc.
+public struct ConfigKey: Sendable, Equatable {
+    public let path: String
+    public let type: ConfigValueType
+    public let defaultValue: ConfigValue
+    public let doc: String
+    public let constraints: [ConfigConstraint]
+
+    public init(_ path: String, _ type: ConfigValueType, _ defaultValue: ConfigValue, _ doc: String,
+                _ constraints: [ConfigConstraint] = []) {
+        self.path = path
+        self.type = type
+        self.defaultValue = defaultValue
+        self.doc = doc
+        self.constraints = constraints
+    }
+
+    public var components: [String] { path.split(separator: ".").map(String.init) }
+
+    /// Values that `type` allows but a constraint refuses.
+    var unavailableValues: [(value: String, why: String)] {
+        constraints.compactMap {
+            if case let .unavailable(value, why) = $0 { return (value, why) }
+            return nil
+        }
+    }
+
+    /// Enumeration values that are actually accepted.
+    var availableChoices: [String] {
+        guard case let .enumeration(values) = type else { return [] }
+        let refused = Set(unavailableValues.map(\.value))
+        return values.filter { !refused.contains($0) }
+    }
+
+    /// What is allowed, in words, e.g. "an integer between 0 and 255".
+    public var allowed: String {
+        for constraint in constraints {
+            switch constraint {
+            case let .dnsLabel(maxLength):
+                return "a lowercase DNS label of 1 to \(maxLength) characters (a-z, 0-9 and '-', "
+                    + "starting and ending with a letter or digit)"
+            case .absolutePath: return "an absolute path"
+            case .ipv4CIDROrEmpty: return "an IPv4 CIDR like 10.0.0.0/8, or \"\" for none"
+            case let .base64OrEmpty(bytes):
+                return "\"\" or \(bytes) bytes in base64 (\((bytes + 2) / 3 * 4) characters)"
+            case .powerOfTwoMinusOne:
+                if case let .int(range) = type {
+                    return "2^n-1 between \(range.lowerBound) and \(range.upperBound) (1, 3, 7, 15, ..., 65535)"
+                }
+            case .helmStringBool:
+                return "true or false (the strings \"true\" and \"false\" are accepted too)"
+            case .unavailable:
+                break
+            }
+        }
+        switch type {
+        case .bool: return "true or false"
+        case let .int(range): return "an integer between \(range.lowerBound) and \(range.upperBound)"
+        case let .intChoice(values): return oneOf(values.map(String.init))
+        case .string: return "a string"
+        case .enumeration: return oneOf(availableChoices)
+        case .stringList: return "a list of strings"
+        case .cidrList: return "a list of IPv4 CIDRs like 10.0.0.0/8"
+        }
+    }
+}
+
+func oneOf(_ items: [String]) -> String {
+    items.count == 1 ? items[0] : "one of " + items.joined(separator: ", ")
+}
+
+/// The table of every setting, in the order `flattened()` and values.yaml list them.
+public struct ConfigSchema: Sendable {
+    public let keys: [ConfigKey]
+    private let byPath: [String: ConfigKey]
+    private let childNames: [String: [String]]
+
+    public init(keys: [ConfigKey]) {
+        self.keys = keys
+        var byPath: [String: ConfigKey] = [:]
+        var childNames: [String: [String]] = [:]
+        for key in keys {
+            byPath[key.path] = key
+            let parts = key.components
+            for depth in 0..<parts.count {
+                let parent = parts[0..<depth].joined(separator: ".")
+                if !(childNames[parent, default: []].contains(parts[depth])) {
+                    childNames[parent, default: []].append(parts[depth])
+                }
+            }
+        }
+        self.byPath = byPath
+        self.childNames = childNames
+    }
+
+    /// The setting at a dotted path, if that path is a setting (not a section).
+    public func key(_ path: String) -> ConfigKey? { byPath[path] }
+
+    /// Whether the dotted path is a section holding settings ("" is the root).
+    public func isSection(_ path: String) -> Bool { byPath[path] == nil && childNames[path] != nil }
+
+    /// Names directly under a section, in schema order ("" is the root).
+    public func children(of section: String) -> [String] { childNames[section] ?? [] }
+
+    /// Every setting under a section, in schema order.
+    public func keys(under section: String) -> [ConfigKey] {
+        section.isEmpty ? keys : keys.filter { $0.path.hasPrefix(section + ".") }
+    }
+}
+
+let maglevTableSizes = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071]
+
+/// Every setting of the node agent, named as in Cilium's Helm values where Cilium has one.
+public let schema = ConfigSchema(keys: [
+    ConfigKey("cluster.name", .string, .string("default"),
+              "Name of the cluster; must be unique within a cluster mesh.", [.dnsLabel(maxLength: 32)]),
+    ConfigKey("cluster.id", .int(0...255), .int(0),
+              "ID of the cluster, unique within a cluster mesh (0 is only for clusters outside a mesh)."),
+
+    ConfigKey("agent.socketPath", .string, .string("/var/run/cilium/cilium.sock"),
+              "Unix socket the agent serves its API on.", [.absolutePath]),
+    ConfigKey("agent.stateDir", .string, .string("/var/lib/cilium"),
+              "Directory where the agent keeps state across restarts.", [.absolutePath]),
+    ConfigKey("agent.nodeName", .string, .string(""),
+              "Name of this node; \"\" uses the hostname."),
+
+    ConfigKey("bpf.root", .string, .string("/sys/fs/bpf/cilium"),
+              "bpffs directory where this agent pins its maps and programs.", [.absolutePath]),
+
+    ConfigKey("policyEnforcementMode", .enumeration(PolicyEnforcementMode.allCases.map(\.rawValue)),
+              .string("default"),
+              "default: enforce on endpoints selected by a policy; always: deny unless allowed; never: no policy."),
+    ConfigKey("policyAuditMode", .bool, .bool(false),
+              "Log policy verdicts that would drop traffic instead of dropping it."),
+
+    ConfigKey("kubeProxyReplacement", .bool, .bool(false),
+              "Replace kube-proxy: serve Services (ClusterIP, NodePort, LoadBalancer) in eBPF.", [.helmStringBool]),
+
+    ConfigKey("loadBalancer.algorithm", .enumeration(LoadBalancerAlgorithm.allCases.map(\.rawValue)),
+              .string("random"), "How a Service backend is picked: random, or maglev consistent hashing."),
+    ConfigKey("loadBalancer.mode", .enumeration(LoadBalancerMode.allCases.map(\.rawValue)), .string("snat"),
+              "How NodePort traffic reaches remote backends: snat, dsr (direct server return) or hybrid "
+              + "(dsr for TCP, snat for UDP); dsr and hybrid need routingMode native."),
+    ConfigKey("loadBalancer.acceleration", .enumeration(LoadBalancerAcceleration.allCases.map(\.rawValue)),
+              .string("disabled"), "XDP acceleration of the load balancer: disabled, or native (driver XDP)."),
+
+    ConfigKey("maglev.tableSize", .intChoice(maglevTableSizes), .int(16381),
+              "Maglev lookup table size per Service (a prime); larger tables disrupt less on backend changes."),
+    ConfigKey("maglev.hashSeed", .string, .string(""),
+              "Seed for Maglev hashing, identical on all nodes; \"\" picks a random one.",
+              [.base64OrEmpty(bytes: 12)]),
+
+    ConfigKey("hostFirewall.enabled", .bool, .bool(false),
+              "Enforce host policies (CiliumClusterwideNetworkPolicy nodeSelector) on the node's own traffic."),
+
+    ConfigKey("encryption.enabled", .bool, .bool(false), "Encrypt pod-to-pod traffic between nodes."),
+    ConfigKey("encryption.type", .enumeration(EncryptionType.allCases.map(\.rawValue)), .string("wireguard"),
+              "Encryption used when encryption.enabled is true."),
+    ConfigKey("encryption.nodeEncryption", .bool, .bool(false),
+              "Also encrypt node-to-node (host) traffic; needs encryption.enabled."),
+
+    ConfigKey("clustermesh.enabled", .bool, .bool(false),
+              "Connect to the clusters listed in clustermesh.config.clusters; needs a non-zero cluster.id."),
+    ConfigKey("clustermesh.config.clusters", .stringList, .list([]),
+              "Names of the remote clusters to connect to."),
+
+    ConfigKey("hubble.enabled", .bool, .bool(true), "Record flow events for Hubble observability."),
+    ConfigKey("hubble.eventBufferCapacity", .int(1...65535), .int(4095),
+              "Number of flows kept in the ring buffer.", [.powerOfTwoMinusOne]),
+    ConfigKey("hubble.metrics.enabled", .stringList, .list([]),
+              "Hubble metrics to export, e.g. [dns, drop, tcp, flow]; empty disables the metrics server."),
+    ConfigKey("hubble.metrics.port", .int(1...65535), .int(9965), "TCP port of the Hubble metrics server."),
+    ConfigKey("hubble.ui.enabled", .bool, .bool(false), "Serve the Hubble UI."),
+
+    ConfigKey("prometheus.enabled", .bool, .bool(false), "Serve the agent's Prometheus metrics."),
+    ConfigKey("prometheus.port", .int(1...65535), .int(9962), "TCP port of the agent's Prometheus metrics."),
+
+    ConfigKey("ipam.mode", .enumeration(IPAMMode.allCases.map(\.rawValue)), .string("cluster-pool"),
+              "IP address management mode."),
+    ConfigKey("ipam.operator.clusterPoolIPv4PodCIDRList", .cidrList, .list(["10.0.0.0/8"]),
+              "IPv4 CIDRs that per-node pod CIDRs are carved from; at least one."),
+    ConfigKey("ipam.operator.clusterPoolIPv4MaskSize", .int(16...30), .int(24),
+              "Prefix length of each node's pod CIDR; not shorter than any pool CIDR's prefix."),
+
+    ConfigKey("routingMode", .enumeration(RoutingMode.allCases.map(\.rawValue)), .string("tunnel"),
+              "tunnel: encapsulate pod traffic between nodes; native: route it with the host's routing table."),
+    ConfigKey("tunnelProtocol", .enumeration(TunnelProtocol.allCases.map(\.rawValue)), .string("vxlan"),
+              "Encapsulation used when routingMode is tunnel.",
+              [.unavailable(value: "geneve", why: "not available on this kernel (no geneve module)")]),
+    ConfigKey("autoDirectNodeRoutes", .bool, .bool(false),
+              "Install routes to other nodes' pod CIDRs directly (nodes share an L2 network); "
+              + "needs routingMode native."),
+    ConfigKey("ipv4NativeRoutingCIDR", .string, .string(""),
+              "CIDR in which pod traffic is routed natively and not masqueraded; \"\" for none.",
+              [.ipv4CIDROrEmpty]),
+
+    ConfigKey("etcd.enabled", .bool, .bool(false), "Use an external etcd as the key-value store."),
+    ConfigKey("etcd.endpoints", .stringList, .list([]),
+              "etcd endpoints, e.g. [https://etcd-0:2379]; needed when etcd.enabled is true."),
+
+    ConfigKey("devices", .stringList, .list([]),
+              "Network devices to attach the datapath to; empty detects them."),
+])

@@ -1,0 +1,66 @@
+/// Rules that involve more than one key, as the upstream agent enforces them at startup.
+struct CrossCheck: Sendable {
+    /// The key the error is reported against.
+    let subject: String
+    /// The other key involved (its position is used when `subject` was left at its default).
+    let other: String
+    /// The problem, or nil when the config is fine.
+    let problem: @Sendable (AgentConfig) -> String?
+}
+
+let crossChecks: [CrossCheck] = [
+    CrossCheck(subject: "loadBalancer.mode", other: "routingMode") { config in
+        guard config.loadBalancer.mode != .snat, config.routingMode != .native else { return nil }
+        return "\(config.loadBalancer.mode.rawValue) needs routingMode native, but routingMode is "
+            + "\(config.routingMode.rawValue); set routingMode to native or loadBalancer.mode to snat"
+    },
+    CrossCheck(subject: "autoDirectNodeRoutes", other: "routingMode") { config in
+        guard config.autoDirectNodeRoutes, config.routingMode != .native else { return nil }
+        return "true needs routingMode native, but routingMode is \(config.routingMode.rawValue); "
+            + "set routingMode to native or autoDirectNodeRoutes to false"
+    },
+    CrossCheck(subject: "ipam.operator.clusterPoolIPv4PodCIDRList", other: "ipam.mode") { config in
+        guard config.ipam.mode == .clusterPool, config.ipam.operator.clusterPoolIPv4PodCIDRList.isEmpty else {
+            return nil
+        }
+        return "no CIDR listed; ipam.mode cluster-pool needs at least one, e.g. {10.0.0.0/8}"
+    },
+    CrossCheck(subject: "ipam.operator.clusterPoolIPv4MaskSize", other: "ipam.operator.clusterPoolIPv4PodCIDRList") {
+        config in
+        let maskSize = config.ipam.operator.clusterPoolIPv4MaskSize
+        for text in config.ipam.operator.clusterPoolIPv4PodCIDRList {
+            guard let cidr = IPv4CIDR(text), cidr.prefixLength > maskSize else { continue }
+            return "\(maskSize) is shorter than the /\(cidr.prefixLength) pool \(text); "
+                + "use a mask size of at least \(cidr.prefixLength) or a larger pool"
+        }
+        return nil
+    },
+    CrossCheck(subject: "etcd.enabled", other: "etcd.endpoints") { config in
+        guard config.etcd.enabled, config.etcd.endpoints.isEmpty else { return nil }
+        return "true needs at least one entry in etcd.endpoints; list the endpoints or set etcd.enabled to false"
+    },
+    CrossCheck(subject: "encryption.nodeEncryption", other: "encryption.enabled") { config in
+        guard config.encryption.nodeEncryption, !config.encryption.enabled else { return nil }
+        return "true needs encryption.enabled true; enable encryption or set encryption.nodeEncryption to false"
+    },
+    CrossCheck(subject: "clustermesh.enabled", other: "cluster.id") { config in
+        guard config.clustermesh.enabled, config.cluster.id == 0 else { return nil }
+        return "true needs a non-zero cluster.id; set cluster.id to a number between 1 and 255 unique in the mesh"
+    },
+    CrossCheck(subject: "prometheus.port", other: "hubble.metrics.port") { config in
+        guard config.prometheus.enabled, config.hubble.enabled, !config.hubble.metrics.enabled.isEmpty,
+              config.prometheus.port == config.hubble.metrics.port else { return nil }
+        return "\(config.prometheus.port) is also hubble.metrics.port; give the two metrics servers different ports"
+    },
+]
+
+extension ConfigLoader {
+    static func crossCheck(_ values: [String: ProvidedValue]) throws(ConfigError) {
+        let config = AgentConfig(values: values.mapValues(\.value))
+        for check in crossChecks {
+            guard let problem = check.problem(config) else { continue }
+            let origin = values[check.subject]?.origin ?? values[check.other]?.origin ?? .none
+            throw ConfigError(origin: origin, key: check.subject, problem: problem)
+        }
+    }
+}

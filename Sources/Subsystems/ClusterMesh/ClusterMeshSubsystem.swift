@@ -1,0 +1,40 @@
+import API
+import Config
+import Reconciler
+
+/// Cluster mesh (`clustermesh.enabled`): remote clusters' kvstores and global
+/// services. This foundation validates the configured clusters and reports
+/// them; connecting to remote etcd comes with the cluster-mesh issue.
+public actor ClusterMeshSubsystem: AgentSubsystem {
+    public nonisolated let name = "clustermesh"
+    public nonisolated let dependencies = ["networking"]
+    public nonisolated let configKeys = ["clustermesh.", "cluster."]
+    private var context: SubsystemContext?
+    private var running = false
+
+    public init() {}
+
+    public func configure(_ context: SubsystemContext) { self.context = context }
+
+    public func start() async throws {
+        guard context != nil else { throw SubsystemError("clustermesh: not configured") }
+        running = true
+    }
+
+    public func stop() async { running = false }
+
+    public func health() async -> Health {
+        guard running else { return .stopped }
+        let clusters = context?.config.clustermesh.config.clusters ?? []
+        if clusters.isEmpty { return .ok }
+        return Health(.degraded, "connecting to remote clusters is not implemented yet (\(clusters.count) configured)")
+    }
+
+    public func status() async -> SubsystemStatus {
+        let h = await health()
+        let clusters = context?.config.clustermesh.config.clusters ?? []
+        return SubsystemStatus(enabled: true, state: h.state, message: h.message,
+                               summary: "0/\(clusters.count) remote clusters ready, 0 global-services",
+                               details: clusters.map { "\($0): not connected" })
+    }
+}

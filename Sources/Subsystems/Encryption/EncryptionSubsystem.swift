@@ -1,0 +1,45 @@
+import API
+import CBPF
+import Config
+import Datapath
+import Reconciler
+
+/// Transparent encryption (`encryption.enabled`, `encryption.type`). This
+/// foundation puts the encryption stage into the pipeline while enabled and
+/// says what the kernel can do: no in-kernel WireGuard (wireguard-go is the
+/// way here) and no ESP (IPsec cannot run on this kernel).
+public actor EncryptionSubsystem: AgentSubsystem {
+    public nonisolated let name = "encryption"
+    public nonisolated let dependencies = ["networking"]
+    public nonisolated let configKeys = ["encryption."]
+    private var context: SubsystemContext?
+    private let stage = PipelineStage(object: "encrypt", program: "cil_stage_encrypt", slot: CILIUM_STAGE_ENCRYPT)
+
+    public init() {}
+
+    public func configure(_ context: SubsystemContext) { self.context = context }
+
+    public func start() async throws {
+        guard let context else { throw SubsystemError("encryption: not configured") }
+        try await stage.install(bpfRoot: context.bpfRoot)
+    }
+
+    public func stop() async { await stage.uninstall() }
+    public func shutdown() async { await stage.release() }
+
+    public func health() async -> Health {
+        let h = await stage.health
+        guard h.state == .ok else { return h }
+        if context?.config.encryption.type == .ipsec {
+            return Health(.degraded, "IPsec needs ESP transforms, which this kernel lacks; traffic is not encrypted")
+        }
+        return Health(.degraded, "WireGuard devices and peers not implemented yet; traffic is not encrypted")
+    }
+
+    public func status() async -> SubsystemStatus {
+        let h = await health()
+        let type = context?.config.encryption.type == .ipsec ? "IPsec" : "Wireguard"
+        return SubsystemStatus(enabled: true, state: h.state, message: h.message,
+                               summary: "\(type)   [not encrypting: \(h.message)]")
+    }
+}

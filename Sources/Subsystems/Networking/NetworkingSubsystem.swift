@@ -1,0 +1,75 @@
+import API
+import CBPF
+import Config
+import Datapath
+import Reconciler
+
+/// Owns the entry programs and the maps every stage shares (cilium_calls,
+/// events, metrics, ipcache, endpoints). Starting it mounts bpffs when needed,
+/// loads (or adopts) the pinned maps and reconciles the ipcache.
+public actor NetworkingSubsystem: AgentSubsystem {
+    public nonisolated let name = "networking"
+    public nonisolated let dependencies: [String] = []
+    public nonisolated let configKeys = ["routingMode", "tunnelProtocol", "autoDirectNodeRoutes",
+                                         "ipv4NativeRoutingCIDR", "devices", "ipam.", "cluster."]
+
+    /// Desired ipcache content. Other subsystems (and later issues) add entries.
+    public let ipcache = StateTable<IPCacheEntry>(name: "ipcache")
+    private var context: SubsystemContext?
+    private var entry: BPFObject?
+    private var ipcacheReconciler: Reconciler<BPFMapOperations<IPCacheEntry, ipcache_key, ipcache_value>>?
+
+    public init() {}
+
+    public func configure(_ context: SubsystemContext) {
+        self.context = context
+    }
+
+    public func start() async throws {
+        guard let context else { throw SubsystemError("networking: not configured") }
+        try BPFFS.prepare(root: context.bpfRoot)
+        let entry = try BPFObject(embedded: "entry", pinRoot: context.bpfRoot)
+        let map: BPFMap<ipcache_key, ipcache_value> = try await entry.map("cilium_ipcache")
+        // Everything outside known prefixes is the world (reserved identity 2).
+        await ipcache.upsert(IPCacheEntry(prefix: IPv4Prefix(address: 0, length: 0), identity: UInt32(CILIUM_ID_WORLD.rawValue)))
+        let r = Reconciler(name: "ipcache", table: ipcache,
+                           operations: BPFMapOperations(map: map, key: { $0.mapKey }, value: { $0.mapValue }))
+        await r.start()
+        guard await r.waitSynced(timeout: .seconds(5)) else {
+            await r.stop()
+            throw SubsystemError("networking: ipcache did not reach the BPF map: \(await r.health().message)")
+        }
+        self.entry = entry
+        self.ipcacheReconciler = r
+    }
+
+    public func stop() async {
+        await ipcacheReconciler?.stop()
+        ipcacheReconciler = nil
+        await entry?.close()
+        entry = nil
+    }
+
+    public func health() async -> Health {
+        guard let r = ipcacheReconciler else { return .stopped }
+        return await r.health()
+    }
+
+    public func status() async -> SubsystemStatus {
+        let h = await health()
+        let mode = context?.config.routingMode.rawValue ?? "tunnel"
+        let proto = context?.config.tunnelProtocol.rawValue ?? "vxlan"
+        let network = mode == "tunnel" ? "Tunnel [\(proto)]" : "Native"
+        let entries = await ipcache.count
+        return SubsystemStatus(enabled: true, state: h.state, message: h.message,
+                               summary: "Network: \(network)   Host: BPF",
+                               details: ["ipcache entries: \(entries)", "bpf root: \(context?.bpfRoot ?? "-")"])
+    }
+
+    public func reconcilers() async -> [ReconcilerStatus] {
+        guard let r = ipcacheReconciler else { return [] }
+        return [await r.statusReport(subsystem: name)]
+    }
+
+    public func shutdown() async { await stop() }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import Glibc
+
+/// Starting and stopping the agents the sandbox owns.
+enum Processes {
+    /// Spawns `argv` in its own session (it outlives `cilium-sandbox up`), with
+    /// stdout and stderr appended to `log`.
+    static func spawnDetached(_ argv: [String], environment: [String: String], log: String) throws -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        posix_spawnattr_setflags(&attr, Int16(0x80)) // POSIX_SPAWN_SETSID (glibc, _GNU_SOURCE only)
+        let cargs = argv.map { strdup($0) } + [nil]
+        let cenv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            cargs.forEach { free($0) }
+            cenv.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let r = posix_spawnp(&pid, argv[0], &actions, &attr, cargs, cenv)
+        guard r == 0 else { throw SandboxError("cannot start \(argv[0]): \(String(cString: strerror(r)))") }
+        return pid
+    }
+
+    /// True if `pid` is alive and its command line contains `marker` (so we
+    /// never signal a process that merely reused the number).
+    static func isOurs(_ pid: Int32, marker: String) -> Bool {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+           stat.split(separator: " ").dropFirst(2).first == "Z" {
+            return false
+        }
+        return String(decoding: data, as: UTF8.self).contains(marker)
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    static func stop(_ pid: Int32, marker: String, grace: Duration = .seconds(10)) {
+        guard isOurs(pid, marker: marker) else { return }
+        kill(pid, SIGTERM)
+        let deadline = ContinuousClock.now + grace
+        while ContinuousClock.now < deadline {
+            reap(pid)
+            if !isOurs(pid, marker: marker) { return }
+            usleep(20_000)
+        }
+        kill(pid, SIGKILL)
+        reap(pid)
+    }
+
+    static func reap(_ pid: Int32) {
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, WNOHANG)
+    }
+
+    /// Runs a command in the foreground, passing its exit status on.
+    static func run(_ argv: [String]) -> Int32 {
+        let cargs = argv.map { strdup($0) } + [nil]
+        defer { cargs.forEach { free($0) } }
+        var pid: pid_t = 0
+        let r = posix_spawnp(&pid, argv[0], nil, nil, cargs, environ)
+        guard r == 0 else {
+            FileHandle.standardError.write(Data("cannot run \(argv[0]): \(String(cString: strerror(r)))\n".utf8))
+            return 127
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        if status & 0x7f == 0 { return (status >> 8) & 0xff }
+        return 128 + (status & 0x7f)
+    }
+
+    /// The directory of this executable (where `cilium-agent` and `cilium` live too).
+    static var binDirectory: String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: exe).deletingLastPathComponent().path
+    }
+}
+

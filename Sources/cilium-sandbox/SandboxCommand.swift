@@ -1,0 +1,167 @@
+import Agent
+import API
+import ArgumentParser
+import Config
+import Datapath
+import Foundation
+import Glibc
+
+@main
+struct SandboxCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cilium-sandbox",
+        abstract: "A whole cluster on one machine, out of network namespaces: node namespaces joined by a private underlay, one agent per node.",
+        discussion: "Nothing touches the machine's own interfaces: every link lives inside the sandbox's namespaces.",
+        subcommands: [Up.self, Status.self, Cilium.self, Exec.self, Down.self])
+}
+
+struct NameOption: ParsableArguments {
+    @Option(help: "The sandbox's name (several can coexist).") var name: String = "default"
+}
+
+extension SandboxCommand {
+    struct Up: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Build the sandbox and start one agent per node; returns when every agent is READY.")
+        @OptionGroup var name: NameOption
+        @Option(help: "Number of nodes.") var nodes: Int = 2
+        @Option(name: .customLong("set"), help: ArgumentHelp("Config key for every node's agent (repeatable).", valueName: "key=value"))
+        var settings: [String] = []
+        @Option(help: "Seconds to wait for each agent's READY.") var timeout: Int = 60
+
+        func run() async throws {
+            try validateSandboxName(name.name)
+            guard (1...16).contains(nodes) else { throw SandboxError("--nodes must be between 1 and 16") }
+            if FileManager.default.fileExists(atPath: SandboxState.file(name.name)) {
+                throw SandboxError("sandbox \(name.name) exists; remove it first: cilium-sandbox down --name \(name.name)")
+            }
+            do {
+                let state = try Topology.build(name: name.name, nodes: nodes, settings: settings)
+                try await startAgents(state, timeout: .seconds(timeout))
+            } catch {
+                FileHandle.standardError.write(Data("cilium-sandbox: \(error); removing what was made\n".utf8))
+                if let state = try? SandboxState.load(name.name) { Topology.teardown(state) }
+                throw ExitCode(1)
+            }
+        }
+
+        func startAgents(_ initial: SandboxState, timeout: Duration) async throws {
+            var state = initial
+            let agent = Processes.binDirectory + "/cilium-agent"
+            guard FileManager.default.isExecutableFile(atPath: agent) else {
+                throw SandboxError("cilium-agent not found next to cilium-sandbox (\(agent)); build with: swift build")
+            }
+            for i in state.nodes.indices {
+                let node = state.nodes[i]
+                let notify = try NotifyListener(path: SandboxState.directory(state.name) + "/\(node.name).notify")
+                var env = ProcessInfo.processInfo.environment
+                env["NOTIFY_SOCKET"] = notify.path
+                let pid = try Processes.spawnDetached(
+                    ["nsenter", "--net=/run/netns/\(node.namespace)", agent, "--config", node.configFile],
+                    environment: env, log: node.logFile)
+                state.nodes[i].pid = pid
+                try state.save()
+                let started = ContinuousClock.now
+                let (ready, messages) = notify.waitReady(pid: pid, timeout: timeout)
+                guard ready else {
+                    let log = (try? String(contentsOfFile: node.logFile, encoding: .utf8)) ?? ""
+                    throw SandboxError("agent of \(node.name) did not report READY (messages: \(messages)); its log:\n\(log.suffix(2000))")
+                }
+                let ms = (ContinuousClock.now - started) / .milliseconds(1)
+                let status = messages.last?.split(separator: "\n").first { $0.hasPrefix("STATUS=") }?.dropFirst(7) ?? ""
+                print("\(node.name): READY in \(Int(ms)) ms (pid \(pid), api unix://\(node.socket)) \(status)")
+            }
+            print("sandbox \(state.name) is up with \(state.nodes.count) node(s); try: cilium-sandbox cilium --name \(state.name) \(state.nodes[0].name) -- status")
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the sandbox's nodes and whether their agents answer.")
+        @OptionGroup var name: NameOption
+        @Option(name: [.customShort("o"), .long]) var output: String = "text"
+
+        struct NodeReport: Codable {
+            var name: String
+            var ready: Bool
+            var socket: String
+            var pid: Int32?
+            var namespace: String
+            var addresses: [String]
+            var state: String?
+        }
+        struct Report: Codable {
+            var name: String
+            var nodes: [NodeReport]
+        }
+
+        func run() throws {
+            let state = try SandboxState.load(name.name)
+            var report = Report(name: state.name, nodes: [])
+            for node in state.nodes {
+                let client = UnixHTTPClient(socketPath: node.socket, timeout: 5)
+                var overall: String?
+                var ready = false
+                if let (code, data) = try? client.send(method: "GET", path: "/v1/status"), code == 200,
+                   let st = try? JSONDecoder().decode(StatusResponse.self, from: data) {
+                    ready = true
+                    overall = st.state.rawValue
+                }
+                report.nodes.append(NodeReport(name: node.name, ready: ready, socket: node.socket, pid: node.pid,
+                                               namespace: node.namespace, addresses: [node.address], state: overall))
+            }
+            if output == "json" {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try enc.encode(report), as: UTF8.self))
+            } else {
+                print("sandbox \(state.name): \(state.nodes.count) node(s), underlay \(state.underlayCIDR)")
+                for n in report.nodes {
+                    print("  \(n.name)  \(n.ready ? "ready" : "NOT READY")  \(n.addresses.joined(separator: ","))  pid \(n.pid.map(String.init) ?? "-")  unix://\(n.socket)  \(n.state ?? "")")
+                }
+            }
+            if report.nodes.contains(where: { !$0.ready }) { throw ExitCode(1) }
+        }
+    }
+
+    struct Cilium: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run the cilium CLI against one node's agent.")
+        @OptionGroup var name: NameOption
+        @Argument(help: "The node (e.g. node1).") var node: String
+        @Argument(parsing: .postTerminator, help: "Arguments for cilium.") var args: [String] = []
+
+        func run() throws {
+            let n = try SandboxState.load(name.name).node(node)
+            let cli = Processes.binDirectory + "/cilium"
+            // The CLI's global -H goes after the subcommand path, so pass it by environment.
+            setenv("CILIUM_SOCK", "unix://" + n.socket, 1)
+            throw ExitCode(Processes.run([cli] + args))
+        }
+    }
+
+    struct Exec: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run a command inside a node's network namespace.")
+        @OptionGroup var name: NameOption
+        @Argument var node: String
+        @Argument(parsing: .postTerminator) var command: [String] = []
+
+        func run() throws {
+            let n = try SandboxState.load(name.name).node(node)
+            guard !command.isEmpty else { throw SandboxError("give a command after --") }
+            throw ExitCode(Processes.run(["nsenter", "--net=/run/netns/\(n.namespace)", "--"] + command))
+        }
+    }
+
+    struct Down: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop the agents and remove every namespace, link, pin and file the sandbox made.")
+        @OptionGroup var name: NameOption
+
+        func run() throws {
+            try validateSandboxName(name.name)
+            guard let state = try? SandboxState.load(name.name) else {
+                print("sandbox \(name.name): nothing to remove")
+                return
+            }
+            Topology.teardown(state)
+            print("sandbox \(name.name) removed")
+        }
+    }
+}

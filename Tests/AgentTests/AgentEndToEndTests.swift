@@ -1,0 +1,295 @@
+import API
+import Agent
+import CBPF
+import Datapath
+import Foundation
+import Glibc
+import Testing
+
+/// A cilium-agent started the way systemd starts it: in a namespace of the
+/// test's own, with a NOTIFY_SOCKET the test listens on.
+final class AgentUnderTest {
+    let dir: TempDir
+    let namespace: NetworkNamespace
+    let configPath: String
+    let socket: String
+    let bpfRoot: String
+    let notify: NotifyListener
+    private(set) var process: Process?
+
+    init(_ tag: String, extraConfig: String = "") throws {
+        dir = try TempDir("cilium-e2e-\(tag)")
+        let id = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        namespace = try NetworkNamespace.create(named: "cat-\(tag)-\(id)")
+        configPath = dir.path + "/values.yaml"
+        socket = dir.path + "/cilium.sock"
+        bpfRoot = "/sys/fs/bpf/cilium-e2e-\(tag)-\(id)"
+        notify = try NotifyListener(path: dir.path + "/notify.sock")
+        try """
+        agent:
+          socketPath: \(socket)
+          stateDir: \(dir.path)/state
+          nodeName: e2e-\(tag)
+        bpf:
+          root: \(bpfRoot)
+        \(extraConfig)
+        """.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    deinit {
+        stop(signal: SIGKILL)
+        try? namespace.delete()
+        BPFFS.removeTree(bpfRoot)
+    }
+
+    /// Starts the agent; returns the sd_notify messages up to READY=1.
+    @discardableResult
+    func start(timeout: Duration = .seconds(20)) throws -> [String] {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+        p.arguments = ["--net=\(namespace.path)", buildDirectory() + "/cilium-agent", "--config", configPath]
+        var env = ProcessInfo.processInfo.environment
+        env["NOTIFY_SOCKET"] = notify.path
+        p.environment = env
+        if !FileManager.default.fileExists(atPath: dir.path + "/agent.log") {
+            _ = FileManager.default.createFile(atPath: dir.path + "/agent.log", contents: nil)
+        }
+        let log = FileHandle(forWritingAtPath: dir.path + "/agent.log")!
+        log.seekToEndOfFile()
+        p.standardOutput = log
+        p.standardError = log
+        try p.run()
+        process = p
+        let (ready, messages) = notify.waitReady(pid: p.processIdentifier, timeout: timeout)
+        guard ready else { throw TestFailure("agent not READY; messages \(messages); log:\n\(self.log.suffix(3000))") }
+        return messages
+    }
+
+    var log: String { (try? String(contentsOfFile: dir.path + "/agent.log", encoding: .utf8)) ?? "" }
+
+    func stop(signal: Int32 = SIGTERM) {
+        guard let p = process, p.isRunning else { return }
+        kill(p.processIdentifier, signal)
+        p.waitUntilExit()
+    }
+
+    /// Runs the cilium CLI against this agent.
+    func cilium(_ args: [String]) throws -> (status: Int32, output: String) {
+        try runCapturing([buildDirectory() + "/cilium"] + args, environment: ["CILIUM_SOCK": "unix://" + socket])
+    }
+
+    func status() throws -> StatusResponse {
+        let (code, out) = try cilium(["status", "-o", "json"])
+        guard code == 0 else { throw TestFailure("cilium status failed (\(code)): \(out)") }
+        return try JSONDecoder().decode(StatusResponse.self, from: Data(out.utf8))
+    }
+
+    var calls: ProgramArray { get throws { try ProgramArray(pinned: bpfRoot + "/cilium_calls") } }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+func slotID(_ agent: AgentUnderTest, _ stage: cilium_stage) throws -> UInt32? {
+    try agent.calls.programID(slot: stage.rawValue)
+}
+
+@Suite(.serialized) struct AgentEndToEndTests {
+    @Test func readyStatusLiveToggleAndRefusedReloads() throws {
+        let agent = try AgentUnderTest("toggle")
+        let messages = try agent.start()
+        #expect(messages.joined().contains("STATUS=Ok"))
+
+        var st = try agent.status()
+        #expect(Set(st.subsystems.keys) == ["networking", "loadbalancer", "policy", "hostfirewall", "encryption", "clustermesh", "hubble"])
+        #expect(st.subsystems["networking"]?.state == .ok)
+        #expect(st.subsystems["policy"]?.state == .ok)
+        #expect(st.subsystems["hubble"]?.state == .ok)
+        #expect(st.subsystems["hostfirewall"]?.state == .disabled)
+        #expect(st.subsystems["hostfirewall"]?.enabled == false)
+        #expect(st.state == .ok)
+        let text = try agent.cilium(["status"])
+        #expect(text.status == 0)
+        #expect(text.output.contains("KubeProxyReplacement:    False"))
+        #expect(text.output.contains("Host firewall:           Disabled"))
+        #expect(try agent.cilium(["status", "--brief"]).output == "OK\n")
+
+        // Live toggle: the host firewall's stage fills its slot; policy's slot is untouched.
+        let policyProgram = try slotID(agent, CILIUM_STAGE_POLICY)
+        #expect(policyProgram != nil)
+        #expect(try slotID(agent, CILIUM_STAGE_HOSTFW) == nil)
+        let set = try agent.cilium(["config", "set", "hostFirewall.enabled=true"])
+        #expect(set.status == 0, "\(set.output)")
+        st = try agent.status()
+        #expect(st.subsystems["hostfirewall"]?.state == .ok)
+        #expect(try slotID(agent, CILIUM_STAGE_HOSTFW) != nil)
+        #expect(try slotID(agent, CILIUM_STAGE_POLICY) == policyProgram)
+        #expect(try String(contentsOfFile: agent.configPath, encoding: .utf8).contains("enabled: true"))
+        let reload = agent.notify.wait(for: "READY=1", pid: nil, timeout: .seconds(2))
+        #expect(reload.messages.joined().contains("RELOADING=1"))
+        #expect(reload.messages.joined().contains("MONOTONIC_USEC="))
+        #expect(try agent.cilium(["config", "get", "hostFirewall.enabled"]).output == "true\n")
+
+        // Off again: the slot empties.
+        #expect(try agent.cilium(["config", "set", "hostFirewall.enabled=false"]).status == 0)
+        #expect(try slotID(agent, CILIUM_STAGE_HOSTFW) == nil)
+
+        // A bad value through the API is refused; the file and the agent stay as they were.
+        let before = try String(contentsOfFile: agent.configPath, encoding: .utf8)
+        let bad = try agent.cilium(["config", "set", "hubble.enabled=maybe"])
+        #expect(bad.status != 0)
+        #expect(bad.output.contains("hubble.enabled"))
+        #expect(try String(contentsOfFile: agent.configPath, encoding: .utf8) == before)
+        #expect(try agent.status().subsystems["hubble"]?.state == .ok)
+
+        // A bad file on SIGHUP is refused with its line and column; the agent keeps running.
+        try (before + "hubbel:\n  enabled: true\n").write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+        kill(agent.process!.processIdentifier, SIGHUP)
+        _ = agent.notify.wait(for: "READY=1", pid: nil, timeout: .seconds(5))
+        st = try agent.status()
+        let err = try #require(st.lastReloadError)
+        #expect(err.contains("values.yaml:"))
+        #expect(err.contains("hubbel"))
+        #expect(st.subsystems["hubble"]?.state == .ok)
+        try before.write(toFile: agent.configPath, atomically: true, encoding: .utf8)
+
+        // SIGTERM: STOPPING=1, exit 0, and the datapath stays in place.
+        kill(agent.process!.processIdentifier, SIGTERM)
+        let stopping = agent.notify.wait(for: "STOPPING=1", pid: nil, timeout: .seconds(10))
+        #expect(stopping.ready)
+        agent.process!.waitUntilExit()
+        #expect(agent.process!.terminationStatus == 0, "\(agent.log.suffix(2000))")
+        #expect(try slotID(agent, CILIUM_STAGE_POLICY) != nil)
+        #expect(!FileManager.default.fileExists(atPath: agent.socket))
+    }
+
+    @Test func killedAgentIsReplacedAndAdoptsItsPins() throws {
+        let agent = try AgentUnderTest("adopt")
+        try agent.start()
+        let ipcache = try BPFMap<ipcache_key, ipcache_value>(pinned: agent.bpfRoot + "/cilium_ipcache")
+        let mapID = try mapID(ipcache.fd)
+        let firstPolicy = try #require(try slotID(agent, CILIUM_STAGE_POLICY))
+        // Something the agent's tables do not want, as a crashed agent might leave behind.
+        var stale = ipcache_value()
+        stale.identity = 999
+        try ipcache.update(ipcache_key(prefixlen: 16, addr: (UInt32(10) << 24 | UInt32(99) << 16).bigEndian), stale)
+        #expect(ipcache.count == 2)
+
+        agent.stop(signal: SIGKILL)
+        // The datapath keeps working without the agent.
+        #expect(try slotID(agent, CILIUM_STAGE_POLICY) == firstPolicy)
+
+        try agent.start()
+        let adopted = try BPFMap<ipcache_key, ipcache_value>(pinned: agent.bpfRoot + "/cilium_ipcache")
+        #expect(try self.mapID(adopted.fd) == mapID)
+        // Prune dropped the stale entry and kept the live one (0.0.0.0/0 -> world).
+        #expect(adopted.count == 1)
+        #expect(adopted.lookup(ipcache_key(prefixlen: 0, addr: 0))?.identity == UInt32(CILIUM_ID_WORLD.rawValue))
+        let secondPolicy = try #require(try slotID(agent, CILIUM_STAGE_POLICY))
+        #expect(secondPolicy != firstPolicy)
+        #expect(try agent.status().state == .ok)
+        agent.stop()
+    }
+
+    @Test func badConfigRefusesToStart() throws {
+        let agent = try AgentUnderTest("badstart", extraConfig: "maglev:\n  tableSize: 1000\n")
+        #expect(throws: TestFailure.self) { try agent.start(timeout: .seconds(10)) }
+        #expect(agent.process?.terminationStatus == 1)
+        #expect(agent.log.contains("values.yaml:"))
+        #expect(agent.log.contains("maglev.tableSize"))
+    }
+
+    @Test func unreachableAgentGivesAClearErrorAndNonZeroExit() throws {
+        let (code, out) = try runCapturing([buildDirectory() + "/cilium", "status"],
+                                           environment: ["CILIUM_SOCK": "unix:///tmp/no-such-agent-\(getpid()).sock"])
+        #expect(code != 0)
+        #expect(out.contains("/tmp/no-such-agent"))
+        #expect(out.contains("cilium-agent running"))
+    }
+
+    func mapID(_ fd: Int32) throws -> UInt32 {
+        var info = bpf_map_info()
+        var len = UInt32(MemoryLayout<bpf_map_info>.size)
+        guard bpf_obj_get_info_by_fd(fd, &info, &len) == 0 else { throw TestFailure("map info") }
+        return info.id
+    }
+}
+
+@Suite(.serialized) struct SandboxTests {
+    @Test func twoNodeSandboxUpStatusDown() throws {
+        let name = "t" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let sandbox = buildDirectory() + "/cilium-sandbox"
+        defer { _ = try? runCapturing([sandbox, "down", "--name", name]) }
+        let up = try runCapturing([sandbox, "up", "--name", name, "--nodes", "2"])
+        #expect(up.0 == 0, "\(up.1)")
+        #expect(up.1.contains("node1: READY"))
+        #expect(up.1.contains("node2: READY"))
+
+        let (code, json) = try runCapturing([sandbox, "status", "--name", name, "-o", "json"])
+        #expect(code == 0, "\(json)")
+        struct Report: Decodable {
+            struct Node: Decodable { var name: String; var ready: Bool; var socket: String; var addresses: [String]; var namespace: String }
+            var nodes: [Node]
+        }
+        let report = try JSONDecoder().decode(Report.self, from: Data(json.utf8))
+        #expect(report.nodes.map(\.name) == ["node1", "node2"])
+        #expect(report.nodes.filter { !$0.ready }.isEmpty)
+
+        // Each node's agent answers through the sandbox's cilium wrapper.
+        for node in ["node1", "node2"] {
+            let (c, out) = try runCapturing([sandbox, "cilium", "--name", name, node, "--", "status", "-o", "json"])
+            #expect(c == 0, "\(out)")
+            let st = try JSONDecoder().decode(StatusResponse.self, from: Data(out.utf8))
+            #expect(st.node == node)
+            #expect(st.cluster == name)
+        }
+        // The underlay joins the nodes: node1 reaches node2's address over UDP.
+        let node2 = report.nodes[1]
+        let echo = try NetworkNamespace(named: node2.namespace)
+        let node1 = try NetworkNamespace(named: report.nodes[0].namespace)
+        #expect(try udpRoundTrip(from: node1, to: echo, address: node2.addresses[0]))
+
+        // exec runs inside the node's namespace.
+        let (ec, addrs) = try runCapturing([sandbox, "exec", "--name", name, "node1", "--", "ip", "-4", "-o", "addr", "show", "eth0"])
+        #expect(ec == 0)
+        #expect(addrs.contains(report.nodes[0].addresses[0]))
+
+        let down = try runCapturing([sandbox, "down", "--name", name])
+        #expect(down.0 == 0)
+        #expect(!FileManager.default.fileExists(atPath: "/run/netns/\(node2.namespace)"))
+        #expect(!FileManager.default.fileExists(atPath: "/sys/fs/bpf/csbx-\(name)-node1"))
+        #expect(!FileManager.default.fileExists(atPath: "/run/cilium-sandbox/\(name)"))
+    }
+}
+
+/// Sends one UDP datagram from `from` to `address` (a socket bound inside `to`)
+/// and reads it there: proof that the two namespaces are connected.
+func udpRoundTrip(from: NetworkNamespace, to: NetworkNamespace, address: String) throws -> Bool {
+    let port: UInt16 = 40000 + UInt16.random(in: 0...9999)
+    let receiver = try to.run { () -> Int32 in
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = port.bigEndian
+        inet_pton(AF_INET, address, &sa.sin_addr)
+        _ = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        return fd
+    }
+    defer { close(receiver) }
+    try from.run {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = port.bigEndian
+        inet_pton(AF_INET, address, &sa.sin_addr)
+        let msg = Array("ping".utf8)
+        _ = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, msg, msg.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    }
+    var pfd = pollfd(fd: receiver, events: Int16(POLLIN), revents: 0)
+    guard poll(&pfd, 1, 3000) == 1 else { return false }
+    var buf = [UInt8](repeating: 0, count: 16)
+    return recv(receiver, &buf, buf.count, 0) == 4
+}
