@@ -6,6 +6,7 @@ enum Processes {
     /// Spawns `argv` in its own session (it outlives `cilium-sandbox up`), with
     /// stdout and stderr appended to `log`.
     static func spawnDetached(_ argv: [String], environment: [String: String], log: String) throws -> Int32 {
+        closeInheritedDescriptorsOnExec()
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -26,6 +27,18 @@ enum Processes {
         let r = posix_spawnp(&pid, argv[0], &actions, &attr, cargs, cenv)
         guard r == 0 else { throw SandboxError("cannot start \(argv[0]): \(String(cString: strerror(r)))") }
         return pid
+    }
+
+    /// Marks every descriptor above stderr close-on-exec, so a long-lived agent
+    /// does not hold our caller's pipes open (a caller reading our output to
+    /// EOF would wait for the agent's exit).
+    static func closeInheritedDescriptorsOnExec() {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return }
+        for name in names {
+            guard let fd = Int32(name), fd > 2 else { continue }
+            let flags = fcntl(fd, F_GETFD)
+            if flags >= 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+        }
     }
 
     /// True if `pid` is alive and its command line contains `marker` (so we
