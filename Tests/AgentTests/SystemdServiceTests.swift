@@ -15,7 +15,7 @@ import Testing
         let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         let bpfRoot = "/sys/fs/bpf/cilium-systemd-\(tag)"
         defer {
-            removeNspawnLeftovers()
+            removeNspawnLeftovers(rootfs: rootfs)
             removeTree(bpfRoot)
         }
         let units = run.path + "/units", etc = run.path + "/etc-cilium", results = run.path + "/results", bin = run.path + "/bin"
@@ -30,6 +30,8 @@ import Testing
 
         let argv = ["timeout", "-k", "10", "180", "systemd-nspawn", "--quiet", "--register=no", "--keep-unit",
                     "-D", rootfs, "--private-network",
+                    // nspawn's seccomp filter refuses bpf() (EPERM) unless allowed.
+                    "--system-call-filter=bpf",
                     "--bind-ro=\(units):/etc/systemd/system",
                     "--bind=\(etc):/etc/cilium",
                     "--bind=\(results):/results",
@@ -81,10 +83,11 @@ func removeTree(_ path: String) {
 }
 
 /// nspawn leaves these behind on this host (PLATFORM.md).
-func removeNspawnLeftovers() {
+func removeNspawnLeftovers(rootfs: String) {
     for base in ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"] {
         for d in ["payload", "supervisor"] { rmdir(base + "/" + d) }
     }
+    removeTree("/run/systemd/nspawn/propagate/" + URL(fileURLWithPath: rootfs).lastPathComponent)
 }
 
 /// Runs a command, returning its exit status and combined output.
