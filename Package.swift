@@ -52,6 +52,8 @@ let package = Package(
         .executableTarget(name: "cilium-sandbox", dependencies: [
             "Agent", "Datapath", "API", "Config", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swift6),
+        .executableTarget(name: "cilium-bench", dependencies: ["Agent", "Datapath", "Reconciler", "CBPF"],
+                          swiftSettings: swift6),
 
         .testTarget(name: "ReconcilerTests", dependencies: ["Reconciler"], swiftSettings: swift6),
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "CBPF", "Reconciler"], swiftSettings: swift6),

@@ -17,7 +17,7 @@ public struct AgentOptions: Sendable {
 
 public struct AgentError: Error, CustomStringConvertible {
     public var description: String
-    init(_ d: String) { description = d }
+    public init(_ d: String) { description = d }
 }
 
 /// The node agent: loads the config, starts the enabled subsystems, serves the

@@ -95,8 +95,49 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: Sendabl
         throw BPFError.fromLibbpf("delete from map \(name)", r)
     }
 
-    /// All keys, in the kernel's iteration order.
+    /// All keys. Hash maps are read in batches (BPF_MAP_LOOKUP_BATCH, one
+    /// syscall per 8192 entries); other maps key by key.
     public func keys() -> [Key] {
+        if let batched = keysBatched() { return batched }
+        return keysOneByOne()
+    }
+
+    private func keysBatched() -> [Key]? {
+        let chunk = 8192
+        let cpus = isPerCPU ? Int(libbpf_num_possible_cpus()) : 1
+        let valueStride = isPerCPU ? (MemoryLayout<Value>.size + 7) & ~7 : MemoryLayout<Value>.size
+        var out: [Key] = []
+        var keys = [Key](repeating: unsafe_zero(Key.self), count: chunk)
+        var values = [UInt8](repeating: 0, count: chunk * valueStride * cpus)
+        var inToken = [UInt8](repeating: 0, count: max(MemoryLayout<Key>.size, 8))
+        var outToken = inToken
+        var opts = bpf_map_batch_opts()
+        opts.sz = MemoryLayout<bpf_map_batch_opts>.size
+        var first = true
+        while true {
+            var count = UInt32(chunk)
+            let r: Int32 = keys.withUnsafeMutableBytes { kp in
+                values.withUnsafeMutableBytes { vp in
+                    inToken.withUnsafeMutableBytes { ip in
+                        outToken.withUnsafeMutableBytes { op in
+                            bpf_map_lookup_batch(fd, first ? nil : ip.baseAddress, op.baseAddress,
+                                                 kp.baseAddress, vp.baseAddress, &count, &opts)
+                        }
+                    }
+                }
+            }
+            let err = r < 0 ? (-r == EPERM ? errno : -r) : 0
+            if r < 0 && err != ENOENT {
+                return first ? nil : keysOneByOne() // no batch op for this map type
+            }
+            out.append(contentsOf: keys.prefix(Int(count)))
+            if r < 0 { return out } // ENOENT: that was the last batch
+            inToken = outToken
+            first = false
+        }
+    }
+
+    private func keysOneByOne() -> [Key] {
         var out: [Key] = []
         var next = unsafe_zero(Key.self)
         var r = bpf_map_get_next_key(fd, nil, &next)

@@ -9,7 +9,8 @@ import Glibc
 public actor BPFObject {
     public nonisolated let name: String
     public nonisolated let pinRoot: String?
-    private var object: OpaquePointer?
+    private var handle: ObjectHandle?
+    private var object: OpaquePointer? { handle?.pointer }
     private let elf: Data
 
     /// Names of the objects compiled from `bpf/*.c` and embedded in the binary.
@@ -45,17 +46,12 @@ public actor BPFObject {
             bpf_object__close(obj)
             throw BPFError.fromLibbpf("load BPF object \(name) (the verifier log is above)", r)
         }
-        self.object = obj
-    }
-
-    isolated deinit {
-        if let object { bpf_object__close(object) }
+        self.handle = ObjectHandle(obj)
     }
 
     /// Closes the object now. Pinned maps and attached links keep what they hold.
     public func close() {
-        if let object { bpf_object__close(object) }
-        object = nil
+        handle = nil
     }
 
     /// The program `name` (the C function name).
@@ -160,4 +156,12 @@ public final class BPFProgram: Sendable {
         return TestRunResult(returnValue: opts.retval, packet: Array(out.prefix(Int(opts.data_size_out))),
                              durationNs: opts.duration, context: ctxOut)
     }
+}
+
+/// Owns the libbpf object pointer; closing happens when the owning actor drops
+/// it (close() or the actor's end). Never handed out of the actor.
+private final class ObjectHandle {
+    let pointer: OpaquePointer
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
+    deinit { bpf_object__close(pointer) }
 }

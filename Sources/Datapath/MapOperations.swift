@@ -48,10 +48,32 @@ public struct BPFMapOperations<Object: TableObject, Key: BitwiseCopyable, Value:
     }
 }
 
-/// The raw bytes of a C struct key, so keys can be compared and hashed.
+/// The raw bytes of a C struct key, so keys can be compared and hashed. Keys
+/// up to 16 bytes (most map keys) are kept inline, without an allocation.
 struct KeyBytes: Hashable {
-    let bytes: [UInt8]
+    let low: UInt64
+    let high: UInt64
+    let rest: [UInt8]?
+
     init<K: BitwiseCopyable>(_ key: K) {
-        bytes = withUnsafeBytes(of: key) { Array($0) }
+        var l: UInt64 = 0, h: UInt64 = 0
+        var r: [UInt8]? = nil
+        withUnsafeBytes(of: key) { raw in
+            if raw.count <= 16 {
+                withUnsafeMutableBytes(of: &l) { dst in
+                    dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw.prefix(8)))
+                }
+                if raw.count > 8 {
+                    withUnsafeMutableBytes(of: &h) { dst in
+                        dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[8...]))
+                    }
+                }
+            } else {
+                r = Array(raw)
+            }
+        }
+        low = l
+        high = h
+        rest = r
     }
 }

@@ -97,16 +97,31 @@ public actor Reconciler<Ops: Operations> {
     /// Status of one object (nil: never seen by this reconciler).
     public func status(of key: Object.Key) -> ObjectStatus? { statuses[key] }
 
+    /// Objects per status, kept as counters (cheap to ask, even for millions).
     public func statusCounts() -> (pending: Int, done: Int, error: Int) {
-        var p = 0, d = 0, e = 0
-        for s in statuses.values {
-            switch s {
-            case .pending: p += 1
-            case .done: d += 1
-            case .error: e += 1
-            }
+        (counts[0], counts[1], counts[2])
+    }
+
+    private var counts = [0, 0, 0]
+
+    private static func slot(_ s: ObjectStatus) -> Int {
+        switch s {
+        case .pending: return 0
+        case .done: return 1
+        case .error: return 2
         }
-        return (p, d, e)
+    }
+
+    /// Sets (or with nil, forgets) an object's status, keeping the counters true.
+    private func setStatus(_ key: Object.Key, _ status: ObjectStatus?) {
+        let old: ObjectStatus?
+        if let status {
+            old = statuses.updateValue(status, forKey: key)
+            counts[Self.slot(status)] += 1
+        } else {
+            old = statuses.removeValue(forKey: key)
+        }
+        if let old { counts[Self.slot(old)] -= 1 }
     }
 
     public func health() -> Health {
@@ -128,7 +143,7 @@ public actor Reconciler<Ops: Operations> {
         while ContinuousClock.now < deadline {
             if initialSynced, retries.isEmpty {
                 let all = await table.all()
-                if all.allSatisfy({ statuses[$0.key] == .done }) { return true }
+                if counts[1] >= all.count, all.allSatisfy({ statuses[$0.key] == .done }) { return true }
             }
             try? await Task.sleep(for: .milliseconds(5))
         }
@@ -153,17 +168,26 @@ public actor Reconciler<Ops: Operations> {
 
     private func apply(_ changes: [Change<Object>]) async {
         guard running else { return }
-        // Coalesce: the last change per key wins.
-        var last: [Object.Key: Change<Object>] = [:]
-        var order: [Object.Key] = []
-        for c in changes {
-            if last.updateValue(c, forKey: c.object.key) == nil { order.append(c.object.key) }
+        // Coalesce: the last change per key wins. A change set from one table
+        // call rarely repeats a key; only then is the slower path needed.
+        var seen = Set<Object.Key>(minimumCapacity: changes.count)
+        var unique = true
+        for c in changes where !seen.insert(c.object.key).inserted {
+            unique = false
+            break
+        }
+        var effective = changes
+        if !unique {
+            var last: [Object.Key: Int] = [:]
+            for (i, c) in changes.enumerated() { last[c.object.key] = i }
+            effective = changes.enumerated().filter { last[$0.element.object.key] == $0.offset }.map(\.element)
         }
         var upserts: [Object] = []
         var deletes: [Object] = []
-        for key in order {
-            switch last[key]! {
-            case .upsert(let o, _): upserts.append(o); statuses[key] = .pending
+        upserts.reserveCapacity(effective.count)
+        for change in effective {
+            switch change {
+            case .upsert(let o, _): upserts.append(o); setStatus(o.key, .pending)
             case .delete(let o, _): deletes.append(o)
             }
         }
@@ -173,9 +197,10 @@ public actor Reconciler<Ops: Operations> {
             let failed = await ops.updateBatch(chunk)
             updatesApplied += chunk.count - failed.count
             let failedKeys = Set(failed.map { $0.0.key })
-            for o in chunk where !failedKeys.contains(o.key) {
-                statuses[o.key] = .done
-                retries.removeValue(forKey: o.key)
+            let retrying = !retries.isEmpty
+            for o in chunk where failedKeys.isEmpty || !failedKeys.contains(o.key) {
+                setStatus(o.key, .done)
+                if retrying { retries.removeValue(forKey: o.key) }
             }
             for (o, err) in failed { recordFailure(.upsert(o, 0), err) }
             i += config.batchSize
@@ -185,7 +210,7 @@ public actor Reconciler<Ops: Operations> {
             deletesApplied += deletes.count - failed.count
             let failedKeys = Set(failed.map { $0.0.key })
             for o in deletes where !failedKeys.contains(o.key) {
-                statuses.removeValue(forKey: o.key)
+                setStatus(o.key, nil)
                 retries.removeValue(forKey: o.key)
             }
             for (o, err) in failed { recordFailure(.delete(o, 0), err) }
@@ -196,7 +221,7 @@ public actor Reconciler<Ops: Operations> {
         let key = change.object.key
         let attempts = (retries[key]?.attempts ?? 0) + 1
         let message = String(describing: error)
-        statuses[key] = .error(message: message, attempts: attempts)
+        setStatus(key, .error(message: message, attempts: attempts))
         retries[key] = Retry(change: change, attempts: attempts, due: .now + config.backoff(attempts: attempts))
         lastError = message
     }

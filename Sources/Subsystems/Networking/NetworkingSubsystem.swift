@@ -31,7 +31,7 @@ public actor NetworkingSubsystem: AgentSubsystem {
         let entry = try BPFObject(embedded: "entry", pinRoot: context.bpfRoot)
         let map: BPFMap<ipcache_key, ipcache_value> = try await entry.map("cilium_ipcache")
         // Everything outside known prefixes is the world (reserved identity 2).
-        await ipcache.upsert(IPCacheEntry(prefix: IPv4Prefix(address: 0, length: 0), identity: UInt32(CILIUM_ID_WORLD.rawValue)))
+        await ipcache.upsert(IPCacheEntry(prefix: .default, identity: UInt32(CILIUM_ID_WORLD.rawValue)))
         let r = Reconciler(name: "ipcache", table: ipcache,
                            operations: BPFMapOperations(map: map, key: { $0.mapKey }, value: { $0.mapValue }))
         await r.start()

@@ -1,0 +1,170 @@
+import Agent
+import CBPF
+import Datapath
+import Foundation
+import Glibc
+import Reconciler
+
+/// `make bench`: the foundation's figures, each next to its target.
+/// Not a test: it prints numbers; nothing here passes or fails.
+@main
+struct Bench {
+    static func main() async throws {
+        let args = CommandLine.arguments
+        let count = args.firstIndex(of: "--objects").flatMap { Int(args[$0 + 1]) } ?? 1_000_000
+        var rows: [(String, String, String)] = []
+        rows += try await reconcilerThroughput(count: count)
+        rows += try await changeLatency(tableSize: count, samples: 2000)
+        rows += try agentStartup()
+        print("")
+        print(pad("measure", 58) + pad("result", 26) + "target")
+        for (what, result, target) in rows { print(pad(what, 58) + pad(result, 26) + target) }
+    }
+
+    static func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count + 1), withPad: " ", startingAt: 0) }
+
+    struct Entry: TableObject {
+        var id: UInt32
+        var value: UInt64
+        var key: UInt32 { id }
+    }
+
+    typealias MapOps = BPFMapOperations<Entry, UInt32, UInt64>
+
+    static func makeReconciler(_ table: StateTable<Entry>, _ map: BPFMap<UInt32, UInt64>) -> Reconciler<MapOps> {
+        var cfg = ReconcilerConfig()
+        cfg.refreshInterval = nil
+        return Reconciler(name: "bench", table: table,
+                          operations: MapOps(map: map, key: { $0.id }, value: { $0.value }), config: cfg)
+    }
+
+    static func waitDone(_ r: Reconciler<MapOps>, _ n: Int) async {
+        while await r.statusCounts().done < n { await Task.yield() }
+    }
+
+    static func reconcilerThroughput(count: Int) async throws -> [(String, String, String)] {
+        let map = try BPFMap<UInt32, UInt64>.create(type: BPF_MAP_TYPE_HASH, name: "bench_hash", maxEntries: UInt32(count + count / 5))
+        let table = StateTable<Entry>(name: "bench")
+        let r = makeReconciler(table, map)
+        await r.start()
+        let objects = (0..<UInt32(count)).map { Entry(id: $0, value: UInt64($0)) }
+
+        var t = ContinuousClock.now
+        await table.upsert(contentsOf: objects)
+        await waitDone(r, count)
+        let full = ContinuousClock.now - t
+        precondition(map.count == count, "map holds \(map.count), expected \(count)")
+
+        // Incremental: a tenth of the objects change.
+        let tenth = count / 10
+        let before = await r.updatesApplied
+        t = .now
+        await table.upsert(contentsOf: (0..<UInt32(tenth)).map { Entry(id: $0, value: UInt64($0) + 1) })
+        while await r.updatesApplied < before + tenth { await Task.yield() }
+        let incr = ContinuousClock.now - t
+
+        // Prune: 100k stale entries appear behind the table's back.
+        let stale = (UInt32(count)..<UInt32(count + count / 10)).map { $0 }
+        try map.updateBatch(keys: stale, values: stale.map { UInt64($0) })
+        let ops = MapOps(map: map, key: { $0.id }, value: { $0.value })
+        t = .now
+        try await ops.prune(desired: await table.all())
+        let prune = ContinuousClock.now - t
+        precondition(map.count == count)
+
+        // Full refresh: every object updated again, then pruned.
+        t = .now
+        await r.refresh()
+        let refresh = ContinuousClock.now - t
+        await r.stop()
+
+        func rate(_ n: Int, _ d: Duration) -> String {
+            String(format: "%.0f objects/s (%.2f s)", Double(n) / seconds(d), seconds(d))
+        }
+        return [
+            ("reconciler: \(count) objects into a BPF hash map", rate(count, full), "1M in < 2 s"),
+            ("reconciler: \(tenth) changed objects (incremental)", rate(tenth, incr), ""),
+            ("prune: find and delete \(stale.count) stale of \(count + stale.count)", rate(count + stale.count, prune), ""),
+            ("full refresh: update \(count) + prune", rate(count, refresh), ""),
+        ]
+    }
+
+    static func changeLatency(tableSize: Int, samples: Int) async throws -> [(String, String, String)] {
+        let map = try BPFMap<UInt32, UInt64>.create(type: BPF_MAP_TYPE_HASH, name: "bench_lat", maxEntries: UInt32(tableSize + 16))
+        let table = StateTable<Entry>(name: "lat")
+        await table.upsert(contentsOf: (0..<UInt32(tableSize)).map { Entry(id: $0, value: 0) })
+        let r = makeReconciler(table, map)
+        await r.start()
+        await waitDone(r, tableSize)
+        var latencies: [Double] = []
+        for i in 0..<samples {
+            let id = UInt32.random(in: 0..<UInt32(tableSize))
+            let value = UInt64(i + 1) << 32 | UInt64(id)
+            let t = ContinuousClock.now
+            await table.upsert(Entry(id: id, value: value))
+            while map.lookup(id) != value { await Task.yield() }
+            latencies.append(seconds(ContinuousClock.now - t) * 1e6)
+        }
+        await r.stop()
+        latencies.sort()
+        let p50 = latencies[latencies.count / 2], p99 = latencies[latencies.count * 99 / 100]
+        return [("one changed object reaches its map (table of \(tableSize))",
+                 String(format: "p50 %.0f µs, p99 %.0f µs", p50, p99), "p99 < 1 ms")]
+    }
+
+    static func agentStartup() throws -> [(String, String, String)] {
+        let bin = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+            .deletingLastPathComponent().path
+        let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let dir = "/tmp/cilium-bench-\(tag)"
+        let bpfRoot = "/sys/fs/bpf/cilium-bench-\(tag)"
+        let ns = try NetworkNamespace.create(named: "cbench-\(tag)")
+        defer {
+            try? ns.delete()
+            BPFFS.removeTree(bpfRoot)
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let config = dir + "/values.yaml"
+        try "agent:\n  socketPath: \(dir)/cilium.sock\n  stateDir: \(dir)/state\nbpf:\n  root: \(bpfRoot)\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+
+        func start() throws -> (Process, Double) {
+            let notify = try NotifyListener(path: dir + "/notify.sock")
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+            p.arguments = ["--net=\(ns.path)", bin + "/cilium-agent", "--config", config]
+            var env = ProcessInfo.processInfo.environment
+            env["NOTIFY_SOCKET"] = notify.path
+            p.environment = env
+            p.standardError = FileHandle.nullDevice
+            let t = ContinuousClock.now
+            try p.run()
+            let (ready, msgs) = notify.waitReady(pid: p.processIdentifier, timeout: .seconds(30))
+            guard ready else { throw AgentError("agent did not become READY: \(msgs)") }
+            return (p, seconds(ContinuousClock.now - t) * 1000)
+        }
+        func rssMB(_ pid: Int32) -> Double {
+            let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+            let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+            return Double(line.split(separator: " ").dropFirst().first ?? "0").map { $0 / 1024 } ?? 0
+        }
+        let (cold, coldMS) = try start()
+        Thread.sleep(forTimeInterval: 3)
+        let rss = rssMB(cold.processIdentifier)
+        kill(cold.processIdentifier, SIGKILL)
+        cold.waitUntilExit()
+        let (warm, warmMS) = try start()
+        kill(warm.processIdentifier, SIGTERM)
+        warm.waitUntilExit()
+        return [
+            ("agent start to READY, cold (new pins)", String(format: "%.0f ms", coldMS), "< 1 s"),
+            ("agent start to READY, adopting pins after kill -9", String(format: "%.0f ms", warmMS), "< 1 s"),
+            ("agent idle RSS (3 s after READY)", String(format: "%.1f MB", rss), "< 30 MB"),
+        ]
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,15 @@
+#!/bin/sh
+# Benchmarks (not tests): release build, then the figures with their targets.
+# Output is also saved to bench/results/DATE.txt.
+set -eu
+cd "$(dirname "$0")/.."
+export PATH="/opt/swift/usr/bin:$PATH"
+scripts/install-deps.sh
+swift build -c release --product cilium-agent
+swift build -c release --product cilium-bench
+mkdir -p bench/results
+out=bench/results/$(date -u +%Y-%m-%d).txt
+{
+    echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(uname -r) $(nproc) cores; scripts/bench.sh"
+    .build/release/cilium-bench "$@"
+} | tee "$out"
