@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "Datapath", dependencies: ["CBPF", "Reconciler"], swiftSettings: swift6,
                 plugins: ["BPFCompiler"]),
         .target(name: "Config", dependencies: ["Yams"], swiftSettings: swift6),
-        .target(name: "API", dependencies: ["Config", "Reconciler"], swiftSettings: swift6),
+        .target(name: "API", dependencies: ["Config", "Datapath", "Reconciler"], swiftSettings: swift6),
     ]
     + subsystems.map { name in
         .target(name: name, dependencies: ["Reconciler", "Datapath", "Config", "API"],
@@ -55,9 +55,10 @@ let package = Package(
         .executableTarget(name: "cilium-bench", dependencies: ["Agent", "Datapath", "Reconciler", "CBPF"],
                           swiftSettings: swift6),
 
+        .target(name: "TestSupport", dependencies: ["Datapath"], path: "Tests/TestSupport", swiftSettings: swift6),
         .testTarget(name: "ReconcilerTests", dependencies: ["Reconciler"], swiftSettings: swift6),
-        .testTarget(name: "DatapathTests", dependencies: ["Datapath", "CBPF", "Reconciler"], swiftSettings: swift6),
+        .testTarget(name: "DatapathTests", dependencies: ["Datapath", "CBPF", "Reconciler", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swift6),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "Config", "Datapath", "CBPF"], exclude: ["systemd"], swiftSettings: swift6),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "Config", "Datapath", "CBPF", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),
     ]
 )

@@ -1,3 +1,4 @@
+import Datapath
 import Config
 import Reconciler
 
@@ -47,4 +48,22 @@ extension Reconciler {
         return ReconcilerStatus(name: name, subsystem: subsystem, state: h.state, message: h.message,
                                 objects: c.pending + c.done + c.error, pending: c.pending, errors: c.error)
     }
+}
+
+/// A subsystem whose datapath is one pipeline stage: starting fills its slot,
+/// disabling empties it, agent shutdown leaves it in place for the next agent.
+public protocol StageSubsystem: AgentSubsystem {
+    nonisolated var stage: PipelineStage { get }
+    var context: SubsystemContext? { get }
+}
+
+extension StageSubsystem {
+    public func start() async throws {
+        guard let context else { throw SubsystemError("\(name): not configured") }
+        try await stage.install(bpfRoot: context.bpfRoot)
+    }
+
+    public func stop() async { await stage.uninstall() }
+    public func shutdown() async { await stage.release() }
+    public func health() async -> Health { await stage.health }
 }

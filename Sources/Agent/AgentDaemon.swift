@@ -194,12 +194,8 @@ public actor AgentDaemon {
         let path = options.configPath
         var text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         for setting in settings {
-            guard let eq = setting.firstIndex(of: "=") else {
-                return .failure(AgentError("\(setting): expected key=value"))
-            }
             do {
-                text = try ConfigEditor.set(String(setting[..<eq]), to: String(setting[setting.index(after: eq)...]),
-                                            in: text, file: path)
+                text = try ConfigEditor.set(setting, in: text, file: path)
             } catch {
                 return .failure(AgentError("\(error)"))
             }

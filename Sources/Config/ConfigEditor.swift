@@ -23,7 +23,8 @@ public enum ConfigEditor {
         let newText = editedInPlace(text, tree: tree, key: schemaKey, value: newValue, expected: expected, file: file)
             ?? emit(expected)
         try revalidate(newText, original: text, file: file, key: key, assignmentText: assignmentText)
-        return newText
+        // A file ends with a newline, so later appends and `cat` stay tidy.
+        return newText.isEmpty || newText.hasSuffix("\n") ? newText : newText + "\n"
     }
 
     /// `set` taking `KEY=VALUE` text as `cilium config set` receives it.

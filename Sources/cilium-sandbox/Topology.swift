@@ -57,9 +57,7 @@ enum Topology {
         let own = ["agent.socketPath=\(node.socket)", "agent.stateDir=\(node.stateDir)", "agent.nodeName=\(node.name)",
                    "bpf.root=\(node.bpfRoot)", "cluster.name=\(sandbox)"]
         for setting in own + settings {
-            guard let eq = setting.firstIndex(of: "=") else { throw SandboxError("--set \(setting): expected key=value") }
-            text = try ConfigEditor.set(String(setting[..<eq]), to: String(setting[setting.index(after: eq)...]),
-                                        in: text, file: node.configFile)
+            text = try ConfigEditor.set(setting, in: text, file: node.configFile)
         }
         try text.write(toFile: node.configFile, atomically: true, encoding: .utf8)
     }

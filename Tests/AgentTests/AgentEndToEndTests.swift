@@ -5,6 +5,7 @@ import Datapath
 import Foundation
 import Glibc
 import Testing
+import TestSupport
 
 /// A cilium-agent started the way systemd starts it: in a namespace of the
 /// test's own, with a NOTIFY_SOCKET the test listens on.
@@ -249,7 +250,7 @@ func slotID(_ agent: AgentUnderTest, _ stage: cilium_stage) throws -> UInt32? {
         let node2 = report.nodes[1]
         let echo = try NetworkNamespace(named: node2.namespace)
         let node1 = try NetworkNamespace(named: report.nodes[0].namespace)
-        #expect(try udpRoundTrip(from: node1, to: echo, address: node2.addresses[0]))
+        #expect(try udpDeliver(from: node1, to: echo, address: node2.addresses[0]) == 1)
 
         // exec runs inside the node's namespace.
         let (ec, addrs) = try runCapturing([sandbox, "exec", "--name", name, "node1", "--", "ip", "-4", "-o", "addr", "show", "eth0"])
@@ -264,32 +265,3 @@ func slotID(_ agent: AgentUnderTest, _ stage: cilium_stage) throws -> UInt32? {
     }
 }
 
-/// Sends one UDP datagram from `from` to `address` (a socket bound inside `to`)
-/// and reads it there: proof that the two namespaces are connected.
-func udpRoundTrip(from: NetworkNamespace, to: NetworkNamespace, address: String) throws -> Bool {
-    let port: UInt16 = 40000 + UInt16.random(in: 0...9999)
-    let receiver = try to.run { () -> Int32 in
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        var sa = sockaddr_in()
-        sa.sin_family = sa_family_t(AF_INET)
-        sa.sin_port = port.bigEndian
-        inet_pton(AF_INET, address, &sa.sin_addr)
-        _ = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        return fd
-    }
-    defer { close(receiver) }
-    try from.run {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        defer { close(fd) }
-        var sa = sockaddr_in()
-        sa.sin_family = sa_family_t(AF_INET)
-        sa.sin_port = port.bigEndian
-        inet_pton(AF_INET, address, &sa.sin_addr)
-        let msg = Array("ping".utf8)
-        _ = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, msg, msg.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    }
-    var pfd = pollfd(fd: receiver, events: Int16(POLLIN), revents: 0)
-    guard poll(&pfd, 1, 3000) == 1 else { return false }
-    var buf = [UInt8](repeating: 0, count: 16)
-    return recv(receiver, &buf, buf.count, 0) == 4
-}

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import TestSupport
 
 /// config/cilium-agent.service under a real systemd 252, booted in a
 /// container with systemd-nspawn (PID 1 on these machines is not systemd).
@@ -53,55 +54,3 @@ import Testing
     }
 }
 
-/// A temporary directory removed at the end of the test.
-final class TempDir {
-    let path: String
-    init(_ prefix: String) throws {
-        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
-        guard mkdtemp(&template) != nil else { throw POSIXError(.EIO) }
-        path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
-/// Where the built products live (the test bundle sits beside them).
-func buildDirectory() -> String {
-    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    var url = URL(fileURLWithPath: exe).deletingLastPathComponent()
-    while !FileManager.default.fileExists(atPath: url.path + "/cilium-agent") && url.path != "/" {
-        url = url.deletingLastPathComponent()
-    }
-    return url.path
-}
-
-func repositoryRoot() -> String {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-}
-
-func removeTree(_ path: String) {
-    try? FileManager.default.removeItem(atPath: path)
-}
-
-/// nspawn leaves these behind on this host (PLATFORM.md).
-func removeNspawnLeftovers(rootfs: String) {
-    for base in ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"] {
-        for d in ["payload", "supervisor"] { rmdir(base + "/" + d) }
-    }
-    removeTree("/run/systemd/nspawn/propagate/" + URL(fileURLWithPath: rootfs).lastPathComponent)
-}
-
-/// Runs a command, returning its exit status and combined output.
-func runCapturing(_ argv: [String], environment: [String: String]? = nil) throws -> (Int32, String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = argv
-    if let environment { p.environment = environment }
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    p.standardInput = FileHandle.nullDevice
-    try p.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-}

@@ -3,6 +3,7 @@ import Datapath
 import Foundation
 import Glibc
 import Testing
+import TestSupport
 
 /// Two namespaces of the test's own joined by a veth; nothing in the root namespace.
 final class VethPair {
@@ -32,39 +33,8 @@ final class VethPair {
         try? b.delete()
     }
 
-    /// Sends `count` UDP datagrams from a to b and returns how many arrived.
     func sendUDP(count: Int) throws -> Int {
-        let port: UInt16 = 41000 + UInt16.random(in: 0...999)
-        let addrB = addressB
-        let receiver = try b.run { () -> Int32 in
-            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-            var sa = sockaddr_in()
-            sa.sin_family = sa_family_t(AF_INET)
-            sa.sin_port = port.bigEndian
-            inet_pton(AF_INET, addrB, &sa.sin_addr)
-            _ = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            return fd
-        }
-        defer { close(receiver) }
-        try a.run {
-            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-            defer { close(fd) }
-            var sa = sockaddr_in()
-            sa.sin_family = sa_family_t(AF_INET)
-            sa.sin_port = port.bigEndian
-            inet_pton(AF_INET, addrB, &sa.sin_addr)
-            let msg = [UInt8](repeating: 7, count: 32)
-            for _ in 0..<count {
-                _ = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, msg, msg.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            }
-        }
-        var got = 0
-        var buf = [UInt8](repeating: 0, count: 64)
-        var pfd = pollfd(fd: receiver, events: Int16(POLLIN), revents: 0)
-        while got < count, poll(&pfd, 1, 1000) == 1 {
-            if recv(receiver, &buf, buf.count, 0) > 0 { got += 1 }
-        }
-        return got
+        try udpDeliver(from: a, to: b, address: addressB, count: count)
     }
 }
 

@@ -2,16 +2,7 @@ import CBPF
 import Datapath
 import Foundation
 import Testing
-
-/// A unique pin directory under bpffs, removed afterwards.
-struct PinRoot: ~Copyable {
-    let path: String
-    init(_ tag: String) throws {
-        path = "/sys/fs/bpf/cilium-test-\(tag)-\(UInt32.random(in: 0...UInt32.max))"
-        try BPFFS.prepare(root: path)
-    }
-    deinit { BPFFS.removeTree(path) }
-}
+import TestSupport
 
 func sumPerCPU(_ values: [stage_stats]) -> UInt64 { values.reduce(0) { $0 + $1.packets } }
 

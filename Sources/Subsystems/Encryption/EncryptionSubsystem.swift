@@ -8,24 +8,16 @@ import Reconciler
 /// foundation puts the encryption stage into the pipeline while enabled and
 /// says what the kernel can do: no in-kernel WireGuard (wireguard-go is the
 /// way here) and no ESP (IPsec cannot run on this kernel).
-public actor EncryptionSubsystem: AgentSubsystem {
+public actor EncryptionSubsystem: StageSubsystem {
     public nonisolated let name = "encryption"
     public nonisolated let dependencies = ["networking"]
     public nonisolated let configKeys = ["encryption."]
-    private var context: SubsystemContext?
-    private let stage = PipelineStage(object: "encrypt", program: "cil_stage_encrypt", slot: CILIUM_STAGE_ENCRYPT)
+    public private(set) var context: SubsystemContext?
+    public nonisolated let stage = PipelineStage(object: "encrypt", program: "cil_stage_encrypt", slot: CILIUM_STAGE_ENCRYPT)
 
     public init() {}
 
     public func configure(_ context: SubsystemContext) { self.context = context }
-
-    public func start() async throws {
-        guard let context else { throw SubsystemError("encryption: not configured") }
-        try await stage.install(bpfRoot: context.bpfRoot)
-    }
-
-    public func stop() async { await stage.uninstall() }
-    public func shutdown() async { await stage.release() }
 
     public func health() async -> Health {
         let h = await stage.health

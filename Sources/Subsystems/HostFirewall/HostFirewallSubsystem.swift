@@ -7,25 +7,16 @@ import Reconciler
 /// Policy for the host endpoint (`hostFirewall.enabled`). This foundation puts
 /// the host-firewall stage into the pipeline while enabled; host policies and
 /// attachment to the host's devices come with their own issue.
-public actor HostFirewallSubsystem: AgentSubsystem {
+public actor HostFirewallSubsystem: StageSubsystem {
     public nonisolated let name = "hostfirewall"
     public nonisolated let dependencies = ["networking"]
     public nonisolated let configKeys = ["hostFirewall.", "devices"]
-    private var context: SubsystemContext?
-    private let stage = PipelineStage(object: "hostfw", program: "cil_stage_hostfw", slot: CILIUM_STAGE_HOSTFW)
+    public private(set) var context: SubsystemContext?
+    public nonisolated let stage = PipelineStage(object: "hostfw", program: "cil_stage_hostfw", slot: CILIUM_STAGE_HOSTFW)
 
     public init() {}
 
     public func configure(_ context: SubsystemContext) { self.context = context }
-
-    public func start() async throws {
-        guard let context else { throw SubsystemError("hostfirewall: not configured") }
-        try await stage.install(bpfRoot: context.bpfRoot)
-    }
-
-    public func stop() async { await stage.uninstall() }
-    public func shutdown() async { await stage.release() }
-    public func health() async -> Health { await stage.health }
 
     public func status() async -> SubsystemStatus {
         let h = await health()

@@ -7,25 +7,16 @@ import Reconciler
 /// kube-proxy replacement (`kubeProxyReplacement: true`). This foundation puts
 /// the LB stage into the pipeline while enabled; services, backends, Maglev,
 /// socket LB and DSR come with the load-balancer issue.
-public actor LoadBalancerSubsystem: AgentSubsystem {
+public actor LoadBalancerSubsystem: StageSubsystem {
     public nonisolated let name = "loadbalancer"
     public nonisolated let dependencies = ["networking"]
     public nonisolated let configKeys = ["kubeProxyReplacement", "loadBalancer.", "maglev."]
-    private var context: SubsystemContext?
-    private let stage = PipelineStage(object: "lb", program: "cil_stage_lb", slot: CILIUM_STAGE_LB)
+    public private(set) var context: SubsystemContext?
+    public nonisolated let stage = PipelineStage(object: "lb", program: "cil_stage_lb", slot: CILIUM_STAGE_LB)
 
     public init() {}
 
     public func configure(_ context: SubsystemContext) { self.context = context }
-
-    public func start() async throws {
-        guard let context else { throw SubsystemError("loadbalancer: not configured") }
-        try await stage.install(bpfRoot: context.bpfRoot)
-    }
-
-    public func stop() async { await stage.uninstall() }
-    public func shutdown() async { await stage.release() }
-    public func health() async -> Health { await stage.health }
 
     public func status() async -> SubsystemStatus {
         let h = await health()

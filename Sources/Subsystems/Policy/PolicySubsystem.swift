@@ -7,25 +7,16 @@ import Reconciler
 /// Identity-based network policy. This foundation puts the policy stage into
 /// the pipeline (slot CILIUM_STAGE_POLICY) while enabled; CiliumNetworkPolicy
 /// parsing, resolution and the per-endpoint maps come with the policy issue.
-public actor PolicySubsystem: AgentSubsystem {
+public actor PolicySubsystem: StageSubsystem {
     public nonisolated let name = "policy"
     public nonisolated let dependencies = ["networking"]
     public nonisolated let configKeys = ["policyEnforcementMode", "policyAuditMode"]
-    private var context: SubsystemContext?
-    private let stage = PipelineStage(object: "policy", program: "cil_stage_policy", slot: CILIUM_STAGE_POLICY)
+    public private(set) var context: SubsystemContext?
+    public nonisolated let stage = PipelineStage(object: "policy", program: "cil_stage_policy", slot: CILIUM_STAGE_POLICY)
 
     public init() {}
 
     public func configure(_ context: SubsystemContext) { self.context = context }
-
-    public func start() async throws {
-        guard let context else { throw SubsystemError("policy: not configured") }
-        try await stage.install(bpfRoot: context.bpfRoot)
-    }
-
-    public func stop() async { await stage.uninstall() }
-    public func shutdown() async { await stage.release() }
-    public func health() async -> Health { await stage.health }
 
     public func status() async -> SubsystemStatus {
         let mode = context?.config.policyEnforcementMode.rawValue ?? "default"

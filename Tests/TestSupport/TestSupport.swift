@@ -1,0 +1,104 @@
+import Datapath
+import Foundation
+import Glibc
+
+/// A temporary directory removed at the end of the test.
+public final class TempDir {
+    public let path: String
+    public init(_ prefix: String) throws {
+        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+        guard mkdtemp(&template) != nil else { throw POSIXError(.EIO) }
+        path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// Where the built products live (the test bundle sits beside them).
+public func buildDirectory() -> String {
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    var url = URL(fileURLWithPath: exe).deletingLastPathComponent()
+    while !FileManager.default.fileExists(atPath: url.path + "/cilium-agent") && url.path != "/" {
+        url = url.deletingLastPathComponent()
+    }
+    return url.path
+}
+
+public func repositoryRoot() -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+}
+
+public func removeTree(_ path: String) {
+    try? FileManager.default.removeItem(atPath: path)
+}
+
+/// nspawn leaves these behind on this host (PLATFORM.md).
+public func removeNspawnLeftovers(rootfs: String) {
+    for base in ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"] {
+        for d in ["payload", "supervisor"] { rmdir(base + "/" + d) }
+    }
+    removeTree("/run/systemd/nspawn/propagate/" + URL(fileURLWithPath: rootfs).lastPathComponent)
+}
+
+/// Runs a command, returning its exit status and combined output.
+public func runCapturing(_ argv: [String], environment: [String: String]? = nil) throws -> (Int32, String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = argv
+    if let environment { p.environment = environment }
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = pipe
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// Sends `count` UDP datagrams from namespace `from` to `address`, where a
+/// socket bound inside `to` reads them; returns how many arrived. Proof that
+/// two namespaces are connected, without ping (not installed here).
+public func udpDeliver(from: NetworkNamespace, to: NetworkNamespace, address: String, count: Int = 1) throws -> Int {
+    let port: UInt16 = 41000 + UInt16.random(in: 0...9999)
+    func sockaddr(_ address: String) -> sockaddr_in {
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = port.bigEndian
+        inet_pton(AF_INET, address, &sa.sin_addr)
+        return sa
+    }
+    let receiver = try to.run { () -> Int32 in
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        var sa = sockaddr(address)
+        _ = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        return fd
+    }
+    defer { close(receiver) }
+    try from.run {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var sa = sockaddr(address)
+        let msg = [UInt8](repeating: 7, count: 32)
+        for _ in 0..<count {
+            _ = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { sendto(fd, msg, msg.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        }
+    }
+    var got = 0
+    var buf = [UInt8](repeating: 0, count: 64)
+    var pfd = pollfd(fd: receiver, events: Int16(POLLIN), revents: 0)
+    while got < count, poll(&pfd, 1, 1000) == 1 {
+        if recv(receiver, &buf, buf.count, 0) > 0 { got += 1 }
+    }
+    return got
+}
+
+/// A unique pin directory under bpffs, removed afterwards.
+public struct PinRoot: ~Copyable {
+    public let path: String
+    public init(_ tag: String) throws {
+        path = "/sys/fs/bpf/cilium-test-\(tag)-\(UInt32.random(in: 0...UInt32.max))"
+        try BPFFS.prepare(root: path)
+    }
+    deinit { BPFFS.removeTree(path) }
+}
+
