@@ -59,3 +59,17 @@ int cil_to_container(struct __sk_buff *skb)
 {
 	return run_entry(skb, CILIUM_DIR_INGRESS);
 }
+
+/* Traffic arriving at the node on one of its devices (`devices` in the config). */
+SEC("tc")
+int cil_from_netdev(struct __sk_buff *skb)
+{
+	return run_entry(skb, CILIUM_DIR_INGRESS);
+}
+
+/* Traffic leaving the node through one of its devices. */
+SEC("tc")
+int cil_to_netdev(struct __sk_buff *skb)
+{
+	return run_entry(skb, CILIUM_DIR_EGRESS);
+}

@@ -150,6 +150,18 @@ public actor Reconciler<Ops: Operations> {
         return false
     }
 
+    /// Waits until the initial content has been tried once: every object is
+    /// done or failed (and retrying), none pending. For READY, which must not
+    /// wait out a backoff for, say, a device that does not exist yet.
+    public func waitSettled(timeout: Duration = .seconds(10)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if initialSynced && counts[0] == 0 { return true }
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+        return false
+    }
+
     /// Runs a full refresh and prune now.
     public func refresh() async {
         let all = await table.all()

@@ -55,7 +55,9 @@ enum Topology {
         try FileManager.default.createDirectory(atPath: node.stateDir, withIntermediateDirectories: true)
         var text = "# Written by cilium-sandbox for \(node.name) of sandbox \(sandbox).\n"
         let own = ["agent.socketPath=\(node.socket)", "agent.stateDir=\(node.stateDir)", "agent.nodeName=\(node.name)",
-                   "bpf.root=\(node.bpfRoot)", "cluster.name=\(sandbox)"]
+                   "bpf.root=\(node.bpfRoot)", "cluster.name=\(sandbox)",
+                   // The node's underlay device carries the entry programs.
+                   "devices={eth0}"]
         for setting in own + settings {
             text = try ConfigEditor.set(setting, in: text, file: node.configFile)
         }

@@ -194,6 +194,71 @@ func slotID(_ agent: AgentUnderTest, _ stage: cilium_stage) throws -> UInt32? {
         agent.stop()
     }
 
+    @Test func trafficThroughAttachedDeviceSurvivesAgentCrash() throws {
+        let agent = try AgentUnderTest("traffic", extraConfig: "devices: [eth-t]\n")
+        let peer = try NetworkNamespace.create(named: "cat-peer-\(UInt32.random(in: 0...UInt32.max))")
+        defer { try? peer.delete() }
+        let nl = try Netlink(namespace: agent.namespace)
+        try peer.withFD { try nl.createVeth(name: "eth-t", peerName: "peer0", peerNamespaceFD: $0) }
+        try nl.addAddress(IPv4Prefix("10.252.0.1/24")!, to: "eth-t")
+        try nl.setLinkUp("eth-t")
+        let pnl = try Netlink(namespace: peer)
+        try pnl.addAddress(IPv4Prefix("10.252.0.2/24")!, to: "peer0")
+        try pnl.setLinkUp("peer0")
+
+        try agent.start()
+        let ifindex = try nl.index(of: "eth-t")
+        let attached = try agent.namespace.run { Attach.tcxProgramIDs(ifindex: ifindex, direction: .ingress) }
+        #expect(attached.count == 1)
+        #expect(FileManager.default.fileExists(atPath: agent.bpfRoot + "/links/ingress-eth-t"))
+        #expect(try agent.status().reconcilers.contains { $0.name == "devices" && $0.objects == 2 && $0.state == .ok })
+
+        // A steady UDP stream into the agent's node while the agent is killed and replaced.
+        let stream = try UDPStream(from: peer, to: agent.namespace, address: "10.252.0.1")
+        stream.start(interval: .microseconds(500))
+        Thread.sleep(forTimeInterval: 0.3)
+        agent.stop(signal: SIGKILL)
+        Thread.sleep(forTimeInterval: 0.2)
+        try agent.start()
+        Thread.sleep(forTimeInterval: 0.3)
+        let (sent, received) = stream.finish()
+        print("datagrams across kill -9 and restart of the agent: sent \(sent), received \(received)")
+        #expect(sent > 500)
+        #expect(received == sent, "lost \(sent - received) of \(sent) datagrams across the agent restart")
+
+        // The new agent adopted the pinned link and swapped in its own program.
+        let after = try agent.namespace.run { Attach.tcxProgramIDs(ifindex: ifindex, direction: .ingress) }
+        #expect(after.count == 1)
+        #expect(after != attached)
+        // Every datagram went through the entry program (counted as forwarded, ingress).
+        let metrics = try BPFMap<metrics_key, metrics_value>(pinned: agent.bpfRoot + "/cilium_metrics")
+        var key = metrics_key()
+        key.direction = UInt8(CILIUM_DIR_INGRESS.rawValue)
+        let counted = metrics.lookupPerCPU(key)?.reduce(0) { $0 + $1.packets } ?? 0
+        #expect(counted >= UInt64(sent))
+        agent.stop()
+    }
+
+    @Test func missingDeviceIsRetriedUntilItAppears() throws {
+        let agent = try AgentUnderTest("late", extraConfig: "devices: [late0]\n")
+        try agent.start()
+        var st = try agent.status()
+        #expect(st.state == .degraded)
+        #expect(st.subsystems["networking"]?.message.contains("device late0 not found") == true)
+        // The device appears; the reconciler's retry (with backoff) attaches to it.
+        let nl = try Netlink(namespace: agent.namespace)
+        try nl.createVeth(name: "late0", peerName: "late1")
+        let deadline = Date().addingTimeInterval(10)
+        repeat {
+            Thread.sleep(forTimeInterval: 0.1)
+            st = try agent.status()
+        } while st.state != .ok && Date() < deadline
+        #expect(st.state == .ok, "\(st.message)")
+        let ifindex = try nl.index(of: "late0")
+        #expect(try agent.namespace.run { Attach.tcxProgramIDs(ifindex: ifindex, direction: .egress) }.count == 1)
+        agent.stop()
+    }
+
     @Test func badConfigRefusesToStart() throws {
         let agent = try AgentUnderTest("badstart", extraConfig: "maglev:\n  tableSize: 1000\n")
         #expect(throws: TestFailure.self) { try agent.start(timeout: .seconds(10)) }

@@ -102,3 +102,74 @@ public struct PinRoot: ~Copyable {
     deinit { BPFFS.removeTree(path) }
 }
 
+
+/// A steady stream of UDP datagrams from one namespace to a socket in another,
+/// sent and counted on threads of their own.
+public final class UDPStream: @unchecked Sendable {
+    private let from: NetworkNamespace
+    private let receiver: Int32
+    private let sender: Int32
+    private var destination = sockaddr_in()
+    private let lock = NSLock()
+    private var running = true
+    private var sent = 0
+    private var received = 0
+    private let done = DispatchGroup()
+
+    public init(from: NetworkNamespace, to: NetworkNamespace, address: String) throws {
+        self.from = from
+        let port: UInt16 = 42000 + UInt16.random(in: 0...9999)
+        destination.sin_family = sa_family_t(AF_INET)
+        destination.sin_port = port.bigEndian
+        inet_pton(AF_INET, address, &destination.sin_addr)
+        var sa = destination
+        receiver = try to.run { () -> Int32 in
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            var size: Int32 = 8 << 20
+            setsockopt(fd, SOL_SOCKET, 33 /* SO_RCVBUFFORCE */, &size, socklen_t(MemoryLayout<Int32>.size))
+            _ = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            return fd
+        }
+        sender = try from.run { socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0) }
+    }
+
+    deinit {
+        close(receiver)
+        close(sender)
+    }
+
+    public func start(interval: Duration) {
+        let usec = UInt32(interval.components.attoseconds / 1_000_000_000_000 + interval.components.seconds * 1_000_000)
+        done.enter()
+        Thread.detachNewThread { [self] in
+            var sa = destination
+            let msg = [UInt8](repeating: 1, count: 64)
+            while lock.withLock({ running }) {
+                let n = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { sendto(sender, msg, msg.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+                if n > 0 { lock.withLock { sent += 1 } }
+                usleep(usec)
+            }
+            done.leave()
+        }
+        done.enter()
+        Thread.detachNewThread { [self] in
+            var buf = [UInt8](repeating: 0, count: 128)
+            var pfd = pollfd(fd: receiver, events: Int16(POLLIN), revents: 0)
+            while true {
+                if poll(&pfd, 1, 300) == 1 {
+                    if recv(receiver, &buf, buf.count, 0) > 0 { lock.withLock { received += 1 } }
+                } else if !lock.withLock({ running }) {
+                    break
+                }
+            }
+            done.leave()
+        }
+    }
+
+    /// Stops sending, drains what is still in flight, returns (sent, received).
+    public func finish() -> (sent: Int, received: Int) {
+        lock.withLock { running = false }
+        done.wait()
+        return lock.withLock { (sent, received) }
+    }
+}

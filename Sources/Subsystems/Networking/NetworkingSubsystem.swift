@@ -18,6 +18,9 @@ public actor NetworkingSubsystem: AgentSubsystem {
     private var context: SubsystemContext?
     private var entry: BPFObject?
     private var ipcacheReconciler: Reconciler<BPFMapOperations<IPCacheEntry, ipcache_key, ipcache_value>>?
+    /// Desired entry-program attachments on the node's devices.
+    public let deviceAttachments = StateTable<DeviceAttachment>(name: "devices")
+    private var deviceReconciler: Reconciler<DeviceLinkOperations>?
 
     public init() {}
 
@@ -41,18 +44,31 @@ public actor NetworkingSubsystem: AgentSubsystem {
         }
         self.entry = entry
         self.ipcacheReconciler = r
+
+        let devices = try DeviceLinkOperations(fromNetdev: try await entry.program("cil_from_netdev"),
+                                           toNetdev: try await entry.program("cil_to_netdev"), bpfRoot: context.bpfRoot)
+        await deviceAttachments.replaceAll(context.config.devices.flatMap {
+            [DeviceAttachment(device: $0, direction: .ingress), DeviceAttachment(device: $0, direction: .egress)]
+        })
+        let d = Reconciler(name: "devices", table: deviceAttachments, operations: devices)
+        await d.start()
+        // A missing device is not fatal: the reconciler retries and status says which.
+        _ = await d.waitSettled(timeout: .seconds(5))
+        self.deviceReconciler = d
     }
 
     public func stop() async {
         await ipcacheReconciler?.stop()
         ipcacheReconciler = nil
+        await deviceReconciler?.stop()
+        deviceReconciler = nil
         await entry?.close()
         entry = nil
     }
 
     public func health() async -> Health {
-        guard let r = ipcacheReconciler else { return .stopped }
-        return await r.health()
+        guard let r = ipcacheReconciler, let d = deviceReconciler else { return .stopped }
+        return Health.worst([await r.health(), await d.health()])
     }
 
     public func status() async -> SubsystemStatus {
@@ -61,14 +77,18 @@ public actor NetworkingSubsystem: AgentSubsystem {
         let proto = context?.config.tunnelProtocol.rawValue ?? "vxlan"
         let network = mode == "tunnel" ? "Tunnel [\(proto)]" : "Native"
         let entries = await ipcache.count
+        let devices = context?.config.devices ?? []
         return SubsystemStatus(enabled: true, state: h.state, message: h.message,
                                summary: "Network: \(network)   Host: BPF",
-                               details: ["ipcache entries: \(entries)", "bpf root: \(context?.bpfRoot ?? "-")"])
+                               details: ["ipcache entries: \(entries)", "bpf root: \(context?.bpfRoot ?? "-")",
+                                         "devices: \(devices.isEmpty ? "none" : devices.joined(separator: ", ")) (entry programs on TCX links)"])
     }
 
     public func reconcilers() async -> [ReconcilerStatus] {
-        guard let r = ipcacheReconciler else { return [] }
-        return [await r.statusReport(subsystem: name)]
+        var out: [ReconcilerStatus] = []
+        if let r = ipcacheReconciler { out.append(await r.statusReport(subsystem: name)) }
+        if let d = deviceReconciler { out.append(await d.statusReport(subsystem: name)) }
+        return out
     }
 
     public func shutdown() async { await stop() }
