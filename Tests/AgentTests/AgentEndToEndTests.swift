@@ -45,10 +45,10 @@ final class AgentUnderTest {
 
     /// Starts the agent; returns the sd_notify messages up to READY=1.
     @discardableResult
-    func start(timeout: Duration = .seconds(20)) throws -> [String] {
+    func start(timeout: Duration = .seconds(20), arguments: [String] = []) throws -> [String] {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-        p.arguments = ["--net=\(namespace.path)", buildDirectory() + "/cilium-agent", "--config", configPath]
+        p.arguments = ["--net=\(namespace.path)", buildDirectory() + "/cilium-agent", "--config", configPath] + arguments
         var env = ProcessInfo.processInfo.environment
         env["NOTIFY_SOCKET"] = notify.path
         p.environment = env
@@ -267,6 +267,21 @@ func slotID(_ agent: AgentUnderTest, _ stage: cilium_stage) throws -> UInt32? {
         #expect(agent.log.contains("maglev.tableSize"))
     }
 
+    @Test func setOverridesTheFileAndABadSetRefusesToStart() throws {
+        let agent = try AgentUnderTest("setflag")
+        try agent.start(arguments: ["--set", "hubble.enabled=false", "--set", "hostFirewall.enabled=true"])
+        let st = try agent.status()
+        #expect(st.subsystems["hubble"]?.state == .disabled)
+        #expect(st.subsystems["hostfirewall"]?.state == .ok)
+        agent.stop()
+        #expect(agent.process?.terminationStatus == 0)
+
+        let bad = try AgentUnderTest("badset")
+        #expect(throws: TestFailure.self) { try bad.start(timeout: .seconds(10), arguments: ["--set", "loadBalancer.mode=fast"]) }
+        #expect(bad.process?.terminationStatus == 1)
+        #expect(bad.log.contains("--set loadBalancer.mode=fast"))
+    }
+
     @Test func unreachableAgentGivesAClearErrorAndNonZeroExit() throws {
         let (code, out) = try runCapturing([buildDirectory() + "/cilium", "status"],
                                            environment: ["CILIUM_SOCK": "unix:///tmp/no-such-agent-\(getpid()).sock"])
@@ -321,6 +336,18 @@ func slotID(_ agent: AgentUnderTest, _ stage: cilium_stage) throws -> UInt32? {
         let (ec, addrs) = try runCapturing([sandbox, "exec", "--name", name, "node1", "--", "ip", "-4", "-o", "addr", "show", "eth0"])
         #expect(ec == 0)
         #expect(addrs.contains(report.nodes[0].addresses[0]))
+
+        // A second sandbox with another name coexists with the first.
+        let other = name + "b"
+        defer { _ = try? runCapturing([sandbox, "down", "--name", other]) }
+        let up2 = try runCapturing([sandbox, "up", "--name", other, "--nodes", "1", "--set", "hubble.enabled=false"])
+        #expect(up2.0 == 0, "\(up2.1)")
+        let (c2, json2) = try runCapturing([sandbox, "cilium", "--name", other, "node1", "--", "status", "-o", "json"])
+        #expect(c2 == 0)
+        #expect(try JSONDecoder().decode(StatusResponse.self, from: Data(json2.utf8)).subsystems["hubble"]?.state == .disabled)
+        #expect(try runCapturing([sandbox, "status", "--name", name]).0 == 0)
+        #expect(try runCapturing([sandbox, "down", "--name", other]).0 == 0)
+        #expect(try runCapturing([sandbox, "status", "--name", name]).0 == 0)
 
         let down = try runCapturing([sandbox, "down", "--name", name])
         #expect(down.0 == 0)
