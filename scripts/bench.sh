@@ -5,8 +5,9 @@ set -eu
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 scripts/install-deps.sh
-swift build -c release --product cilium-agent
-swift build -c release --product cilium-bench
+# Self-contained binaries (Swift runtime linked in), as one would deploy them.
+swift build -c release --static-swift-stdlib --product cilium-agent
+swift build -c release --static-swift-stdlib --product cilium-bench
 mkdir -p bench/results
 out=bench/results/$(date -u +%Y-%m-%d).txt
 {
