@@ -29,20 +29,23 @@ static __always_inline __u32 identity_of(__u32 addr)
 	return v ? v->identity : CILIUM_ID_WORLD;
 }
 
-static __always_inline int run_entry(struct __sk_buff *skb, __u32 direction)
+static __always_inline int run_entry(struct __sk_buff *skb, __u32 direction, __u32 hook)
 {
 	struct packet_tuple t = {};
-	skb->cb[CILIUM_CB_DIRECTION] = direction;
-	skb->cb[CILIUM_CB_SRC_IDENTITY] = 0;
-	skb->cb[CILIUM_CB_DST_IDENTITY] = 0;
+	CB_SET(skb, CILIUM_CB_DIRECTION, direction);
+	CB_SET(skb, CILIUM_CB_HOOK, hook);
+	CB_SET(skb, CILIUM_CB_SRC_IDENTITY, 0);
+	CB_SET(skb, CILIUM_CB_DST_IDENTITY, 0);
 	int r = parse_ipv4(skb, &t);
 	if (r < 0)
 		return drop_packet(skb, ENTRY_STAGE, CILIUM_DROP_INVALID, 0, 0);
 	if (r == 0)
 		return TC_ACT_OK; /* not IPv4: ARP and friends pass */
-	skb->cb[CILIUM_CB_SRC_IDENTITY] = identity_of(t.saddr);
-	skb->cb[CILIUM_CB_DST_IDENTITY] = identity_of(t.daddr);
-	skb->cb[CILIUM_CB_NEXT_STAGE] = 0;
+	__u32 src = identity_of(t.saddr);
+	__u32 dst = identity_of(t.daddr);
+	CB_SET(skb, CILIUM_CB_SRC_IDENTITY, src);
+	CB_SET(skb, CILIUM_CB_DST_IDENTITY, dst);
+	CB_SET(skb, CILIUM_CB_NEXT_STAGE, 0);
 	return pipeline_next(skb);
 }
 
@@ -50,26 +53,48 @@ static __always_inline int run_entry(struct __sk_buff *skb, __u32 direction)
 SEC("tc")
 int cil_from_container(struct __sk_buff *skb)
 {
-	return run_entry(skb, CILIUM_DIR_EGRESS);
+	return run_entry(skb, CILIUM_DIR_EGRESS, CILIUM_HOOK_TC_INGRESS);
 }
 
-/* Traffic towards the endpoint (host-side veth egress). */
+/* Traffic towards the endpoint from the node's stack (host-side veth egress). */
 SEC("tc")
 int cil_to_container(struct __sk_buff *skb)
 {
-	return run_entry(skb, CILIUM_DIR_INGRESS);
+	return run_entry(skb, CILIUM_DIR_INGRESS, CILIUM_HOOK_TC_EGRESS);
 }
 
 /* Traffic arriving at the node on one of its devices (`devices` in the config). */
 SEC("tc")
 int cil_from_netdev(struct __sk_buff *skb)
 {
-	return run_entry(skb, CILIUM_DIR_INGRESS);
+	return run_entry(skb, CILIUM_DIR_INGRESS, CILIUM_HOOK_TC_INGRESS);
 }
 
 /* Traffic leaving the node through one of its devices. */
 SEC("tc")
 int cil_to_netdev(struct __sk_buff *skb)
 {
-	return run_entry(skb, CILIUM_DIR_EGRESS);
+	return run_entry(skb, CILIUM_DIR_EGRESS, CILIUM_HOOK_TC_EGRESS);
+}
+
+/* The last stage: a packet for a workload on this node goes straight into
+ * that workload's namespace (bpf_redirect_peer skips the host-side veth and
+ * the node's stack); everything else continues to the node's stack. */
+SEC("tc")
+int cil_deliver(struct __sk_buff *skb)
+{
+	struct packet_tuple t = {};
+	if (parse_ipv4(skb, &t) <= 0 || skb->cb[CILIUM_CB_HOOK] != CILIUM_HOOK_TC_INGRESS)
+		return pipeline_next(skb);
+	struct endpoint_key key = { .addr = t.daddr };
+	struct endpoint_value *ep = bpf_map_lookup_elem(&cilium_lxc, &key);
+	if (!ep || (ep->flags & CILIUM_ENDPOINT_F_HOST) || ep->ifindex == skb->ifindex)
+		return pipeline_next(skb);
+	/* The workload expects its gateway's MAC as source and its own as destination. */
+	if (bpf_skb_store_bytes(skb, 0, ep->mac, 6, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, 6, ep->node_mac, 6, 0) < 0)
+		return drop_packet(skb, CILIUM_STAGE_DELIVER, CILIUM_DROP_INVALID, &t, 0);
+	stage_account(skb, CILIUM_STAGE_DELIVER);
+	count_metric(skb, CILIUM_REASON_FORWARDED, skb->cb[CILIUM_CB_DIRECTION]);
+	return bpf_redirect_peer(ep->ifindex, 0);
 }

@@ -33,11 +33,19 @@ public protocol AgentSubsystem: Subsystem {
     /// Agent shutdown (SIGTERM, crash-safe restart): release handles but leave
     /// the datapath in place so traffic and enforcement continue.
     func shutdown() async
+    /// API paths (prefixes) this subsystem serves, e.g. "/v1/endpoint".
+    nonisolated var apiPrefixes: [String] { get }
+    /// Handles a request under one of `apiPrefixes` while the subsystem runs.
+    func handle(_ request: HTTPRequest) async -> HTTPResponse
 }
 
 extension AgentSubsystem {
     public func reconcilers() async -> [ReconcilerStatus] { [] }
     public func shutdown() async { await stop() }
+    public nonisolated var apiPrefixes: [String] { [] }
+    public func handle(_ request: HTTPRequest) async -> HTTPResponse {
+        .error(status: 404, message: "no API endpoint \(request.method) \(request.path)")
+    }
 }
 
 extension Reconciler {

@@ -280,6 +280,14 @@ public actor AgentDaemon {
             case .failure(let e): return .error(status: 400, message: e.description)
             }
         default:
+            for name in host.order {
+                let s = subsystems[name]!
+                guard s.apiPrefixes.contains(where: { request.path.hasPrefix($0) }) else { continue }
+                guard await host.state(of: name) == .running else {
+                    return .error(status: 503, message: "\(request.path) is served by the \(name) subsystem, which is not running; enable it in the config")
+                }
+                return await s.handle(request)
+            }
             return .error(status: 404, message: "no API endpoint \(request.method) \(request.path)")
         }
     }

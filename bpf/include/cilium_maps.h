@@ -12,6 +12,7 @@ enum cilium_stage {
 	CILIUM_STAGE_POLICY   = 1, /* Policy: identity-based enforcement    */
 	CILIUM_STAGE_HOSTFW   = 2, /* HostFirewall: host endpoint policy    */
 	CILIUM_STAGE_ENCRYPT  = 3, /* Encryption: steer to the crypto device */
+	CILIUM_STAGE_DELIVER  = 7, /* Networking: local delivery, always last */
 	CILIUM_STAGE_MAX      = 8,
 };
 
@@ -21,6 +22,18 @@ enum cilium_cb {
 	CILIUM_CB_SRC_IDENTITY = 1,
 	CILIUM_CB_DST_IDENTITY = 2,
 	CILIUM_CB_DIRECTION = 3,
+	CILIUM_CB_HOOK = 4,           /* enum cilium_hook: where the entry program runs */
+};
+
+/* bpf_redirect_peer only works from a tc ingress hook. */
+enum cilium_hook {
+	CILIUM_HOOK_TC_INGRESS = 0,
+	CILIUM_HOOK_TC_EGRESS = 1,
+};
+
+/* struct endpoint_value.flags */
+enum cilium_endpoint_flags {
+	CILIUM_ENDPOINT_F_HOST = 1, /* the node itself, not a workload */
 };
 
 /* Reserved identities (Cilium's numbering). */

@@ -44,6 +44,11 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_stage_stats SEC(".maps");
 
+/* Stores into skb->cb must address the context directly (ctx + constant);
+ * the verifier rejects a pointer into the context kept across a call, which
+ * the compiler may otherwise produce. */
+#define CB_SET(skb, idx, val) (*(volatile __u32 *)&(skb)->cb[(idx)] = (val))
+
 struct packet_tuple {
 	__u32 saddr, daddr;
 	__u16 sport, dport;

@@ -22,7 +22,7 @@ static __always_inline int pipeline_next(struct __sk_buff *skb)
 	for (int i = 0; i < CILIUM_STAGE_MAX; i++) {
 		if (slot >= CILIUM_STAGE_MAX)
 			break;
-		skb->cb[CILIUM_CB_NEXT_STAGE] = slot + 1;
+		CB_SET(skb, CILIUM_CB_NEXT_STAGE, slot + 1);
 		bpf_tail_call(skb, &cilium_calls, slot);
 		/* Only reached when the slot is empty. */
 		slot++;

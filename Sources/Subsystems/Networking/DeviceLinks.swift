@@ -3,17 +3,21 @@ import Foundation
 import Glibc
 import Reconciler
 
-/// One entry program on one direction of one of the node's devices.
+/// One entry program on one direction of a device: one of the node's own
+/// devices (`devices`) or an endpoint's host-side veth.
 public struct DeviceAttachment: TableObject, Equatable {
+    public enum Role: String, Sendable { case netdev, endpoint }
     public var device: String
     public var direction: TCDirection
+    public var role: Role
     /// Also the pin's file name: bpffs refuses names with '.', which device
     /// names (VLANs: eth0.100) may have.
     public var key: String { "\(direction.rawValue)-\(device.replacingOccurrences(of: ".", with: ":"))" }
 
-    public init(device: String, direction: TCDirection) {
+    public init(device: String, direction: TCDirection, role: Role = .netdev) {
         self.device = device
         self.direction = direction
+        self.role = role
     }
 }
 
@@ -25,11 +29,15 @@ public struct DeviceLinkOperations: Operations {
     public typealias Object = DeviceAttachment
     let fromNetdev: BPFProgram
     let toNetdev: BPFProgram
+    let fromContainer: BPFProgram
+    let toContainer: BPFProgram
     let linkDirectory: String
 
-    init(fromNetdev: BPFProgram, toNetdev: BPFProgram, bpfRoot: String) throws {
-        self.fromNetdev = fromNetdev
-        self.toNetdev = toNetdev
+    init(entry: BPFObject, bpfRoot: String) async throws {
+        fromNetdev = try await entry.program("cil_from_netdev")
+        toNetdev = try await entry.program("cil_to_netdev")
+        fromContainer = try await entry.program("cil_from_container")
+        toContainer = try await entry.program("cil_to_container")
         self.linkDirectory = bpfRoot + "/links"
         try BPFFS.makeDirectories(linkDirectory)
     }
@@ -39,9 +47,16 @@ public struct DeviceLinkOperations: Operations {
     public func update(_ a: DeviceAttachment) async throws {
         let netlink = try Netlink()
         guard let link = try netlink.link(.name(a.device)) else {
-            throw SubsystemError("device \(a.device) not found in this node's network namespace (check `devices` in the config)")
+            throw SubsystemError(a.role == .netdev
+                ? "device \(a.device) not found in this node's network namespace (check `devices` in the config)"
+                : "endpoint interface \(a.device) not found in this node's network namespace")
         }
-        let program = a.direction == .ingress ? fromNetdev : toNetdev
+        let program = switch (a.role, a.direction) {
+        case (.netdev, .ingress): fromNetdev
+        case (.netdev, .egress): toNetdev
+        case (.endpoint, .ingress): fromContainer
+        case (.endpoint, .egress): toContainer
+        }
         _ = try Attach.tcx(program, ifindex: link.index, direction: a.direction, pinPath: pinPath(a))
     }
 

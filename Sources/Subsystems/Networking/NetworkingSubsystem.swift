@@ -2,24 +2,29 @@ import API
 import CBPF
 import Config
 import Datapath
+import Foundation
 import Reconciler
 
 /// Owns the entry programs and the maps every stage shares (cilium_calls,
-/// events, metrics, ipcache, endpoints). Starting it mounts bpffs when needed,
-/// loads (or adopts) the pinned maps and reconciles the ipcache.
+/// events, metrics, ipcache, endpoints), the node's devices and its workload
+/// endpoints. Starting it mounts bpffs when needed, loads (or adopts) the
+/// pinned maps, adopts persisted endpoints and reconciles maps and links.
 public actor NetworkingSubsystem: AgentSubsystem {
     public nonisolated let name = "networking"
     public nonisolated let dependencies: [String] = []
     public nonisolated let configKeys = ["routingMode", "tunnelProtocol", "autoDirectNodeRoutes",
                                          "ipv4NativeRoutingCIDR", "devices", "ipam.", "cluster."]
+    public nonisolated let apiPrefixes = ["/v1/ipam", "/v1/endpoint", "/v1/identity", "/v1/map/"]
 
     /// Desired ipcache content. Other subsystems (and later issues) add entries.
     public let ipcache = StateTable<IPCacheEntry>(name: "ipcache")
+    /// Desired entry-program attachments on devices and endpoint veths.
+    public let deviceAttachments = StateTable<DeviceAttachment>(name: "devices")
     private var context: SubsystemContext?
     private var entry: BPFObject?
+    private var endpointManager: EndpointManager?
     private var ipcacheReconciler: Reconciler<BPFMapOperations<IPCacheEntry, ipcache_key, ipcache_value>>?
-    /// Desired entry-program attachments on the node's devices.
-    public let deviceAttachments = StateTable<DeviceAttachment>(name: "devices")
+    private var endpointReconciler: Reconciler<BPFMapOperations<Endpoint, endpoint_key, endpoint_value>>?
     private var deviceReconciler: Reconciler<DeviceLinkOperations>?
 
     public init() {}
@@ -32,43 +37,65 @@ public actor NetworkingSubsystem: AgentSubsystem {
         guard let context else { throw SubsystemError("networking: not configured") }
         try BPFFS.prepare(root: context.bpfRoot)
         let entry = try BPFObject(embedded: "entry", pinRoot: context.bpfRoot)
-        let map: BPFMap<ipcache_key, ipcache_value> = try await entry.map("cilium_ipcache")
+        self.entry = entry
+
         // Everything outside known prefixes is the world (reserved identity 2).
         await ipcache.upsert(IPCacheEntry(prefix: .default, identity: UInt32(CILIUM_ID_WORLD.rawValue)))
-        let r = Reconciler(name: "ipcache", table: ipcache,
-                           operations: BPFMapOperations(map: map, key: { $0.mapKey }, value: { $0.mapValue }))
-        await r.start()
-        guard await r.waitSynced(timeout: .seconds(5)) else {
-            await r.stop()
-            throw SubsystemError("networking: ipcache did not reach the BPF map: \(await r.health().message)")
-        }
-        self.entry = entry
-        self.ipcacheReconciler = r
+        let ipcacheMap: BPFMap<ipcache_key, ipcache_value> = try await entry.map("cilium_ipcache")
+        ipcacheReconciler = try await startReconciler(Reconciler(
+            name: "ipcache", table: ipcache,
+            operations: BPFMapOperations(map: ipcacheMap, key: { $0.mapKey }, value: { $0.mapValue })))
 
-        let devices = try DeviceLinkOperations(fromNetdev: try await entry.program("cil_from_netdev"),
-                                           toNetdev: try await entry.program("cil_to_netdev"), bpfRoot: context.bpfRoot)
-        await deviceAttachments.replaceAll(context.config.devices.flatMap {
+        let manager = try EndpointManager(stateDir: context.stateDir, podCIDR: try PodAddressAllocator.defaultPodCIDR(context.config),
+                                          ipcache: ipcache, attachments: deviceAttachments)
+        try await manager.setUpRouter()
+        try await manager.restore()
+        endpointManager = manager
+        let lxcMap: BPFMap<endpoint_key, endpoint_value> = try await entry.map("cilium_lxc")
+        endpointReconciler = try await startReconciler(Reconciler(
+            name: "endpoints", table: manager.endpoints,
+            operations: BPFMapOperations(map: lxcMap, key: { $0.mapKey }, value: { $0.mapValue })))
+
+        let netdevs = context.config.devices.flatMap {
             [DeviceAttachment(device: $0, direction: .ingress), DeviceAttachment(device: $0, direction: .egress)]
-        })
-        let d = Reconciler(name: "devices", table: deviceAttachments, operations: devices)
+        }
+        await deviceAttachments.replaceAll(netdevs + (await manager.attachmentsForEndpoints()))
+        let d = Reconciler(name: "devices", table: deviceAttachments,
+                           operations: try await DeviceLinkOperations(entry: entry, bpfRoot: context.bpfRoot))
         await d.start()
         // A missing device is not fatal: the reconciler retries and status says which.
         _ = await d.waitSettled(timeout: .seconds(5))
-        self.deviceReconciler = d
+        deviceReconciler = d
+
+        // Local delivery is the pipeline's last stage.
+        try ProgramArray(pinned: context.bpfRoot + "/cilium_calls")
+            .set(slot: CILIUM_STAGE_DELIVER.rawValue, program: try await entry.program("cil_deliver"))
+    }
+
+    private func startReconciler<Ops: Operations>(_ r: Reconciler<Ops>) async throws -> Reconciler<Ops> {
+        await r.start()
+        guard await r.waitSynced(timeout: .seconds(5)) else {
+            await r.stop()
+            throw SubsystemError("networking: \(r.name) did not reach its BPF map: \(await r.health().message)")
+        }
+        return r
     }
 
     public func stop() async {
         await ipcacheReconciler?.stop()
-        ipcacheReconciler = nil
+        await endpointReconciler?.stop()
         await deviceReconciler?.stop()
+        ipcacheReconciler = nil
+        endpointReconciler = nil
         deviceReconciler = nil
+        endpointManager = nil
         await entry?.close()
         entry = nil
     }
 
     public func health() async -> Health {
-        guard let r = ipcacheReconciler, let d = deviceReconciler else { return .stopped }
-        return Health.worst([await r.health(), await d.health()])
+        guard let r = ipcacheReconciler, let e = endpointReconciler, let d = deviceReconciler else { return .stopped }
+        return Health.worst([await r.health(), await e.health(), await d.health()])
     }
 
     public func status() async -> SubsystemStatus {
@@ -78,18 +105,102 @@ public actor NetworkingSubsystem: AgentSubsystem {
         let network = mode == "tunnel" ? "Tunnel [\(proto)]" : "Native"
         let entries = await ipcache.count
         let devices = context?.config.devices ?? []
+        var details = ["ipcache entries: \(entries)", "bpf root: \(context?.bpfRoot ?? "-")",
+                       "devices: \(devices.isEmpty ? "none" : devices.joined(separator: ", ")) (entry programs on TCX links)"]
+        if let m = endpointManager {
+            details.append("endpoints: \(await m.endpoints.count)")
+        }
         return SubsystemStatus(enabled: true, state: h.state, message: h.message,
-                               summary: "Network: \(network)   Host: BPF",
-                               details: ["ipcache entries: \(entries)", "bpf root: \(context?.bpfRoot ?? "-")",
-                                         "devices: \(devices.isEmpty ? "none" : devices.joined(separator: ", ")) (entry programs on TCX links)"])
+                               summary: "Network: \(network)   Host: BPF", details: details)
+    }
+
+    /// IPAM line of `cilium status`: "IPv4: 3/254 allocated from 10.0.0.0/24".
+    public func ipamSummary() async -> String? {
+        guard let m = endpointManager else { return nil }
+        let a = m.addresses
+        return "IPv4: \(await a.allocated)/\(await a.capacity) allocated from \(a.podCIDR)"
     }
 
     public func reconcilers() async -> [ReconcilerStatus] {
         var out: [ReconcilerStatus] = []
         if let r = ipcacheReconciler { out.append(await r.statusReport(subsystem: name)) }
+        if let e = endpointReconciler { out.append(await e.statusReport(subsystem: name)) }
         if let d = deviceReconciler { out.append(await d.statusReport(subsystem: name)) }
         return out
     }
 
     public func shutdown() async { await stop() }
+
+    // MARK: - API
+
+    public func handle(_ request: HTTPRequest) async -> HTTPResponse {
+        guard let m = endpointManager else { return .error(status: 503, message: "networking is starting") }
+        do {
+            switch (request.method, request.path) {
+            case ("POST", "/v1/ipam"):
+                let req = try request.decode(IPAMRequest.self)
+                return .json(try await m.allocate(owner: req.owner), status: 201)
+            case ("PUT", "/v1/endpoint"):
+                let req = try request.decode(EndpointCreateRequest.self)
+                return .json(try await m.create(req).model, status: 201)
+            case ("DELETE", "/v1/endpoint"):
+                guard let id = request.query["containerID"] else {
+                    return .error(status: 400, message: "DELETE /v1/endpoint needs ?containerID=")
+                }
+                return .json(try await m.delete(containerID: id))
+            case ("GET", "/v1/endpoint"):
+                let all = await m.endpoints.all()
+                if let cid = request.query["containerID"] {
+                    guard let ep = all.first(where: { $0.containerID == cid }) else {
+                        return .error(status: 404, message: "no endpoint for container \(cid)")
+                    }
+                    return .json(ep.model)
+                }
+                if let idText = request.query["id"] {
+                    guard let ep = all.first(where: { String($0.id) == idText }) else {
+                        return .error(status: 404, message: "endpoint \(idText) not found; see cilium endpoint list")
+                    }
+                    return .json(ep.model)
+                }
+                return .json(all.sorted { $0.id < $1.id }.map(\.model))
+            case ("GET", "/v1/identity"):
+                let all = await m.identities.all()
+                if let idText = request.query["id"] {
+                    guard let i = all.first(where: { String($0.id) == idText }) else {
+                        return .error(status: 404, message: "identity \(idText) not found; see cilium identity list")
+                    }
+                    return .json(i)
+                }
+                return .json(all)
+            case ("GET", "/v1/map/ipcache"):
+                guard let entry else { break }
+                let map: BPFMap<ipcache_key, ipcache_value> = try await entry.map("cilium_ipcache")
+                return .json(map.entries().map { k, v in
+                    BPFIPCacheEntry(prefix: "\(IPv4Address(value: UInt32(bigEndian: k.addr)))/\(k.prefixlen)",
+                                    identity: v.identity,
+                                    tunnelEndpoint: v.tunnel_endpoint == 0 ? nil : IPv4Address(value: UInt32(bigEndian: v.tunnel_endpoint)).description)
+                }.sorted { $0.prefix < $1.prefix })
+            case ("GET", "/v1/map/endpoints"):
+                guard let entry else { break }
+                let map: BPFMap<endpoint_key, endpoint_value> = try await entry.map("cilium_lxc")
+                return .json(map.entries().map { k, v in
+                    BPFEndpointEntry(address: IPv4Address(value: UInt32(bigEndian: k.addr)).description, id: Int(v.endpoint_id),
+                                     ifindex: Int(v.ifindex), identity: v.identity,
+                                     mac: MACAddress(bytes: [v.mac.0, v.mac.1, v.mac.2, v.mac.3, v.mac.4, v.mac.5])!.description,
+                                     nodeMac: MACAddress(bytes: [v.node_mac.0, v.node_mac.1, v.node_mac.2, v.node_mac.3, v.node_mac.4, v.node_mac.5])!.description)
+                }.sorted { $0.id < $1.id })
+            default:
+                break
+            }
+            return .error(status: 404, message: "no API endpoint \(request.method) \(request.path)")
+        } catch let e as EndpointError {
+            return .error(status: e.status, message: e.description)
+        } catch let e as IPAMError {
+            return .error(status: 507, message: e.description)
+        } catch let e as DecodingError {
+            return .error(status: 400, message: "bad request body for \(request.path): \(e)")
+        } catch {
+            return .error(status: 500, message: "\(error)")
+        }
+    }
 }

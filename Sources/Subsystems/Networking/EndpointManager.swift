@@ -1,0 +1,146 @@
+import API
+import CBPF
+import Datapath
+import Foundation
+import Reconciler
+
+/// Creates and removes workload endpoints: address (IPAM), identity (labels),
+/// host route, endpoint-map and ipcache entries, entry programs on the
+/// host-side veth. The tables it writes are reconciled into BPF maps and TCX
+/// links; its own state is persisted so a restarted agent adopts every endpoint.
+actor EndpointManager {
+    let endpoints = StateTable<Endpoint>(name: "endpoints")
+    private let ipcache: StateTable<IPCacheEntry>
+    private let attachments: StateTable<DeviceAttachment>
+    let addresses: PodAddressAllocator
+    let identities: LocalIdentityAllocator
+    private let state: JSONState<[Endpoint]>
+
+    init(stateDir: String, podCIDR: IPv4Prefix, ipcache: StateTable<IPCacheEntry>,
+         attachments: StateTable<DeviceAttachment>) throws {
+        self.ipcache = ipcache
+        self.attachments = attachments
+        self.addresses = try PodAddressAllocator(stateFile: stateDir + "/ipam.json", podCIDR: podCIDR)
+        self.identities = try LocalIdentityAllocator(stateFile: stateDir + "/identities.json")
+        self.state = JSONState(path: stateDir + "/endpoints.json")
+    }
+
+    /// The node's router: cilium_host (one end of a veth pair with cilium_net)
+    /// holds the first address of the pod CIDR, the endpoints' gateway.
+    func setUpRouter() async throws {
+        let nl = try Netlink()
+        if try nl.link("cilium_host") == nil {
+            try nl.createVeth(name: "cilium_host", peerName: "cilium_net")
+        }
+        let router = await addresses.routerAddress
+        let have = try nl.addresses(of: "cilium_host").contains { $0.prefix.address == router }
+        if !have { try nl.addAddress(IPv4Prefix(router, length: 32), to: "cilium_host") }
+        try nl.setLinkUp("cilium_host")
+        try nl.setLinkUp("cilium_net")
+        // Forwarding between endpoints and devices through the node's stack.
+        try? "1\n".write(toFile: "/proc/sys/net/ipv4/ip_forward", atomically: false, encoding: .utf8)
+    }
+
+    /// Re-reads persisted endpoints whose host-side veth still exists; those
+    /// whose veth is gone (the container went away while the agent was down)
+    /// are dropped and their addresses released.
+    func restore() async throws {
+        let saved = try state.load() ?? []
+        let nl = try Netlink()
+        var kept: [Endpoint] = []
+        for var ep in saved {
+            guard let link = try nl.link(.name(ep.hostIfName)) else {
+                try await addresses.release(owner: ep.containerID)
+                continue
+            }
+            ep.hostIfIndex = link.index
+            ep.identity = try await identities.identity(for: ep.labels)
+            kept.append(ep)
+        }
+        for ep in kept { await publish(ep) }
+        try await persist()
+    }
+
+    func allocate(owner: String) async throws -> IPAMResponse {
+        let a = try await addresses.allocate(owner: owner)
+        return IPAMResponse(address: a.description, podCIDR: addresses.podCIDR.description,
+                            gateway: await addresses.routerAddress.description)
+    }
+
+    func create(_ req: EndpointCreateRequest) async throws -> Endpoint {
+        guard let allocated = await addresses.address(of: req.containerID), allocated.description == req.address else {
+            throw EndpointError(status: 400, "address \(req.address) is not allocated to container \(req.containerID); ask POST /v1/ipam first")
+        }
+        let nl = try Netlink()
+        guard let link = try nl.link(.name(req.hostIfName)) else {
+            throw EndpointError(status: 400, "host-side interface \(req.hostIfName) does not exist in the node's namespace")
+        }
+        let previous = await endpoints.get(req.containerID)
+        if let previous { await identities.release(previous.identity) }
+        let identity = try await identities.identity(for: req.labels)
+        var id = previous?.id ?? 0
+        if previous == nil { id = try await nextID() }
+        let ep = Endpoint(id: id, containerID: req.containerID, netns: req.netns, ifName: req.ifName,
+                          hostIfName: req.hostIfName, hostIfIndex: link.index, address: req.address, mac: req.mac,
+                          hostMac: link.mac?.description ?? "00:00:00:00:00:00", labels: req.labels, identity: identity,
+                          podNamespace: req.podNamespace, podName: req.podName)
+        try nl.replaceRoute(Netlink.Route(destination: IPv4Prefix(ep.ipv4, length: 32), outputIndex: link.index,
+                                          source: await addresses.routerAddress))
+        await publish(ep)
+        try await persist()
+        return ep
+    }
+
+    /// Removes the endpoint (if any) and releases the owner's address.
+    func delete(containerID: String) async throws -> EndpointDeleteResponse {
+        let released = try await addresses.release(owner: containerID)
+        guard let ep = await endpoints.get(containerID) else {
+            return EndpointDeleteResponse(hostIfName: nil, released: released?.description)
+        }
+        await endpoints.delete(key: containerID)
+        await ipcache.delete(key: IPv4Prefix(ep.ipv4, length: 32))
+        await attachments.delete(keys: [TCDirection.ingress, .egress].map { DeviceAttachment(device: ep.hostIfName, direction: $0, role: .endpoint).key })
+        if let nl = try? Netlink() {
+            try? nl.deleteRoute(Netlink.Route(destination: IPv4Prefix(ep.ipv4, length: 32), outputIndex: ep.hostIfIndex))
+        }
+        await identities.release(ep.identity)
+        try await persist()
+        return EndpointDeleteResponse(hostIfName: ep.hostIfName, released: released?.description ?? ep.address)
+    }
+
+    /// The attachments every endpoint needs (for the devices table at start).
+    func attachmentsForEndpoints() async -> [DeviceAttachment] {
+        await endpoints.all().flatMap { ep in
+            [TCDirection.ingress, .egress].map { DeviceAttachment(device: ep.hostIfName, direction: $0, role: .endpoint) }
+        }
+    }
+
+    private func publish(_ ep: Endpoint) async {
+        await endpoints.upsert(ep)
+        await ipcache.upsert(IPCacheEntry(prefix: IPv4Prefix(ep.ipv4, length: 32), identity: ep.identity))
+        await attachments.upsert(contentsOf: [TCDirection.ingress, .egress].map {
+            DeviceAttachment(device: ep.hostIfName, direction: $0, role: .endpoint)
+        })
+    }
+
+    private func nextID() async throws -> UInt16 {
+        let used = Set(await endpoints.all().map(\.id))
+        guard let id = (1...UInt16.max).first(where: { !used.contains($0) }) else {
+            throw EndpointError(status: 507, "no free endpoint id")
+        }
+        return id
+    }
+
+    private func persist() async throws {
+        try state.save(await endpoints.all().sorted { $0.id < $1.id })
+    }
+}
+
+struct EndpointError: Error, CustomStringConvertible {
+    var status: Int
+    var description: String
+    init(status: Int, _ d: String) {
+        self.status = status
+        description = d
+    }
+}

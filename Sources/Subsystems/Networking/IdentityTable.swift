@@ -1,0 +1,68 @@
+import API
+import CBPF
+
+/// Security identities: Cilium's reserved numbers and label sets -> numbers
+/// from 256. This node-local allocator persists its numbers; the cluster-wide
+/// one (kvstore, compare-and-swap) gives every node the same answer.
+actor LocalIdentityAllocator {
+    struct Persisted: Codable {
+        var identities: [String: UInt32] // canonical label set -> id
+    }
+
+    static let reserved: [(UInt32, String)] = [
+        (1, "reserved:host"), (2, "reserved:world"), (3, "reserved:unmanaged"), (4, "reserved:health"),
+        (5, "reserved:init"), (6, "reserved:remote-node"), (7, "reserved:kube-apiserver"), (8, "reserved:ingress"),
+    ]
+    static let firstClusterIdentity: UInt32 = 256
+
+    private var byLabels: [String: UInt32] = [:]
+    private var refs: [UInt32: Int] = [:]
+    private let state: JSONState<Persisted>
+
+    init(stateFile: String) throws {
+        state = JSONState(path: stateFile)
+        byLabels = try state.load()?.identities ?? [:]
+    }
+
+    /// Labels sorted and joined: the same set always gives the same key.
+    static func canonical(_ labels: [String]) -> String {
+        Set(labels.map(normalize)).sorted().joined(separator: ";")
+    }
+
+    /// "app=web" becomes "k8s:app=web" (upstream's default source); labels
+    /// with a source ("reserved:host", "container:x=y") stay as they are.
+    static func normalize(_ label: String) -> String {
+        let key = label.split(separator: "=", maxSplits: 1).first ?? ""
+        return key.contains(":") ? label : "k8s:" + label
+    }
+
+    /// The identity of a label set, allocating one when it is new. An endpoint
+    /// without labels is "reserved:init" until it has some, as upstream.
+    func identity(for labels: [String]) throws -> UInt32 {
+        if labels.isEmpty { return 5 }
+        let key = Self.canonical(labels)
+        if let r = Self.reserved.first(where: { $0.1 == key }) { return r.0 }
+        if let id = byLabels[key] {
+            refs[id, default: 0] += 1
+            return id
+        }
+        let id = (byLabels.values.max() ?? Self.firstClusterIdentity - 1) + 1
+        byLabels[key] = id
+        refs[id] = 1
+        try state.save(Persisted(identities: byLabels))
+        return id
+    }
+
+    func release(_ id: UInt32) {
+        guard id >= Self.firstClusterIdentity, let n = refs[id] else { return }
+        refs[id] = n > 1 ? n - 1 : nil
+    }
+
+    /// Every identity: reserved ones, then allocated ones with their labels.
+    func all() -> [IdentityModel] {
+        Self.reserved.map { IdentityModel(id: $0.0, labels: [$0.1], references: 0) }
+            + byLabels.map { IdentityModel(id: $0.value, labels: $0.key.split(separator: ";").map(String.init),
+                                           references: refs[$0.value] ?? 0) }
+            .sorted { $0.id < $1.id }
+    }
+}

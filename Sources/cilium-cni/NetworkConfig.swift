@@ -1,0 +1,219 @@
+import Foundation
+
+/// The CNI spec versions this plugin speaks. Results for 0.3.x/0.4.0 carry `ips[].version`.
+let supportedVersions = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+let defaultAgentSocket = "/var/run/cilium/cilium.sock"
+
+/// A JSON value with its exact type, so decoding errors can name the field and what was wrong.
+enum JSONValue: Decodable {
+    case null, bool(Bool), number(Double), string(String), array([JSONValue]), object([String: JSONValue])
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null }
+        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+        else if let n = try? c.decode(Double.self) { self = .number(n) }
+        else if let s = try? c.decode(String.self) { self = .string(s) }
+        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
+        else { self = .object(try c.decode([String: JSONValue].self)) }
+    }
+
+    var typeName: String {
+        switch self {
+        case .null: "null"
+        case .bool: "a boolean"
+        case .number: "a number"
+        case .string: "a string"
+        case .array: "an array"
+        case .object: "an object"
+        }
+    }
+
+    subscript(key: String) -> JSONValue? {
+        if case .object(let o) = self { return o[key] }
+        return nil
+    }
+}
+
+/// The parts of the network configuration (stdin) cilium-cni uses.
+struct NetworkConfig {
+    var cniVersion: String
+    var name: String
+    var type: String
+    var agentSocket: String
+    var mtu: UInt32?
+    /// "key=value", from args.cni.labels.
+    var labels: [String]
+    var prevResult: PrevResult?
+
+    /// The expected state from a previous ADD's result.
+    struct PrevResult {
+        struct Interface { var name: String; var mac: String?; var sandbox: String? }
+        struct IP { var address: String; var gateway: String?; var interface: Int? }
+        var interfaces: [Interface]
+        var ips: [IP]
+    }
+
+    /// The cniVersion from stdin, if it can be read at all (for error objects and VERSION).
+    static func peekVersion(_ data: Data) -> String? {
+        guard let value = try? JSONDecoder().decode(JSONValue.self, from: data),
+              case .string(let v)? = value["cniVersion"] else { return nil }
+        return v
+    }
+
+    /// Parses and validates stdin. Malformed JSON or a field of the wrong type: code 6 naming the field;
+    /// a well-formed but unusable value: code 7; an unsupported cniVersion: code 1.
+    static func parse(_ data: Data) throws(CNIError) -> NetworkConfig {
+        guard !data.isEmpty else {
+            throw CNIError(.decodingFailure, "empty network configuration on stdin",
+                           details: "the runtime must send the network configuration as JSON on stdin")
+        }
+        let root: JSONValue
+        do {
+            root = try JSONDecoder().decode(JSONValue.self, from: data)
+        } catch {
+            throw CNIError(.decodingFailure, "network configuration on stdin is not valid JSON", details: jsonErrorText(error))
+        }
+        guard case .object = root else {
+            throw CNIError(.decodingFailure, "network configuration must be a JSON object, got \(root.typeName)")
+        }
+        let version = try requiredString(root, "cniVersion")
+        guard supportedVersions.contains(version) else {
+            throw CNIError(.incompatibleVersion, "incompatible CNI versions",
+                           details: "config is \"\(version)\", plugin supports \(supportedVersions)")
+        }
+        var config = NetworkConfig(cniVersion: version, name: try requiredString(root, "name"),
+                                   type: try requiredString(root, "type"), agentSocket: defaultAgentSocket,
+                                   mtu: nil, labels: [], prevResult: nil)
+        if let socket = try optionalString(root, "agentSocket") {
+            guard socket.hasPrefix("/"), socket.utf8.count <= 107 else {
+                throw CNIError(.invalidConfig, "invalid field \"agentSocket\": \"\(socket)\"",
+                               details: "it must be an absolute path to the agent's API socket, at most 107 bytes")
+            }
+            config.agentSocket = socket
+        }
+        if let mtu = root["mtu"], mtu != .null {
+            guard case .number(let n) = mtu, n == n.rounded() else {
+                throw CNIError(.decodingFailure, "field \"mtu\" must be an integer, got \(mtu.typeName)")
+            }
+            guard (68...65535).contains(n) else {
+                throw CNIError(.invalidConfig, "invalid field \"mtu\": \(Int(n))", details: "it must be between 68 and 65535")
+            }
+            config.mtu = UInt32(n)
+        }
+        // runtimeConfig (capabilities) is accepted; the plugin declares none, so nothing in it is used.
+        if let runtimeConfig = root["runtimeConfig"], runtimeConfig != .null {
+            guard case .object = runtimeConfig else {
+                throw CNIError(.decodingFailure, "field \"runtimeConfig\" must be an object, got \(runtimeConfig.typeName)")
+            }
+        }
+        config.labels = try parseLabels(root)
+        if let prev = root["prevResult"], prev != .null {
+            config.prevResult = try parsePrevResult(prev)
+        }
+        return config
+    }
+
+    /// args.cni.labels (CNI CONVENTIONS): [{"key": k, "value": v}] or, as a shorthand, ["k=v"].
+    private static func parseLabels(_ root: JSONValue) throws(CNIError) -> [String] {
+        guard let args = root["args"], args != .null else { return [] }
+        guard case .object = args else { throw CNIError(.decodingFailure, "field \"args\" must be an object, got \(args.typeName)") }
+        guard let cni = args["cni"], cni != .null else { return [] }
+        guard case .object = cni else { throw CNIError(.decodingFailure, "field \"args.cni\" must be an object, got \(cni.typeName)") }
+        guard let labels = cni["labels"], labels != .null else { return [] }
+        guard case .array(let items) = labels else {
+            throw CNIError(.decodingFailure, "field \"args.cni.labels\" must be an array, got \(labels.typeName)")
+        }
+        var result: [String] = []
+        for (i, item) in items.enumerated() {
+            let field = "args.cni.labels[\(i)]"
+            switch item {
+            case .string(let s):
+                guard s.contains("="), !s.hasPrefix("=") else {
+                    throw CNIError(.decodingFailure, "field \"\(field)\" must be \"key=value\", got \"\(s)\"")
+                }
+                result.append(s)
+            case .object:
+                guard case .string(let key)? = item["key"], !key.isEmpty else {
+                    throw CNIError(.decodingFailure, "field \"\(field).key\" must be a non-empty string")
+                }
+                guard case .string(let value)? = item["value"] else {
+                    throw CNIError(.decodingFailure, "field \"\(field).value\" must be a string")
+                }
+                result.append("\(key)=\(value)")
+            default:
+                throw CNIError(.decodingFailure,
+                               "field \"\(field)\" must be {\"key\": ..., \"value\": ...} or \"key=value\", got \(item.typeName)")
+            }
+        }
+        return result
+    }
+
+    private static func parsePrevResult(_ prev: JSONValue) throws(CNIError) -> PrevResult {
+        guard case .object = prev else {
+            throw CNIError(.decodingFailure, "field \"prevResult\" must be an object, got \(prev.typeName)")
+        }
+        var result = PrevResult(interfaces: [], ips: [])
+        if let interfaces = prev["interfaces"], interfaces != .null {
+            guard case .array(let items) = interfaces else {
+                throw CNIError(.decodingFailure, "field \"prevResult.interfaces\" must be an array, got \(interfaces.typeName)")
+            }
+            for (i, item) in items.enumerated() {
+                let field = "prevResult.interfaces[\(i)]"
+                guard case .object = item else { throw CNIError(.decodingFailure, "field \"\(field)\" must be an object") }
+                result.interfaces.append(.init(name: try requiredString(item, "name", field: "\(field).name"),
+                                               mac: try optionalString(item, "mac", field: "\(field).mac"),
+                                               sandbox: try optionalString(item, "sandbox", field: "\(field).sandbox")))
+            }
+        }
+        if let ips = prev["ips"], ips != .null {
+            guard case .array(let items) = ips else {
+                throw CNIError(.decodingFailure, "field \"prevResult.ips\" must be an array, got \(ips.typeName)")
+            }
+            for (i, item) in items.enumerated() {
+                let field = "prevResult.ips[\(i)]"
+                guard case .object = item else { throw CNIError(.decodingFailure, "field \"\(field)\" must be an object") }
+                var interface: Int?
+                if let index = item["interface"], index != .null {
+                    guard case .number(let n) = index, n >= 0, n == n.rounded() else {
+                        throw CNIError(.decodingFailure, "field \"\(field).interface\" must be a non-negative integer")
+                    }
+                    interface = Int(n)
+                }
+                result.ips.append(.init(address: try requiredString(item, "address", field: "\(field).address"),
+                                        gateway: try optionalString(item, "gateway", field: "\(field).gateway"),
+                                        interface: interface))
+            }
+        }
+        return result
+    }
+
+    private static func requiredString(_ object: JSONValue, _ key: String, field: String? = nil) throws(CNIError) -> String {
+        let field = field ?? key
+        guard let value = object[key], value != .null else {
+            throw CNIError(.decodingFailure, "missing required field \"\(field)\" in the network configuration")
+        }
+        guard case .string(let s) = value else {
+            throw CNIError(.decodingFailure, "field \"\(field)\" must be a string, got \(value.typeName)")
+        }
+        return s
+    }
+
+    private static func optionalString(_ object: JSONValue, _ key: String, field: String? = nil) throws(CNIError) -> String? {
+        guard let value = object[key], value != .null else { return nil }
+        guard case .string(let s) = value else {
+            throw CNIError(.decodingFailure, "field \"\(field ?? key)\" must be a string, got \(value.typeName)")
+        }
+        return s
+    }
+
+    private static func jsonErrorText(_ error: any Error) -> String {
+        if case DecodingError.dataCorrupted(let context) = error {
+            if let underlying = context.underlyingError { return "\(context.debugDescription) \(underlying)" }
+            return context.debugDescription
+        }
+        return "\(error)"
+    }
+}
+
+extension JSONValue: Equatable {}
