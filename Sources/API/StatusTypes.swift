@@ -9,13 +9,17 @@ public struct SubsystemStatus: Codable, Sendable, Equatable {
     public var summary: String
     /// Extra lines for `cilium status --verbose`.
     public var details: [String]
+    /// Further top-level `cilium status` lines this subsystem owns, by label (e.g. "IPAM").
+    public var lines: [String: String]
 
-    public init(enabled: Bool, state: HealthState, message: String, summary: String, details: [String] = []) {
+    public init(enabled: Bool, state: HealthState, message: String, summary: String, details: [String] = [],
+                lines: [String: String] = [:]) {
         self.enabled = enabled
         self.state = state
         self.message = message
         self.summary = summary
         self.details = details
+        self.lines = lines
     }
 }
 

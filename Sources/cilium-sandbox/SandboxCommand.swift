@@ -12,7 +12,7 @@ struct SandboxCommand: AsyncParsableCommand {
         commandName: "cilium-sandbox",
         abstract: "A whole cluster on one machine, out of network namespaces: node namespaces joined by a private underlay, one agent per node.",
         discussion: "Nothing touches the machine's own interfaces: every link lives inside the sandbox's namespaces.",
-        subcommands: [Up.self, Status.self, Cilium.self, Exec.self, Down.self])
+        subcommands: [Up.self, Status.self, Pod.self, Cilium.self, Exec.self, Down.self])
 }
 
 struct NameOption: ParsableArguments {
@@ -88,14 +88,24 @@ extension SandboxCommand {
             var addresses: [String]
             var state: String?
         }
+        struct PodReport: Codable {
+            var name: String
+            var node: String
+            var namespace: String
+            var address: String
+            var labels: [String]
+            var identity: UInt32?
+            var endpointID: Int?
+        }
         struct Report: Codable {
             var name: String
             var nodes: [NodeReport]
+            var pods: [PodReport]
         }
 
         func run() throws {
             let state = try SandboxState.load(name.name)
-            var report = Report(name: state.name, nodes: [])
+            var report = Report(name: state.name, nodes: [], pods: [])
             for node in state.nodes {
                 let client = UnixHTTPClient(socketPath: node.socket, timeout: 5)
                 var overall: String?
@@ -108,6 +118,14 @@ extension SandboxCommand {
                 report.nodes.append(NodeReport(name: node.name, ready: ready, socket: node.socket, pid: node.pid,
                                                namespace: node.namespace, addresses: [node.address], state: overall))
             }
+            for pod in state.pods {
+                let node = try state.node(pod.node)
+                let ep: EndpointModel? = (try? UnixHTTPClient(socketPath: node.socket, timeout: 5)
+                    .send(method: "GET", path: "/v1/endpoint?containerID=\(pod.containerID)"))
+                    .flatMap { $0.status == 200 ? try? JSONDecoder().decode(EndpointModel.self, from: $0.body) : nil }
+                report.pods.append(PodReport(name: pod.name, node: pod.node, namespace: pod.namespace, address: pod.address,
+                                             labels: ep?.labels ?? pod.labels, identity: ep?.identity, endpointID: ep?.id))
+            }
             if output == "json" {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -116,6 +134,9 @@ extension SandboxCommand {
                 print("sandbox \(state.name): \(state.nodes.count) node(s), underlay \(state.underlayCIDR)")
                 for n in report.nodes {
                     print("  \(n.name)  \(n.ready ? "ready" : "NOT READY")  \(n.addresses.joined(separator: ","))  pid \(n.pid.map(String.init) ?? "-")  unix://\(n.socket)  \(n.state ?? "")")
+                }
+                for p in report.pods {
+                    print("  pod \(p.name) on \(p.node)  \(p.address)  identity \(p.identity.map(String.init) ?? "?")  [\(p.labels.joined(separator: ","))]")
                 }
             }
             if report.nodes.contains(where: { !$0.ready }) { throw ExitCode(1) }
@@ -138,15 +159,15 @@ extension SandboxCommand {
     }
 
     struct Exec: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run a command inside a node's network namespace.")
+        static let configuration = CommandConfiguration(abstract: "Run a command inside a node's or a pod's network namespace.")
         @OptionGroup var name: NameOption
-        @Argument var node: String
+        @Argument(help: "A node or a pod.") var target: String
         @Argument(parsing: .postTerminator) var command: [String] = []
 
         func run() throws {
-            let n = try SandboxState.load(name.name).node(node)
+            let ns = try SandboxState.load(name.name).namespace(of: target)
             guard !command.isEmpty else { throw SandboxError("give a command after --") }
-            throw ExitCode(Processes.run(["nsenter", "--net=/run/netns/\(n.namespace)", "--"] + command))
+            throw ExitCode(Processes.run(["nsenter", "--net=/run/netns/\(ns)", "--"] + command))
         }
     }
 

@@ -15,10 +15,20 @@ struct SandboxState: Codable {
         var pid: Int32?
     }
 
+    struct Pod: Codable {
+        var name: String
+        var node: String
+        var namespace: String
+        var containerID: String
+        var address: String
+        var labels: [String]
+    }
+
     var name: String
     var underlayNamespace: String
     var underlayCIDR: String
     var nodes: [Node]
+    var pods: [Pod] = []
 
     static let root = "/run/cilium-sandbox"
 
@@ -37,6 +47,12 @@ struct SandboxState: Codable {
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try FileManager.default.createDirectory(atPath: Self.directory(name), withIntermediateDirectories: true)
         try enc.encode(self).write(to: URL(fileURLWithPath: Self.file(name)))
+    }
+
+    /// The namespace of a node or a pod, by name.
+    func namespace(of target: String) throws -> String {
+        if let pod = pods.first(where: { $0.name == target }) { return pod.namespace }
+        return try node(target).namespace
     }
 
     func node(_ n: String) throws -> Node {

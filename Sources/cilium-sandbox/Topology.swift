@@ -70,6 +70,9 @@ enum Topology {
         for node in state.nodes {
             if let pid = node.pid { Processes.stop(pid, marker: "cilium-agent") }
         }
+        for pod in state.pods {
+            try? NetworkNamespace(named: pod.namespace).delete()
+        }
         for node in state.nodes {
             try? NetworkNamespace(named: node.namespace).delete()
             BPFFS.removeTree(node.bpfRoot)

@@ -7,7 +7,8 @@ struct CiliumCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cilium",
         abstract: "CLI for the local Cilium agent.",
-        subcommands: [StatusCommand.self, ConfigCommand.self, VersionCommand.self])
+        subcommands: [StatusCommand.self, ConfigCommand.self, EndpointCommand.self, IdentityCommand.self,
+                      BPFCommand.self, VersionCommand.self])
 }
 
 struct AgentOptions: ParsableArguments {

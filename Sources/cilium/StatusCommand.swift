@@ -56,6 +56,7 @@ enum StatusText {
         add("hostfirewall", "Host firewall")
         let cilium = s.state == .ok ? "Ok" : (s.state == .error ? "Failure" : "Warning")
         lines.append(("Cilium", "\(cilium)   \(s.version) (node \(s.node), cluster \(s.cluster), pid \(s.pid), up \(uptime(s.uptimeSeconds)))"))
+        if let ipam = s.subsystems["networking"]?.lines["IPAM"] { lines.append(("IPAM", ipam)) }
         add("networking", "Routing")
         let healthy = s.reconcilers.filter { $0.state == .ok }.count
         lines.append(("Controller Status", "\(healthy)/\(s.reconcilers.count) healthy"))

@@ -110,8 +110,10 @@ public actor NetworkingSubsystem: AgentSubsystem {
         if let m = endpointManager {
             details.append("endpoints: \(await m.endpoints.count)")
         }
+        var lines: [String: String] = [:]
+        if let ipam = await ipamSummary() { lines["IPAM"] = ipam }
         return SubsystemStatus(enabled: true, state: h.state, message: h.message,
-                               summary: "Network: \(network)   Host: BPF", details: details)
+                               summary: "Network: \(network)   Host: BPF", details: details, lines: lines)
     }
 
     /// IPAM line of `cilium status`: "IPv4: 3/254 allocated from 10.0.0.0/24".

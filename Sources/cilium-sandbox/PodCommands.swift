@@ -1,0 +1,105 @@
+import API
+import ArgumentParser
+import Datapath
+import Foundation
+
+extension SandboxCommand {
+    struct Pod: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "pod", abstract: "Add or remove pods: namespaces wired up through cilium-cni, exactly as a runtime would.",
+            subcommands: [Add.self, Del.self])
+
+        struct Add: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Create a pod on a node through cilium-cni ADD.")
+            @OptionGroup var name: NameOption
+            @Option(help: "The node to run the pod on.") var node: String
+            @Option(help: "The pod's name.") var pod: String
+            @Option(help: "Labels, k=v,k2=v2.") var labels: String = ""
+
+            func run() throws {
+                var state = try SandboxState.load(name.name)
+                let node = try state.node(self.node)
+                guard (1...20).contains(pod.count), pod.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
+                    throw SandboxError("pod name \(pod): use 1-20 letters, digits and '-'")
+                }
+                guard !state.pods.contains(where: { $0.name == pod }), !state.nodes.contains(where: { $0.name == pod }) else {
+                    throw SandboxError("sandbox \(state.name) already has a pod or node named \(pod)")
+                }
+                let labelList = labels.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                let ns = try NetworkNamespace.create(named: "csbx-\(state.name)-pod-\(pod)")
+                let containerID = "csbx-\(state.name)-\(pod)"
+                do {
+                    let result = try CNI.invoke("ADD", node: node, containerID: containerID, netns: ns.path, pod: pod, labels: labelList)
+                    guard let ips = result["ips"] as? [[String: Any]], let cidr = ips.first?["address"] as? String else {
+                        throw SandboxError("cilium-cni ADD returned no address: \(result)")
+                    }
+                    let address = String(cidr.split(separator: "/")[0])
+                    state.pods.append(SandboxState.Pod(name: pod, node: node.name, namespace: ns.name!, containerID: containerID,
+                                                       address: address, labels: labelList))
+                    try state.save()
+                    print("pod \(pod) on \(node.name): \(address) labels [\(labelList.joined(separator: ","))]")
+                } catch {
+                    try? ns.delete()
+                    throw error
+                }
+            }
+        }
+
+        struct Del: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Remove a pod through cilium-cni DEL.")
+            @OptionGroup var name: NameOption
+            @Option(help: "The pod's name.") var pod: String
+
+            func run() throws {
+                var state = try SandboxState.load(name.name)
+                guard let p = state.pods.first(where: { $0.name == pod }) else {
+                    throw SandboxError("sandbox \(state.name) has no pod \(pod)")
+                }
+                let node = try state.node(p.node)
+                _ = try CNI.invoke("DEL", node: node, containerID: p.containerID, netns: "/run/netns/\(p.namespace)", pod: pod, labels: p.labels)
+                try? NetworkNamespace(named: p.namespace).delete()
+                state.pods.removeAll { $0.name == pod }
+                try state.save()
+                print("pod \(pod) removed")
+            }
+        }
+    }
+}
+
+/// Calls cilium-cni inside the node's namespace the way a container runtime does.
+enum CNI {
+    static func invoke(_ command: String, node: SandboxState.Node, containerID: String, netns: String, pod: String,
+                       labels: [String]) throws -> [String: Any] {
+        let conf: [String: Any] = [
+            "cniVersion": "1.0.0", "name": "cilium", "type": "cilium-cni", "agentSocket": node.socket,
+            "args": ["cni": ["labels": labels.map { l -> [String: String] in
+                let kv = l.split(separator: "=", maxSplits: 1).map(String.init)
+                return ["key": kv[0], "value": kv.count > 1 ? kv[1] : ""]
+            }]],
+        ]
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+        p.arguments = ["--net=/run/netns/\(node.namespace)", Processes.binDirectory + "/cilium-cni"]
+        var env = ProcessInfo.processInfo.environment
+        env["CNI_COMMAND"] = command
+        env["CNI_CONTAINERID"] = containerID
+        env["CNI_NETNS"] = netns
+        env["CNI_IFNAME"] = "eth0"
+        env["CNI_PATH"] = Processes.binDirectory
+        env["CNI_ARGS"] = "K8S_POD_NAMESPACE=default;K8S_POD_NAME=\(pod)"
+        p.environment = env
+        let stdin = Pipe(), stdout = Pipe()
+        p.standardInput = stdin
+        p.standardOutput = stdout
+        try p.run()
+        stdin.fileHandleForWriting.write(try JSONSerialization.data(withJSONObject: conf))
+        try stdin.fileHandleForWriting.close()
+        let out = stdout.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let json = (try? JSONSerialization.jsonObject(with: out)) as? [String: Any] ?? [:]
+        guard p.terminationStatus == 0 else {
+            throw SandboxError("cilium-cni \(command) for pod \(pod) failed (code \(json["code"] ?? "?")): \(json["msg"] ?? String(decoding: out, as: UTF8.self)) \(json["details"] ?? "")")
+        }
+        return json
+    }
+}

@@ -1,0 +1,102 @@
+import API
+import ArgumentParser
+import Foundation
+
+/// Fetches JSON from the agent and prints it as JSON or as a table.
+func show<T: Decodable & Encodable>(_ type: T.Type, _ agent: AgentOptions, _ path: String, _ output: OutputFormat,
+                                    table: (T) -> [[String]]) throws {
+    try reportingErrors {
+        let value = try JSONDecoder().decode(T.self, from: try agent.request("GET", path))
+        if output == .json { try printJSON(value); return }
+        let rows = table(value)
+        guard let header = rows.first else { return }
+        let widths = header.indices.map { i in rows.map { $0[i].count }.max()! + 3 }
+        for row in rows {
+            print(row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }.joined())
+        }
+    }
+}
+
+struct EndpointCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "endpoint", abstract: "Workload endpoints on this node.",
+                                                    subcommands: [List.self, Get.self])
+
+    static func rows(_ eps: [EndpointModel]) -> [[String]] {
+        [["ENDPOINT", "IDENTITY", "LABELS", "IPv4", "INTERFACE", "STATUS"]]
+            + eps.map { [String($0.id), String($0.identity), $0.labels.joined(separator: ","), $0.address, $0.hostIfName, $0.state] }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List endpoints.")
+        @OptionGroup var agent: AgentOptions
+        @Option(name: [.customShort("o"), .long]) var output: OutputFormat = .text
+        func run() throws { try show([EndpointModel].self, agent, "/v1/endpoint", output, table: EndpointCommand.rows) }
+    }
+
+    struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one endpoint by id.")
+        @OptionGroup var agent: AgentOptions
+        @Argument var id: Int
+        @Option(name: [.customShort("o"), .long]) var output: OutputFormat = .json
+        func run() throws { try show(EndpointModel.self, agent, "/v1/endpoint?id=\(id)", output) { EndpointCommand.rows([$0]) } }
+    }
+}
+
+struct IdentityCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "identity", abstract: "Security identities.",
+                                                    subcommands: [List.self, Get.self])
+
+    static func rows(_ ids: [IdentityModel]) -> [[String]] {
+        [["ID", "LABELS"]] + ids.map { [String($0.id), $0.labels.joined(separator: ",")] }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List identities (reserved and allocated).")
+        @OptionGroup var agent: AgentOptions
+        @Option(name: [.customShort("o"), .long]) var output: OutputFormat = .text
+        func run() throws { try show([IdentityModel].self, agent, "/v1/identity", output, table: IdentityCommand.rows) }
+    }
+
+    struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one identity.")
+        @OptionGroup var agent: AgentOptions
+        @Argument var id: UInt32
+        @Option(name: [.customShort("o"), .long]) var output: OutputFormat = .text
+        func run() throws { try show(IdentityModel.self, agent, "/v1/identity?id=\(id)", output) { IdentityCommand.rows([$0]) } }
+    }
+}
+
+struct BPFCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bpf", abstract: "Contents of the datapath's BPF maps.",
+                                                    subcommands: [IPCache.self, Endpoint.self])
+
+    struct IPCache: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "ipcache", abstract: "The ipcache map.", subcommands: [List.self])
+        struct List: ParsableCommand {
+            @OptionGroup var agent: AgentOptions
+            @Option(name: [.customShort("o"), .long]) var output: OutputFormat = .text
+            func run() throws {
+                try show([BPFIPCacheEntry].self, agent, "/v1/map/ipcache", output) { entries in
+                    [["IP PREFIX/ADDRESS", "IDENTITY"]] + entries.map {
+                        [$0.prefix, "identity=\($0.identity) encryptkey=0 tunnelendpoint=\($0.tunnelEndpoint ?? "0.0.0.0")"]
+                    }
+                }
+            }
+        }
+    }
+
+    struct Endpoint: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "endpoint", abstract: "The local endpoint map.", subcommands: [List.self])
+        struct List: ParsableCommand {
+            @OptionGroup var agent: AgentOptions
+            @Option(name: [.customShort("o"), .long]) var output: OutputFormat = .text
+            func run() throws {
+                try show([BPFEndpointEntry].self, agent, "/v1/map/endpoints", output) { entries in
+                    [["IP ADDRESS", "LOCAL ENDPOINT INFO"]] + entries.map {
+                        [$0.address, "id=\($0.id) sec_id=\($0.identity) ifindex=\($0.ifindex) mac=\($0.mac) nodemac=\($0.nodeMac)"]
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+import CBPF
+import Datapath
+import Testing
+import TestSupport
+
+@Suite(.serialized) struct DeliveryTests {
+    @Test func localEndpointIsRedirectedWithRewrittenMACs() async throws {
+        let root = try PinRoot("deliver")
+        let entry = try BPFObject(embedded: "entry", pinRoot: root.path)
+        try ProgramArray(pinned: root.path + "/cilium_calls").set(slot: CILIUM_STAGE_DELIVER.rawValue,
+                                                                  program: try await entry.program("cil_deliver"))
+        let lxc: BPFMap<endpoint_key, endpoint_value> = try await entry.map("cilium_lxc")
+        var ep = endpoint_value()
+        ep.ifindex = 4242
+        ep.endpoint_id = 7
+        ep.identity = 300
+        ep.mac = (0x0a, 1, 2, 3, 4, 5)
+        ep.node_mac = (0x0e, 9, 8, 7, 6, 5)
+        try lxc.update(endpoint_key(addr: Packets.be("10.0.0.7")), ep)
+        let from = try await entry.program("cil_from_container")
+
+        // To a local endpoint: redirected (TC_ACT_REDIRECT = 7), MACs rewritten for the workload.
+        let r = try from.testRun(packet: Packets.tcp(src: "10.0.0.5", dst: "10.0.0.7", sport: 1000, dport: 80))
+        #expect(r.returnValue == 7)
+        #expect(Array(r.packet[0..<6]) == [0x0a, 1, 2, 3, 4, 5])
+        #expect(Array(r.packet[6..<12]) == [0x0e, 9, 8, 7, 6, 5])
+
+        // Unknown destination: on to the node's stack, untouched.
+        let pkt = Packets.udp(src: "10.0.0.5", dst: "192.0.2.1", sport: 1, dport: 53)
+        let other = try from.testRun(packet: pkt)
+        #expect(other.returnValue == 0)
+        #expect(other.packet == pkt)
+
+        // From the node's stack (egress hook) nothing is redirected: redirect_peer needs ingress.
+        let to = try await entry.program("cil_to_container")
+        #expect(try to.testRun(packet: Packets.tcp(src: "10.0.0.1", dst: "10.0.0.7", sport: 1, dport: 80)).returnValue == 0)
+    }
+}
