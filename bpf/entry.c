@@ -22,6 +22,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_lxc SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct node_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_node SEC(".maps");
+
 static __always_inline __u32 identity_of(__u32 addr)
 {
 	struct ipcache_key key = { .prefixlen = 32, .addr = addr };
@@ -29,7 +37,9 @@ static __always_inline __u32 identity_of(__u32 addr)
 	return v ? v->identity : CILIUM_ID_WORLD;
 }
 
-static __always_inline int run_entry(struct __sk_buff *skb, __u32 direction, __u32 hook)
+/* src_identity: 0 means resolve it from the ipcache; the overlay passes the
+ * identity the sending node put in the VNI. */
+static __always_inline int run_entry_with(struct __sk_buff *skb, __u32 direction, __u32 hook, __u32 src_identity)
 {
 	struct packet_tuple t = {};
 	CB_SET(skb, CILIUM_CB_DIRECTION, direction);
@@ -41,12 +51,17 @@ static __always_inline int run_entry(struct __sk_buff *skb, __u32 direction, __u
 		return drop_packet(skb, ENTRY_STAGE, CILIUM_DROP_INVALID, 0, 0);
 	if (r == 0)
 		return TC_ACT_OK; /* not IPv4: ARP and friends pass */
-	__u32 src = identity_of(t.saddr);
+	__u32 src = src_identity ? src_identity : identity_of(t.saddr);
 	__u32 dst = identity_of(t.daddr);
 	CB_SET(skb, CILIUM_CB_SRC_IDENTITY, src);
 	CB_SET(skb, CILIUM_CB_DST_IDENTITY, dst);
 	CB_SET(skb, CILIUM_CB_NEXT_STAGE, 0);
 	return pipeline_next(skb);
+}
+
+static __always_inline int run_entry(struct __sk_buff *skb, __u32 direction, __u32 hook)
+{
+	return run_entry_with(skb, direction, hook, 0);
 }
 
 /* Traffic leaving the endpoint (host-side veth ingress). */
@@ -77,9 +92,42 @@ int cil_to_netdev(struct __sk_buff *skb)
 	return run_entry(skb, CILIUM_DIR_EGRESS, CILIUM_HOOK_TC_EGRESS);
 }
 
+/* Traffic arriving through the overlay (cilium_vxlan ingress): the sending
+ * node carried the source identity in the VNI. */
+SEC("tc")
+int cil_from_overlay(struct __sk_buff *skb)
+{
+	struct bpf_tunnel_key key = {};
+	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) < 0)
+		return drop_packet(skb, ENTRY_STAGE, CILIUM_DROP_NO_TUNNEL_KEY, 0, 0);
+	__u32 src = key.tunnel_id ? (__u32)key.tunnel_id : CILIUM_ID_WORLD;
+	return run_entry_with(skb, CILIUM_DIR_INGRESS, CILIUM_HOOK_TC_INGRESS, src);
+}
+
+/* To a workload on another node in tunnel mode: encapsulate towards that
+ * node with our source identity as the VNI (as upstream does). */
+static __always_inline int encapsulate(struct __sk_buff *skb, const struct packet_tuple *t,
+				       const struct ipcache_value *dst)
+{
+	__u32 zero = 0;
+	struct node_config *cfg = bpf_map_lookup_elem(&cilium_node, &zero);
+	if (!cfg || !cfg->vxlan_ifindex)
+		return -1; /* native routing: the node's stack routes it */
+	struct bpf_tunnel_key key = {};
+	key.remote_ipv4 = bpf_ntohl(dst->tunnel_endpoint);
+	key.tunnel_id = skb->cb[CILIUM_CB_SRC_IDENTITY];
+	key.tunnel_ttl = 64;
+	if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), BPF_F_ZERO_CSUM_TX) < 0)
+		return drop_packet(skb, CILIUM_STAGE_DELIVER, CILIUM_DROP_NO_TUNNEL_KEY, t, 0);
+	stage_account(skb, CILIUM_STAGE_DELIVER);
+	count_metric(skb, CILIUM_REASON_FORWARDED, skb->cb[CILIUM_CB_DIRECTION]);
+	return bpf_redirect(cfg->vxlan_ifindex, 0);
+}
+
 /* The last stage: a packet for a workload on this node goes straight into
  * that workload's namespace (bpf_redirect_peer skips the host-side veth and
- * the node's stack); everything else continues to the node's stack. */
+ * the node's stack); one for a workload on another node goes into the tunnel;
+ * everything else continues to the node's stack. */
 SEC("tc")
 int cil_deliver(struct __sk_buff *skb)
 {
@@ -88,7 +136,17 @@ int cil_deliver(struct __sk_buff *skb)
 		return pipeline_next(skb);
 	struct endpoint_key key = { .addr = t.daddr };
 	struct endpoint_value *ep = bpf_map_lookup_elem(&cilium_lxc, &key);
-	if (!ep || (ep->flags & CILIUM_ENDPOINT_F_HOST) || ep->ifindex == skb->ifindex)
+	if (!ep) {
+		struct ipcache_key ik = { .prefixlen = 32, .addr = t.daddr };
+		struct ipcache_value *remote = bpf_map_lookup_elem(&cilium_ipcache, &ik);
+		if (remote && remote->tunnel_endpoint) {
+			int r = encapsulate(skb, &t, remote);
+			if (r >= 0)
+				return r;
+		}
+		return pipeline_next(skb);
+	}
+	if ((ep->flags & CILIUM_ENDPOINT_F_HOST) || ep->ifindex == skb->ifindex)
 		return pipeline_next(skb);
 	/* The workload expects its gateway's MAC as source and its own as destination. */
 	if (bpf_skb_store_bytes(skb, 0, ep->mac, 6, 0) < 0 ||

@@ -35,4 +35,34 @@ import TestSupport
         let to = try await entry.program("cil_to_container")
         #expect(try to.testRun(packet: Packets.tcp(src: "10.0.0.1", dst: "10.0.0.7", sport: 1, dport: 80)).returnValue == 0)
     }
+
+    @Test func remoteEndpointIsEncapsulatedInTunnelModeOnly() async throws {
+        let root = try PinRoot("tunnel")
+        let entry = try BPFObject(embedded: "entry", pinRoot: root.path)
+        try ProgramArray(pinned: root.path + "/cilium_calls").set(slot: CILIUM_STAGE_DELIVER.rawValue,
+                                                                  program: try await entry.program("cil_deliver"))
+        let ipcache: BPFMap<ipcache_key, ipcache_value> = try await entry.map("cilium_ipcache")
+        let node: BPFMap<UInt32, node_config> = try await entry.map("cilium_node")
+        var remote = ipcache_value()
+        remote.identity = 4000
+        remote.tunnel_endpoint = Packets.be("172.30.0.12")
+        try ipcache.update(ipcache_key(prefixlen: 24, addr: Packets.be("10.0.5.0")), remote)
+        var local = ipcache_value()
+        local.identity = 300
+        try ipcache.update(ipcache_key(prefixlen: 32, addr: Packets.be("10.0.0.5")), local)
+        let from = try await entry.program("cil_from_container")
+        let pkt = Packets.tcp(src: "10.0.0.5", dst: "10.0.5.9", sport: 1000, dport: 80)
+
+        // Native routing (no tunnel device): the node's stack routes it.
+        #expect(try from.testRun(packet: pkt).returnValue == 0)
+
+        // Tunnel mode: redirected into cilium_vxlan with a tunnel key.
+        try node.update(0, node_config(vxlan_ifindex: 1, flags: 0))
+        let stats: BPFMap<UInt32, stage_stats> = try await entry.map("cilium_stage_stats")
+        let before = stats.lookupPerCPU(CILIUM_STAGE_DELIVER.rawValue)!.reduce(0) { $0 + $1.packets }
+        #expect(try from.testRun(packet: pkt).returnValue == 7)
+        #expect(stats.lookupPerCPU(CILIUM_STAGE_DELIVER.rawValue)!.reduce(0) { $0 + $1.packets } == before + 1)
+        // A destination the ipcache does not place on another node stays local.
+        #expect(try from.testRun(packet: Packets.tcp(src: "10.0.0.5", dst: "192.0.2.9", sport: 1, dport: 2)).returnValue == 0)
+    }
 }

@@ -54,6 +54,7 @@ enum cilium_drop_reason {
 	CILIUM_REASON_FORWARDED = 0,
 	CILIUM_DROP_POLICY = 133,       /* Policy denied */
 	CILIUM_DROP_INVALID = 134,      /* Invalid packet */
+	CILIUM_DROP_NO_TUNNEL_KEY = 146,/* No tunnel/encapsulation endpoint (datapath BUG!) */
 	CILIUM_DROP_NO_SERVICE = 158,   /* Service backend not found */
 	CILIUM_DROP_POLICY_DENY = 181,  /* Policy denied by denylist */
 };
@@ -88,6 +89,12 @@ struct endpoint_value {
 	__u32 identity;
 	__u8  mac[6];
 	__u8  node_mac[6];
+};
+
+/* cilium_node: this node's datapath settings, one entry (key 0). */
+struct node_config {
+	__u32 vxlan_ifindex; /* cilium_vxlan in tunnel mode, 0 otherwise */
+	__u32 flags;
 };
 
 /* cilium_metrics: per-CPU counters by (reason, direction). */
