@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "cilium-agent", targets: ["cilium-agent"]),
         .executable(name: "cilium", targets: ["cilium"]),
         .executable(name: "cilium-sandbox", targets: ["cilium-sandbox"]),
+        .executable(name: "cilium-cni", targets: ["cilium-cni"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -52,12 +53,14 @@ let package = Package(
         .executableTarget(name: "cilium-sandbox", dependencies: [
             "Agent", "Datapath", "API", "Config", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swift6),
+        .executableTarget(name: "cilium-cni", dependencies: ["API", "Datapath"], swiftSettings: swift6),
         .executableTarget(name: "cilium-bench", dependencies: ["Agent", "Datapath", "Reconciler", "CBPF"],
                           swiftSettings: swift6),
 
         .target(name: "TestSupport", dependencies: ["Datapath"], path: "Tests/TestSupport", swiftSettings: swift6),
         .testTarget(name: "ReconcilerTests", dependencies: ["Reconciler"], swiftSettings: swift6),
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "CBPF", "Reconciler", "TestSupport"], swiftSettings: swift6),
+        .testTarget(name: "CNITests", dependencies: ["API", "Datapath"], swiftSettings: swift6),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swift6),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "Config", "Datapath", "CBPF", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),
     ]

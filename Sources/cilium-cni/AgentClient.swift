@@ -32,7 +32,20 @@ struct AgentClient {
     /// Code 11 ("try again later"): the runtime may retry once the agent is up.
     func unreachableError(_ error: APIClientError, doing what: String) -> CNIError {
         CNIError(.tryAgainLater, "cannot reach the cilium agent at unix://\(socketPath) to \(what)",
-                 details: "\(error); check that cilium-agent is running and serving its API on \(socketPath) (the network config's \"agentSocket\")")
+                 details: "\(Self.reason(error)); check that cilium-agent is running and serving its API on \(socketPath) (the network config's \"agentSocket\")")
+    }
+
+    /// Why the socket could not be used, without the CLI's hints (-H, CILIUM_SOCK).
+    static func reason(_ error: APIClientError) -> String {
+        switch error {
+        case .socketMissing: "no such socket"
+        case .permissionDenied: "permission denied (the API socket is root-only)"
+        case .connectionRefused: "connection refused (a stale socket: the agent is not running)"
+        case .timeout(_, let seconds): "no answer within \(Int(seconds))s (the agent may be overloaded or hung)"
+        case .badResponse(_, let reason): "invalid response: \(reason)"
+        case .requestFailed(let status, let message): "HTTP \(status): \(message)"
+        case .unreachable(_, let reason): reason
+        }
     }
 
     static func endpointPath(_ containerID: String) -> String {
@@ -116,7 +129,7 @@ struct AgentClient {
                            details: "GET /v1/healthz answered HTTP \(status): \(APIClientError.message(fromBody: body))")
         case .unreachable(let e):
             throw CNIError(.pluginNotAvailable, "the cilium agent at unix://\(socketPath) is not reachable",
-                           details: "\(e); check that cilium-agent is running and serving its API on \(socketPath)")
+                           details: "\(Self.reason(e)); check that cilium-agent is running and serving its API on \(socketPath)")
         }
     }
 }

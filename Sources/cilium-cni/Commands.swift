@@ -122,6 +122,7 @@ struct Commands {
         var agentError: CNIError?
         var localErrors: [CNIError] = []
         var names = [hostIfName]
+        var removed: [String] = []
         switch agent.deleteEndpoint(containerID: env.containerID) {
         case .success(let answer):
             if let name = answer.hostIfName, !name.isEmpty, !names.contains(name) { names.insert(name, at: 0) }
@@ -130,8 +131,8 @@ struct Commands {
         }
         do {
             let host = try Netlink()
-            for name in names {
-                try deleteVeth(name, in: host)
+            for name in names where try deleteVeth(name, in: host) {
+                removed.append(name)
             }
         } catch {
             localErrors.append(CNIError(.tryAgainLater, "could not delete the host-side interface", details: "\(error)"))
@@ -140,7 +141,7 @@ struct Commands {
         if !env.netns.isEmpty, NetworkNamespace(path: env.netns).exists {
             do {
                 let container = try NetworkNamespace(path: env.netns).withFD { try Netlink(namespaceFD: $0) }
-                try deleteVeth(env.ifName, in: container)
+                if try deleteVeth(env.ifName, in: container) { removed.append("\(env.ifName) in \(env.netns)") }
             } catch let error as NetworkNamespaceError where error.code == ENOENT {
                 // Deleted meanwhile.
             } catch {
@@ -152,7 +153,8 @@ struct Commands {
                 error.details += "; also: " + localErrors.map(\.description).joined(separator: "; ")
                 throw error
             }
-            error.msg = "removed the local interfaces, but " + error.msg
+            error.details += removed.isEmpty ? "; no local interface was left to remove"
+                : "; removed the local interface(s) \(removed.joined(separator: ", "))"
             if error.code == CNIError.Code.tryAgainLater.rawValue {
                 error.details += "; the endpoint and its address are not released yet: retry DEL when the agent is back"
             }
@@ -166,12 +168,14 @@ struct Commands {
         }
     }
 
-    private func deleteVeth(_ name: String, in netlink: Netlink) throws {
-        guard let link = try netlink.link(.name(name)), link.kind == "veth" else { return }
+    /// Deletes a veth by name; false if there was none.
+    private func deleteVeth(_ name: String, in netlink: Netlink) throws -> Bool {
+        guard let link = try netlink.link(.name(name)), link.kind == "veth" else { return false }
         do {
             try netlink.deleteLink(.index(link.index))
+            return true
         } catch let error as NetlinkError where error.code == ENODEV {
-            // Went away with its peer meanwhile.
+            return false  // went away with its peer meanwhile
         }
     }
 
