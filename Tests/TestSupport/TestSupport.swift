@@ -173,3 +173,51 @@ public final class UDPStream: @unchecked Sendable {
         return lock.withLock { (sent, received) }
     }
 }
+
+/// Opens a TCP connection from namespace `from` to `address:port`, where a
+/// listener inside `to` accepts it and echoes what it reads; returns the
+/// echoed bytes (nil when the connection or the echo failed).
+public func tcpEcho(from: NetworkNamespace, to: NetworkNamespace, address: String, message: String = "hello") throws -> String? {
+    let port: UInt16 = 43000 + UInt16.random(in: 0...9999)
+    var sa = sockaddr_in()
+    sa.sin_family = sa_family_t(AF_INET)
+    sa.sin_port = port.bigEndian
+    inet_pton(AF_INET, address, &sa.sin_addr)
+    let addr = sa
+    let listener = try to.run { () -> Int32 in
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var a = addr
+        _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        listen(fd, 4)
+        return fd
+    }
+    defer { close(listener) }
+    let server = Thread {
+        var pfd = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+        guard poll(&pfd, 1, 3000) == 1 else { return }
+        let c = accept(listener, nil, nil)
+        guard c >= 0 else { return }
+        var buf = [UInt8](repeating: 0, count: 256)
+        let n = recv(c, &buf, buf.count, 0)
+        if n > 0 { _ = send(c, buf, n, 0) }
+        close(c)
+    }
+    server.start()
+    return try from.run { () -> String? in
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var tv = timeval(tv_sec: 3, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var a = addr
+        let r = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard r == 0 else { return nil }
+        let bytes = Array(message.utf8)
+        _ = send(fd, bytes, bytes.count, 0)
+        var buf = [UInt8](repeating: 0, count: 256)
+        let n = recv(fd, &buf, buf.count, 0)
+        return n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : nil
+    }
+}
