@@ -9,6 +9,7 @@ import Glibc
 /// Nothing is created in the machine's own namespace.
 enum Topology {
     static let underlayCIDR = "172.30.0.0/24"
+    static let underlayMTU: UInt32 = 1600
 
     static func nodeAddress(_ k: Int) -> String { "172.30.0.\(10 + k)" }
 
@@ -30,13 +31,14 @@ enum Topology {
         let underlay = try NetworkNamespace.create(named: state.underlayNamespace)
         let ul = try Netlink(namespace: underlay)
         try ul.setLinkUp("lo")
-        try ul.createBridge(name: "br0")
+        // Room for VXLAN's 50 bytes above the pods' 1500-byte MTU.
+        try ul.createBridge(name: "br0", mtu: underlayMTU)
         try ul.setLinkUp("br0")
         for (i, node) in state.nodes.enumerated() {
             let ns = try NetworkNamespace.create(named: node.namespace)
             let hostSide = "veth-node\(i + 1)"
             try ns.withFD { fd in
-                try ul.createVeth(name: hostSide, peerName: "eth0", peerNamespaceFD: fd)
+                try ul.createVeth(name: hostSide, peerName: "eth0", peerNamespaceFD: fd, mtu: underlayMTU)
             }
             try ul.setLinkMaster(.name(hostSide), master: "br0")
             try ul.setLinkUp(.name(hostSide))

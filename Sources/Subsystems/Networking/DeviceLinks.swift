@@ -6,7 +6,7 @@ import Reconciler
 /// One entry program on one direction of a device: one of the node's own
 /// devices (`devices`) or an endpoint's host-side veth.
 public struct DeviceAttachment: TableObject, Equatable {
-    public enum Role: String, Sendable { case netdev, endpoint }
+    public enum Role: String, Sendable { case netdev, endpoint, overlay }
     public var device: String
     public var direction: TCDirection
     public var role: Role
@@ -31,6 +31,7 @@ public struct DeviceLinkOperations: Operations {
     let toNetdev: BPFProgram
     let fromContainer: BPFProgram
     let toContainer: BPFProgram
+    let fromOverlay: BPFProgram
     let linkDirectory: String
 
     init(entry: BPFObject, bpfRoot: String) async throws {
@@ -38,6 +39,7 @@ public struct DeviceLinkOperations: Operations {
         toNetdev = try await entry.program("cil_to_netdev")
         fromContainer = try await entry.program("cil_from_container")
         toContainer = try await entry.program("cil_to_container")
+        fromOverlay = try await entry.program("cil_from_overlay")
         self.linkDirectory = bpfRoot + "/links"
         try BPFFS.makeDirectories(linkDirectory)
     }
@@ -49,13 +51,14 @@ public struct DeviceLinkOperations: Operations {
         guard let link = try netlink.link(.name(a.device)) else {
             throw SubsystemError(a.role == .netdev
                 ? "device \(a.device) not found in this node's network namespace (check `devices` in the config)"
-                : "endpoint interface \(a.device) not found in this node's network namespace")
+                : "\(a.role.rawValue) interface \(a.device) not found in this node's network namespace")
         }
         let program = switch (a.role, a.direction) {
         case (.netdev, .ingress): fromNetdev
         case (.netdev, .egress): toNetdev
         case (.endpoint, .ingress): fromContainer
         case (.endpoint, .egress): toContainer
+        case (.overlay, _): fromOverlay
         }
         _ = try Attach.tcx(program, ifindex: link.index, direction: a.direction, pinPath: pinPath(a))
     }

@@ -59,7 +59,8 @@ public actor NetworkingSubsystem: AgentSubsystem {
         let netdevs = context.config.devices.flatMap {
             [DeviceAttachment(device: $0, direction: .ingress), DeviceAttachment(device: $0, direction: .egress)]
         }
-        await deviceAttachments.replaceAll(netdevs + (await manager.attachmentsForEndpoints()))
+        let overlay = try await setUpOverlay(entry: entry, mode: context.config.routingMode)
+        await deviceAttachments.replaceAll(netdevs + overlay + (await manager.attachmentsForEndpoints()))
         let d = Reconciler(name: "devices", table: deviceAttachments,
                            operations: try await DeviceLinkOperations(entry: entry, bpfRoot: context.bpfRoot))
         await d.start()
@@ -70,6 +71,24 @@ public actor NetworkingSubsystem: AgentSubsystem {
         // Local delivery is the pipeline's last stage.
         try ProgramArray(pinned: context.bpfRoot + "/cilium_calls")
             .set(slot: CILIUM_STAGE_DELIVER.rawValue, program: try await entry.program("cil_deliver"))
+    }
+
+    /// Tunnel mode: the cilium_vxlan device (collect_md, port 8472) whose
+    /// ingress decapsulated traffic enters the pipeline with the identity from
+    /// the VNI; its index tells the delivery stage where to encapsulate.
+    /// Native mode: no tunnel; the node's stack routes between nodes.
+    private func setUpOverlay(entry: BPFObject, mode: RoutingMode) async throws -> [DeviceAttachment] {
+        let nodeMap: BPFMap<UInt32, node_config> = try await entry.map("cilium_node")
+        let nl = try Netlink()
+        guard mode == .tunnel else {
+            try nodeMap.update(0, node_config(vxlan_ifindex: 0, flags: 0))
+            if try nl.link("cilium_vxlan") != nil { try nl.deleteLink("cilium_vxlan") }
+            return []
+        }
+        if try nl.link("cilium_vxlan") == nil { try nl.createVXLAN(name: "cilium_vxlan", port: 8472) }
+        try nl.setLinkUp("cilium_vxlan")
+        try nodeMap.update(0, node_config(vxlan_ifindex: UInt32(bitPattern: try nl.index(of: "cilium_vxlan")), flags: 0))
+        return [DeviceAttachment(device: "cilium_vxlan", direction: .ingress, role: .overlay)]
     }
 
     private func startReconciler<Ops: Operations>(_ r: Reconciler<Ops>) async throws -> Reconciler<Ops> {
