@@ -36,10 +36,11 @@ let package = Package(
         .target(name: "Datapath", dependencies: ["CBPF", "Reconciler"], swiftSettings: swift6,
                 plugins: ["BPFCompiler"]),
         .target(name: "Config", dependencies: ["Yams"], swiftSettings: swift6),
+        .target(name: "KVStore", swiftSettings: swift6),
         .target(name: "API", dependencies: ["Config", "Datapath", "Reconciler"], swiftSettings: swift6),
     ]
     + subsystems.map { name in
-        .target(name: name, dependencies: ["Reconciler", "Datapath", "Config", "API"],
+        .target(name: name, dependencies: ["Reconciler", "Datapath", "Config", "API", "KVStore"],
                 path: "Sources/Subsystems/\(name)", swiftSettings: swift6)
     }
     + [
@@ -61,6 +62,7 @@ let package = Package(
         .testTarget(name: "ReconcilerTests", dependencies: ["Reconciler"], swiftSettings: swift6),
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "CBPF", "Reconciler", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "CNITests", dependencies: ["API", "Datapath"], swiftSettings: swift6),
+        .testTarget(name: "KVStoreTests", dependencies: ["KVStore"], swiftSettings: swift6),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swift6),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "Config", "Datapath", "CBPF", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),
     ]

@@ -35,7 +35,8 @@ extension SandboxCommand {
                 throw SandboxError("sandbox \(name.name) exists; remove it first: cilium-sandbox down --name \(name.name)")
             }
             do {
-                let state = try Topology.build(name: name.name, nodes: nodes, settings: settings)
+                var state = try Topology.build(name: name.name, nodes: nodes, settings: settings)
+                try Topology.startEtcd(&state)
                 try await startAgents(state, timeout: .seconds(timeout))
             } catch {
                 FileHandle.standardError.write(Data("cilium-sandbox: \(error); removing what was made\n".utf8))

@@ -29,6 +29,10 @@ struct SandboxState: Codable {
     var underlayCIDR: String
     var nodes: [Node]
     var pods: [Pod] = []
+    /// etcd, for sandboxes of more than one node: its namespace, URL and PID.
+    var etcdNamespace: String?
+    var etcdURL: String?
+    var etcdPid: Int32?
 
     static let root = "/run/cilium-sandbox"
 

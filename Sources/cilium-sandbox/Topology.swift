@@ -12,6 +12,7 @@ enum Topology {
     static let underlayMTU: UInt32 = 1600
 
     static func nodeAddress(_ k: Int) -> String { "172.30.0.\(10 + k)" }
+    static let etcdAddress = "172.30.0.2"
 
     static func build(name: String, nodes: Int, settings: [String]) throws -> SandboxState {
         let dir = SandboxState.directory(name)
@@ -34,21 +35,59 @@ enum Topology {
         // Room for VXLAN's 50 bytes above the pods' 1500-byte MTU.
         try ul.createBridge(name: "br0", mtu: underlayMTU)
         try ul.setLinkUp("br0")
+        var settings = settings
+        if nodes > 1 {
+            // Nodes share cluster state through etcd, on the underlay like any node.
+            let ns = try NetworkNamespace.create(named: "csbx-\(name)-etcd")
+            state.etcdNamespace = ns.name
+            state.etcdURL = "http://\(etcdAddress):2379"
+            try state.save()
+            try plug(ns, into: ul, as: "veth-etcd", address: etcdAddress)
+            settings = ["etcd.enabled=true", "etcd.endpoints={\(state.etcdURL!)}"] + settings
+        }
         for (i, node) in state.nodes.enumerated() {
             let ns = try NetworkNamespace.create(named: node.namespace)
-            let hostSide = "veth-node\(i + 1)"
-            try ns.withFD { fd in
-                try ul.createVeth(name: hostSide, peerName: "eth0", peerNamespaceFD: fd, mtu: underlayMTU)
-            }
-            try ul.setLinkMaster(.name(hostSide), master: "br0")
-            try ul.setLinkUp(.name(hostSide))
-            let nl = try Netlink(namespace: ns)
-            try nl.setLinkUp("lo")
-            try nl.addAddress(Netlink.IPv4Prefix(node.address + "/24")!, to: "eth0")
-            try nl.setLinkUp("eth0")
+            try plug(ns, into: ul, as: "veth-node\(i + 1)", address: node.address)
             try writeConfig(node, sandbox: name, settings: settings)
         }
         return state
+    }
+
+    /// Joins a namespace to the underlay bridge: eth0 inside with `address`/24.
+    static func plug(_ ns: NetworkNamespace, into ul: Netlink, as hostSide: String, address: String) throws {
+        try ns.withFD { fd in
+            try ul.createVeth(name: hostSide, peerName: "eth0", peerNamespaceFD: fd, mtu: underlayMTU)
+        }
+        try ul.setLinkMaster(.name(hostSide), master: "br0")
+        try ul.setLinkUp(.name(hostSide))
+        let nl = try Netlink(namespace: ns)
+        try nl.setLinkUp("lo")
+        try nl.addAddress(Netlink.IPv4Prefix(address + "/24")!, to: "eth0")
+        try nl.setLinkUp("eth0")
+    }
+
+    /// Starts etcd in its namespace and waits until it answers.
+    static func startEtcd(_ state: inout SandboxState) throws {
+        guard let ns = state.etcdNamespace, let url = state.etcdURL else { return }
+        let dir = SandboxState.directory(state.name)
+        let peer = "http://\(etcdAddress):2380"
+        let pid = try Processes.spawnDetached(
+            ["nsenter", "--net=/run/netns/\(ns)", "etcd", "--name", "csbx", "--data-dir", dir + "/etcd",
+             "--listen-client-urls", url, "--advertise-client-urls", url,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "csbx=\(peer)"],
+            environment: ProcessInfo.processInfo.environment, log: dir + "/etcd.log")
+        state.etcdPid = pid
+        try state.save()
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            if Processes.run(["nsenter", "--net=/run/netns/\(ns)", "curl", "-sf", "-m", "1", "-o", "/dev/null", url + "/health"]) == 0 {
+                return
+            }
+            guard Processes.isOurs(pid, marker: "etcd") else { break }
+            usleep(100_000)
+        }
+        let log = (try? String(contentsOfFile: dir + "/etcd.log", encoding: .utf8)) ?? ""
+        throw SandboxError("etcd did not come up at \(url) (is etcd-server installed? scripts/install-deps.sh installs it); its log:\n\(log.suffix(1500))")
     }
 
     /// Each node's own values file: its socket, state dir, bpffs path and name,
@@ -72,6 +111,8 @@ enum Topology {
         for node in state.nodes {
             if let pid = node.pid { Processes.stop(pid, marker: "cilium-agent") }
         }
+        if let pid = state.etcdPid { Processes.stop(pid, marker: "etcd") }
+        if let ns = state.etcdNamespace { try? NetworkNamespace(named: ns).delete() }
         for pod in state.pods {
             try? NetworkNamespace(named: pod.namespace).delete()
         }
