@@ -43,7 +43,7 @@ enum Topology {
             state.etcdURL = "http://\(etcdAddress):2379"
             try state.save()
             try plug(ns, into: ul, as: "veth-etcd", address: etcdAddress)
-            settings = ["etcd.enabled=true", "etcd.endpoints={\(state.etcdURL!)}"] + settings
+            settings = ["etcd.endpoints={\(state.etcdURL!)}", "etcd.enabled=true"] + settings
         }
         for (i, node) in state.nodes.enumerated() {
             let ns = try NetworkNamespace.create(named: node.namespace)
