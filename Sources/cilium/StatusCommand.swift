@@ -42,7 +42,7 @@ enum StatusText {
 
     static func render(_ s: StatusResponse, verbose: Bool) -> String {
         var lines: [(String, String)] = []
-        lines.append(("KVStore", "Disabled"))
+        lines.append(("KVStore", s.subsystems["networking"]?.lines["KVStore"] ?? "Disabled"))
         func add(_ name: String, _ label: String) {
             guard let sub = s.subsystems[name] else { return }
             var text = sub.enabled ? sub.summary : (name == "loadbalancer" ? "False" : "Disabled")

@@ -52,4 +52,45 @@ import TestSupport
         let again = try runCapturing([sandbox, "pod", "add", "--name", name, "--node", "node1", "--pod", "db2"])
         #expect(again.1.contains(db.address))
     }
+
+    @Test func podsOnTwoNodesTalkThroughTheTunnelWithClusterWideIdentities() throws {
+        let name = "q" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let sandbox = buildDirectory() + "/cilium-sandbox"
+        defer { _ = try? runCapturing([sandbox, "down", "--name", name]) }
+        let up = try runCapturing([sandbox, "up", "--name", name, "--nodes", "2"])
+        #expect(up.0 == 0, "\(up.1)")
+        for (pod, node, labels) in [("a", "node1", "app=a"), ("b", "node2", "app=b"), ("a2", "node2", "app=a")] {
+            let r = try runCapturing([sandbox, "pod", "add", "--name", name, "--node", node, "--pod", pod, "--labels", labels])
+            #expect(r.0 == 0, "\(r.1)")
+        }
+        let st = try JSONDecoder().decode(Status.self, from: Data(try runCapturing([sandbox, "status", "--name", name, "-o", "json"]).1.utf8))
+        let pods = Dictionary(uniqueKeysWithValues: st.pods.map { ($0.name, $0) })
+        let a = try #require(pods["a"]), b = try #require(pods["b"]), a2 = try #require(pods["a2"])
+        // Each node has its own pod CIDR; the same labels have the same identity on both nodes.
+        #expect(a.address.hasPrefix("10.0.0.") && b.address.hasPrefix("10.0.1."))
+        #expect(a.identity == a2.identity && a.identity != b.identity)
+
+        // node1 learns node2's endpoints through etcd (tunnel endpoint = node2's address).
+        let deadline = Date().addingTimeInterval(10)
+        var ipcache: [BPFIPCacheEntry] = []
+        repeat {
+            let out = try runCapturing([sandbox, "cilium", "--name", name, "node1", "--", "bpf", "ipcache", "list", "-o", "json"]).1
+            ipcache = (try? JSONDecoder().decode([BPFIPCacheEntry].self, from: Data(out.utf8))) ?? []
+            if ipcache.contains(where: { $0.prefix == b.address + "/32" }) { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        } while Date() < deadline
+        let remote = try #require(ipcache.first { $0.prefix == b.address + "/32" })
+        #expect(remote.tunnelEndpoint == st.nodes[1].addresses[0])
+        #expect(remote.identity == b.identity)
+        #expect(ipcache.contains { $0.prefix == st.nodes[1].addresses[0] + "/32" && $0.identity == 6 })
+
+        // Across nodes through VXLAN, both ways, TCP and UDP; and on node2 locally.
+        let ns = { (n: String) in try NetworkNamespace(named: n) }
+        #expect(try tcpEcho(from: ns(a.namespace), to: ns(b.namespace), address: b.address) == "hello")
+        #expect(try tcpEcho(from: ns(b.namespace), to: ns(a.namespace), address: a.address) == "hello")
+        #expect(try udpDeliver(from: ns(a2.namespace), to: ns(a.namespace), address: a.address, count: 5) == 5)
+        #expect(try tcpEcho(from: ns(a2.namespace), to: ns(b.namespace), address: b.address) == "hello")
+        let status = try runCapturing([sandbox, "cilium", "--name", name, "node1", "--", "status"]).1
+        #expect(status.contains("KVStore:                 Ok etcd: 1/1 connected"))
+    }
 }

@@ -2,6 +2,7 @@ import API
 import CBPF
 import Datapath
 import Foundation
+import KVStore
 import Reconciler
 
 /// Creates and removes workload endpoints: address (IPAM), identity (labels),
@@ -15,13 +16,16 @@ actor EndpointManager {
     let addresses: PodAddressAllocator
     let identities: LocalIdentityAllocator
     private let state: JSONState<[Endpoint]>
+    private let cluster: ClusterSync
 
     init(stateDir: String, podCIDR: IPv4Prefix, ipcache: StateTable<IPCacheEntry>,
-         attachments: StateTable<DeviceAttachment>) throws {
+         attachments: StateTable<DeviceAttachment>, cluster: ClusterSync) throws {
         self.ipcache = ipcache
         self.attachments = attachments
+        self.cluster = cluster
         self.addresses = try PodAddressAllocator(stateFile: stateDir + "/ipam.json", podCIDR: podCIDR)
-        self.identities = try LocalIdentityAllocator(stateFile: stateDir + "/identities.json")
+        self.identities = try LocalIdentityAllocator(stateFile: stateDir + "/identities.json",
+                                                     cluster: IdentityAllocator(store: cluster.store))
         self.state = JSONState(path: stateDir + "/endpoints.json")
     }
 
@@ -99,6 +103,7 @@ actor EndpointManager {
         }
         await endpoints.delete(key: containerID)
         await ipcache.delete(key: IPv4Prefix(ep.ipv4, length: 32))
+        await cluster.withdraw(ip: ep.address)
         await attachments.delete(keys: [TCDirection.ingress, .egress].map { DeviceAttachment(device: ep.hostIfName, direction: $0, role: .endpoint).key })
         if let nl = try? Netlink() {
             try? nl.deleteRoute(Netlink.Route(destination: IPv4Prefix(ep.ipv4, length: 32), outputIndex: ep.hostIfIndex))
@@ -118,6 +123,7 @@ actor EndpointManager {
     private func publish(_ ep: Endpoint) async {
         await endpoints.upsert(ep)
         await ipcache.upsert(IPCacheEntry(prefix: IPv4Prefix(ep.ipv4, length: 32), identity: ep.identity))
+        await cluster.publish(ip: ep.address, identity: ep.identity)
         await attachments.upsert(contentsOf: [TCDirection.ingress, .egress].map {
             DeviceAttachment(device: ep.hostIfName, direction: $0, role: .endpoint)
         })

@@ -1,9 +1,11 @@
 import API
 import CBPF
+import KVStore
 
 /// Security identities: Cilium's reserved numbers and label sets -> numbers
-/// from 256. This node-local allocator persists its numbers; the cluster-wide
-/// one (kvstore, compare-and-swap) gives every node the same answer.
+/// from 256. New label sets are numbered by the cluster-wide allocator (the
+/// kvstore, compare-and-swap), so every node gives a set the same number; the
+/// answers are kept here too, so known sets resolve while the store is down.
 actor LocalIdentityAllocator {
     struct Persisted: Codable {
         var identities: [String: UInt32] // canonical label set -> id
@@ -18,10 +20,12 @@ actor LocalIdentityAllocator {
     private var byLabels: [String: UInt32] = [:]
     private var refs: [UInt32: Int] = [:]
     private let state: JSONState<Persisted>
+    private let cluster: IdentityAllocator?
 
-    init(stateFile: String) throws {
+    init(stateFile: String, cluster: IdentityAllocator? = nil) throws {
         state = JSONState(path: stateFile)
         byLabels = try state.load()?.identities ?? [:]
+        self.cluster = cluster
     }
 
     /// Labels sorted and joined: the same set always gives the same key.
@@ -38,7 +42,7 @@ actor LocalIdentityAllocator {
 
     /// The identity of a label set, allocating one when it is new. An endpoint
     /// without labels is "reserved:init" until it has some, as upstream.
-    func identity(for labels: [String]) throws -> UInt32 {
+    func identity(for labels: [String]) async throws -> UInt32 {
         if labels.isEmpty { return 5 }
         let key = Self.canonical(labels)
         if let r = Self.reserved.first(where: { $0.1 == key }) { return r.0 }
@@ -46,7 +50,12 @@ actor LocalIdentityAllocator {
             refs[id, default: 0] += 1
             return id
         }
-        let id = (byLabels.values.max() ?? Self.firstClusterIdentity - 1) + 1
+        let id: UInt32
+        if let cluster {
+            id = UInt32(try await cluster.allocate(key.split(separator: ";").map(String.init)))
+        } else {
+            id = (byLabels.values.max() ?? Self.firstClusterIdentity - 1) + 1
+        }
         byLabels[key] = id
         refs[id] = 1
         try state.save(Persisted(identities: byLabels))

@@ -3,6 +3,7 @@ import CBPF
 import Config
 import Datapath
 import Foundation
+import KVStore
 import Reconciler
 
 /// Owns the entry programs and the maps every stage shares (cilium_calls,
@@ -23,6 +24,7 @@ public actor NetworkingSubsystem: AgentSubsystem {
     private var context: SubsystemContext?
     private var entry: BPFObject?
     private var endpointManager: EndpointManager?
+    private var cluster: ClusterSync?
     private var ipcacheReconciler: Reconciler<BPFMapOperations<IPCacheEntry, ipcache_key, ipcache_value>>?
     private var endpointReconciler: Reconciler<BPFMapOperations<Endpoint, endpoint_key, endpoint_value>>?
     private var deviceReconciler: Reconciler<DeviceLinkOperations>?
@@ -46,8 +48,14 @@ public actor NetworkingSubsystem: AgentSubsystem {
             name: "ipcache", table: ipcache,
             operations: BPFMapOperations(map: ipcacheMap, key: { $0.mapKey }, value: { $0.mapValue })))
 
-        let manager = try EndpointManager(stateDir: context.stateDir, podCIDR: try PodAddressAllocator.defaultPodCIDR(context.config),
-                                          ipcache: ipcache, attachments: deviceAttachments)
+        // Cluster state first: the pod CIDR is claimed there.
+        let sync = try ClusterSync(config: context.config, node: context.nodeName, stateDir: context.stateDir, ipcache: ipcache)
+        let podCIDR = try await sync.claimPodCIDR(saved: PodAddressAllocator.savedCIDR(stateFile: context.stateDir + "/ipam.json"),
+                                                 config: context.config)
+        await sync.start(nodeAddress: nodeAddress(context.config), podCIDR: podCIDR)
+        cluster = sync
+        let manager = try EndpointManager(stateDir: context.stateDir, podCIDR: podCIDR,
+                                          ipcache: ipcache, attachments: deviceAttachments, cluster: sync)
         try await manager.setUpRouter()
         try await manager.restore()
         endpointManager = manager
@@ -71,6 +79,13 @@ public actor NetworkingSubsystem: AgentSubsystem {
         // Local delivery is the pipeline's last stage.
         try ProgramArray(pinned: context.bpfRoot + "/cilium_calls")
             .set(slot: CILIUM_STAGE_DELIVER.rawValue, program: try await entry.program("cil_deliver"))
+    }
+
+    /// The node's address: the first IPv4 address of its first device. Other
+    /// nodes tunnel (or route) to it.
+    private func nodeAddress(_ config: AgentConfig) -> IPv4Address? {
+        guard let dev = config.devices.first, let nl = try? Netlink() else { return nil }
+        return (try? nl.addresses(of: .name(dev)))?.first?.prefix.address
     }
 
     /// Tunnel mode: the cilium_vxlan device (collect_md, port 8472) whose
@@ -101,6 +116,8 @@ public actor NetworkingSubsystem: AgentSubsystem {
     }
 
     public func stop() async {
+        await cluster?.stop()
+        cluster = nil
         await ipcacheReconciler?.stop()
         await endpointReconciler?.stop()
         await deviceReconciler?.stop()
@@ -113,8 +130,8 @@ public actor NetworkingSubsystem: AgentSubsystem {
     }
 
     public func health() async -> Health {
-        guard let r = ipcacheReconciler, let e = endpointReconciler, let d = deviceReconciler else { return .stopped }
-        return Health.worst([await r.health(), await e.health(), await d.health()])
+        guard let r = ipcacheReconciler, let e = endpointReconciler, let d = deviceReconciler, let c = cluster else { return .stopped }
+        return Health.worst([await r.health(), await e.health(), await d.health(), await c.health()])
     }
 
     public func status() async -> SubsystemStatus {
@@ -131,6 +148,10 @@ public actor NetworkingSubsystem: AgentSubsystem {
         }
         var lines: [String: String] = [:]
         if let ipam = await ipamSummary() { lines["IPAM"] = ipam }
+        if let c = cluster {
+            lines["KVStore"] = await c.store.status().description
+            details.append("remote nodes: \(await c.remoteNodeCount)")
+        }
         return SubsystemStatus(enabled: true, state: h.state, message: h.message,
                                summary: "Network: \(network)   Host: BPF", details: details, lines: lines)
     }

@@ -38,6 +38,11 @@ actor PodAddressAllocator {
         }
     }
 
+    /// The pod CIDR this node had before (its IPAM state), if any.
+    static func savedCIDR(stateFile: String) -> IPv4Prefix? {
+        (try? JSONState<Persisted>(path: stateFile).load())?.flatMap { IPv4Prefix($0.podCIDR) }
+    }
+
     /// The node's pod CIDR for a single node: the first block of the first pool.
     /// (Across nodes the block is claimed in the kvstore.)
     static func defaultPodCIDR(_ config: AgentConfig) throws -> IPv4Prefix {
