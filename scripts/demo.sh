@@ -1,22 +1,40 @@
 #!/bin/sh
 # The main job, on a fresh Debian 12 machine, as root: installs what is
 # missing, builds, starts a two-node sandbox (namespaces only; the machine's
-# own interfaces are not touched) and shows each agent's status.
+# own interfaces are not touched) with etcd, adds pods through cilium-cni,
+# shows pods talking on one node and across nodes, and each agent's status.
 # Leaves the sandbox running; remove it with:  .build/debug/cilium-sandbox down --name demo
 set -eu
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 scripts/install-deps.sh
 swift build
-BIN=.build/debug
-$BIN/cilium-sandbox down --name demo >/dev/null
-$BIN/cilium-sandbox up --name demo --nodes 2 "$@"
-$BIN/cilium-sandbox status --name demo
+S=.build/debug/cilium-sandbox
+$S down --name demo >/dev/null
+$S up --name demo --nodes 2 "$@"
+$S pod add --name demo --node node1 --pod web --labels app=web
+$S pod add --name demo --node node1 --pod client --labels app=client
+$S pod add --name demo --node node2 --pod web2 --labels app=web
+$S status --name demo
+addr() { $S status --name demo -o json | tr -d ' \n' | sed -n "s/.*\"address\":\"\([0-9.]*\)\",\"endpointID\":[0-9]*,\"identity\":[0-9]*,\"labels\":\[[^]]*\],\"name\":\"$1\".*/\1/p"; }
+WEB=$(addr web); WEB2=$(addr web2)
+echo
+echo "== traffic (a tiny HTTP server in pods web and web2)"
+WWW=/run/cilium-sandbox/demo/www
+mkdir -p $WWW && echo "hello from a pod" > $WWW/index.html
+$S exec --name demo web -- busybox httpd -p 8080 -h $WWW
+$S exec --name demo web2 -- busybox httpd -p 8080 -h $WWW
+sleep 0.5
+$S exec --name demo client -- curl -s -o /dev/null -m 5 -w "client (node1) -> web  (node1) $WEB:8080  HTTP %{http_code} in %{time_total}s\n" "http://$WEB:8080/" || true
+$S exec --name demo client -- curl -s -o /dev/null -m 5 -w "client (node1) -> web2 (node2) $WEB2:8080 HTTP %{http_code} in %{time_total}s (VXLAN)\n" "http://$WEB2:8080/" || true
+$S exec --name demo node1 -- curl -s -o /dev/null -m 5 -w "node1 -> web (node1)                 HTTP %{http_code}\n" "http://$WEB:8080/" || true
 for node in node1 node2; do
     echo
     echo "== cilium status on $node"
-    $BIN/cilium-sandbox cilium --name demo $node -- status --verbose
+    $S cilium --name demo $node -- status
+    $S cilium --name demo $node -- endpoint list
 done
 echo
-echo "Try: $BIN/cilium-sandbox cilium --name demo node1 -- config set hostFirewall.enabled=true"
-echo "Remove: $BIN/cilium-sandbox down --name demo"
+echo "Try: $S cilium --name demo node1 -- bpf ipcache list"
+echo "     $S cilium --name demo node1 -- config set hostFirewall.enabled=true"
+echo "Remove: $S down --name demo   (also stops what runs in the pods)"

@@ -107,11 +107,32 @@ enum Topology {
 
     /// Stops the agents (by recorded PID, only if still an agent), deletes the
     /// namespaces (their links go with them), the pins and the state directory.
+    /// Processes still running inside the sandbox's namespaces (servers started
+    /// with `exec`), found by their network namespace.
+    static func processes(in namespaces: [String]) -> [Int32] {
+        var inodes = Set<String>()
+        for ns in namespaces {
+            if let target = try? FileManager.default.attributesOfItem(atPath: "/run/netns/\(ns)")[.systemFileNumber] as? Int {
+                inodes.insert("net:[\(target)]")
+            }
+        }
+        guard !inodes.isEmpty, let pids = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        return pids.compactMap { p in
+            guard let pid = Int32(p), pid != getpid(),
+                  let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p)/ns/net"),
+                  inodes.contains(link) else { return nil }
+            return pid
+        }
+    }
+
     static func teardown(_ state: SandboxState) {
         for node in state.nodes {
             if let pid = node.pid { Processes.stop(pid, marker: "cilium-agent") }
         }
         if let pid = state.etcdPid { Processes.stop(pid, marker: "etcd") }
+        for pid in processes(in: state.pods.map(\.namespace)) {
+            kill(pid, SIGTERM)
+        }
         if let ns = state.etcdNamespace { try? NetworkNamespace(named: ns).delete() }
         for pod in state.pods {
             try? NetworkNamespace(named: pod.namespace).delete()
