@@ -112,9 +112,8 @@ enum Topology {
     static func processes(in namespaces: [String]) -> [Int32] {
         var inodes = Set<String>()
         for ns in namespaces {
-            if let target = try? FileManager.default.attributesOfItem(atPath: "/run/netns/\(ns)")[.systemFileNumber] as? Int {
-                inodes.insert("net:[\(target)]")
-            }
+            var st = stat()
+            if stat("/run/netns/\(ns)", &st) == 0 { inodes.insert("net:[\(st.st_ino)]") }
         }
         guard !inodes.isEmpty, let pids = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
         return pids.compactMap { p in
