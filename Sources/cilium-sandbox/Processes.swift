@@ -1,3 +1,4 @@
+import Agent
 import Foundation
 import Glibc
 
@@ -111,3 +112,32 @@ enum Processes {
     }
 }
 
+
+/// Starting one node's agent the way systemd would: its own NOTIFY_SOCKET,
+/// returning once it sent READY=1.
+enum AgentProcess {
+    static func start(_ state: inout SandboxState, node i: Int, timeout: Duration) throws {
+        let agent = Processes.binDirectory + "/cilium-agent"
+        guard FileManager.default.isExecutableFile(atPath: agent) else {
+            throw SandboxError("cilium-agent not found next to cilium-sandbox (\(agent)); build with: swift build")
+        }
+        let node = state.nodes[i]
+        let notify = try NotifyListener(path: SandboxState.directory(state.name) + "/\(node.name).notify")
+        var env = ProcessInfo.processInfo.environment
+        env["NOTIFY_SOCKET"] = notify.path
+        let pid = try Processes.spawnDetached(
+            ["nsenter", "--net=/run/netns/\(node.namespace)", agent, "--config", node.configFile],
+            environment: env, log: node.logFile)
+        state.nodes[i].pid = pid
+        try state.save()
+        let started = ContinuousClock.now
+        let (ready, messages) = notify.waitReady(pid: pid, timeout: timeout)
+        guard ready else {
+            let log = (try? String(contentsOfFile: node.logFile, encoding: .utf8)) ?? ""
+            throw SandboxError("agent of \(node.name) did not report READY (messages: \(messages)); its log:\n\(log.suffix(2000))")
+        }
+        let ms = (ContinuousClock.now - started) / .milliseconds(1)
+        let status = messages.last?.split(separator: "\n").first { $0.hasPrefix("STATUS=") }?.dropFirst(7) ?? ""
+        print("\(node.name): READY in \(Int(ms)) ms (pid \(pid), api unix://\(node.socket)) \(status)")
+    }
+}

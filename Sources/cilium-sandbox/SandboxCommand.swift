@@ -12,7 +12,7 @@ struct SandboxCommand: AsyncParsableCommand {
         commandName: "cilium-sandbox",
         abstract: "A whole cluster on one machine, out of network namespaces: node namespaces joined by a private underlay, one agent per node.",
         discussion: "Nothing touches the machine's own interfaces: every link lives inside the sandbox's namespaces.",
-        subcommands: [Up.self, Status.self, Pod.self, Cilium.self, Exec.self, Down.self])
+        subcommands: [Up.self, Status.self, Pod.self, Agent.self, Cilium.self, Exec.self, Down.self])
 }
 
 struct NameOption: ParsableArguments {
@@ -47,31 +47,34 @@ extension SandboxCommand {
 
         func startAgents(_ initial: SandboxState, timeout: Duration) async throws {
             var state = initial
-            let agent = Processes.binDirectory + "/cilium-agent"
-            guard FileManager.default.isExecutableFile(atPath: agent) else {
-                throw SandboxError("cilium-agent not found next to cilium-sandbox (\(agent)); build with: swift build")
-            }
             for i in state.nodes.indices {
-                let node = state.nodes[i]
-                let notify = try NotifyListener(path: SandboxState.directory(state.name) + "/\(node.name).notify")
-                var env = ProcessInfo.processInfo.environment
-                env["NOTIFY_SOCKET"] = notify.path
-                let pid = try Processes.spawnDetached(
-                    ["nsenter", "--net=/run/netns/\(node.namespace)", agent, "--config", node.configFile],
-                    environment: env, log: node.logFile)
-                state.nodes[i].pid = pid
-                try state.save()
-                let started = ContinuousClock.now
-                let (ready, messages) = notify.waitReady(pid: pid, timeout: timeout)
-                guard ready else {
-                    let log = (try? String(contentsOfFile: node.logFile, encoding: .utf8)) ?? ""
-                    throw SandboxError("agent of \(node.name) did not report READY (messages: \(messages)); its log:\n\(log.suffix(2000))")
-                }
-                let ms = (ContinuousClock.now - started) / .milliseconds(1)
-                let status = messages.last?.split(separator: "\n").first { $0.hasPrefix("STATUS=") }?.dropFirst(7) ?? ""
-                print("\(node.name): READY in \(Int(ms)) ms (pid \(pid), api unix://\(node.socket)) \(status)")
+                try AgentProcess.start(&state, node: i, timeout: timeout)
             }
             print("sandbox \(state.name) is up with \(state.nodes.count) node(s); try: cilium-sandbox cilium --name \(state.name) \(state.nodes[0].name) -- status")
+        }
+    }
+
+    struct Agent: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Restart one node's agent (gracefully, or with --kill as a crash would), waiting for READY.")
+        @OptionGroup var name: NameOption
+        @Argument(help: "The node.") var node: String
+        @Argument(help: "restart") var action: String
+        @Flag(help: "SIGKILL instead of SIGTERM: the agent gets no chance to clean up.") var kill = false
+
+        func run() throws {
+            guard action == "restart" else { throw SandboxError("unknown action \(action); use: restart") }
+            var state = try SandboxState.load(name.name)
+            guard let i = state.nodes.firstIndex(where: { $0.name == node }) else { _ = try state.node(node); return }
+            if let pid = state.nodes[i].pid, Processes.isOurs(pid, marker: "cilium-agent") {
+                if kill {
+                    Glibc.kill(pid, SIGKILL)
+                    while Processes.isOurs(pid, marker: "cilium-agent") { usleep(5000) }
+                } else {
+                    Processes.stop(pid, marker: "cilium-agent")
+                }
+            }
+            try AgentProcess.start(&state, node: i, timeout: .seconds(60))
         }
     }
 

@@ -93,4 +93,36 @@ import TestSupport
         let status = try runCapturing([sandbox, "cilium", "--name", name, "node1", "--", "status"]).1
         #expect(status.contains("KVStore:                 Ok etcd: 1/1 connected"))
     }
+
+    @Test func longTransferSurvivesAgentKillAndEndpointsAreAdopted() throws {
+        let name = "k" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let sandbox = buildDirectory() + "/cilium-sandbox"
+        defer { _ = try? runCapturing([sandbox, "down", "--name", name]) }
+        #expect(try runCapturing([sandbox, "up", "--name", name, "--nodes", "1"]).0 == 0)
+        for pod in ["src", "dst"] {
+            #expect(try runCapturing([sandbox, "pod", "add", "--name", name, "--node", "node1", "--pod", pod, "--labels", "app=\(pod)"]).0 == 0)
+        }
+        let st = try JSONDecoder().decode(Status.self, from: Data(try runCapturing([sandbox, "status", "--name", name, "-o", "json"]).1.utf8))
+        let pods = Dictionary(uniqueKeysWithValues: st.pods.map { ($0.name, $0) })
+        let src = try #require(pods["src"]), dst = try #require(pods["dst"])
+        let before = try runCapturing([sandbox, "cilium", "--name", name, "node1", "--", "endpoint", "list", "-o", "json"]).1
+
+        let transfer = TCPTransfer()
+        try transfer.start(from: NetworkNamespace(named: src.namespace), to: NetworkNamespace(named: dst.namespace),
+                           address: dst.address, duration: .seconds(2))
+        Thread.sleep(forTimeInterval: 0.5)
+        let restart = try runCapturing([sandbox, "agent", "--name", name, "node1", "restart", "--kill"])
+        #expect(restart.0 == 0, "\(restart.1)")
+        let (sent, received, error) = transfer.finish()
+        print("TCP transfer across kill -9 and restart of the agent: sent \(sent) bytes, received \(received)")
+        #expect(error == nil)
+        #expect(sent > 3_000_000 && received == sent)
+
+        // The new agent adopted both endpoints: same ids, identities, addresses.
+        let after = try runCapturing([sandbox, "cilium", "--name", name, "node1", "--", "endpoint", "list", "-o", "json"]).1
+        let b = try JSONDecoder().decode([EndpointModel].self, from: Data(before.utf8))
+        let a = try JSONDecoder().decode([EndpointModel].self, from: Data(after.utf8))
+        #expect(a == b)
+        #expect(try tcpEcho(from: NetworkNamespace(named: src.namespace), to: NetworkNamespace(named: dst.namespace), address: dst.address) == "hello")
+    }
 }

@@ -221,3 +221,73 @@ public func tcpEcho(from: NetworkNamespace, to: NetworkNamespace, address: Strin
         return n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : nil
     }
 }
+
+/// A long TCP transfer from namespace `from` to a receiver in `to`, paced so
+/// it lasts about `duration`; runs on threads of its own.
+public final class TCPTransfer: @unchecked Sendable {
+    private let lock = NSLock()
+    private var sentBytes = 0
+    private var receivedBytes = 0
+    private var failure: String?
+    private let done = DispatchGroup()
+
+    public init() {}
+
+    public func start(from: NetworkNamespace, to: NetworkNamespace, address: String, duration: Duration) throws {
+        let port: UInt16 = 44000 + UInt16.random(in: 0...9999)
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = port.bigEndian
+        inet_pton(AF_INET, address, &sa.sin_addr)
+        let addr = sa
+        let listener = try to.run { () -> Int32 in
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var a = addr
+            _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            listen(fd, 1)
+            return fd
+        }
+        let client = try from.run { socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0) }
+        done.enter()
+        Thread.detachNewThread { [self] in
+            defer { close(listener); done.leave() }
+            let c = accept(listener, nil, nil)
+            guard c >= 0 else { fail("accept failed"); return }
+            defer { close(c) }
+            var buf = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = recv(c, &buf, buf.count, 0)
+                if n <= 0 { if n < 0 { fail("receive failed: errno \(errno)") }; return }
+                lock.withLock { receivedBytes += n }
+            }
+        }
+        done.enter()
+        let chunks = Int(duration.components.seconds * 100) + Int(duration.components.attoseconds / 10_000_000_000_000_000)
+        Thread.detachNewThread { [self] in
+            defer { close(client); done.leave() }
+            var a = addr
+            let r = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            guard r == 0 else { fail("connect failed: errno \(errno)"); return }
+            let chunk = [UInt8](repeating: 0x5a, count: 32768)
+            for _ in 0..<chunks {
+                var off = 0
+                while off < chunk.count {
+                    let n = chunk.withUnsafeBytes { send(client, $0.baseAddress! + off, chunk.count - off, Int32(MSG_NOSIGNAL)) }
+                    if n <= 0 { fail("send failed: errno \(errno)"); return }
+                    off += n
+                }
+                lock.withLock { sentBytes += chunk.count }
+                usleep(10_000)
+            }
+            shutdown(client, Int32(SHUT_WR))
+        }
+    }
+
+    private func fail(_ why: String) { lock.withLock { failure = failure ?? why } }
+
+    /// Waits for the end; returns bytes sent and received and the first error.
+    public func finish() -> (sent: Int, received: Int, error: String?) {
+        done.wait()
+        return lock.withLock { (sentBytes, receivedBytes, failure) }
+    }
+}
