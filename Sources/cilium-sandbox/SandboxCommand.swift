@@ -12,7 +12,7 @@ struct SandboxCommand: AsyncParsableCommand {
         commandName: "cilium-sandbox",
         abstract: "A whole cluster on one machine, out of network namespaces: node namespaces joined by a private underlay, one agent per node.",
         discussion: "Nothing touches the machine's own interfaces: every link lives inside the sandbox's namespaces.",
-        subcommands: [Up.self, Status.self, Pod.self, Agent.self, Cilium.self, Exec.self, Down.self])
+        subcommands: [Up.self, Status.self, Pod.self, Agent.self, Etcd.self, Cilium.self, Exec.self, Down.self])
 }
 
 struct NameOption: ParsableArguments {
@@ -51,6 +51,30 @@ extension SandboxCommand {
                 try AgentProcess.start(&state, node: i, timeout: timeout)
             }
             print("sandbox \(state.name) is up with \(state.nodes.count) node(s); try: cilium-sandbox cilium --name \(state.name) \(state.nodes[0].name) -- status")
+        }
+    }
+
+    struct Etcd: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop or start the sandbox's etcd (to see the cluster ride out an outage).")
+        @OptionGroup var name: NameOption
+        @Argument(help: "stop or start") var action: String
+
+        func run() throws {
+            var state = try SandboxState.load(name.name)
+            guard state.etcdNamespace != nil else { throw SandboxError("sandbox \(state.name) has no etcd (it has one node)") }
+            switch action {
+            case "stop":
+                if let pid = state.etcdPid { Processes.stop(pid, marker: "etcd") }
+                state.etcdPid = nil
+                try state.save()
+                print("etcd stopped")
+            case "start":
+                if let pid = state.etcdPid, Processes.isOurs(pid, marker: "etcd") { print("etcd is running"); return }
+                try Topology.startEtcd(&state)
+                print("etcd started at \(state.etcdURL ?? "")")
+            default:
+                throw SandboxError("unknown action \(action); use stop or start")
+            }
         }
     }
 

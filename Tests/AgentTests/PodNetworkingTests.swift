@@ -125,4 +125,44 @@ import TestSupport
         #expect(a == b)
         #expect(try tcpEcho(from: NetworkNamespace(named: src.namespace), to: NetworkNamespace(named: dst.namespace), address: dst.address) == "hello")
     }
+
+    @Test func clusterRidesOutAnEtcdOutage() throws {
+        let name = "e" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let sandbox = buildDirectory() + "/cilium-sandbox"
+        defer { _ = try? runCapturing([sandbox, "down", "--name", name]) }
+        #expect(try runCapturing([sandbox, "up", "--name", name, "--nodes", "2"]).0 == 0)
+        #expect(try runCapturing([sandbox, "pod", "add", "--name", name, "--node", "node1", "--pod", "a"]).0 == 0)
+        #expect(try runCapturing([sandbox, "pod", "add", "--name", name, "--node", "node2", "--pod", "b"]).0 == 0)
+        func status() throws -> Status {
+            try JSONDecoder().decode(Status.self, from: Data(try runCapturing([sandbox, "status", "--name", name, "-o", "json"]).1.utf8))
+        }
+        func kvstoreLine(_ node: String) throws -> String {
+            try runCapturing([sandbox, "cilium", "--name", name, node, "--", "status"]).1
+                .split(separator: "\n").first { $0.hasPrefix("KVStore:") }.map(String.init) ?? ""
+        }
+        func eventually(_ seconds: Double, _ check: () throws -> Bool) rethrows -> Bool {
+            let deadline = Date().addingTimeInterval(seconds)
+            repeat { if try check() { return true }; Thread.sleep(forTimeInterval: 0.2) } while Date() < deadline
+            return try check()
+        }
+        let st = try status()
+        let a = try #require(st.pods.first { $0.name == "a" }), b = try #require(st.pods.first { $0.name == "b" })
+        let ns = { (n: String) in try NetworkNamespace(named: n) }
+        #expect(try eventually(10) { try tcpEcho(from: ns(a.namespace), to: ns(b.namespace), address: b.address) == "hello" })
+
+        // etcd goes away for 30 s: agents stay up, say so, and the datapath keeps working.
+        #expect(try runCapturing([sandbox, "etcd", "--name", name, "stop"]).0 == 0)
+        #expect(try eventually(10) { try kvstoreLine("node1").contains("Failure") })
+        Thread.sleep(forTimeInterval: 25)
+        #expect(try runCapturing([sandbox, "status", "--name", name]).0 == 0) // both agents answer
+        #expect(try tcpEcho(from: ns(a.namespace), to: ns(b.namespace), address: b.address) == "hello")
+        #expect(try tcpEcho(from: ns(b.namespace), to: ns(a.namespace), address: a.address) == "hello")
+
+        // etcd returns: status recovers and new state converges on both nodes.
+        #expect(try runCapturing([sandbox, "etcd", "--name", name, "start"]).0 == 0)
+        #expect(try eventually(15) { try kvstoreLine("node1").contains("Ok etcd") && kvstoreLine("node2").contains("Ok etcd") })
+        #expect(try runCapturing([sandbox, "pod", "add", "--name", name, "--node", "node2", "--pod", "c"]).0 == 0)
+        let c = try #require(try status().pods.first { $0.name == "c" })
+        #expect(try eventually(15) { try tcpEcho(from: ns(a.namespace), to: ns(c.namespace), address: c.address) == "hello" })
+    }
 }
