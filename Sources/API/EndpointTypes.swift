@@ -146,3 +146,17 @@ public struct BPFEndpointEntry: Codable, Sendable, Equatable {
         self.nodeMac = nodeMac
     }
 }
+
+/// `cilium node list`
+public struct NodeModel: Codable, Sendable, Equatable {
+    public var name: String
+    public var address: String
+    public var podCIDR: String
+    public var local: Bool
+    public init(name: String, address: String, podCIDR: String, local: Bool) {
+        self.name = name
+        self.address = address
+        self.podCIDR = podCIDR
+        self.local = local
+    }
+}

@@ -7,7 +7,7 @@ struct CiliumCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cilium",
         abstract: "CLI for the local Cilium agent.",
-        subcommands: [StatusCommand.self, ConfigCommand.self, EndpointCommand.self, IdentityCommand.self,
+        subcommands: [StatusCommand.self, ConfigCommand.self, EndpointCommand.self, IdentityCommand.self, NodeCommand.self,
                       BPFCommand.self, VersionCommand.self])
 }
 

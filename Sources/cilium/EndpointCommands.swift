@@ -66,9 +66,38 @@ struct IdentityCommand: ParsableCommand {
     }
 }
 
+struct NodeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "node", abstract: "Nodes of the cluster.", subcommands: [List.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List this node and the nodes it learned from the kvstore.")
+        @OptionGroup var agent: AgentOptions
+        @Option(name: [.customShort("o"), .long]) var output: OutputFormat = .text
+        func run() throws {
+            try show([NodeModel].self, agent, "/v1/node", output) { nodes in
+                [["Name", "IPv4 Address", "Endpoint CIDR", ""]] + nodes.map { [$0.name, $0.address, $0.podCIDR, $0.local ? "(local)" : ""] }
+            }
+        }
+    }
+}
+
 struct BPFCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bpf", abstract: "Contents of the datapath's BPF maps.",
-                                                    subcommands: [IPCache.self, Endpoint.self])
+                                                    subcommands: [IPCache.self, Endpoint.self, Tunnel.self])
+
+    struct Tunnel: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "tunnel", abstract: "Where remote addresses are tunnelled to (from the ipcache).",
+                                                        subcommands: [List.self])
+        struct List: ParsableCommand {
+            @OptionGroup var agent: AgentOptions
+            @Option(name: [.customShort("o"), .long]) var output: OutputFormat = .text
+            func run() throws {
+                try show([BPFIPCacheEntry].self, agent, "/v1/map/ipcache", output) { entries in
+                    [["TUNNEL", "VALUE"]] + entries.filter { $0.tunnelEndpoint != nil }.map { [$0.prefix, $0.tunnelEndpoint!] }
+                }
+            }
+        }
+    }
 
     struct IPCache: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "ipcache", abstract: "The ipcache map.", subcommands: [List.self])

@@ -53,11 +53,15 @@ import TestSupport
         #expect(again.1.contains(db.address))
     }
 
-    @Test func podsOnTwoNodesTalkThroughTheTunnelWithClusterWideIdentities() throws {
+    /// tunnel: VXLAN between nodes, identity in the VNI; native: the nodes'
+    /// stacks route pod CIDRs to each other (autoDirectNodeRoutes).
+    @Test(arguments: ["tunnel", "native"])
+    func podsOnTwoNodesTalkWithClusterWideIdentities(_ mode: String) throws {
         let name = "q" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
         let sandbox = buildDirectory() + "/cilium-sandbox"
         defer { _ = try? runCapturing([sandbox, "down", "--name", name]) }
-        let up = try runCapturing([sandbox, "up", "--name", name, "--nodes", "2"])
+        let modeSettings = mode == "native" ? ["--set", "routingMode=native", "--set", "autoDirectNodeRoutes=true"] : []
+        let up = try runCapturing([sandbox, "up", "--name", name, "--nodes", "2"] + modeSettings)
         #expect(up.0 == 0, "\(up.1)")
         for (pod, node, labels) in [("a", "node1", "app=a"), ("b", "node2", "app=b"), ("a2", "node2", "app=a")] {
             let r = try runCapturing([sandbox, "pod", "add", "--name", name, "--node", node, "--pod", pod, "--labels", labels])
@@ -83,8 +87,13 @@ import TestSupport
         #expect(remote.tunnelEndpoint == st.nodes[1].addresses[0])
         #expect(remote.identity == b.identity)
         #expect(ipcache.contains { $0.prefix == st.nodes[1].addresses[0] + "/32" && $0.identity == 6 })
+        let nodes = try JSONDecoder().decode([NodeModel].self, from: Data(
+            try runCapturing([sandbox, "cilium", "--name", name, "node1", "--", "node", "list", "-o", "json"]).1.utf8))
+        #expect(nodes.map(\.name) == ["node1", "node2"])
+        #expect(Set(nodes.map(\.podCIDR)).count == 2)
+        #expect(try runCapturing([sandbox, "cilium", "--name", name, "node1", "--", "bpf", "tunnel", "list"]).1.contains(b.address + "/32"))
 
-        // Across nodes through VXLAN, both ways, TCP and UDP; and on node2 locally.
+        // Across nodes, both ways, TCP and UDP; and on node2 locally.
         let ns = { (n: String) in try NetworkNamespace(named: n) }
         #expect(try tcpEcho(from: ns(a.namespace), to: ns(b.namespace), address: b.address) == "hello")
         #expect(try tcpEcho(from: ns(b.namespace), to: ns(a.namespace), address: a.address) == "hello")
@@ -92,6 +101,11 @@ import TestSupport
         #expect(try tcpEcho(from: ns(a2.namespace), to: ns(b.namespace), address: b.address) == "hello")
         let status = try runCapturing([sandbox, "cilium", "--name", name, "node1", "--", "status"]).1
         #expect(status.contains("KVStore:                 Ok etcd: 1/1 connected"))
+        #expect(status.contains(mode == "native" ? "Network: Native" : "Network: Tunnel [vxlan]"))
+        if mode == "native" {
+            // Node to a pod on the other node, through the direct route.
+            #expect(try tcpEcho(from: ns(st.nodes[0].namespace), to: ns(b.namespace), address: b.address) == "hello")
+        }
     }
 
     @Test func longTransferSurvivesAgentKillAndEndpointsAreAdopted() throws {
@@ -164,5 +178,24 @@ import TestSupport
         #expect(try runCapturing([sandbox, "pod", "add", "--name", name, "--node", "node2", "--pod", "c"]).0 == 0)
         let c = try #require(try status().pods.first { $0.name == "c" })
         #expect(try eventually(15) { try tcpEcho(from: ns(a.namespace), to: ns(c.namespace), address: c.address) == "hello" })
+    }
+
+    @Test func exhaustedPoolIsAClearCNIErrorAndLeavesNothing() throws {
+        let name = "x" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let sandbox = buildDirectory() + "/cilium-sandbox"
+        defer { _ = try? runCapturing([sandbox, "down", "--name", name]) }
+        // A /30 per node: the router and exactly one pod.
+        #expect(try runCapturing([sandbox, "up", "--name", name, "--nodes", "1", "--set", "ipam.operator.clusterPoolIPv4MaskSize=30"]).0 == 0)
+        #expect(try runCapturing([sandbox, "pod", "add", "--name", name, "--node", "node1", "--pod", "one"]).0 == 0)
+        let links = { try runCapturing([sandbox, "exec", "--name", name, "node1", "--", "ip", "-o", "link"]).1.split(separator: "\n").count }
+        let before = try links()
+        let full = try runCapturing([sandbox, "pod", "add", "--name", name, "--node", "node1", "--pod", "two"])
+        #expect(full.0 != 0)
+        #expect(full.1.contains("exhausted"), "\(full.1)")
+        #expect(full.1.contains("code 101"), "\(full.1)")
+        #expect(try links() == before) // no veth left behind
+        #expect(!FileManager.default.fileExists(atPath: "/run/netns/csbx-\(name)-pod-two"))
+        let ipam = try runCapturing([sandbox, "cilium", "--name", name, "node1", "--", "status"]).1
+        #expect(ipam.contains("IPv4: 1/1 allocated from 10.0.0.0/30"))
     }
 }

@@ -1,3 +1,4 @@
+import API
 import Config
 import Datapath
 import Foundation
@@ -114,6 +115,13 @@ actor ClusterSync {
     }
 
     var remoteNodeCount: Int { remoteNodes.count }
+
+    /// This node and every node it knows of, as `cilium node list` shows them.
+    func nodes() -> [NodeModel] {
+        let me = NodeModel(name: node, address: nodeAddress?.description ?? "", podCIDR: podCIDR?.description ?? "", local: true)
+        return [me] + remoteNodes.values.map { NodeModel(name: $0.name, address: $0.address, podCIDR: $0.podCIDR, local: false) }
+            .sorted { $0.name < $1.name }
+    }
 
     /// One round: make sure our lease and records exist, read everything, apply
     /// it, then follow changes until the store fails.

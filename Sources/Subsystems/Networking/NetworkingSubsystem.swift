@@ -15,7 +15,7 @@ public actor NetworkingSubsystem: AgentSubsystem {
     public nonisolated let dependencies: [String] = []
     public nonisolated let configKeys = ["routingMode", "tunnelProtocol", "autoDirectNodeRoutes",
                                          "ipv4NativeRoutingCIDR", "devices", "ipam.", "cluster."]
-    public nonisolated let apiPrefixes = ["/v1/ipam", "/v1/endpoint", "/v1/identity", "/v1/map/"]
+    public nonisolated let apiPrefixes = ["/v1/ipam", "/v1/endpoint", "/v1/identity", "/v1/node", "/v1/map/"]
 
     /// Desired ipcache content. Other subsystems (and later issues) add entries.
     public let ipcache = StateTable<IPCacheEntry>(name: "ipcache")
@@ -214,6 +214,8 @@ public actor NetworkingSubsystem: AgentSubsystem {
                     return .json(i)
                 }
                 return .json(all)
+            case ("GET", "/v1/node"):
+                return .json(await cluster?.nodes() ?? [])
             case ("GET", "/v1/map/ipcache"):
                 guard let entry else { break }
                 let map: BPFMap<ipcache_key, ipcache_value> = try await entry.map("cilium_ipcache")
