@@ -180,20 +180,9 @@ public actor Reconciler<Ops: Operations> {
 
     private func apply(_ changes: [Change<Object>]) async {
         guard running else { return }
-        // Coalesce: the last change per key wins. A change set from one table
-        // call rarely repeats a key; only then is the slower path needed.
-        var seen = Set<Object.Key>(minimumCapacity: changes.count)
-        var unique = true
-        for c in changes where !seen.insert(c.object.key).inserted {
-            unique = false
-            break
-        }
-        var effective = changes
-        if !unique {
-            var last: [Object.Key: Int] = [:]
-            for (i, c) in changes.enumerated() { last[c.object.key] = i }
-            effective = changes.enumerated().filter { last[$0.element.object.key] == $0.offset }.map(\.element)
-        }
+        // A change set from the table names each key once (StateTable's
+        // guarantee), and so do the ones built here for retries and refreshes.
+        let effective = changes
         var upserts: [Object] = []
         var deletes: [Object] = []
         upserts.reserveCapacity(effective.count)

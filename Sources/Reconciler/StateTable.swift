@@ -39,14 +39,24 @@ public actor StateTable<Object: TableObject> {
         upsert(contentsOf: [object])
     }
 
-    /// Inserts or replaces many objects as one change set.
+    /// Inserts or replaces many objects as one change set. A change set never
+    /// names a key twice (a key given twice counts with its last object), so
+    /// consumers can apply it without coalescing.
     @discardableResult
     public func upsert<S: Sequence>(contentsOf objects: S) -> Revision where S.Element == Object {
+        let start = revision
         var changes: [Change<Object>] = []
+        changes.reserveCapacity(objects.underestimatedCount)
+        var repeated = false
         for object in objects {
             revision += 1
-            rows[object.key] = (object, revision)
+            if let old = rows.updateValue((object, revision), forKey: object.key), old.revision > start {
+                repeated = true
+            }
             changes.append(.upsert(object, revision))
+        }
+        if repeated {
+            changes.removeAll { rows[$0.object.key]?.revision != $0.revision }
         }
         publish(changes)
         return revision

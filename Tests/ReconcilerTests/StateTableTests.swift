@@ -52,3 +52,16 @@ import Testing
         #expect(await eventually { await t.watcherCount == 0 })
     }
 }
+
+@Suite struct StateTableChangeSetTests {
+    @Test func aKeyGivenTwiceInOneCallIsOneChangeWithTheLastObject() async {
+        let t = StateTable<Item>(name: "items")
+        let stream = await t.changes(includeExisting: false)
+        await t.upsert(contentsOf: [Item(id: 1, value: "a"), Item(id: 2, value: "b"), Item(id: 1, value: "c")])
+        var it = stream.makeAsyncIterator()
+        let set = await it.next()!
+        #expect(set.map(\.object.id) == [2, 1])
+        #expect(set.last?.object.value == "c")
+        #expect(await t.get(1)?.value == "c")
+    }
+}
