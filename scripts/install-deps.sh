@@ -3,7 +3,8 @@
 # Idempotent: packages already present are left alone.
 set -eu
 PKGS="libbpf-dev libelf-dev zlib1g-dev libsystemd-dev pkg-config iproute2 util-linux bpftool \
-      systemd-container debootstrap etcd-server etcd-client curl busybox iperf3"
+      systemd-container debootstrap etcd-server etcd-client curl busybox iperf3 \
+      podman runc conmon containernetworking-plugins"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -17,6 +17,8 @@ actor EndpointManager {
     let identities: LocalIdentityAllocator
     private let state: JSONState<[Endpoint]>
     private let cluster: ClusterSync
+    /// Background label lookups (PodmanLabels) by container id.
+    private var labelLookups: [String: Task<Void, Never>] = [:]
 
     init(stateDir: String, podCIDR: IPv4Prefix, ipcache: StateTable<IPCacheEntry>,
          attachments: StateTable<DeviceAttachment>, cluster: ClusterSync) throws {
@@ -63,6 +65,9 @@ actor EndpointManager {
         }
         for ep in kept { await publish(ep) }
         try await persist()
+        for ep in kept where PodmanLabels.wanted(labels: ep.labels, podNamespace: ep.podNamespace) {
+            lookUpLabels(ep.containerID)
+        }
     }
 
     func allocate(owner: String) async throws -> IPAMResponse {
@@ -92,11 +97,53 @@ actor EndpointManager {
                                           source: await addresses.routerAddress))
         await publish(ep)
         try await persist()
+        labelLookups.removeValue(forKey: req.containerID)?.cancel()
+        if PodmanLabels.wanted(labels: req.labels, podNamespace: req.podNamespace) { lookUpLabels(req.containerID) }
         return ep
+    }
+
+    /// Asks podman for the container's labels in the background, with retries, and gives the endpoint
+    /// those labels and their identity (until then it has reserved:init). Never blocks the CNI call:
+    /// podman holds the container's lock while ADD runs.
+    private func lookUpLabels(_ containerID: String) {
+        labelLookups[containerID] = Task { [weak self] in
+            for delay in PodmanLabels.retryDelays {
+                do { try await Task.sleep(for: delay) } catch { return }
+                guard let self, await self.endpoints.get(containerID) != nil else { return }
+                switch await PodmanLabels.lookup(containerID: containerID) {
+                case .labels(let labels):
+                    await self.applyRuntimeLabels(containerID, labels)
+                    return
+                case .notPodman:
+                    await self.lookupFinished(containerID)
+                    return
+                case .retry:
+                    continue
+                }
+            }
+            await self?.lookupFinished(containerID)
+        }
+    }
+
+    private func lookupFinished(_ containerID: String) {
+        labelLookups[containerID] = nil
+    }
+
+    /// Sets the labels of an endpoint that still has none; its identity follows them.
+    private func applyRuntimeLabels(_ containerID: String, _ labels: [String]) async {
+        labelLookups[containerID] = nil
+        guard !Task.isCancelled, !labels.isEmpty, var ep = await endpoints.get(containerID), ep.labels.isEmpty else { return }
+        guard let identity = try? await identities.identity(for: labels) else { return }
+        await identities.release(ep.identity)
+        ep.labels = labels
+        ep.identity = identity
+        await publish(ep)
+        try? await persist()
     }
 
     /// Removes the endpoint (if any) and releases the owner's address.
     func delete(containerID: String) async throws -> EndpointDeleteResponse {
+        labelLookups.removeValue(forKey: containerID)?.cancel()
         let released = try await addresses.release(owner: containerID)
         guard let ep = await endpoints.get(containerID) else {
             return EndpointDeleteResponse(hostIfName: nil, released: released?.description)
