@@ -61,7 +61,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Datapath"], path: "Tests/TestSupport", swiftSettings: swift6),
         .testTarget(name: "ReconcilerTests", dependencies: ["Reconciler"], swiftSettings: swift6),
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "CBPF", "Reconciler", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "CNITests", dependencies: ["API", "Datapath"], swiftSettings: swift6),
+        .testTarget(name: "CNITests", dependencies: ["API", "Datapath", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore"], swiftSettings: swift6),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swift6),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "Config", "Datapath", "CBPF", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),

@@ -8,41 +8,7 @@ enum Processes {
     /// stdout and stderr appended to `log`.
     static func spawnDetached(_ argv: [String], environment: [String: String], log: String) throws -> Int32 {
         closeInheritedDescriptorsOnExec()
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var attr = cleanSignalAttributes(extraFlags: 0x80) // POSIX_SPAWN_SETSID (glibc, _GNU_SOURCE only)
-        defer { posix_spawnattr_destroy(&attr) }
-        let cargs = argv.map { strdup($0) } + [nil]
-        let cenv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            cargs.forEach { free($0) }
-            cenv.forEach { free($0) }
-        }
-        var pid: pid_t = 0
-        let r = posix_spawnp(&pid, argv[0], &actions, &attr, cargs, cenv)
-        guard r == 0 else { throw SandboxError("cannot start \(argv[0]): \(String(cString: strerror(r)))") }
-        return pid
-    }
-
-    /// posix_spawn passes on the calling thread's signal mask, and threads of a
-    /// Swift process block most signals: a child would never see SIGTERM. Give
-    /// children an empty mask and default actions.
-    static func cleanSignalAttributes(extraFlags: Int32) -> posix_spawnattr_t {
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for sig in [SIGTERM, SIGHUP, SIGINT, SIGPIPE, SIGCHLD] { sigaddset(&defaults, sig) }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) | Int16(extraFlags))
-        return attr
+        return try ChildProcess.spawn(argv, output: log, newSession: true, environment: environment)
     }
 
     /// Marks every descriptor above stderr close-on-exec, so a long-lived agent
@@ -89,20 +55,12 @@ enum Processes {
 
     /// Runs a command in the foreground, passing its exit status on.
     static func run(_ argv: [String]) -> Int32 {
-        let cargs = argv.map { strdup($0) } + [nil]
-        defer { cargs.forEach { free($0) } }
-        var pid: pid_t = 0
-        var attr = cleanSignalAttributes(extraFlags: 0)
-        defer { posix_spawnattr_destroy(&attr) }
-        let r = posix_spawnp(&pid, argv[0], nil, &attr, cargs, environ)
-        guard r == 0 else {
-            FileHandle.standardError.write(Data("cannot run \(argv[0]): \(String(cString: strerror(r)))\n".utf8))
+        do {
+            return ChildProcess.wait(try ChildProcess.spawn(argv))
+        } catch {
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
             return 127
         }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        if status & 0x7f == 0 { return (status >> 8) & 0xff }
-        return 128 + (status & 0x7f)
     }
 
     /// The directory of this executable (where `cilium-agent` and `cilium` live too).

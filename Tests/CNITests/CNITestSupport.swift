@@ -1,3 +1,4 @@
+import TestSupport
 import API
 import Datapath
 import Foundation
@@ -207,17 +208,7 @@ func runProcess(_ argv: [String], environment: [String: String], stdin: Data) as
 
 /// Runs a command; exit status and combined output.
 func shell(_ argv: [String]) throws -> (Int32, String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = argv
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    p.standardInput = FileHandle.nullDevice
-    try p.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    try runCapturing(argv)
 }
 
 /// `ip -n NS -j ARGS...` parsed; [] when the command fails (e.g. no such device).

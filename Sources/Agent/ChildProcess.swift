@@ -1,0 +1,58 @@
+import Foundation
+import Glibc
+
+/// Starting programs from a Swift process the way a shell would. posix_spawn
+/// passes on the calling thread's signal mask, and a Swift process's threads
+/// block most signals: a child started naively never sees SIGTERM (and conmon
+/// misses SIGCHLD). Children here get an empty mask and default actions.
+public enum ChildProcess {
+    /// Starts `argv` (PATH lookup) with stdin from /dev/null and stdout+stderr
+    /// appended to `output` (or inherited when nil); `newSession` detaches it
+    /// from our session so it outlives us.
+    public static func spawn(_ argv: [String], output: String? = nil, truncate: Bool = false, newSession: Bool = false,
+                             environment: [String: String]? = nil) throws -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if let output {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | (truncate ? O_TRUNC : O_APPEND), 0o644)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for sig in [SIGTERM, SIGHUP, SIGINT, SIGPIPE, SIGCHLD] { sigaddset(&defaults, sig) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        // 0x80 is POSIX_SPAWN_SETSID (glibc; not imported into Swift).
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) | (newSession ? 0x80 : 0))
+        let cargs = argv.map { strdup($0) } + [nil]
+        let env = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+        defer {
+            cargs.forEach { free($0) }
+            env?.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let r = env.map { e in posix_spawnp(&pid, argv[0], &actions, &attr, cargs, e) }
+            ?? posix_spawnp(&pid, argv[0], &actions, &attr, cargs, environ)
+        guard r == 0 else { throw AgentError("cannot start \(argv[0]): \(String(cString: strerror(r)))") }
+        return pid
+    }
+
+    /// Waits for a child; its exit status, or 128 + the signal that ended it.
+    public static func wait(_ pid: Int32) -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+
+    /// Runs a command to its end; its exit status.
+    public static func run(_ argv: [String], output: String? = nil) throws -> Int32 {
+        wait(try spawn(argv, output: output, truncate: true))
+    }
+}
