@@ -95,8 +95,15 @@ import TestSupport
 
         // Across nodes, both ways, TCP and UDP; and on node2 locally.
         let ns = { (n: String) in try NetworkNamespace(named: n) }
+        let capture = mode == "tunnel" ? try VXLANCapture(namespace: ns(st.nodes[1].namespace), device: "eth0") : nil
         #expect(try tcpEcho(from: ns(a.namespace), to: ns(b.namespace), address: b.address) == "hello")
         #expect(try tcpEcho(from: ns(b.namespace), to: ns(a.namespace), address: a.address) == "hello")
+        if let capture {
+            // On the wire between the nodes, the VNI is the sending pod's identity, both ways.
+            let vnis = Set(capture.finish())
+            print("VXLAN VNIs on node2's eth0: \(vnis.sorted()) (pod a \(a.identity!), pod b \(b.identity!))")
+            #expect(vnis == [a.identity!, b.identity!], "VNIs seen: \(vnis)")
+        }
         #expect(try udpDeliver(from: ns(a2.namespace), to: ns(a.namespace), address: a.address, count: 5) == 5)
         #expect(try tcpEcho(from: ns(a2.namespace), to: ns(b.namespace), address: b.address) == "hello")
         let status = try runCapturing([sandbox, "cilium", "--name", name, "node1", "--", "status"]).1

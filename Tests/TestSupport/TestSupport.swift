@@ -291,3 +291,56 @@ public final class TCPTransfer: @unchecked Sendable {
         return lock.withLock { (sentBytes, receivedBytes, failure) }
     }
 }
+
+/// Captures VXLAN (UDP 8472) frames on `device` inside `namespace` with an
+/// AF_PACKET socket (no tcpdump needed) and collects their VNIs.
+public final class VXLANCapture: @unchecked Sendable {
+    private let fd: Int32
+    private let lock = NSLock()
+    private var vnis: [UInt32] = []
+    private var running = true
+    private let done = DispatchGroup()
+
+    public init(namespace: NetworkNamespace, device: String) throws {
+        let ifindex = try Netlink(namespace: namespace).index(of: .name(device))
+        // struct sockaddr_ll (linux/if_packet.h), not imported into Swift.
+        struct LinkLayerAddress {
+            var family = UInt16(AF_PACKET)
+            var proto = UInt16(0x0003).bigEndian // ETH_P_ALL
+            var ifindex: Int32
+            var hatype: UInt16 = 0
+            var pkttype: UInt8 = 0
+            var halen: UInt8 = 0
+            var addr: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0)
+        }
+        fd = try namespace.run { () -> Int32 in
+            let s = socket(AF_PACKET, Int32(SOCK_RAW.rawValue), Int32(UInt16(0x0003).bigEndian))
+            var sll = LinkLayerAddress(ifindex: ifindex)
+            _ = withUnsafePointer(to: &sll) { $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<LinkLayerAddress>.size)) } }
+            return s
+        }
+        done.enter()
+        Thread.detachNewThread { [self] in
+            defer { done.leave() }
+            var buf = [UInt8](repeating: 0, count: 2048)
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            while lock.withLock({ running }) {
+                guard poll(&pfd, 1, 100) == 1 else { continue }
+                let n = recv(fd, &buf, buf.count, 0)
+                // Ethernet(14) + IPv4(20, no options) + UDP(8) + VXLAN(8)
+                guard n >= 50, buf[12] == 0x08, buf[13] == 0x00, buf[14] == 0x45, buf[23] == 17,
+                      UInt16(buf[36]) << 8 | UInt16(buf[37]) == 8472 else { continue }
+                let vni = UInt32(buf[46]) << 16 | UInt32(buf[47]) << 8 | UInt32(buf[48])
+                lock.withLock { vnis.append(vni) }
+            }
+        }
+    }
+
+    /// Stops capturing; the VNIs seen, in order.
+    public func finish() -> [UInt32] {
+        lock.withLock { running = false }
+        done.wait()
+        close(fd)
+        return lock.withLock { vnis }
+    }
+}
