@@ -16,7 +16,10 @@ struct Bench {
         rows += try await reconcilerThroughput(count: count)
         rows += try await changeLatency(tableSize: count, samples: 2000)
         rows += try agentStartup()
-        rows += try PodPaths.run(bin: URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]).deletingLastPathComponent().path)
+        let bin = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+            .deletingLastPathComponent().path
+        rows += try PodPaths.run(bin: bin)
+        rows += try CrossNode.run(bin: bin)
         print("")
         print(pad("measure", 58) + pad("result", 26) + "target")
         for (what, result, target) in rows { print(pad(what, 58) + pad(result, 26) + target) }
