@@ -12,6 +12,8 @@ public struct AgentConfig: Codable, Sendable, Equatable {
         public var stateDir = "/var/lib/cilium"
         /// "" means the hostname.
         public var nodeName = ""
+        /// Kubernetes manifests the agent reads (pods' labels); "" for none.
+        public var resourceDirectory = ""
         public init() {}
     }
 

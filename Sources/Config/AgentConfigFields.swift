@@ -40,6 +40,7 @@ extension AgentConfig {
         "agent.socketPath": .string(\.agent.socketPath),
         "agent.stateDir": .string(\.agent.stateDir),
         "agent.nodeName": .string(\.agent.nodeName),
+        "agent.resourceDirectory": .string(\.agent.resourceDirectory),
         "bpf.root": .string(\.bpf.root),
         "policyEnforcementMode": .choice(\.policyEnforcementMode),
         "policyAuditMode": .bool(\.policyAuditMode),

@@ -157,6 +157,8 @@ public let schema = ConfigSchema(keys: [
               "Directory where the agent keeps state across restarts.", [.absolutePath]),
     ConfigKey("agent.nodeName", .string, .string(""),
               "Name of this node; \"\" uses the hostname."),
+    ConfigKey("agent.resourceDirectory", .string, .string(""),
+              "Directory of Kubernetes manifests (Pod, ...) the agent reads; \"\" for none."),
 
     ConfigKey("bpf.root", .string, .string("/sys/fs/bpf/cilium"),
               "bpffs directory where this agent pins its maps and programs.", [.absolutePath]),
@@ -233,5 +235,5 @@ public let schema = ConfigSchema(keys: [
               "etcd endpoints, e.g. [https://etcd-0:2379]; needed when etcd.enabled is true."),
 
     ConfigKey("devices", .stringList, .list([]),
-              "Network devices to attach the datapath to; empty detects them."),
+              "Network devices whose traffic passes the datapath (the node's address is the first one's); empty for none."),
 ])

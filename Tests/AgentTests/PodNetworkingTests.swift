@@ -205,4 +205,34 @@ import TestSupport
         let ipam = try runCapturing([sandbox, "cilium", "--name", name, "node1", "--", "status"]).1
         #expect(ipam.contains("IPv4: 1/1 allocated from 10.0.0.0/30"))
     }
+
+    @Test func podNamedByTheRuntimeGetsTheLabelsOfItsManifest() throws {
+        let name = "r" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let sandbox = buildDirectory() + "/cilium-sandbox"
+        let dir = try TempDir("resources")
+        try """
+        apiVersion: v1
+        kind: Service
+        metadata: {name: web}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: web
+          namespace: default
+          labels: {app: web, tier: front}
+        spec: {containers: [{name: web, image: busybox}]}
+        """.write(toFile: dir.path + "/pods.yaml", atomically: true, encoding: .utf8)
+        defer { _ = try? runCapturing([sandbox, "down", "--name", name]) }
+        #expect(try runCapturing([sandbox, "up", "--name", name, "--nodes", "1", "--set", "agent.resourceDirectory=\(dir.path)"]).0 == 0)
+        // The sandbox calls cilium-cni with K8S_POD_NAMESPACE=default;K8S_POD_NAME=<pod> and no labels here.
+        #expect(try runCapturing([sandbox, "pod", "add", "--name", name, "--node", "node1", "--pod", "web"]).0 == 0)
+        #expect(try runCapturing([sandbox, "pod", "add", "--name", name, "--node", "node1", "--pod", "nomanifest"]).0 == 0)
+        let st = try JSONDecoder().decode(Status.self, from: Data(try runCapturing([sandbox, "status", "--name", name, "-o", "json"]).1.utf8))
+        let web = try #require(st.pods.first { $0.name == "web" })
+        #expect(web.labels == ["k8s:app=web", "k8s:io.kubernetes.pod.namespace=default", "k8s:tier=front"])
+        #expect((web.identity ?? 0) >= 256)
+        // Without labels and without a manifest: reserved:init until it has some.
+        #expect(st.pods.first { $0.name == "nomanifest" }?.identity == 5)
+    }
 }

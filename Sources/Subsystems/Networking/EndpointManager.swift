@@ -1,4 +1,5 @@
 import API
+import Config
 import CBPF
 import Datapath
 import Foundation
@@ -20,8 +21,12 @@ actor EndpointManager {
     /// Background label lookups (PodmanLabels) by container id.
     private var labelLookups: [String: Task<Void, Never>] = [:]
 
+    /// Where pods' manifests are (agent.resourceDirectory), "" for none.
+    private let resourceDirectory: String
+
     init(stateDir: String, podCIDR: IPv4Prefix, ipcache: StateTable<IPCacheEntry>,
-         attachments: StateTable<DeviceAttachment>, cluster: ClusterSync) throws {
+         attachments: StateTable<DeviceAttachment>, cluster: ClusterSync, resourceDirectory: String = "") throws {
+        self.resourceDirectory = resourceDirectory
         self.ipcache = ipcache
         self.attachments = attachments
         self.cluster = cluster
@@ -76,7 +81,13 @@ actor EndpointManager {
                             gateway: await addresses.routerAddress.description)
     }
 
-    func create(_ req: EndpointCreateRequest) async throws -> Endpoint {
+    func create(_ request: EndpointCreateRequest) async throws -> Endpoint {
+        var req = request
+        // A runtime that names the pod but passes no labels: the pod's manifest has them.
+        if req.labels.isEmpty, let ns = req.podNamespace, let pod = req.podName,
+           let labels = PodManifests.labels(namespace: ns, name: pod, in: resourceDirectory) {
+            req.labels = labels
+        }
         guard let allocated = await addresses.address(of: req.containerID), allocated.description == req.address else {
             throw EndpointError(status: 400, "address \(req.address) is not allocated to container \(req.containerID); ask POST /v1/ipam first")
         }

@@ -55,7 +55,8 @@ public actor NetworkingSubsystem: AgentSubsystem {
         await sync.start(nodeAddress: nodeAddress(context.config), podCIDR: podCIDR)
         cluster = sync
         let manager = try EndpointManager(stateDir: context.stateDir, podCIDR: podCIDR,
-                                          ipcache: ipcache, attachments: deviceAttachments, cluster: sync)
+                                          ipcache: ipcache, attachments: deviceAttachments, cluster: sync,
+                                          resourceDirectory: context.config.agent.resourceDirectory)
         try await manager.setUpRouter()
         try await manager.restore()
         endpointManager = manager
