@@ -211,8 +211,8 @@ func slotID(_ agent: AgentUnderTest, _ stage: cilium_stage) throws -> UInt32? {
         let attached = try agent.namespace.run { Attach.tcxProgramIDs(ifindex: ifindex, direction: .ingress) }
         #expect(attached.count == 1)
         #expect(FileManager.default.fileExists(atPath: agent.bpfRoot + "/links/ingress-eth-t"))
-        // Two directions on eth-t, plus the overlay device of tunnel mode (the default).
-        #expect(try agent.status().reconcilers.contains { $0.name == "devices" && $0.objects == 3 && $0.state == .ok })
+        // Two directions on eth-t, plus cilium_vxlan and cilium_net of tunnel mode (the default).
+        #expect(try agent.status().reconcilers.contains { $0.name == "devices" && $0.objects == 4 && $0.state == .ok })
 
         // A steady UDP stream into the agent's node while the agent is killed and replaced.
         let stream = try UDPStream(from: peer, to: agent.namespace, address: "10.252.0.1")

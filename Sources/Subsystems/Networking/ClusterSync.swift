@@ -41,6 +41,10 @@ actor ClusterSync {
     private(set) var syncs = 0
 
     static let leaseTTL: Duration = .seconds(15)
+    /// See EndpointManager.setUpRouter: 169.254.42.1, neighbour = cilium_net.
+    static let tunnelNextHop = IPv4Prefix("169.254.42.1/30")!
+    private var tunnelRoutes = false
+    private var routerAddress: IPv4Address?
 
     init(config: AgentConfig, node: String, stateDir: String, ipcache: StateTable<IPCacheEntry>) throws {
         if config.etcd.enabled {
@@ -52,6 +56,7 @@ actor ClusterSync {
         self.node = node
         self.ipcache = ipcache
         directRoutes = config.routingMode == .native && config.autoDirectNodeRoutes
+        tunnelRoutes = config.routingMode == .tunnel
     }
 
     /// Claims a pod CIDR for this node: the one it had (kept in its IPAM state)
@@ -84,6 +89,7 @@ actor ClusterSync {
     func start(nodeAddress: IPv4Address?, podCIDR: IPv4Prefix) {
         self.nodeAddress = nodeAddress
         self.podCIDR = podCIDR
+        self.routerAddress = IPv4Address(value: podCIDR.network.address.value + 1)
         loop = Task { [weak self] in
             while !Task.isCancelled {
                 guard let self else { return }
@@ -168,15 +174,24 @@ actor ClusterSync {
         let nl = try? Netlink()
         for (name, old) in remoteNodes where seen[name] != old {
             if let a = IPv4Address(old.address) { await ipcache.delete(key: IPv4Prefix(a, length: 32)) }
-            if directRoutes, let nl, let cidr = IPv4Prefix(old.podCIDR) {
-                try? nl.deleteRoute(Netlink.Route(destination: cidr, gateway: IPv4Address(old.address)))
+            if let cidr = IPv4Prefix(old.podCIDR) {
+                await ipcache.delete(key: cidr.network)
+                if directRoutes { try? nl?.deleteRoute(Netlink.Route(destination: cidr, gateway: IPv4Address(old.address))) }
+                if tunnelRoutes { try? nl?.deleteRoute(Netlink.Route(destination: cidr, gateway: Self.tunnelNextHop.address)) }
             }
         }
         for (_, r) in seen {
             guard let a = IPv4Address(r.address) else { continue }
             await ipcache.upsert(IPCacheEntry(prefix: IPv4Prefix(a, length: 32), identity: 6))
-            if directRoutes, let nl, let cidr = IPv4Prefix(r.podCIDR) {
+            guard let cidr = IPv4Prefix(r.podCIDR) else { continue }
+            // The rest of its pod CIDR (its router, pods not yet known) is behind that node.
+            await ipcache.upsert(IPCacheEntry(prefix: cidr, identity: 2, tunnelEndpoint: a))
+            if directRoutes, let nl {
                 try? nl.replaceRoute(Netlink.Route(destination: cidr, gateway: a))
+            }
+            if tunnelRoutes, let nl, let index = try? nl.index(of: "cilium_host") {
+                try? nl.replaceRoute(Netlink.Route(destination: cidr, gateway: Self.tunnelNextHop.address, outputIndex: index,
+                                                   source: routerAddress))
             }
         }
         remoteNodes = seen

@@ -46,6 +46,17 @@ actor EndpointManager {
         let router = await addresses.routerAddress
         let have = try nl.addresses(of: "cilium_host").contains { $0.prefix.address == router }
         if !have { try nl.addAddress(IPv4Prefix(router, length: 32), to: "cilium_host") }
+        // The next hop for the node's own traffic to other nodes' pods in tunnel
+        // mode: a link-local address "behind" cilium_host whose neighbour is
+        // cilium_net, where the entry program picks the packets up and
+        // tunnels them (routes are added per remote node by ClusterSync).
+        let hop = ClusterSync.tunnelNextHop
+        if try !nl.addresses(of: "cilium_host").contains(where: { $0.prefix.address == IPv4Address(value: hop.address.value + 1) }) {
+            try nl.addAddress(IPv4Prefix(IPv4Address(value: hop.address.value + 1), length: 30), to: "cilium_host", scope: .link)
+        }
+        if let mac = try nl.link("cilium_net")?.mac {
+            try nl.replaceNeighbor(hop.address, mac: mac, on: "cilium_host")
+        }
         try nl.setLinkUp("cilium_host")
         try nl.setLinkUp("cilium_net")
         // Forwarding between endpoints and devices through the node's stack.

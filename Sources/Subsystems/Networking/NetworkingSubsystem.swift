@@ -104,7 +104,10 @@ public actor NetworkingSubsystem: AgentSubsystem {
         if try nl.link("cilium_vxlan") == nil { try nl.createVXLAN(name: "cilium_vxlan", port: 8472) }
         try nl.setLinkUp("cilium_vxlan")
         try nodeMap.update(0, node_config(vxlan_ifindex: UInt32(bitPattern: try nl.index(of: "cilium_vxlan")), flags: 0))
-        return [DeviceAttachment(device: "cilium_vxlan", direction: .ingress, role: .overlay)]
+        // The node's own traffic to other nodes' pods is routed to cilium_host
+        // and picked up on cilium_net, where it enters the pipeline (and the tunnel).
+        return [DeviceAttachment(device: "cilium_vxlan", direction: .ingress, role: .overlay),
+                DeviceAttachment(device: "cilium_net", direction: .ingress, role: .netdev)]
     }
 
     private func startReconciler<Ops: Operations>(_ r: Reconciler<Ops>) async throws -> Reconciler<Ops> {
