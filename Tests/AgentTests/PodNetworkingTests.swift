@@ -63,7 +63,7 @@ import TestSupport
         let modeSettings = mode == "native" ? ["--set", "routingMode=native", "--set", "autoDirectNodeRoutes=true"] : []
         let up = try runCapturing([sandbox, "up", "--name", name, "--nodes", "2"] + modeSettings)
         #expect(up.0 == 0, "\(up.1)")
-        for (pod, node, labels) in [("a", "node1", "app=a"), ("b", "node2", "app=b"), ("a2", "node2", "app=a")] {
+        for (pod, node, labels) in [("a", "node1", "app=a"), ("b", "node2", "app=b"), ("a2", "node2", "app=a"), ("c", "node1", "app=c")] {
             let r = try runCapturing([sandbox, "pod", "add", "--name", name, "--node", node, "--pod", pod, "--labels", labels])
             #expect(r.0 == 0, "\(r.1)")
         }
@@ -106,6 +106,12 @@ import TestSupport
         }
         #expect(try udpDeliver(from: ns(a2.namespace), to: ns(a.namespace), address: a.address, count: 5) == 5)
         #expect(try tcpEcho(from: ns(a2.namespace), to: ns(b.namespace), address: b.address) == "hello")
+        // ICMP (busybox ping), across nodes and on one node.
+        let c = try #require(pods["c"])
+        for (from, to) in [("a", b.address), ("b", a.address), ("a", c.address), ("c", a2.address)] {
+            let ping = try runCapturing([sandbox, "exec", "--name", name, from, "--", "busybox", "ping", "-c", "1", "-W", "2", to])
+            #expect(ping.0 == 0, "ping \(from) -> \(to): \(ping.1)")
+        }
         let status = try runCapturing([sandbox, "cilium", "--name", name, "node1", "--", "status"]).1
         #expect(status.contains("KVStore:                 Ok etcd: 1/1 connected"))
         #expect(status.contains(mode == "native" ? "Network: Native" : "Network: Tunnel [vxlan]"))
