@@ -6,10 +6,7 @@ cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 scripts/install-deps.sh
 # Self-contained binaries (Swift runtime linked in), as one would deploy them.
-swift build -c release --static-swift-stdlib --product cilium-agent
-swift build -c release --static-swift-stdlib --product cilium-bench
-swift build -c release --static-swift-stdlib --product cilium-sandbox
-swift build -c release --static-swift-stdlib --product cilium-cni
+swift build -c release --static-swift-stdlib
 mkdir -p bench/results
 out=bench/results/$(date -u +%Y-%m-%d).txt
 {

@@ -59,10 +59,37 @@ public enum ConfigLoader {
         do {
             return try Yams.compose(yaml: yaml, .default, .default, .utf8)
         } catch let error as YamlError {
+            if case let .duplicatedKeysInMapping(duplicates, _) = error,
+               let found = duplicateKey(among: duplicates, in: yaml, file: file) {
+                throw found
+            }
             throw syntaxError(error, file: file)
         } catch {
             throw ConfigError(origin: .file(file), problem: "invalid YAML: \(error)")
         }
+    }
+
+    /// Yams refuses a mapping with a key given twice but names only the key;
+    /// find where (the dotted path, both lines) from the text's indentation.
+    static func duplicateKey(among names: [String], in yaml: String, file: String) -> ConfigError? {
+        var stack: [(indent: Int, key: String)] = []
+        var seen: [String: Int] = [:] // dotted path -> first line
+        for (i, raw) in yaml.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.drop { $0 == " " }
+            let indent = raw.count - line.count
+            guard !line.isEmpty, !line.hasPrefix("#"), !line.hasPrefix("-"), let colon = line.firstIndex(of: ":") else { continue }
+            let key = line[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "\"' "))
+            while let last = stack.last, last.indent >= indent { stack.removeLast() }
+            let path = (stack.map(\.key) + [key]).joined(separator: ".")
+            stack.append((indent, key))
+            guard names.contains(key) else { continue }
+            if let first = seen[path] {
+                return ConfigError(origin: .position(file: file, line: i + 1, column: indent + 1),
+                                   problem: "duplicate key \"\(path)\"; it is already set on line \(first), keep one")
+            }
+            seen[path] = i + 1
+        }
+        return nil
     }
 
     private static func syntaxError(_ error: YamlError, file: String) -> ConfigError {
@@ -169,6 +196,9 @@ extension RawValue {
             self.init(shape: .sequence(sequence.map(RawValue.init)), position: mark)
         case .mapping:
             self.init(shape: .mapping, position: mark)
+        default:
+            // YAML aliases (Yams 6 keeps them as nodes): a config file has no use for them.
+            self.init(shape: .scalar("*alias", quoted: true), position: mark)
         }
     }
 }

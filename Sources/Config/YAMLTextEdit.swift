@@ -207,6 +207,8 @@ extension ConfigEditor {
             return "[" + sequence.map(canonical).joined(separator: ",") + "]"
         case .mapping(let mapping):
             return "{" + mapping.map { canonical($0.key) + ":" + canonical($0.value) }.joined(separator: ",") + "}"
+        default:
+            return "A"
         }
     }
 }
