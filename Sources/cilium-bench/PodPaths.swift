@@ -53,7 +53,12 @@ enum PodPaths {
             rrPod = max(rrPod, try requestResponse(pod))
         }
         rows.append(("pod to pod, one node: TCP request/response per s", String(format: "%.0f vs veth %.0f (%.2fx)", rrPod, rrVeth, rrPod / rrVeth), ">= 0.95x"))
-        if let tVeth = iperf(veth), let tPod = iperf(pod) {
+        var tVethBest: Double?, tPodBest: Double?
+        for _ in 0..<3 {
+            if let t = iperf(veth) { tVethBest = max(tVethBest ?? 0, t) }
+            if let t = iperf(pod) { tPodBest = max(tPodBest ?? 0, t) }
+        }
+        if let tVeth = tVethBest, let tPod = tPodBest {
             rows.append(("pod to pod, one node: TCP throughput", String(format: "%.2f vs veth %.2f Gbit/s (%.2fx)", tPod, tVeth, tPod / tVeth), ">= 0.95x"))
         } else {
             rows.append(("pod to pod, one node: TCP throughput", "iperf3 missing (scripts/install-deps.sh)", ""))
@@ -106,7 +111,7 @@ enum PodPaths {
         }
     }
 
-    /// iperf3 for 4 s; Gbit/s received.
+    /// iperf3 for 3 s; Gbit/s received.
     static func iperf(_ p: Pair) -> Double? {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/iperf3"), let server = p.to.name, let client = p.from.name else { return nil }
         let port = String(5300 + Int.random(in: 0...600))
@@ -118,7 +123,7 @@ enum PodPaths {
         guard (try? srv.run()) != nil else { return nil }
         defer { if srv.isRunning { srv.terminate() } }
         usleep(300_000)
-        let (code, out) = shell(["nsenter", "--net=/run/netns/\(client)", "iperf3", "-c", p.address, "-p", port, "-t", "4", "-J"])
+        let (code, out) = shell(["nsenter", "--net=/run/netns/\(client)", "iperf3", "-c", p.address, "-p", port, "-t", "3", "-J"])
         guard code == 0, let json = try? JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any],
               let end = json["end"] as? [String: Any], let recv = end["sum_received"] as? [String: Any],
               let bps = recv["bits_per_second"] as? Double else { return nil }
