@@ -45,6 +45,8 @@ public actor Reconciler<Ops: Operations> {
     private var pruneError: String?
     private var running = false
     private var tasks: [Task<Void, Never>] = []
+    private var timer: Task<Void, Never>?
+    private var plannedWake: ContinuousClock.Instant?
     private var lastRefresh = ContinuousClock.now
     private var initialSynced = false
 
@@ -76,19 +78,15 @@ public actor Reconciler<Ops: Operations> {
                 }
             }
         })
-        tasks.append(Task { [weak self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(50))
-                guard let self else { return }
-                await self.tick()
-            }
-        })
     }
 
     public func stop() {
         running = false
         for t in tasks { t.cancel() }
         tasks.removeAll()
+        timer?.cancel()
+        timer = nil
+        plannedWake = nil
         retries.removeAll()
     }
 
@@ -168,6 +166,7 @@ public actor Reconciler<Ops: Operations> {
         await apply(all.map { Change.upsert($0, 0) })
         await runPrune()
         lastRefresh = .now
+        schedule()
     }
 
     // MARK: - internals
@@ -176,17 +175,17 @@ public actor Reconciler<Ops: Operations> {
         if config.pruneOnStart { await runPrune() }
         initialSynced = true
         lastRefresh = .now
+        schedule()
     }
 
     private func apply(_ changes: [Change<Object>]) async {
         guard running else { return }
         // A change set from the table names each key once (StateTable's
         // guarantee), and so do the ones built here for retries and refreshes.
-        let effective = changes
         var upserts: [Object] = []
         var deletes: [Object] = []
-        upserts.reserveCapacity(effective.count)
-        for change in effective {
+        upserts.reserveCapacity(changes.count)
+        for change in changes {
             switch change {
             case .upsert(let o, _): upserts.append(o); setStatus(o.key, .pending)
             case .delete(let o, _): deletes.append(o)
@@ -216,6 +215,7 @@ public actor Reconciler<Ops: Operations> {
             }
             for (o, err) in failed { recordFailure(.delete(o, 0), err) }
         }
+        schedule()
     }
 
     private func recordFailure(_ change: Change<Object>, _ error: any Error) {
@@ -225,6 +225,32 @@ public actor Reconciler<Ops: Operations> {
         setStatus(key, .error(message: message, attempts: attempts))
         retries[key] = Retry(change: change, attempts: attempts, due: .now + config.backoff(attempts: attempts))
         lastError = message
+    }
+
+    /// Sleeps until the next retry is due or the next refresh, whichever is
+    /// first (no polling while nothing is pending).
+    private func schedule() {
+        guard running else { return }
+        var next = retries.values.map(\.due).min()
+        if let every = config.refreshInterval {
+            let refreshAt = lastRefresh + every
+            next = next.map { min($0, refreshAt) } ?? refreshAt
+        }
+        if next == plannedWake && timer != nil { return }
+        timer?.cancel()
+        plannedWake = next
+        guard let next else { timer = nil; return }
+        timer = Task { [weak self] in
+            do { try await Task.sleep(until: next, clock: .continuous) } catch { return }
+            await self?.timerFired()
+        }
+    }
+
+    private func timerFired() async {
+        timer = nil
+        plannedWake = nil
+        await tick()
+        schedule()
     }
 
     private func tick() async {

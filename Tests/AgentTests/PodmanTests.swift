@@ -48,7 +48,7 @@ import TestSupport
         return (code, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
     }
 
-    @Test(.enabled(if: podmanInstalled))
+    @Test(.enabled(if: podmanInstalled, "needs podman, runc and conmon (scripts/install-deps.sh installs them)"))
     func podmanContainerGetsAddressIdentityFromItsLabelsAndReleasesIt() throws {
         let name = "pm" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
         let network = "cilium-" + name

@@ -55,18 +55,21 @@ public func runCapturing(_ argv: [String], environment: [String: String]? = nil)
     return (p.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
+/// An IPv4 socket address.
+public func inetAddress(_ address: String, port: UInt16) -> sockaddr_in {
+    var sa = sockaddr_in()
+    sa.sin_family = sa_family_t(AF_INET)
+    sa.sin_port = port.bigEndian
+    inet_pton(AF_INET, address, &sa.sin_addr)
+    return sa
+}
+
 /// Sends `count` UDP datagrams from namespace `from` to `address`, where a
 /// socket bound inside `to` reads them; returns how many arrived. Proof that
 /// two namespaces are connected, without ping (not installed here).
 public func udpDeliver(from: NetworkNamespace, to: NetworkNamespace, address: String, count: Int = 1) throws -> Int {
     let port: UInt16 = 41000 + UInt16.random(in: 0...9999)
-    func sockaddr(_ address: String) -> sockaddr_in {
-        var sa = sockaddr_in()
-        sa.sin_family = sa_family_t(AF_INET)
-        sa.sin_port = port.bigEndian
-        inet_pton(AF_INET, address, &sa.sin_addr)
-        return sa
-    }
+    func sockaddr(_ address: String) -> sockaddr_in { inetAddress(address, port: port) }
     let receiver = try to.run { () -> Int32 in
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         var sa = sockaddr(address)
@@ -119,9 +122,7 @@ public final class UDPStream: @unchecked Sendable {
     public init(from: NetworkNamespace, to: NetworkNamespace, address: String) throws {
         self.from = from
         let port: UInt16 = 42000 + UInt16.random(in: 0...9999)
-        destination.sin_family = sa_family_t(AF_INET)
-        destination.sin_port = port.bigEndian
-        inet_pton(AF_INET, address, &destination.sin_addr)
+        destination = inetAddress(address, port: port)
         var sa = destination
         receiver = try to.run { () -> Int32 in
             let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
@@ -179,11 +180,7 @@ public final class UDPStream: @unchecked Sendable {
 /// echoed bytes (nil when the connection or the echo failed).
 public func tcpEcho(from: NetworkNamespace, to: NetworkNamespace, address: String, message: String = "hello") throws -> String? {
     let port: UInt16 = 43000 + UInt16.random(in: 0...9999)
-    var sa = sockaddr_in()
-    sa.sin_family = sa_family_t(AF_INET)
-    sa.sin_port = port.bigEndian
-    inet_pton(AF_INET, address, &sa.sin_addr)
-    let addr = sa
+    let addr = inetAddress(address, port: port)
     let listener = try to.run { () -> Int32 in
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var one: Int32 = 1
@@ -235,11 +232,7 @@ public final class TCPTransfer: @unchecked Sendable {
 
     public func start(from: NetworkNamespace, to: NetworkNamespace, address: String, duration: Duration) throws {
         let port: UInt16 = 44000 + UInt16.random(in: 0...9999)
-        var sa = sockaddr_in()
-        sa.sin_family = sa_family_t(AF_INET)
-        sa.sin_port = port.bigEndian
-        inet_pton(AF_INET, address, &sa.sin_addr)
-        let addr = sa
+        let addr = inetAddress(address, port: port)
         let listener = try to.run { () -> Int32 in
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var a = addr

@@ -38,7 +38,6 @@ actor ClusterSync {
     private var remoteNodes: [String: NodeRecord] = [:]
     private var loop: Task<Void, Never>?
     private(set) var lastError: String?
-    private(set) var syncs = 0
 
     static let leaseTTL: Duration = .seconds(15)
     /// See EndpointManager.setUpRouter: 169.254.42.1, neighbour = cilium_net.
@@ -152,7 +151,6 @@ actor ClusterSync {
             await applyNodes(nodes.pairs)
             await applyIPs(ips.pairs)
             lastError = nil
-            syncs += 1
             let from = max(nodes.revision, ips.revision) + 1
             for try await _ in store.watch(prefix: KVKeys.root, fromRevision: from) {
                 // Any change: re-read the two prefixes (small) and apply the difference.
