@@ -51,7 +51,16 @@ static __always_inline int run_entry_with(struct __sk_buff *skb, __u32 direction
 		return drop_packet(skb, ENTRY_STAGE, CILIUM_DROP_INVALID, 0, 0);
 	if (r == 0)
 		return TC_ACT_OK; /* not IPv4: ARP and friends pass */
-	__u32 src = src_identity ? src_identity : identity_of(t.saddr);
+	__u32 src = src_identity;
+	if (!src && direction == CILIUM_DIR_EGRESS && hook == CILIUM_HOOK_TC_INGRESS) {
+		/* From a local endpoint: its own entry (a hash lookup) has the identity. */
+		struct endpoint_key ek = { .addr = t.saddr };
+		struct endpoint_value *ep = bpf_map_lookup_elem(&cilium_lxc, &ek);
+		if (ep)
+			src = ep->identity;
+	}
+	if (!src)
+		src = identity_of(t.saddr);
 	__u32 dst = identity_of(t.daddr);
 	CB_SET(skb, CILIUM_CB_SRC_IDENTITY, src);
 	CB_SET(skb, CILIUM_CB_DST_IDENTITY, dst);
@@ -152,8 +161,8 @@ int cil_deliver(struct __sk_buff *skb)
 	if ((ep->flags & CILIUM_ENDPOINT_F_HOST) || ep->ifindex == skb->ifindex)
 		return pipeline_next(skb);
 	/* The workload expects its gateway's MAC as source and its own as destination. */
-	if (bpf_skb_store_bytes(skb, 0, ep->mac, 6, 0) < 0 ||
-	    bpf_skb_store_bytes(skb, 6, ep->node_mac, 6, 0) < 0)
+	/* mac and node_mac are adjacent: destination then source, one store. */
+	if (bpf_skb_store_bytes(skb, 0, ep->mac, 12, 0) < 0)
 		return drop_packet(skb, CILIUM_STAGE_DELIVER, CILIUM_DROP_INVALID, &t, 0);
 	stage_account(skb, CILIUM_STAGE_DELIVER);
 	count_metric(skb, CILIUM_REASON_FORWARDED, skb->cb[CILIUM_CB_DIRECTION]);

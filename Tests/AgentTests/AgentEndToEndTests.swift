@@ -232,9 +232,8 @@ func slotID(_ agent: AgentUnderTest, _ stage: cilium_stage) throws -> UInt32? {
         #expect(after.count == 1)
         #expect(after != attached)
         // Every datagram went through the entry program (counted as forwarded, ingress).
-        let metrics = try BPFMap<metrics_key, metrics_value>(pinned: agent.bpfRoot + "/cilium_metrics")
-        var key = metrics_key()
-        key.direction = UInt8(CILIUM_DIR_INGRESS.rawValue)
+        let metrics = try BPFMap<UInt32, metrics_value>(pinned: agent.bpfRoot + "/cilium_metrics")
+        let key = ciliumMetricsIndex(reason: 0, direction: UInt8(CILIUM_DIR_INGRESS.rawValue))
         let counted = metrics.lookupPerCPU(key)?.reduce(0) { $0 + $1.packets } ?? 0
         #expect(counted >= UInt64(sent))
         agent.stop()

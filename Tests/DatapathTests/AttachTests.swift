@@ -75,15 +75,14 @@ final class VethPair {
         let root = try PinRoot("tcclassic")
         let net = try VethPair()
         let entry = try BPFObject(embedded: "entry", pinRoot: root.path)
-        let metrics: BPFMap<metrics_key, metrics_value> = try await entry.map("cilium_metrics")
+        let metrics: BPFMap<UInt32, metrics_value> = try await entry.map("cilium_metrics")
         let prog = try await entry.program("cil_from_netdev")
         let ifindex = try Netlink(namespace: net.b).index(of: "vb")
         try net.b.run { try Attach.tcClassic(prog, ifindex: ifindex, direction: .ingress) }
         // Attaching again replaces (handle 1, priority 1) instead of stacking.
         try net.b.run { try Attach.tcClassic(prog, ifindex: ifindex, direction: .ingress) }
         #expect(try net.sendUDP(count: 8) == 8)
-        var key = metrics_key()
-        key.direction = UInt8(CILIUM_DIR_INGRESS.rawValue)
+        let key = ciliumMetricsIndex(reason: 0, direction: UInt8(CILIUM_DIR_INGRESS.rawValue))
         #expect((metrics.lookupPerCPU(key)?.reduce(0) { $0 + $1.packets } ?? 0) >= 8)
         let (code, out) = try runCapturing(["tc", "-n", net.b.name!, "filter", "show", "dev", "vb", "ingress"])
         #expect(code == 0)

@@ -43,10 +43,8 @@ func sumPerCPU(_ values: [stage_stats]) -> UInt64 { values.reduce(0) { $0 + $1.p
         _ = try prog.testRun(packet: pkt)
         #expect(sumPerCPU(stats.lookupPerCPU(UInt32(CILIUM_STAGE_POLICY.rawValue))!) == 3)
 
-        let metrics: BPFMap<metrics_key, metrics_value> = try await entry.map("cilium_metrics")
-        var key = metrics_key()
-        key.reason = 0
-        key.direction = UInt8(CILIUM_DIR_EGRESS.rawValue)
+        let metrics: BPFMap<UInt32, metrics_value> = try await entry.map("cilium_metrics")
+        let key = ciliumMetricsIndex(reason: 0, direction: UInt8(CILIUM_DIR_EGRESS.rawValue))
         #expect(metrics.lookupPerCPU(key)!.reduce(0) { $0 + $1.packets } == 5)
     }
 

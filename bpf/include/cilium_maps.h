@@ -97,12 +97,11 @@ struct node_config {
 	__u32 flags;
 };
 
-/* cilium_metrics: per-CPU counters by (reason, direction). */
-struct metrics_key {
-	__u8  reason;
-	__u8  direction;
-	__u8  pad[6];
-};
+/* cilium_metrics: per-CPU array of counters, indexed by
+ * CILIUM_METRICS_INDEX(reason, direction) (an array lookup costs less per
+ * packet than hashing a key). */
+#define CILIUM_METRICS_ENTRIES 512
+#define CILIUM_METRICS_INDEX(reason, direction) ((((__u32)(reason)) << 1) | ((direction) & 1))
 
 struct metrics_value {
 	__u64 packets;

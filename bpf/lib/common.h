@@ -29,9 +29,9 @@ struct {
 } cilium_events SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 1024);
-	__type(key, struct metrics_key);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CILIUM_METRICS_ENTRIES);
+	__type(key, __u32);
 	__type(value, struct metrics_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_metrics SEC(".maps");
@@ -85,14 +85,11 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet_tuple
 
 static __always_inline void count_metric(struct __sk_buff *skb, __u8 reason, __u8 dir)
 {
-	struct metrics_key key = { .reason = reason, .direction = dir };
+	__u32 key = CILIUM_METRICS_INDEX(reason, dir);
 	struct metrics_value *v = bpf_map_lookup_elem(&cilium_metrics, &key);
 	if (v) {
 		v->packets += 1;
 		v->bytes += skb->len;
-	} else {
-		struct metrics_value init = { .packets = 1, .bytes = skb->len };
-		bpf_map_update_elem(&cilium_metrics, &key, &init, BPF_NOEXIST);
 	}
 }
 
