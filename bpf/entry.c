@@ -2,6 +2,7 @@
  * veth. They parse, resolve identities from the ipcache, and run the stages. */
 #include "lib/common.h"
 #include "lib/pipeline.h"
+#include "lib/endpoints.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -13,14 +14,6 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_ipcache SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65535);
-	__type(key, struct endpoint_key);
-	__type(value, struct endpoint_value);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} cilium_lxc SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

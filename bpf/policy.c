@@ -1,8 +1,65 @@
-/* The Policy stage (owned by the Policy subsystem), in slot CILIUM_STAGE_POLICY of
- * cilium_calls while the subsystem is enabled. */
+/* The Policy stage (owned by the Policy subsystem), in slot CILIUM_STAGE_POLICY
+ * of cilium_calls while the subsystem is enabled.
+ *
+ * For each packet: replies of tracked connections pass. Otherwise the egress
+ * policy of the sending endpoint (when the packet leaves a local workload)
+ * and the ingress policy of the receiving endpoint (when it is a local
+ * workload) decide; a packet both allow opens a connection. Every packet that
+ * is not a reply is checked, so a policy change applies to open connections
+ * too, as upstream's datapath does. */
 #include "lib/common.h"
 #include "lib/pipeline.h"
+#include "lib/endpoints.h"
+#include "lib/conntrack.h"
+#include "lib/policy.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-CILIUM_PASS_STAGE(cil_stage_policy, CILIUM_STAGE_POLICY)
+/* Reports the verdict of a new connection (or an audited one) with the rule
+ * that decided it; drops go through drop_packet with their reason. */
+static __always_inline int enforce(struct __sk_buff *skb, const struct packet_tuple *t, int ct,
+				   __u16 endpoint_id, __u8 direction, __u32 peer_identity)
+{
+	struct policy_result res;
+	policy_decide(skb, t, endpoint_id, direction, peer_identity, &res);
+	if (!res.allowed) {
+		count_metric(skb, res.reason, direction);
+		emit_event_full(skb, CILIUM_EVENT_DROP, CILIUM_STAGE_POLICY, res.reason, direction, 0, t, res.rule_id);
+		return -1;
+	}
+	if (res.audited)
+		emit_event_full(skb, CILIUM_EVENT_POLICY_VERDICT, CILIUM_STAGE_POLICY, res.reason, direction,
+				CILIUM_EVENT_F_AUDIT, t, res.rule_id);
+	else if (ct == CT_NEW && res.enforced)
+		emit_event_full(skb, CILIUM_EVENT_POLICY_VERDICT, CILIUM_STAGE_POLICY, 0, direction, 0, t, res.rule_id);
+	return 0;
+}
+
+SEC("tc")
+int cil_stage_policy(struct __sk_buff *skb)
+{
+	struct packet_tuple t = {};
+	if (parse_ipv4(skb, &t) <= 0)
+		return pipeline_next(skb);
+	stage_account(skb, CILIUM_STAGE_POLICY);
+	int ct = ct_lookup(&t);
+	if (ct == CT_REPLY)
+		return pipeline_next(skb);
+
+	__u32 src_identity = skb->cb[CILIUM_CB_SRC_IDENTITY];
+	__u32 dst_identity = skb->cb[CILIUM_CB_DST_IDENTITY];
+	/* Egress: the packet is leaving a workload of this node (its veth's ingress). */
+	if (skb->cb[CILIUM_CB_DIRECTION] == CILIUM_DIR_EGRESS && skb->cb[CILIUM_CB_HOOK] == CILIUM_HOOK_TC_INGRESS) {
+		struct endpoint_value *src = local_workload(t.saddr);
+		if (src && enforce(skb, &t, ct, src->endpoint_id, CILIUM_DIR_EGRESS, dst_identity) < 0)
+			return TC_ACT_SHOT;
+	}
+	/* Ingress: the packet is for a workload of this node. */
+	struct endpoint_value *dst = local_workload(t.daddr);
+	if (dst && enforce(skb, &t, ct, dst->endpoint_id, CILIUM_DIR_INGRESS, src_identity) < 0)
+		return TC_ACT_SHOT;
+
+	if (ct == CT_NEW)
+		ct_create(&t, src_identity);
+	return pipeline_next(skb);
+}

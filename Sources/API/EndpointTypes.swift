@@ -72,6 +72,11 @@ public struct EndpointModel: Codable, Sendable, Equatable {
     public var podName: String?
     /// "ready", "waiting-for-identity", "regenerating", "disconnecting".
     public var state: String
+    /// Policy enforcement ("Enabled"/"Disabled") per direction and the policy
+    /// revision the endpoint's entries implement; nil while Policy is disabled.
+    public var policyIngress: String?
+    public var policyEgress: String?
+    public var policyRevision: UInt64?
 
     public init(id: Int, containerID: String, netns: String, ifName: String, hostIfName: String, hostIfIndex: Int32,
                 address: String, mac: String, labels: [String], identity: UInt32, podNamespace: String?, podName: String?,

@@ -9,12 +9,15 @@ public struct SubsystemContext: Sendable {
     /// Where this agent pins its BPF objects (`bpf.root`).
     public var bpfRoot: String
     public var stateDir: String
+    /// Tables the subsystems share (the same instance for the agent's lifetime).
+    public var shared: SharedState
 
-    public init(config: AgentConfig, nodeName: String, bpfRoot: String, stateDir: String) {
+    public init(config: AgentConfig, nodeName: String, bpfRoot: String, stateDir: String, shared: SharedState) {
         self.config = config
         self.nodeName = nodeName
         self.bpfRoot = bpfRoot
         self.stateDir = stateDir
+        self.shared = shared
     }
 }
 

@@ -35,6 +35,7 @@ public actor AgentDaemon {
     private var reloads = 0
     private var lastStatusLine = ""
     private let startedAt = Date()
+    private let shared = SharedState()
 
     /// Loads and validates the config; a bad file refuses to start.
     public init(options: AgentOptions) throws {
@@ -48,7 +49,8 @@ public actor AgentDaemon {
     }
 
     private var context: SubsystemContext {
-        SubsystemContext(config: config, nodeName: nodeName, bpfRoot: config.bpf.root, stateDir: config.agent.stateDir)
+        SubsystemContext(config: config, nodeName: nodeName, bpfRoot: config.bpf.root, stateDir: config.agent.stateDir,
+                         shared: shared)
     }
 
     /// Runs until SIGTERM/SIGINT. Returns the process exit code.

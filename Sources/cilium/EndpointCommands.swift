@@ -22,8 +22,10 @@ struct EndpointCommand: ParsableCommand {
                                                     subcommands: [List.self, Get.self])
 
     static func rows(_ eps: [EndpointModel]) -> [[String]] {
-        [["ENDPOINT", "IDENTITY", "LABELS", "IPv4", "INTERFACE", "STATUS"]]
-            + eps.map { [String($0.id), String($0.identity), $0.labels.joined(separator: ","), $0.address, $0.hostIfName, $0.state] }
+        [["ENDPOINT", "POLICY (ingress)", "POLICY (egress)", "POLICY REV", "IDENTITY", "LABELS", "IPv4", "INTERFACE", "STATUS"]]
+            + eps.map { [String($0.id), $0.policyIngress ?? "Disabled", $0.policyEgress ?? "Disabled",
+                         $0.policyRevision.map(String.init) ?? "-", String($0.identity),
+                         $0.labels.joined(separator: ","), $0.address, $0.hostIfName, $0.state] }
     }
 
     struct List: ParsableCommand {
@@ -83,7 +85,7 @@ struct NodeCommand: ParsableCommand {
 
 struct BPFCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bpf", abstract: "Contents of the datapath's BPF maps.",
-                                                    subcommands: [IPCache.self, Endpoint.self, Tunnel.self])
+                                                    subcommands: [IPCache.self, Endpoint.self, Tunnel.self, PolicyMap.self])
 
     struct Tunnel: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "tunnel", abstract: "Where remote addresses are tunnelled to (from the ipcache).",

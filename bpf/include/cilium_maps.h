@@ -114,11 +114,98 @@ struct stage_stats {
 	__u64 bytes;
 };
 
+/* cilium_policy: LPM trie with every local endpoint's policy entries (one
+ * map for all endpoints, the endpoint id leading the key, where upstream has
+ * one map per endpoint). Data bits after prefixlen, most significant first:
+ *   endpoint_id 16 | direction 8 | pad 8 | identity 32 | protocol 8 | pad 8 | dport 16
+ * An entry always covers endpoint, direction and identity (identity 0 = any
+ * peer: the stage looks up the peer's identity and 0). Prefix 64: every
+ * protocol and port; 72: one protocol, every port; 80 + n: the first n bits
+ * of the port (ranges are split into such blocks). ICMP types sit in dport. */
+#define CILIUM_POLICY_PREFIX_ANY_PROTO 64
+#define CILIUM_POLICY_PREFIX_ANY_PORT  72
+#define CILIUM_POLICY_PREFIX_FULL      96
+
+struct policy_key {
+	__u32 prefixlen;
+	__u16 endpoint_id; /* network order */
+	__u8  direction;   /* enum cilium_direction */
+	__u8  pad1;
+	__u32 identity;    /* network order; 0 = any */
+	__u8  protocol;    /* IP protocol; 0 = any */
+	__u8  pad2;
+	__u16 dport;       /* network order; ICMP: the type */
+};
+
+enum cilium_policy_verdict {
+	CILIUM_POLICY_ALLOW = 0,
+	CILIUM_POLICY_DENY = 1,
+};
+
+struct policy_entry {
+	__u8  verdict;   /* enum cilium_policy_verdict */
+	__u8  pad[3];
+	__u32 rule_id;   /* the rule that produced it (agent's rule table) */
+	__u64 packets;   /* counted by the datapath */
+	__u64 bytes;
+};
+
+/* cilium_policy_ep: per local endpoint, whether policy applies. */
+enum cilium_policy_ep_flags {
+	CILIUM_POLICY_F_INGRESS = 1, /* default deny on ingress: only entries allow */
+	CILIUM_POLICY_F_EGRESS  = 2,
+	CILIUM_POLICY_F_AUDIT   = 4, /* report what would be dropped, drop nothing */
+	CILIUM_POLICY_F_INGRESS_ENTRIES = 8,  /* cilium_policy holds ingress entries for it */
+	CILIUM_POLICY_F_EGRESS_ENTRIES  = 16, /* ... egress entries */
+};
+
+struct policy_ep_value {
+	__u32 flags;
+	__u32 revision; /* the policy revision these entries implement */
+};
+
+/* cilium_ct: connection tracking. The key is the tuple of the packet that
+ * opened the connection; a packet whose reversed tuple is known is a reply.
+ * ICMP echo uses the identifier as both ports. */
+struct ct_key {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport;
+	__u16 dport;
+	__u8  protocol;
+	__u8  pad[3];
+};
+
+enum cilium_ct_flags {
+	CILIUM_CT_F_SEEN_REPLY = 1,
+};
+
+struct ct_value {
+	__u64 created_ns;
+	__u64 last_seen_ns;
+	__u64 packets;     /* in the opening direction */
+	__u64 reply_packets;
+	__u32 src_identity;
+	__u32 flags;
+};
+
+/* Policy verdict reasons in events (cilium_event.reason for POLICY_VERDICT). */
+enum cilium_verdict {
+	CILIUM_VERDICT_FORWARDED = 0,
+	CILIUM_VERDICT_AUDIT = 1,
+};
+
 /* Records in the cilium_events ring buffer. */
 enum cilium_event_type {
 	CILIUM_EVENT_DROP = 1,
 	CILIUM_EVENT_TRACE = 2,
 	CILIUM_EVENT_POLICY_VERDICT = 3,
+};
+
+enum cilium_event_flags {
+	CILIUM_EVENT_F_REPLY = 1,  /* the packet is a reply of a tracked connection */
+	CILIUM_EVENT_F_AUDIT = 2,  /* policy would have dropped it; audit mode let it pass */
+	CILIUM_EVENT_F_ICMP_TYPE_IN_DPORT = 4,
 };
 
 struct cilium_event {
@@ -134,7 +221,8 @@ struct cilium_event {
 	__u16 sport;
 	__u16 dport;
 	__u8  protocol;
-	__u8  pad[3];
+	__u8  flags;       /* enum cilium_event_flags */
+	__u8  pad[2];
 	__u32 rule_id;
 	__u32 length;
 	__u64 timestamp_ns;

@@ -51,9 +51,13 @@ struct {
 
 struct packet_tuple {
 	__u32 saddr, daddr;
-	__u16 sport, dport;
+	__u16 sport, dport; /* ICMP echo: the identifier in both */
 	__u8 protocol;
+	__u8 icmp_type;
 };
+
+#define ICMP_ECHOREPLY_TYPE 0
+#define ICMP_ECHO_TYPE 8
 
 /* Parses Ethernet + IPv4 (+ TCP/UDP ports). Returns 1 for IPv4, 0 for other
  * traffic the datapath passes untouched, -1 for a truncated or bad packet. */
@@ -79,6 +83,15 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet_tuple
 			return -1;
 		t->sport = ports[0];
 		t->dport = ports[1];
+	} else if (ip->protocol == IPPROTO_ICMP) {
+		__u8 *icmp = (void *)ip + ip->ihl * 4;
+		if ((void *)(icmp + 8) > end)
+			return -1;
+		t->icmp_type = icmp[0];
+		if (icmp[0] == ICMP_ECHO_TYPE || icmp[0] == ICMP_ECHOREPLY_TYPE) {
+			/* The identifier in both: a reply's reversed tuple is the request's. */
+			t->sport = t->dport = *(__u16 *)(icmp + 4);
+		}
 	}
 	return 1;
 }
@@ -93,8 +106,8 @@ static __always_inline void count_metric(struct __sk_buff *skb, __u8 reason, __u
 	}
 }
 
-static __always_inline void emit_event(struct __sk_buff *skb, __u8 type, __u8 stage,
-				       __u8 reason, const struct packet_tuple *t, __u32 rule_id)
+static __always_inline void emit_event_full(struct __sk_buff *skb, __u8 type, __u8 stage, __u8 reason,
+					    __u8 direction, __u8 flags, const struct packet_tuple *t, __u32 rule_id)
 {
 	struct cilium_event *e = bpf_ringbuf_reserve(&cilium_events, sizeof(*e), 0);
 	if (!e)
@@ -103,7 +116,8 @@ static __always_inline void emit_event(struct __sk_buff *skb, __u8 type, __u8 st
 	e->type = type;
 	e->stage = stage;
 	e->reason = reason;
-	e->direction = skb->cb[CILIUM_CB_DIRECTION];
+	e->direction = direction;
+	e->flags = flags;
 	e->ifindex = skb->ifindex;
 	e->src_identity = skb->cb[CILIUM_CB_SRC_IDENTITY];
 	e->dst_identity = skb->cb[CILIUM_CB_DST_IDENTITY];
@@ -113,11 +127,21 @@ static __always_inline void emit_event(struct __sk_buff *skb, __u8 type, __u8 st
 		e->sport = t->sport;
 		e->dport = t->dport;
 		e->protocol = t->protocol;
+		if (t->protocol == IPPROTO_ICMP) {
+			e->dport = t->icmp_type;
+			e->flags |= CILIUM_EVENT_F_ICMP_TYPE_IN_DPORT;
+		}
 	}
 	e->rule_id = rule_id;
 	e->length = skb->len;
 	e->timestamp_ns = bpf_ktime_get_ns();
 	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline void emit_event(struct __sk_buff *skb, __u8 type, __u8 stage,
+				       __u8 reason, const struct packet_tuple *t, __u32 rule_id)
+{
+	emit_event_full(skb, type, stage, reason, skb->cb[CILIUM_CB_DIRECTION], 0, t, rule_id);
 }
 
 /* Every drop goes through here: counted, reported with its reason, dropped. */

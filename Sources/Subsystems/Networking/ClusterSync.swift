@@ -28,6 +28,8 @@ actor ClusterSync {
     let cluster: String
     let node: String
     private let ipcache: StateTable<IPCacheEntry>
+    private let identities: StateTable<IdentityRecord>
+    private let identityLabels: IdentityAllocator
     private var nodeAddress: IPv4Address?
     private var podCIDR: IPv4Prefix?
     private var directRoutes = false
@@ -45,7 +47,7 @@ actor ClusterSync {
     private var tunnelRoutes = false
     private var routerAddress: IPv4Address?
 
-    init(config: AgentConfig, node: String, stateDir: String, ipcache: StateTable<IPCacheEntry>) throws {
+    init(config: AgentConfig, node: String, stateDir: String, shared: SharedState) throws {
         if config.etcd.enabled {
             store = try EtcdKVStore(endpoints: config.etcd.endpoints, timeout: .seconds(3))
         } else {
@@ -53,7 +55,9 @@ actor ClusterSync {
         }
         cluster = config.cluster.name
         self.node = node
-        self.ipcache = ipcache
+        self.ipcache = shared.ipcache
+        self.identities = shared.identities
+        identityLabels = IdentityAllocator(store: store)
         directRoutes = config.routingMode == .native && config.autoDirectNodeRoutes
         tunnelRoutes = config.routingMode == .tunnel
     }
@@ -211,6 +215,12 @@ actor ClusterSync {
                                               tunnelEndpoint: IPv4Address(r.hostIP)))
         }
         remoteIPs = seen
+        // Policy matches other nodes' endpoints by their identity's labels.
+        for id in Set(seen.values.map(\.identity)) where await identities.get(id) == nil {
+            if let labels = try? await identityLabels.lookup(id: Int(id)) {
+                await identities.upsert(IdentityRecord(id: id, labels: labels.map(LocalIdentityAllocator.normalize).sorted()))
+            }
+        }
     }
 
     func health() async -> Health {

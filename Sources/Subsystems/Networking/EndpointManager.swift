@@ -13,6 +13,7 @@ import Reconciler
 actor EndpointManager {
     let endpoints = StateTable<Endpoint>(name: "endpoints")
     private let ipcache: StateTable<IPCacheEntry>
+    private let shared: SharedState
     private let attachments: StateTable<DeviceAttachment>
     let addresses: PodAddressAllocator
     let identities: LocalIdentityAllocator
@@ -24,10 +25,11 @@ actor EndpointManager {
     /// Where pods' manifests are (agent.resourceDirectory), "" for none.
     private let resourceDirectory: String
 
-    init(stateDir: String, podCIDR: IPv4Prefix, ipcache: StateTable<IPCacheEntry>,
+    init(stateDir: String, podCIDR: IPv4Prefix, shared: SharedState,
          attachments: StateTable<DeviceAttachment>, cluster: ClusterSync, resourceDirectory: String = "") throws {
         self.resourceDirectory = resourceDirectory
-        self.ipcache = ipcache
+        self.shared = shared
+        self.ipcache = shared.ipcache
         self.attachments = attachments
         self.cluster = cluster
         self.addresses = try PodAddressAllocator(stateFile: stateDir + "/ipam.json", podCIDR: podCIDR)
@@ -99,6 +101,7 @@ actor EndpointManager {
            let labels = PodManifests.labels(namespace: ns, name: pod, in: resourceDirectory) {
             req.labels = labels
         }
+        req.labels = Self.withNamespace(req.labels, req.podNamespace)
         guard let allocated = await addresses.address(of: req.containerID), allocated.description == req.address else {
             throw EndpointError(status: 400, "address \(req.address) is not allocated to container \(req.containerID); ask POST /v1/ipam first")
         }
@@ -155,6 +158,7 @@ actor EndpointManager {
     private func applyRuntimeLabels(_ containerID: String, _ labels: [String]) async {
         labelLookups[containerID] = nil
         guard !Task.isCancelled, !labels.isEmpty, var ep = await endpoints.get(containerID), ep.labels.isEmpty else { return }
+        let labels = Self.withNamespace(labels, ep.podNamespace)
         guard let identity = try? await identities.identity(for: labels) else { return }
         await identities.release(ep.identity)
         ep.labels = labels
@@ -171,6 +175,7 @@ actor EndpointManager {
             return EndpointDeleteResponse(hostIfName: nil, released: released?.description)
         }
         await endpoints.delete(key: containerID)
+        await shared.endpoints.delete(key: ep.id)
         await ipcache.delete(key: IPv4Prefix(ep.ipv4, length: 32))
         await cluster.withdraw(ip: ep.address)
         await attachments.delete(keys: [TCDirection.ingress, .egress].map { DeviceAttachment(device: ep.hostIfName, direction: $0, role: .endpoint).key })
@@ -189,8 +194,23 @@ actor EndpointManager {
         }
     }
 
+    /// Workloads carry their namespace as a label (upstream's
+    /// io.kubernetes.pod.namespace), "default" when the runtime names none, so
+    /// namespaced policies select them. Without labels an endpoint stays init.
+    static func withNamespace(_ labels: [String], _ namespace: String?) -> [String] {
+        let key = "io.kubernetes.pod.namespace"
+        if labels.isEmpty || labels.contains(where: { LocalIdentityAllocator.normalize($0).hasPrefix("k8s:\(key)=") }) {
+            return labels
+        }
+        return labels + ["\(key)=\(namespace ?? "default")"]
+    }
+
     private func publish(_ ep: Endpoint) async {
         await endpoints.upsert(ep)
+        let labels = ep.labels.map(LocalIdentityAllocator.normalize).sorted()
+        await shared.identities.upsert(IdentityRecord(id: ep.identity, labels: ep.labels.isEmpty ? ["reserved:init"] : labels))
+        await shared.endpoints.upsert(EndpointRecord(id: ep.id, identity: ep.identity, labels: labels, address: ep.address,
+                                                     podNamespace: ep.podNamespace, podName: ep.podName))
         await ipcache.upsert(IPCacheEntry(prefix: IPv4Prefix(ep.ipv4, length: 32), identity: ep.identity))
         await cluster.publish(ip: ep.address, identity: ep.identity)
         await attachments.upsert(contentsOf: [TCDirection.ingress, .egress].map {

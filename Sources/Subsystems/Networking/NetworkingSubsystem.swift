@@ -17,8 +17,8 @@ public actor NetworkingSubsystem: AgentSubsystem {
                                          "ipv4NativeRoutingCIDR", "devices", "ipam.", "cluster."]
     public nonisolated let apiPrefixes = ["/v1/ipam", "/v1/endpoint", "/v1/identity", "/v1/node", "/v1/map/"]
 
-    /// Desired ipcache content. Other subsystems (and later issues) add entries.
-    public let ipcache = StateTable<IPCacheEntry>(name: "ipcache")
+    /// Desired ipcache content (shared: Policy adds its CIDR prefixes).
+    private var ipcache: StateTable<IPCacheEntry> { context!.shared.ipcache }
     /// Desired entry-program attachments on devices and endpoint veths.
     public let deviceAttachments = StateTable<DeviceAttachment>(name: "devices")
     private var context: SubsystemContext?
@@ -41,7 +41,11 @@ public actor NetworkingSubsystem: AgentSubsystem {
         let entry = try BPFObject(embedded: "entry", pinRoot: context.bpfRoot)
         self.entry = entry
 
-        // Everything outside known prefixes is the world (reserved identity 2).
+        // Reserved identities are known everywhere; everything outside known
+        // prefixes is the world (reserved identity 2).
+        await context.shared.identities.upsert(contentsOf: LocalIdentityAllocator.reserved.map {
+            IdentityRecord(id: $0.0, labels: [$0.1])
+        })
         await ipcache.upsert(IPCacheEntry(prefix: .default, identity: UInt32(CILIUM_ID_WORLD.rawValue)))
         let ipcacheMap: BPFMap<ipcache_key, ipcache_value> = try await entry.map("cilium_ipcache")
         ipcacheReconciler = try await startReconciler(Reconciler(
@@ -49,13 +53,13 @@ public actor NetworkingSubsystem: AgentSubsystem {
             operations: BPFMapOperations(map: ipcacheMap, key: { $0.mapKey }, value: { $0.mapValue })))
 
         // Cluster state first: the pod CIDR is claimed there.
-        let sync = try ClusterSync(config: context.config, node: context.nodeName, stateDir: context.stateDir, ipcache: ipcache)
+        let sync = try ClusterSync(config: context.config, node: context.nodeName, stateDir: context.stateDir, shared: context.shared)
         let podCIDR = try await sync.claimPodCIDR(saved: PodAddressAllocator.savedCIDR(stateFile: context.stateDir + "/ipam.json"),
                                                  config: context.config)
         await sync.start(nodeAddress: nodeAddress(context.config), podCIDR: podCIDR)
         cluster = sync
         let manager = try EndpointManager(stateDir: context.stateDir, podCIDR: podCIDR,
-                                          ipcache: ipcache, attachments: deviceAttachments, cluster: sync,
+                                          shared: context.shared, attachments: deviceAttachments, cluster: sync,
                                           resourceDirectory: context.config.agent.resourceDirectory)
         try await manager.setUpRouter()
         try await manager.restore()
@@ -108,6 +112,16 @@ public actor NetworkingSubsystem: AgentSubsystem {
         // and picked up on cilium_net, where it enters the pipeline (and the tunnel).
         return [DeviceAttachment(device: "cilium_vxlan", direction: .ingress, role: .overlay),
                 DeviceAttachment(device: "cilium_net", direction: .ingress, role: .netdev)]
+    }
+
+    /// What the Policy subsystem published about the endpoint (shared table).
+    private func withPolicy(_ m: EndpointModel) async -> EndpointModel {
+        guard let p = await context?.shared.endpointPolicy.get(UInt16(m.id)) else { return m }
+        var m = m
+        m.policyIngress = EndpointPolicyState.column(p.ingressEnforced)
+        m.policyEgress = EndpointPolicyState.column(p.egressEnforced)
+        m.policyRevision = p.revision
+        return m
     }
 
     private func startReconciler<Ops: Operations>(_ r: Reconciler<Ops>) async throws -> Reconciler<Ops> {
@@ -200,15 +214,17 @@ public actor NetworkingSubsystem: AgentSubsystem {
                     guard let ep = all.first(where: { $0.containerID == cid }) else {
                         return .error(status: 404, message: "no endpoint for container \(cid)")
                     }
-                    return .json(ep.model)
+                    return .json(await withPolicy(ep.model))
                 }
                 if let idText = request.query["id"] {
                     guard let ep = all.first(where: { String($0.id) == idText }) else {
                         return .error(status: 404, message: "endpoint \(idText) not found; see cilium endpoint list")
                     }
-                    return .json(ep.model)
+                    return .json(await withPolicy(ep.model))
                 }
-                return .json(all.sorted { $0.id < $1.id }.map(\.model))
+                var models: [EndpointModel] = []
+                for ep in all.sorted(by: { $0.id < $1.id }) { models.append(await withPolicy(ep.model)) }
+                return .json(models)
             case ("GET", "/v1/identity"):
                 let all = await m.identities.all()
                 if let idText = request.query["id"] {

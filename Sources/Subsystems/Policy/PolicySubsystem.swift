@@ -2,28 +2,248 @@ import API
 import CBPF
 import Config
 import Datapath
+import Foundation
 import Reconciler
 
-/// Identity-based network policy. This foundation puts the policy stage into
-/// the pipeline (slot CILIUM_STAGE_POLICY) while enabled; CiliumNetworkPolicy
-/// parsing, resolution and the per-endpoint maps come with the policy issue.
+/// Identity-based network policy: CiliumNetworkPolicy and
+/// CiliumClusterwideNetworkPolicy from the API (`cilium policy import`) and the
+/// resource directory, resolved per endpoint into the `cilium_policy` map that
+/// the policy stage (slot CILIUM_STAGE_POLICY) enforces.
 public actor PolicySubsystem: StageSubsystem {
     public nonisolated let name = "policy"
     public nonisolated let dependencies = ["networking"]
     public nonisolated let configKeys = ["policyEnforcementMode", "policyAuditMode"]
+    public nonisolated let apiPrefixes = ["/v1/policy"]
     public private(set) var context: SubsystemContext?
     public nonisolated let stage = PipelineStage(object: "policy", program: "cil_stage_policy", slot: CILIUM_STAGE_POLICY)
+
+    private var engine: PolicyEngine?
+    private var entryReconciler: Reconciler<PolicyMapOperations>?
+    private var flagReconciler: Reconciler<BPFMapOperations<EndpointPolicyFlags, UInt16, policy_ep_value>>?
+    private var policyMap: BPFMap<policy_key, policy_entry>?
+    private var watchers: [Task<Void, Never>] = []
+    private var directory: PolicyDirectory?
 
     public init() {}
 
     public func configure(_ context: SubsystemContext) { self.context = context }
 
+    public func start() async throws {
+        guard let context else { throw SubsystemError("policy: not configured") }
+        try await stage.install(bpfRoot: context.bpfRoot)
+        let mode = PolicyResolver.Mode(rawValue: context.config.policyEnforcementMode.rawValue) ?? .default
+        let engine: PolicyEngine
+        do {
+            engine = try PolicyEngine(shared: context.shared, stateFile: context.stateDir + "/policies.json",
+                                      mode: mode, audit: context.config.policyAuditMode)
+        } catch {
+            throw SubsystemError("policy: cannot read \(context.stateDir)/policies.json: \(error)")
+        }
+        self.engine = engine
+        let map = try BPFMap<policy_key, policy_entry>(pinned: context.bpfRoot + "/cilium_policy")
+        let epMap = try BPFMap<UInt16, policy_ep_value>(pinned: context.bpfRoot + "/cilium_policy_ep")
+        policyMap = map
+
+        // Identities before endpoints: an endpoint's rules select peers by identity.
+        await engine.load()
+        watchers.append(follow(await context.shared.identities.changes()) { await engine.identityChanged($0) })
+        watchers.append(follow(await context.shared.endpoints.changes()) { await engine.endpointChanged($0) })
+
+        let r = Reconciler(name: "policy-map", table: engine.entries, operations: PolicyMapOperations(map: map))
+        let f = Reconciler(name: "policy-endpoints", table: engine.flags,
+                           operations: BPFMapOperations(map: epMap, key: { $0.endpoint }, value: { $0.mapValue }))
+        await r.start()
+        await f.start()
+        entryReconciler = r
+        flagReconciler = f
+        let dir = context.config.agent.resourceDirectory
+        if !dir.isEmpty {
+            let d = PolicyDirectory(path: dir, engine: engine)
+            await d.start()
+            directory = d
+        }
+    }
+
+    private func follow<T: TableObject>(_ stream: AsyncStream<[Change<T>]>,
+                                        _ apply: @escaping @Sendable (Change<T>) async -> Void) -> Task<Void, Never> {
+        Task {
+            for await batch in stream {
+                for c in batch { await apply(c) }
+            }
+        }
+    }
+
+    public func stop() async {
+        for w in watchers { w.cancel() }
+        watchers = []
+        await directory?.stop()
+        directory = nil
+        await entryReconciler?.stop()
+        await flagReconciler?.stop()
+        entryReconciler = nil
+        flagReconciler = nil
+        engine = nil
+        policyMap = nil
+        await context?.shared.endpointPolicy.replaceAll([])
+        await stage.uninstall()
+    }
+
+    public func shutdown() async {
+        for w in watchers { w.cancel() }
+        watchers = []
+        await directory?.stop()
+        await entryReconciler?.stop()
+        await flagReconciler?.stop()
+        await stage.release()
+    }
+
+    public func health() async -> Health {
+        guard let r = entryReconciler, let f = flagReconciler else { return .stopped }
+        var all = [await stage.health, await r.health(), await f.health()]
+        if let e = await engine?.lastError { all.append(Health(.degraded, e)) }
+        if let d = await directory?.lastError { all.append(Health(.degraded, d)) }
+        return Health.worst(all)
+    }
+
+    public func reconcilers() async -> [ReconcilerStatus] {
+        var out: [ReconcilerStatus] = []
+        if let r = entryReconciler { out.append(await r.statusReport(subsystem: name)) }
+        if let f = flagReconciler { out.append(await f.statusReport(subsystem: name)) }
+        return out
+    }
+
     public func status() async -> SubsystemStatus {
         let mode = context?.config.policyEnforcementMode.rawValue ?? "default"
         let audit = context?.config.policyAuditMode == true ? ", audit mode" : ""
         let h = await health()
-        return SubsystemStatus(enabled: true, state: h.state, message: h.message,
-                               summary: "Enforcement: \(mode)\(audit)   Stage: slot \(CILIUM_STAGE_POLICY.rawValue)",
-                               details: ["policy rules: not implemented yet (no CiliumNetworkPolicy import); the stage passes all traffic"])
+        guard let s = await engine?.summary else {
+            return SubsystemStatus(enabled: true, state: h.state, message: h.message, summary: "Enforcement: \(mode)\(audit)")
+        }
+        return SubsystemStatus(
+            enabled: true, state: h.state, message: h.message,
+            summary: "Enforcement: \(mode)\(audit)   Policies: \(s.policies) (\(s.rules) rules, revision \(s.revision))",
+            details: ["endpoints with policy enforcement: ingress \(s.enforcedIngress)/\(s.endpoints), egress \(s.enforcedEgress)/\(s.endpoints)",
+                      "policy map entries: \(s.entries)",
+                      "resource directory: \(context?.config.agent.resourceDirectory.isEmpty == false ? context!.config.agent.resourceDirectory : "none")"])
+    }
+
+    // MARK: API
+
+    public func handle(_ request: HTTPRequest) async -> HTTPResponse {
+        guard let engine else { return .error(status: 503, message: "policy subsystem is not running") }
+        switch (request.method, request.path) {
+        case ("PUT", "/v1/policy"), ("POST", "/v1/policy"):
+            let source = request.query["source"] ?? "stdin"
+            guard let text = String(data: request.body, encoding: .utf8) else {
+                return .error(status: 400, message: "\(source): not UTF-8 text")
+            }
+            do {
+                let policies = try PolicyParser.parse(text, file: source)
+                guard !policies.isEmpty else { return .error(status: 400, message: "\(source): no policy in the input") }
+                let rev = await engine.apply(policies, source: "api")
+                return .json(PolicyImportResponse(revision: rev, policies: policies.map(\.qualifiedName)))
+            } catch {
+                return .error(status: 400, message: error.description)
+            }
+        case ("GET", "/v1/policy"):
+            let (rev, list) = await engine.list()
+            let name = request.query["name"], ns = request.query["namespace"]
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let selected = list.filter { p, _ in (name == nil || p.name == name) && (ns == nil || p.namespace == ns) }
+            if name != nil, selected.isEmpty {
+                return .error(status: 404, message: "no policy named \(name!)\(ns.map { " in namespace \($0)" } ?? "")")
+            }
+            return .json(PolicyListResponse(revision: rev, policies: selected.map { p, source in
+                PolicyDescription(kind: p.kind.rawValue, name: p.name, namespace: p.namespace, source: source,
+                                  rules: p.specs.count,
+                                  json: String(decoding: (try? enc.encode(p)) ?? Data(), as: UTF8.self))
+            }))
+        case ("DELETE", "/v1/policy"):
+            let all = request.query["all"] == "true"
+            guard all || request.query["name"] != nil else {
+                return .error(status: 400, message: "say which policy: ?name=NAME[&namespace=NS] or ?all=true")
+            }
+            let (rev, n) = await engine.delete(name: all ? nil : request.query["name"], namespace: request.query["namespace"])
+            if n == 0, !all { return .error(status: 404, message: "no policy named \(request.query["name"]!)") }
+            return .json(PolicyDeleteResponse(revision: rev, deleted: n))
+        case ("POST", "/v1/policy/trace"):
+            guard let req = try? JSONDecoder().decode(PolicyTraceRequest.self, from: request.body) else {
+                return .error(status: 400, message: "expected a PolicyTraceRequest as JSON")
+            }
+            return .json(await engine.trace(req))
+        case ("GET", let path) where path.hasPrefix("/v1/policy/endpoint/"):
+            guard let id = UInt16(path.dropFirst("/v1/policy/endpoint/".count)) else {
+                return .error(status: 400, message: "endpoint id must be a number 1-65535")
+            }
+            guard let p = await engine.endpointPolicy(id) else {
+                return .error(status: 404, message: "endpoint \(id) is not known to the policy subsystem")
+            }
+            return .json(await endpointResponse(id, p, engine))
+        default:
+            return .error(status: 404, message: "no API endpoint \(request.method) \(request.path)")
+        }
+    }
+
+    private func endpointResponse(_ id: UInt16, _ p: EndpointPolicy, _ engine: PolicyEngine) async -> EndpointPolicyResponse {
+        var entries: [PolicyMapEntryModel] = []
+        for (k, e) in p.entries.sorted(by: { $0.key < $1.key }) {
+            let counters = policyMap?.lookup(k.mapKey)
+            entries.append(PolicyMapEntryModel(
+                direction: k.direction == UInt8(CILIUM_DIR_INGRESS.rawValue) ? "ingress" : "egress",
+                identity: k.identity, labels: k.identity == 0 ? ["(any)"] : await engine.labels(of: k.identity),
+                proto: Self.protoName(k), port: Self.portText(k), verdict: e.deny ? "deny" : "allow",
+                packets: counters?.packets ?? 0, bytes: counters?.bytes ?? 0,
+                rule: await engine.origin(e.ruleID)?.description))
+        }
+        let state = await context?.shared.endpointPolicy.get(id)
+        return EndpointPolicyResponse(endpoint: id, ingressEnforced: p.ingressEnforced, egressEnforced: p.egressEnforced,
+                                      audit: await engine.audit, revision: state?.revision ?? 0, entries: entries)
+    }
+
+    static func protoName(_ k: PolicyMapEntry.Key) -> String {
+        if k.prefixLength < UInt8(CILIUM_POLICY_PREFIX_ANY_PORT) { return "ANY" }
+        switch k.proto {
+        case 6: return "TCP"
+        case 17: return "UDP"
+        case 132: return "SCTP"
+        case 1: return "ICMP"
+        default: return String(k.proto)
+        }
+    }
+
+    static func portText(_ k: PolicyMapEntry.Key) -> String {
+        if k.prefixLength <= UInt8(CILIUM_POLICY_PREFIX_ANY_PORT) { return "ANY" }
+        let r = k.portRange
+        return r.lowerBound == r.upperBound ? "\(r.lowerBound)" : "\(r.lowerBound)-\(r.upperBound)"
+    }
+}
+
+/// Writes policy entries into `cilium_policy`, keeping the counters the
+/// datapath has accumulated: an unchanged entry is not rewritten (a periodic
+/// refresh leaves it alone), a changed one keeps its packet and byte counts.
+struct PolicyMapOperations: Operations {
+    let map: BPFMap<policy_key, policy_entry>
+
+    func update(_ e: PolicyMapEntry) async throws {
+        let k = e.key.mapKey
+        var v = e.mapValue
+        if let old = map.lookup(k) {
+            if old.verdict == v.verdict && old.rule_id == v.rule_id { return }
+            v.packets = old.packets
+            v.bytes = old.bytes
+        }
+        try map.update(k, v)
+    }
+
+    func delete(_ e: PolicyMapEntry) async throws {
+        _ = try map.delete(e.key.mapKey)
+    }
+
+    func prune(desired: [PolicyMapEntry]) async throws {
+        let want = Set(desired.map(\.key))
+        for k in map.keys() where !want.contains(PolicyMapEntry.Key(k)) {
+            _ = try map.delete(k)
+        }
     }
 }

@@ -3,7 +3,8 @@ import Datapath
 import Reconciler
 
 /// Desired content of the ipcache map: which identity a prefix has, and which
-/// node hosts it.
+/// node hosts it. Networking writes pods, nodes and the world; Policy writes
+/// the CIDR prefixes its rules name (with node-local CIDR identities).
 public struct IPCacheEntry: TableObject, Equatable {
     /// Always the network (host bits cleared): the LPM key.
     public let prefix: IPv4Prefix
@@ -18,11 +19,11 @@ public struct IPCacheEntry: TableObject, Equatable {
         self.tunnelEndpoint = tunnelEndpoint
     }
 
-    var mapKey: ipcache_key {
+    public var mapKey: ipcache_key {
         ipcache_key(prefixlen: UInt32(prefix.length), addr: prefix.address.value.bigEndian)
     }
 
-    var mapValue: ipcache_value {
+    public var mapValue: ipcache_value {
         var v = ipcache_value()
         v.identity = identity
         v.tunnel_endpoint = (tunnelEndpoint?.value ?? 0).bigEndian

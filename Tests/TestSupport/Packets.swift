@@ -1,29 +1,34 @@
 import Foundation
 
 /// Builds Ethernet + IPv4 + TCP/UDP frames for BPF_PROG_TEST_RUN.
-enum Packets {
-    static func ipv4(_ s: String) -> UInt32 {
+public enum Packets {
+    public static func ipv4(_ s: String) -> UInt32 {
         let p = s.split(separator: ".").map { UInt32($0)! }
         return (p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]
     }
 
     /// Network-order u32 as stored in maps.
-    static func be(_ s: String) -> UInt32 { ipv4(s).bigEndian }
+    public static func be(_ s: String) -> UInt32 { ipv4(s).bigEndian }
 
-    static func tcp(src: String, dst: String, sport: UInt16, dport: UInt16, payload: Int = 0) -> [UInt8] {
+    public static func tcp(src: String, dst: String, sport: UInt16, dport: UInt16, payload: Int = 0) -> [UInt8] {
         frame(proto: 6, src: src, dst: dst, l4: ports(sport, dport) + [0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0], payload: payload)
     }
 
-    static func udp(src: String, dst: String, sport: UInt16, dport: UInt16, payload: Int = 0) -> [UInt8] {
+    public static func udp(src: String, dst: String, sport: UInt16, dport: UInt16, payload: Int = 0) -> [UInt8] {
         let len = UInt16(8 + payload)
         return frame(proto: 17, src: src, dst: dst, l4: ports(sport, dport) + [UInt8(len >> 8), UInt8(len & 0xff), 0, 0], payload: payload)
     }
 
-    static func ports(_ s: UInt16, _ d: UInt16) -> [UInt8] {
+    /// ICMP echo request (type 8) or reply (type 0) with an identifier.
+    public static func icmp(src: String, dst: String, type: UInt8, id: UInt16) -> [UInt8] {
+        frame(proto: 1, src: src, dst: dst, l4: [type, 0, 0, 0, UInt8(id >> 8), UInt8(id & 0xff), 0, 1], payload: 0)
+    }
+
+    public static func ports(_ s: UInt16, _ d: UInt16) -> [UInt8] {
         [UInt8(s >> 8), UInt8(s & 0xff), UInt8(d >> 8), UInt8(d & 0xff)]
     }
 
-    static func frame(proto: UInt8, src: String, dst: String, l4: [UInt8], payload: Int) -> [UInt8] {
+    public static func frame(proto: UInt8, src: String, dst: String, l4: [UInt8], payload: Int) -> [UInt8] {
         var eth: [UInt8] = [0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]
         let total = UInt16(20 + l4.count + payload)
         var ip: [UInt8] = [0x45, 0, UInt8(total >> 8), UInt8(total & 0xff), 0, 1, 0x40, 0, 64, proto, 0, 0]

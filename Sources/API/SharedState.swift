@@ -1,0 +1,68 @@
+import Reconciler
+
+/// The state tables subsystems share (DESIGN.md: subsystems never import each
+/// other; they cooperate through tables). The agent makes one set and hands
+/// it to every subsystem; a table outlives the subsystems that fill it, so a
+/// restarted subsystem finds what the others published.
+public final class SharedState: Sendable {
+    /// Security identities known on this node (local ones and those of other
+    /// nodes' endpoints seen through the cluster state), with their labels.
+    /// Written by Networking.
+    public let identities = StateTable<IdentityRecord>(name: "identities")
+    /// This node's workload endpoints. Written by Networking.
+    public let endpoints = StateTable<EndpointRecord>(name: "shared-endpoints")
+    /// Desired ipcache content, reconciled into the ipcache map by Networking.
+    public let ipcache = StateTable<IPCacheEntry>(name: "ipcache")
+    /// Per endpoint, what policy does to it. Written by Policy, shown by
+    /// `cilium endpoint list`.
+    public let endpointPolicy = StateTable<EndpointPolicyState>(name: "endpoint-policy")
+
+    public init() {}
+}
+
+public struct IdentityRecord: TableObject, Codable, Equatable {
+    public var id: UInt32
+    /// "source:key=value" (e.g. "k8s:app=web", "reserved:host").
+    public var labels: [String]
+    public var key: UInt32 { id }
+    public init(id: UInt32, labels: [String]) {
+        self.id = id
+        self.labels = labels
+    }
+}
+
+public struct EndpointRecord: TableObject, Codable, Equatable {
+    public var id: UInt16
+    public var identity: UInt32
+    public var labels: [String]
+    public var address: String
+    public var podNamespace: String?
+    public var podName: String?
+    public var key: UInt16 { id }
+    public init(id: UInt16, identity: UInt32, labels: [String], address: String, podNamespace: String?, podName: String?) {
+        self.id = id
+        self.identity = identity
+        self.labels = labels
+        self.address = address
+        self.podNamespace = podNamespace
+        self.podName = podName
+    }
+}
+
+public struct EndpointPolicyState: TableObject, Codable, Equatable {
+    public var endpointID: UInt16
+    public var ingressEnforced: Bool
+    public var egressEnforced: Bool
+    /// The policy repository revision the endpoint's entries implement.
+    public var revision: UInt64
+    public var key: UInt16 { endpointID }
+    public init(endpointID: UInt16, ingressEnforced: Bool, egressEnforced: Bool, revision: UInt64) {
+        self.endpointID = endpointID
+        self.ingressEnforced = ingressEnforced
+        self.egressEnforced = egressEnforced
+        self.revision = revision
+    }
+
+    /// As upstream's endpoint list columns: "Enabled" / "Disabled".
+    public static func column(_ on: Bool) -> String { on ? "Enabled" : "Disabled" }
+}

@@ -1,0 +1,1152 @@
+import Yams
+
+/// Reads CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy text (`cilium.io/v2`) into `Policy` values.
+///
+/// Accepted shapes: one object, several `---`-separated documents, a top-level list of objects, or a
+/// `kind: List` (as `kubectl get -o yaml` prints) with `items`. JSON is read as the YAML it is.
+///
+/// The parser is strict: an unknown field, a value of the wrong type, an invalid CIDR or port, or a
+/// field that upstream accepts but this agent does not enforce yet (L7 rules, FQDNs, services, ...) is
+/// an error. Every error carries the 1-based line and column of the offending node.
+///
+/// A YAML `null` (`key:` with nothing after it) reads as if the key were absent, as upstream's JSON
+/// decoding does. Rules are kept as written: `ingress: [{}]` is a `PeerRule` with every field empty,
+/// `fromEndpoints: []` an empty (non-nil) list; what they mean is the resolver's business.
+public enum PolicyParser {
+    /// Parses CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy documents (YAML or JSON — JSON is YAML),
+    /// one document or many (`---` separated), or a top-level list of such objects, or a `kind: List` with `items`.
+    public static func parse(_ text: String, file: String) throws(PolicyError) -> [Policy] {
+        try PolicyReader(file: file, text: text).readAll()
+    }
+}
+
+// MARK: - Field tables
+
+/// Field names per level, and what to say about fields upstream accepts but this agent does not enforce.
+private enum PolicyFields {
+    static let apiVersion = "cilium.io/v2"
+    static let topLevel = ["apiVersion", "kind", "metadata", "spec", "specs"]
+    static let list = ["apiVersion", "kind", "metadata", "items"]
+    static let rule = ["endpointSelector", "ingress", "ingressDeny", "egress", "egressDeny",
+                       "enableDefaultDeny", "labels", "description"]
+    static let ruleUnsupported: KeyValuePairs<String, String> = [
+        "nodeSelector": "nodeSelector (host policies) is not supported yet: it comes with the HostFirewall subsystem",
+        "log": notYet("log", "policy log values come with Hubble"),
+    ]
+    static let selector = ["matchLabels", "matchExpressions"]
+    static let requirement = ["key", "operator", "values"]
+    static let defaultDeny = ["ingress", "egress"]
+    static let ruleLabel = ["key", "value", "source"]
+    static let ingress = ["fromEndpoints", "fromEntities", "fromCIDR", "fromCIDRSet", "toPorts", "icmps"]
+    static let egress = ["toEndpoints", "toEntities", "toCIDR", "toCIDRSet", "toPorts", "icmps"]
+    static let ingressDenyUnsupported: KeyValuePairs<String, String> = [
+        "fromRequires": notYet("fromRequires", "add the required labels to each fromEndpoints selector instead"),
+        "fromNodes": notYet("fromNodes", "node selectors come with the HostFirewall subsystem; "
+            + "fromEntities [host, remote-node] selects nodes as a whole"),
+        "fromGroups": notYet("fromGroups", "cloud provider groups are not integrated; list their CIDRs in fromCIDR"),
+    ]
+    static let ingressUnsupported: KeyValuePairs<String, String> = [
+        "fromRequires": notYet("fromRequires", "add the required labels to each fromEndpoints selector instead"),
+        "fromNodes": notYet("fromNodes", "node selectors come with the HostFirewall subsystem; "
+            + "fromEntities [host, remote-node] selects nodes as a whole"),
+        "fromGroups": notYet("fromGroups", "cloud provider groups are not integrated; list their CIDRs in fromCIDR"),
+        "authentication": notYet("authentication", "mutual authentication is not built"),
+    ]
+    static let egressDenyUnsupported: KeyValuePairs<String, String> = [
+        "toRequires": notYet("toRequires", "add the required labels to each toEndpoints selector instead"),
+        "toNodes": notYet("toNodes", "node selectors come with the HostFirewall subsystem; "
+            + "toEntities [host, remote-node] selects nodes as a whole"),
+        "toGroups": notYet("toGroups", "cloud provider groups are not integrated; list their CIDRs in toCIDR"),
+        "toServices": notYet("toServices", "select the service's backends with toEndpoints instead"),
+    ]
+    static let egressUnsupported: KeyValuePairs<String, String> = [
+        "toRequires": notYet("toRequires", "add the required labels to each toEndpoints selector instead"),
+        "toNodes": notYet("toNodes", "node selectors come with the HostFirewall subsystem; "
+            + "toEntities [host, remote-node] selects nodes as a whole"),
+        "toGroups": notYet("toGroups", "cloud provider groups are not integrated; list their CIDRs in toCIDR"),
+        "toServices": notYet("toServices", "select the service's backends with toEndpoints instead"),
+        "toFQDNs": notYet("toFQDNs", "FQDN policy comes with its own issue"),
+        "authentication": notYet("authentication", "mutual authentication is not built"),
+    ]
+    static let portRule = ["ports"]
+    static let portRuleUnsupported: KeyValuePairs<String, String> = [
+        "rules": "", // answered by the L7 check, which names the protocol
+        "serverNames": notYet("serverNames", "SNI matching needs the L7 proxy: L4 enforcement only"),
+        "originatingTLS": notYet("originatingTLS", "TLS origination needs the L7 proxy: L4 enforcement only"),
+        "terminatingTLS": notYet("terminatingTLS", "TLS termination needs the L7 proxy: L4 enforcement only"),
+        "listener": notYet("listener", "Envoy listeners need the L7 proxy: L4 enforcement only"),
+    ]
+    static let l7 = ["http", "kafka", "dns", "l7proto", "l7"]
+    static let portProtocol = ["port", "endPort", "protocol"]
+    static let cidrRule = ["cidr", "except"]
+    static let cidrRuleUnsupported: KeyValuePairs<String, String> = [
+        "cidrGroupRef": notYet("cidrGroupRef", "CiliumCIDRGroup is not read; list the CIDRs in cidr and except instead"),
+        "cidrGroupSelector": notYet("cidrGroupSelector",
+                                    "CiliumCIDRGroup is not read; list the CIDRs in cidr and except instead"),
+    ]
+    static let icmpRule = ["fields"]
+    static let icmpField = ["type", "family"]
+
+    static let entities = PolicyEntity.allCases.map(\.rawValue)
+
+    static func notYet(_ field: String, _ why: String) -> String {
+        "\(field) is valid in cilium.io/v2 but not supported yet by this agent (\(why))"
+    }
+
+    /// ICMP type names upstream accepts (IANA numbers), per family.
+    static let icmpV4: KeyValuePairs<String, UInt8> = [
+        "EchoReply": 0, "DestinationUnreachable": 3, "Redirect": 5, "Echo": 8, "EchoRequest": 8,
+        "RouterAdvertisement": 9, "RouterSelection": 10, "TimeExceeded": 11, "ParameterProblem": 12,
+        "Timestamp": 13, "TimestampReply": 14, "Photuris": 40, "ExtendedEchoRequest": 42, "ExtendedEchoReply": 43,
+    ]
+    static let icmpV6: KeyValuePairs<String, UInt8> = [
+        "DestinationUnreachable": 1, "PacketTooBig": 2, "TimeExceeded": 3, "ParameterProblem": 4,
+        "EchoRequest": 128, "EchoReply": 129, "MulticastListenerQuery": 130, "MulticastListenerReport": 131,
+        "MulticastListenerDone": 132, "RouterSolicitation": 133, "RouterAdvertisement": 134,
+        "NeighborSolicitation": 135, "NeighborAdvertisement": 136, "RedirectMessage": 137, "RouterRenumbering": 138,
+        "ICMPNodeInformationQuery": 139, "ICMPNodeInformationResponse": 140,
+        "InverseNeighborDiscoverySolicitation": 141, "InverseNeighborDiscoveryAdvertisement": 142,
+        "HomeAgentAddressDiscoveryRequest": 144, "HomeAgentAddressDiscoveryReply": 145,
+        "MobilePrefixSolicitation": 146, "MobilePrefixAdvertisement": 147,
+        "DuplicateAddressRequestCodeSuffix": 157, "DuplicateAddressConfirmationCodeSuffix": 158,
+        "ExtendedEchoRequest": 160, "ExtendedEchoReply": 161,
+    ]
+}
+
+private extension KeyValuePairs where Key == String {
+    subscript(name: String) -> Value? { first { $0.key == name }?.value }
+    var names: [String] { map(\.key) }
+}
+
+// MARK: - Reader
+
+/// One mapping node with its keys read as names, in document order.
+private struct Fields {
+    struct Entry {
+        var key: Node
+        var name: String
+        var value: Node
+    }
+
+    var node: Node
+    var path: String
+    var entries: [Entry]
+
+    func entry(_ name: String) -> Entry? { entries.first { $0.name == name } }
+}
+
+private enum Direction {
+    case ingress, egress
+
+    var peerPrefix: String { self == .ingress ? "from" : "to" }
+}
+
+private struct PolicyReader {
+    let file: String
+    let text: String
+
+    func readAll() throws(PolicyError) -> [Policy] {
+        let parser: Parser
+        do {
+            parser = try Parser(yaml: text, resolver: .default, constructor: .default, encoding: .utf8)
+        } catch {
+            throw yamlError(error)
+        }
+        var policies: [Policy] = []
+        while true {
+            let root: Node?
+            do {
+                root = try parser.nextRoot()
+            } catch {
+                throw yamlError(error)
+            }
+            guard let root else { break }
+            policies += try document(root)
+        }
+        return policies
+    }
+
+    // MARK: Documents and objects
+
+    private func document(_ root: Node) throws(PolicyError) -> [Policy] {
+        switch root {
+        case .mapping:
+            return try object(root, path: "")
+        case .sequence(let sequence):
+            var policies: [Policy] = []
+            for (index, element) in sequence.enumerated() {
+                policies += try object(element, path: "[\(index)]")
+            }
+            return policies
+        default:
+            if isNull(root) { return [] } // an empty document (comments only, a trailing ---)
+            throw fail(root, "expected a CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy object, "
+                + "got \(describe(root))")
+        }
+    }
+
+    /// One object: a policy, or a list kind holding policies.
+    private func object(_ node: Node, path: String) throws(PolicyError) -> [Policy] {
+        let fields = try self.fields(node, path: path,
+                                     what: "a CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy object")
+        guard let kindEntry = fields.entry("kind"), !isNull(kindEntry.value) else {
+            throw fail(node, "\(at(path))kind is required: CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy")
+        }
+        let kindName = try string(kindEntry.value, path: join(path, "kind"), what: "a kind name")
+        switch kindName {
+        case "List", "CiliumNetworkPolicyList", "CiliumClusterwideNetworkPolicyList":
+            return try list(fields, kindName: kindName)
+        default:
+            guard let kind = PolicyKind(rawValue: kindName) else {
+                let hint = suggestion(for: kindName, among: [PolicyKind.namespaced.rawValue,
+                                                             PolicyKind.clusterwide.rawValue])
+                    .map { "; did you mean \($0)?" } ?? ""
+                throw fail(kindEntry.value, "\(at(path))kind: \(kindName) is not supported; expected "
+                    + "CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy\(hint)")
+            }
+            return [try policy(fields, kind: kind)]
+        }
+    }
+
+    private func list(_ fields: Fields, kindName: String) throws(PolicyError) -> [Policy] {
+        var policies: [Policy] = []
+        for entry in fields.entries {
+            let path = join(fields.path, entry.name)
+            switch entry.name {
+            case "apiVersion":
+                let version = try string(entry.value, path: path, what: "an API version")
+                let allowed = kindName == "List" ? ["v1", PolicyFields.apiVersion] : [PolicyFields.apiVersion]
+                guard allowed.contains(version) else {
+                    throw fail(entry.value, "\(path): \(version) is not an API version of kind \(kindName); "
+                        + "expected \(allowed.joined(separator: " or "))")
+                }
+            case "kind", "metadata":
+                break
+            case "items":
+                if isNull(entry.value) { continue }
+                for (index, item) in try list(entry.value, path: path, of: "policy objects").enumerated() {
+                    policies += try object(item, path: "\(path)[\(index)]")
+                }
+            default:
+                throw unknownField(entry, in: fields.path, allowed: PolicyFields.list)
+            }
+        }
+        return policies
+    }
+
+    private func policy(_ fields: Fields, kind: PolicyKind) throws(PolicyError) -> Policy {
+        let path = fields.path
+        guard let versionEntry = fields.entry("apiVersion"), !isNull(versionEntry.value) else {
+            throw fail(fields.node, "\(at(path))apiVersion is required; write apiVersion: \(PolicyFields.apiVersion)")
+        }
+        let version = try string(versionEntry.value, path: join(path, "apiVersion"), what: "an API version")
+        guard version == PolicyFields.apiVersion else {
+            throw fail(versionEntry.value, "\(at(path))apiVersion: \(version) is not supported; "
+                + "\(kind.rawValue) is read as \(PolicyFields.apiVersion) only")
+        }
+
+        var metadata: (name: String, namespace: String?, labels: [String])?
+        var specs: [PolicySpec] = []
+        var extraSpecs: [PolicySpec] = []
+        var sawSpecs = false
+        for entry in fields.entries {
+            let fieldPath = join(path, entry.name)
+            switch entry.name {
+            case "apiVersion", "kind", "status":
+                break // checked above; status is the cluster's, not the author's
+            case "metadata":
+                metadata = try self.metadata(entry, path: fieldPath, kind: kind)
+            case "spec":
+                if isNull(entry.value) { continue }
+                if case .sequence = entry.value {
+                    throw fail(entry.value, "\(fieldPath): expected one rule (a mapping), got a list; "
+                        + "write a list of rules under specs:")
+                }
+                specs.append(try rule(entry.value, path: fieldPath, anchor: entry.key))
+            case "specs":
+                if isNull(entry.value) { continue }
+                sawSpecs = true
+                if case .mapping = entry.value {
+                    throw fail(entry.value, "\(fieldPath): expected a list of rules, got a mapping; "
+                        + "write a single rule under spec:")
+                }
+                for (index, element) in try list(entry.value, path: fieldPath, of: "rules").enumerated() {
+                    extraSpecs.append(try rule(element, path: "\(fieldPath)[\(index)]", anchor: element))
+                }
+            default:
+                throw unknownField(entry, in: path, allowed: PolicyFields.topLevel)
+            }
+        }
+        guard let metadata else {
+            throw fail(fields.node, "\(at(path))metadata.name is required; add metadata: {name: ...}")
+        }
+        specs += extraSpecs
+        if specs.isEmpty {
+            let where_ = sawSpecs ? fields.entry("specs")?.value ?? fields.node : fields.node
+            throw fail(where_, "\(at(path))\(kind.rawValue) \(metadata.name) has no rule: "
+                + "give one under spec: or a list under specs:")
+        }
+        return Policy(kind: kind, name: metadata.name, namespace: metadata.namespace, specs: specs,
+                      labels: metadata.labels)
+    }
+
+    private func metadata(_ entry: Fields.Entry, path: String,
+                          kind: PolicyKind) throws(PolicyError) -> (name: String, namespace: String?, labels: [String]) {
+        if isNull(entry.value) {
+            throw fail(entry.key, "\(path).name is required")
+        }
+        let fields = try self.fields(entry.value, path: path, what: "a mapping (name, namespace, labels)")
+        var name: String?
+        var namespace: String? = kind == .namespaced ? "default" : nil
+        var labels: [String] = []
+        for field in fields.entries where !isNull(field.value) {
+            let fieldPath = join(path, field.name)
+            switch field.name {
+            case "name":
+                let value = try string(field.value, path: fieldPath, what: "a name")
+                guard Self.isDNSSubdomain(value) else {
+                    throw fail(field.value, "\(fieldPath): \"\(value)\" is not a valid name: use lowercase letters, "
+                        + "digits, '-' and '.', starting and ending with a letter or digit (at most 253 characters)")
+                }
+                name = value
+            case "namespace":
+                let value = try string(field.value, path: fieldPath, what: "a namespace name")
+                guard kind == .namespaced else {
+                    throw fail(field.key, "\(fieldPath): a CiliumClusterwideNetworkPolicy is cluster-wide and has "
+                        + "no namespace; remove namespace: \(value), or use kind: CiliumNetworkPolicy")
+                }
+                guard Self.isDNSLabel(value) else {
+                    throw fail(field.value, "\(fieldPath): \"\(value)\" is not a valid namespace name: use lowercase "
+                        + "letters, digits and '-', starting and ending with a letter or digit (at most 63 characters)")
+                }
+                namespace = value
+            case "labels":
+                let map = try self.fields(field.value, path: fieldPath, what: "a mapping of label keys to values")
+                for label in map.entries {
+                    let value = isNull(label.value)
+                        ? "" : try string(label.value, path: join(fieldPath, label.name), what: "a label value")
+                    labels.append("\(label.name)=\(value)")
+                }
+            default:
+                break // annotations, uid, resourceVersion, generation, creationTimestamp, ...: not ours
+            }
+        }
+        guard let name else {
+            throw fail(entry.key, "\(path).name is required")
+        }
+        return (name, namespace, labels)
+    }
+
+    // MARK: Rules
+
+    /// One `spec` or `specs[]` element. `anchor` is where to point when a required field is missing.
+    private func rule(_ node: Node, path: String, anchor: Node) throws(PolicyError) -> PolicySpec {
+        let fields = try self.fields(node, path: path, what: "a rule (a mapping with endpointSelector, ingress, ...)")
+        var selector: LabelSelector?
+        var spec = PolicySpec(endpointSelector: LabelSelector())
+        for entry in fields.entries {
+            let fieldPath = join(path, entry.name)
+            if let why = PolicyFields.ruleUnsupported[entry.name] {
+                throw fail(entry.key, "\(path): \(why)")
+            }
+            if isNull(entry.value), PolicyFields.rule.contains(entry.name) { continue }
+            switch entry.name {
+            case "endpointSelector":
+                selector = try self.selector(entry.value, path: fieldPath)
+            case "ingress":
+                spec.ingress = try peerRules(entry.value, path: fieldPath, direction: .ingress, deny: false)
+            case "ingressDeny":
+                spec.ingressDeny = try peerRules(entry.value, path: fieldPath, direction: .ingress, deny: true)
+            case "egress":
+                spec.egress = try peerRules(entry.value, path: fieldPath, direction: .egress, deny: false)
+            case "egressDeny":
+                spec.egressDeny = try peerRules(entry.value, path: fieldPath, direction: .egress, deny: true)
+            case "enableDefaultDeny":
+                let deny = try self.fields(entry.value, path: fieldPath, what: "a mapping {ingress: bool, egress: bool}")
+                for direction in deny.entries where !isNull(direction.value) {
+                    switch direction.name {
+                    case "ingress":
+                        spec.defaultDenyIngress = try bool(direction.value, path: join(fieldPath, "ingress"))
+                    case "egress":
+                        spec.defaultDenyEgress = try bool(direction.value, path: join(fieldPath, "egress"))
+                    default:
+                        throw unknownField(direction, in: fieldPath, allowed: PolicyFields.defaultDeny)
+                    }
+                }
+            case "labels":
+                spec.labels = try ruleLabels(entry.value, path: fieldPath)
+            case "description":
+                spec.description = try string(entry.value, path: fieldPath, what: "a description")
+            default:
+                throw unknownField(entry, in: path, allowed: PolicyFields.rule,
+                                   unsupported: PolicyFields.ruleUnsupported.names)
+            }
+        }
+        guard let selector else {
+            throw fail(anchor, "\(path): endpointSelector is required; endpointSelector: {} selects every endpoint "
+                + "in the policy's scope")
+        }
+        spec.endpointSelector = selector
+        return spec
+    }
+
+    private func ruleLabels(_ node: Node, path: String) throws(PolicyError) -> [String] {
+        var labels: [String] = []
+        for (index, item) in try list(node, path: path, of: "labels").enumerated() {
+            let itemPath = "\(path)[\(index)]"
+            switch item {
+            case .mapping:
+                let fields = try self.fields(item, path: itemPath, what: "a label")
+                var key: String?
+                var value = ""
+                var source = ""
+                for entry in fields.entries where !isNull(entry.value) {
+                    let fieldPath = join(itemPath, entry.name)
+                    switch entry.name {
+                    case "key": key = try string(entry.value, path: fieldPath, what: "a label key")
+                    case "value": value = try string(entry.value, path: fieldPath, what: "a label value")
+                    case "source": source = try string(entry.value, path: fieldPath, what: "a label source")
+                    default: throw unknownField(entry, in: itemPath, allowed: PolicyFields.ruleLabel)
+                    }
+                }
+                guard let key, !key.isEmpty else {
+                    throw fail(item, "\(itemPath): key is required in a label {key, value, source}")
+                }
+                labels.append((source.isEmpty ? "" : "\(source):") + "\(key)=\(value)")
+            default:
+                let label = try string(item, path: itemPath, what: "a label (\"key=value\" or {key, value, source})")
+                guard !label.isEmpty else { throw fail(item, "\(itemPath): a label cannot be empty") }
+                labels.append(label)
+            }
+        }
+        return labels
+    }
+
+    // MARK: Selectors
+
+    private func selector(_ node: Node, path: String) throws(PolicyError) -> LabelSelector {
+        let fields = try self.fields(node, path: path,
+                                     what: "a label selector (a mapping with matchLabels and/or matchExpressions)")
+        var selector = LabelSelector()
+        for entry in fields.entries {
+            let fieldPath = join(path, entry.name)
+            switch entry.name {
+            case "matchLabels":
+                if isNull(entry.value) { continue }
+                let labels = try self.fields(entry.value, path: fieldPath, what: "a mapping of label keys to values")
+                for label in labels.entries {
+                    guard !label.name.isEmpty else {
+                        throw fail(label.key, "\(fieldPath): a label key cannot be empty")
+                    }
+                    selector.matchLabels[label.name] = isNull(label.value)
+                        ? "" : try string(label.value, path: join(fieldPath, label.name), what: "a label value")
+                }
+            case "matchExpressions":
+                if isNull(entry.value) { continue }
+                for (index, item) in try list(entry.value, path: fieldPath, of: "label requirements").enumerated() {
+                    selector.matchExpressions.append(try requirement(item, path: "\(fieldPath)[\(index)]"))
+                }
+            default:
+                throw unknownField(entry, in: path, allowed: PolicyFields.selector)
+            }
+        }
+        return selector
+    }
+
+    private func requirement(_ node: Node, path: String) throws(PolicyError) -> LabelSelector.Requirement {
+        let fields = try self.fields(node, path: path, what: "a requirement {key, operator, values}")
+        var key: String?
+        var op: LabelSelector.Operator?
+        var operatorNode: Node?
+        var values: [String] = []
+        var valuesNode: Node?
+        for entry in fields.entries {
+            let fieldPath = join(path, entry.name)
+            guard PolicyFields.requirement.contains(entry.name) else {
+                throw unknownField(entry, in: path, allowed: PolicyFields.requirement)
+            }
+            if isNull(entry.value) { continue }
+            switch entry.name {
+            case "key":
+                key = try string(entry.value, path: fieldPath, what: "a label key")
+            case "operator":
+                let name = try string(entry.value, path: fieldPath, what: "an operator")
+                let all: [LabelSelector.Operator] = [.in, .notIn, .exists, .doesNotExist]
+                guard let parsed = LabelSelector.Operator(rawValue: name) else {
+                    let hint = suggestion(for: name, among: all.map(\.rawValue)).map { "; did you mean \($0)?" } ?? ""
+                    throw fail(entry.value, "\(fieldPath): \"\(name)\" is not an operator\(hint) Operators are "
+                        + "In, NotIn, Exists and DoesNotExist (case-sensitive)")
+                }
+                op = parsed
+                operatorNode = entry.value
+            default: // values
+                valuesNode = entry.value
+                for (index, item) in try list(entry.value, path: fieldPath, of: "label values").enumerated() {
+                    values.append(try string(item, path: "\(fieldPath)[\(index)]", what: "a label value"))
+                }
+            }
+        }
+        guard let key, !key.isEmpty else { throw fail(node, "\(path): key is required") }
+        guard let op, let operatorNode else {
+            throw fail(node, "\(path): operator is required: In, NotIn, Exists or DoesNotExist")
+        }
+        switch op {
+        case .in, .notIn:
+            guard !values.isEmpty else {
+                throw fail(valuesNode ?? operatorNode, "\(path): operator \(op.rawValue) needs at least one value")
+            }
+        case .exists, .doesNotExist:
+            guard values.isEmpty else {
+                throw fail(valuesNode ?? operatorNode, "\(path): operator \(op.rawValue) takes no values; "
+                    + "remove values or use In/NotIn")
+            }
+        }
+        return LabelSelector.Requirement(key: key, op: op, values: values)
+    }
+
+    // MARK: Peer rules
+
+    private func peerRules(_ node: Node, path: String, direction: Direction,
+                           deny: Bool) throws(PolicyError) -> [PeerRule] {
+        var rules: [PeerRule] = []
+        for (index, item) in try list(node, path: path, of: "rules").enumerated() {
+            rules.append(try peerRule(item, path: "\(path)[\(index)]", direction: direction, deny: deny))
+        }
+        return rules
+    }
+
+    private func peerRule(_ node: Node, path: String, direction: Direction,
+                          deny: Bool) throws(PolicyError) -> PeerRule {
+        if isNull(node) { return PeerRule() } // "- " with nothing: an empty rule, as upstream decodes it
+        let peer = direction.peerPrefix
+        let example = direction == .ingress ? "{fromEndpoints: [...], toPorts: [...]}" : "{toEndpoints: [...], toPorts: [...]}"
+        let fields = try self.fields(node, path: path, what: "a rule (a mapping such as \(example))")
+        let allowed = direction == .ingress ? PolicyFields.ingress : PolicyFields.egress
+        let unsupported = switch (direction, deny) {
+        case (.ingress, false): PolicyFields.ingressUnsupported
+        case (.ingress, true): PolicyFields.ingressDenyUnsupported
+        case (.egress, false): PolicyFields.egressUnsupported
+        case (.egress, true): PolicyFields.egressDenyUnsupported
+        }
+
+        var rule = PeerRule()
+        var cidrs: [CIDRRule] = []
+        var cidrSets: [CIDRRule] = []
+        var portRuleCount = 0
+        var icmpsEntry: Fields.Entry?
+        for entry in fields.entries {
+            let fieldPath = join(path, entry.name)
+            if let why = unsupported[entry.name] {
+                throw fail(entry.key, "\(path): \(why)")
+            }
+            guard allowed.contains(entry.name) else {
+                throw misplacedPeerField(entry, in: path, direction: direction, deny: deny,
+                                         allowed: allowed, unsupported: unsupported.names)
+            }
+            if isNull(entry.value) { continue }
+            switch entry.name {
+            case peer + "Endpoints":
+                var selectors: [LabelSelector] = []
+                for (index, item) in try list(entry.value, path: fieldPath, of: "endpoint selectors").enumerated() {
+                    selectors.append(try selector(item, path: "\(fieldPath)[\(index)]"))
+                }
+                rule.endpoints = selectors
+            case peer + "Entities":
+                rule.entities = try entities(entry.value, path: fieldPath)
+            case peer + "CIDR":
+                for (index, item) in try list(entry.value, path: fieldPath, of: "CIDRs").enumerated() {
+                    let prefix = try cidr(item, path: "\(fieldPath)[\(index)]", bareAddressAllowed: true)
+                    cidrs.append(CIDRRule(cidr: prefix.description))
+                }
+            case peer + "CIDRSet":
+                for (index, item) in try list(entry.value, path: fieldPath, of: "CIDR rules {cidr, except}").enumerated() {
+                    cidrSets.append(try cidrRule(item, path: "\(fieldPath)[\(index)]"))
+                }
+            case "toPorts":
+                let items = try list(entry.value, path: fieldPath, of: "port rules {ports: [...]}")
+                portRuleCount = items.count
+                for (index, item) in items.enumerated() {
+                    rule.ports += try portRule(item, path: "\(fieldPath)[\(index)]", deny: deny)
+                }
+            default: // icmps
+                icmpsEntry = entry
+                for (index, item) in try list(entry.value, path: fieldPath, of: "ICMP rules {fields: [...]}").enumerated() {
+                    rule.icmps += try icmpRule(item, path: "\(fieldPath)[\(index)]")
+                }
+            }
+        }
+        if let icmpsEntry, portRuleCount > 0, case .sequence(let icmps) = icmpsEntry.value, !icmps.isEmpty {
+            throw fail(icmpsEntry.key, "\(path): icmps and toPorts cannot be combined in one rule; "
+                + "write a separate rule for each")
+        }
+        rule.cidrs = cidrs + cidrSets
+        return rule
+    }
+
+    /// An unknown field in a peer rule; a peer field of the other direction gets a pointed answer.
+    private func misplacedPeerField(_ entry: Fields.Entry, in path: String, direction: Direction, deny: Bool,
+                                    allowed: [String], unsupported: [String]) -> PolicyError {
+        let name = entry.name
+        let (own, other) = direction == .ingress ? ("from", "to") : ("to", "from")
+        if name.hasPrefix(other), name != "toPorts" {
+            let counterpart = own + name.dropFirst(other.count)
+            if allowed.contains(counterpart) || unsupported.contains(counterpart) {
+                let ruleKind = (direction == .ingress ? "ingress" : "egress") + (deny ? "Deny" : "")
+                let otherKind = direction == .ingress ? "egress" : "ingress"
+                return fail(entry.key, "\(path): \(name) belongs in \(otherKind) rules; \(ruleKind) rules "
+                    + "select peers with \(counterpart)")
+            }
+        }
+        return unknownField(entry, in: path, allowed: allowed, unsupported: unsupported)
+    }
+
+    private func entities(_ node: Node, path: String) throws(PolicyError) -> [PolicyEntity] {
+        var entities: [PolicyEntity] = []
+        for (index, item) in try list(node, path: path, of: "entity names").enumerated() {
+            let itemPath = "\(path)[\(index)]"
+            let name = try string(item, path: itemPath, what: "an entity name")
+            if let entity = PolicyEntity(rawValue: name) {
+                entities.append(entity)
+            } else if name == "world-ipv6" {
+                throw fail(item, "\(itemPath): world-ipv6 selects IPv6 peers: this datapath enforces IPv4 only")
+            } else {
+                let hint = suggestion(for: name, among: PolicyFields.entities).map { "; did you mean \($0)?" } ?? ""
+                throw fail(item, "\(itemPath): unknown entity \"\(name)\"\(hint) Entities are "
+                    + PolicyFields.entities.joined(separator: ", "))
+            }
+        }
+        return entities
+    }
+
+    // MARK: CIDRs
+
+    private func cidr(_ node: Node, path: String, bareAddressAllowed: Bool) throws(PolicyError) -> IPv4Prefix {
+        let text = try string(node, path: path, what: "a CIDR such as 10.0.0.0/8")
+        do {
+            return try IPv4Prefix.parse(text, bareAddressAllowed: bareAddressAllowed)
+        } catch {
+            throw fail(node, "\(path): \(error.message)")
+        }
+    }
+
+    private func cidrRule(_ node: Node, path: String) throws(PolicyError) -> CIDRRule {
+        let fields = try self.fields(node, path: path, what: "a CIDR rule {cidr, except}")
+        var prefix: IPv4Prefix?
+        var excepts: [(prefix: IPv4Prefix, node: Node)] = []
+        for entry in fields.entries {
+            let fieldPath = join(path, entry.name)
+            if let why = PolicyFields.cidrRuleUnsupported[entry.name] {
+                throw fail(entry.key, "\(path): \(why)")
+            }
+            guard PolicyFields.cidrRule.contains(entry.name) else {
+                throw unknownField(entry, in: path, allowed: PolicyFields.cidrRule,
+                                   unsupported: PolicyFields.cidrRuleUnsupported.names)
+            }
+            if isNull(entry.value) { continue }
+            if entry.name == "cidr" {
+                prefix = try cidr(entry.value, path: fieldPath, bareAddressAllowed: false)
+            } else {
+                for (index, item) in try list(entry.value, path: fieldPath, of: "CIDRs").enumerated() {
+                    excepts.append((try cidr(item, path: "\(fieldPath)[\(index)]", bareAddressAllowed: false), item))
+                }
+            }
+        }
+        guard let prefix else {
+            throw fail(node, "\(path): cidr is required, e.g. {cidr: 10.0.0.0/8, except: [10.96.0.0/12]}")
+        }
+        for except in excepts where !prefix.contains(except.prefix) {
+            throw fail(except.node, "\(path): except \(except.prefix) is not inside cidr \(prefix); "
+                + "every except must lie within its cidr")
+        }
+        return CIDRRule(cidr: prefix.description, except: excepts.map(\.prefix.description))
+    }
+
+    // MARK: Ports
+
+    private func portRule(_ node: Node, path: String, deny: Bool) throws(PolicyError) -> [PortProtocol] {
+        if isNull(node) { return [] }
+        let fields = try self.fields(node, path: path, what: "a port rule (a mapping such as {ports: [...]})")
+        let unsupported = deny ? [] : PolicyFields.portRuleUnsupported.names
+        var ports: [PortProtocol] = []
+        for entry in fields.entries {
+            let fieldPath = join(path, entry.name)
+            if !deny, entry.name == "rules" {
+                try rejectL7(entry.value, path: fieldPath)
+                continue
+            }
+            if !deny, let why = PolicyFields.portRuleUnsupported[entry.name] {
+                throw fail(entry.key, "\(path): \(why)")
+            }
+            guard entry.name == "ports" else {
+                throw unknownField(entry, in: path, allowed: PolicyFields.portRule, unsupported: unsupported)
+            }
+            if isNull(entry.value) { continue }
+            for (index, item) in try list(entry.value, path: fieldPath, of: "ports {port, endPort, protocol}").enumerated() {
+                ports.append(try portProtocol(item, path: "\(fieldPath)[\(index)]"))
+            }
+        }
+        return ports
+    }
+
+    /// `toPorts[].rules`: any L7 protocol is an error naming it; an empty `rules` is harmless.
+    private func rejectL7(_ node: Node, path: String) throws(PolicyError) {
+        if isNull(node) { return }
+        let fields = try self.fields(node, path: path, what: "L7 rules (a mapping with http, kafka, dns or l7proto)")
+        for entry in fields.entries {
+            guard PolicyFields.l7.contains(entry.name) else {
+                throw unknownField(entry, in: path, allowed: [], unsupported: PolicyFields.l7)
+            }
+            if isNull(entry.value) { continue }
+            throw fail(entry.key, "\(path): L7 rules (toPorts[].rules.\(entry.name)) are not supported yet: "
+                + "L4 enforcement only")
+        }
+    }
+
+    private func portProtocol(_ node: Node, path: String) throws(PolicyError) -> PortProtocol {
+        let fields = try self.fields(node, path: path, what: "a port (a mapping such as {port: \"80\", protocol: TCP})")
+        var port: UInt16 = 0
+        var endPort: (value: Int, node: Node)?
+        var proto = L4Protocol.any
+        for entry in fields.entries {
+            let fieldPath = join(path, entry.name)
+            guard PolicyFields.portProtocol.contains(entry.name) else {
+                throw unknownField(entry, in: path, allowed: PolicyFields.portProtocol)
+            }
+            if isNull(entry.value) { continue }
+            switch entry.name {
+            case "port":
+                port = try portNumber(entry.value, path: fieldPath)
+            case "endPort":
+                endPort = (try endPortNumber(entry.value, path: fieldPath), entry.value)
+            default:
+                proto = try l4Protocol(entry.value, path: fieldPath)
+            }
+        }
+        var last: UInt16?
+        if let endPort, endPort.value != 0 { // endPort 0 is upstream's "not set"
+            guard port != 0 else {
+                throw fail(endPort.node, "\(path): endPort needs a non-zero port; "
+                    + "without a port the rule already covers every port")
+            }
+            guard endPort.value >= Int(port) else {
+                throw fail(endPort.node, "\(path): endPort \(endPort.value) is below port \(port); "
+                    + "endPort must be >= port")
+            }
+            last = UInt16(endPort.value)
+        }
+        return PortProtocol(port: port, endPort: last, proto: proto)
+    }
+
+    private func portNumber(_ node: Node, path: String) throws(PolicyError) -> UInt16 {
+        guard case .scalar(let scalar) = node else {
+            throw fail(node, "\(path): expected a port number 0-65535, got \(describe(node))")
+        }
+        let text = scalar.string
+        let tag = tagName(node)
+        if tag == .bool || tag == .float {
+            throw fail(node, "\(path): expected a port number 0-65535, got \(describe(node))")
+        }
+        if text.isEmpty {
+            throw fail(node, "\(path): the port is empty; write a number 1-65535, or leave port out for every port")
+        }
+        if text.allSatisfy(\.isASCIIDigit) {
+            if text.count > 1, text.hasPrefix("0") {
+                let trimmed = text.drop { $0 == "0" }
+                throw fail(node, "\(path): port \"\(text)\" has a leading zero; write \(trimmed.isEmpty ? "0" : trimmed)")
+            }
+            guard text.count <= 5, let value = Int(text), value <= 65535 else {
+                throw fail(node, "\(path): port \(text) is out of range 0-65535")
+            }
+            return UInt16(value)
+        }
+        if tag == .int {
+            if text.hasPrefix("-") {
+                throw fail(node, "\(path): port \(text) is out of range 0-65535")
+            }
+            throw fail(node, "\(path): port \(text) must be written in decimal (0-65535)")
+        }
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        if parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCIIDigit) }) {
+            throw fail(node, "\(path): \"\(text)\" is not a port; write a range as port: \"\(parts[0])\" "
+                + "with endPort: \(parts[1])")
+        }
+        if text.contains(where: \.isLetter) {
+            throw fail(node, "\(path): named port \"\(text)\" is not supported yet; use the port number")
+        }
+        throw fail(node, "\(path): \"\(text)\" is not a port number 0-65535")
+    }
+
+    private func endPortNumber(_ node: Node, path: String) throws(PolicyError) -> Int {
+        guard case .scalar(let scalar) = node, tagName(node) == .int else {
+            let hint = tagName(node) == .str && node.scalar.map({ $0.string.allSatisfy(\.isASCIIDigit) }) == true
+                ? "; write the number without quotes" : ""
+            throw fail(node, "\(path): expected an integer port number, got \(describe(node))\(hint)")
+        }
+        let text = scalar.string
+        guard text.allSatisfy(\.isASCIIDigit), text.count <= 5, let value = Int(text), value <= 65535 else {
+            throw fail(node, "\(path): endPort \(text) is out of range 0-65535")
+        }
+        return value
+    }
+
+    private func l4Protocol(_ node: Node, path: String) throws(PolicyError) -> L4Protocol {
+        let name = try string(node, path: path, what: "a protocol (TCP, UDP, SCTP or ANY)")
+        if name.isEmpty { return .any } // upstream: empty means ANY
+        if let proto = L4Protocol(rawValue: name) { return proto }
+        let upper = name.uppercased()
+        if let proto = L4Protocol(rawValue: upper) {
+            throw fail(node, "\(path): protocol \"\(name)\" is not valid; did you mean \(proto.rawValue)? "
+                + "Protocols are case-sensitive: TCP, UDP, SCTP, ANY")
+        }
+        switch upper {
+        case "ICMP", "ICMPV6":
+            throw fail(node, "\(path): \(name) is not a toPorts protocol; match ICMP with icmps: [{fields: [{type: ...}]}]")
+        case "VRRP", "IGMP":
+            throw fail(node, "\(path): protocol \(name) is valid in cilium.io/v2 but not supported yet by this agent "
+                + "(ports are enforced for TCP, UDP, SCTP and ANY)")
+        default:
+            throw fail(node, "\(path): protocol \"\(name)\" is not valid; expected TCP, UDP, SCTP or ANY")
+        }
+    }
+
+    // MARK: ICMP
+
+    private func icmpRule(_ node: Node, path: String) throws(PolicyError) -> [ICMPField] {
+        let fields = try self.fields(node, path: path, what: "an ICMP rule (a mapping such as {fields: [{type: 8}]})")
+        var result: [ICMPField] = []
+        for entry in fields.entries {
+            let fieldPath = join(path, entry.name)
+            guard entry.name == "fields" else {
+                throw unknownField(entry, in: path, allowed: PolicyFields.icmpRule)
+            }
+            if isNull(entry.value) { continue }
+            for (index, item) in try list(entry.value, path: fieldPath, of: "ICMP fields {type, family}").enumerated() {
+                result.append(try icmpField(item, path: "\(fieldPath)[\(index)]"))
+            }
+        }
+        return result
+    }
+
+    private func icmpField(_ node: Node, path: String) throws(PolicyError) -> ICMPField {
+        let fields = try self.fields(node, path: path, what: "an ICMP field (a mapping such as {type: 8, family: IPv4})")
+        var typeNode: Node?
+        var family = "IPv4"
+        for entry in fields.entries {
+            let fieldPath = join(path, entry.name)
+            guard PolicyFields.icmpField.contains(entry.name) else {
+                throw unknownField(entry, in: path, allowed: PolicyFields.icmpField)
+            }
+            if isNull(entry.value) { continue }
+            if entry.name == "type" {
+                typeNode = entry.value
+            } else {
+                let name = try string(entry.value, path: fieldPath, what: "an IP family (IPv4 or IPv6)")
+                guard name == "IPv4" || name == "IPv6" else {
+                    let hint = suggestion(for: name, among: ["IPv4", "IPv6"]).map { "; did you mean \($0)?" } ?? ""
+                    throw fail(entry.value, "\(fieldPath): family \"\(name)\" is not valid\(hint) "
+                        + "Families are IPv4 and IPv6")
+                }
+                family = name
+            }
+        }
+        guard let typeNode else {
+            throw fail(node, "\(path): type is required: a number 0-255 or a name such as EchoRequest")
+        }
+        let typePath = join(path, "type")
+        guard case .scalar(let scalar) = typeNode, tagName(typeNode) != .bool, tagName(typeNode) != .float else {
+            throw fail(typeNode, "\(typePath): expected an ICMP type (0-255 or a name), got \(describe(typeNode))")
+        }
+        let text = scalar.string
+        if !text.isEmpty, text.allSatisfy(\.isASCIIDigit) {
+            guard text.count <= 3, let value = Int(text), value <= 255 else {
+                throw fail(typeNode, "\(typePath): ICMP type \(text) is out of range 0-255")
+            }
+            return ICMPField(type: UInt8(value), family: family)
+        }
+        let (names, otherNames, otherFamily) = family == "IPv4"
+            ? (PolicyFields.icmpV4, PolicyFields.icmpV6, "IPv6")
+            : (PolicyFields.icmpV6, PolicyFields.icmpV4, "IPv4")
+        if let value = names[text] { return ICMPField(type: value, family: family) }
+        if otherNames[text] != nil {
+            throw fail(typeNode, "\(typePath): \(text) is an \(otherFamily) ICMP type; set family: \(otherFamily), "
+                + "or use one of the \(family) names: \(names.names.joined(separator: ", "))")
+        }
+        let hint = suggestion(for: text, among: names.names).map { "; did you mean \($0)?" } ?? ""
+        throw fail(typeNode, "\(typePath): unknown \(family) ICMP type \"\(text)\"\(hint) Use a number 0-255 "
+            + "or one of: \(names.names.joined(separator: ", "))")
+    }
+
+    // MARK: Node helpers
+
+    private func fields(_ node: Node, path: String, what: String) throws(PolicyError) -> Fields {
+        guard case .mapping(let mapping) = node else {
+            var hint = ""
+            if case .sequence = node { hint = "; remove the \"- \" in front of it" }
+            throw fail(node, "\(at(path))expected \(what), got \(describe(node))\(hint)")
+        }
+        var entries: [Fields.Entry] = []
+        for (key, value) in mapping {
+            guard case .scalar(let scalar) = key, !isNull(key) || !scalar.string.isEmpty else {
+                throw fail(key, "\(at(path))expected a field name, got \(describe(key))")
+            }
+            entries.append(Fields.Entry(key: key, name: scalar.string, value: value))
+        }
+        return Fields(node: node, path: path, entries: entries)
+    }
+
+    private func list(_ node: Node, path: String, of what: String) throws(PolicyError) -> [Node] {
+        guard case .sequence(let sequence) = node else {
+            var hint = ""
+            if case .scalar(let scalar) = node { hint = "; write it as a list: [\(scalar.string)]" }
+            if case .mapping = node { hint = "; make it a list element by starting it with \"- \"" }
+            throw fail(node, "\(at(path))expected a list of \(what), got \(describe(node))\(hint)")
+        }
+        return Array(sequence)
+    }
+
+    /// Any non-null scalar, as written (YAML ints and booleans give their text).
+    private func string(_ node: Node, path: String, what: String) throws(PolicyError) -> String {
+        guard case .scalar(let scalar) = node, !isNull(node) else {
+            throw fail(node, "\(at(path))expected \(what), got \(describe(node))")
+        }
+        return scalar.string
+    }
+
+    private func bool(_ node: Node, path: String) throws(PolicyError) -> Bool {
+        guard case .scalar(let scalar) = node, tagName(node) == .bool else {
+            throw fail(node, "\(at(path))expected true or false, got \(describe(node))")
+        }
+        return ["true", "yes", "on"].contains(scalar.string.lowercased())
+    }
+
+    /// The resolved tag (str, int, bool, null, ...); quoted scalars are always str.
+    private func tagName(_ node: Node) -> Tag.Name { Tag.Name(rawValue: node.tag.rawValue) }
+
+    private func isNull(_ node: Node) -> Bool {
+        if case .scalar = node { return tagName(node) == .null }
+        return false
+    }
+
+    private func describe(_ node: Node) -> String {
+        switch node {
+        case .mapping: return "a mapping"
+        case .sequence: return "a list"
+        case .alias: return "an alias"
+        case .scalar(let scalar):
+            let text = scalar.string
+            switch tagName(node) {
+            case .null: return text.isEmpty ? "nothing (null)" : "null"
+            case .bool: return "the boolean \(text)"
+            case .int, .float: return "the number \(text)"
+            default:
+                let shown = text.count > 40 ? text.prefix(40) + "..." : Substring(text)
+                return "the string \"\(shown)\""
+            }
+        }
+    }
+
+    private func unknownField(_ entry: Fields.Entry, in path: String, allowed: [String],
+                              unsupported: [String] = []) -> PolicyError {
+        var problem = "\(at(path))unknown field \"\(entry.name)\""
+        if let near = suggestion(for: entry.name, among: allowed + unsupported) {
+            problem += "; did you mean \(near)?"
+        }
+        if !allowed.isEmpty {
+            problem += " Allowed here: \(allowed.joined(separator: ", "))"
+        }
+        if !unsupported.isEmpty {
+            problem += (allowed.isEmpty ? " Valid upstream here" : "; valid upstream")
+                + " but not supported yet: \(unsupported.joined(separator: ", "))"
+        }
+        return fail(entry.key, problem)
+    }
+
+    private func fail(_ node: Node, _ problem: String) -> PolicyError {
+        PolicyError(file: file, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1, problem: problem)
+    }
+
+    private func at(_ path: String) -> String { path.isEmpty ? "" : "\(path): " }
+
+    private func join(_ path: String, _ field: String) -> String { path.isEmpty ? field : "\(path).\(field)" }
+
+    // MARK: YAML errors
+
+    private func yamlError(_ error: any Error) -> PolicyError {
+        guard let error = error as? YamlError else {
+            return PolicyError(file: file, line: 1, column: 1, problem: "invalid YAML: \(error)")
+        }
+        switch error {
+        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
+             let .composer(context, problem, mark, _):
+            let while_ = context.map { " (\($0.text) at line \($0.mark.line), column \($0.mark.column))" } ?? ""
+            return PolicyError(file: file, line: mark.line, column: mark.column, problem: "invalid YAML: \(problem)\(while_)")
+        case let .reader(problem, offset, _, _):
+            guard let offset else {
+                return PolicyError(file: file, line: 1, column: 1, problem: "invalid YAML: \(problem)")
+            }
+            var line = 1
+            var column = 1
+            for byte in text.utf8.prefix(offset) {
+                if byte == UInt8(ascii: "\n") {
+                    line += 1
+                    column = 1
+                } else if byte & 0xC0 != 0x80 { // count characters, not continuation bytes
+                    column += 1
+                }
+            }
+            return PolicyError(file: file, line: line, column: column, problem: "invalid YAML: \(problem)")
+        case let .duplicatedKeysInMapping(duplicates, context):
+            return duplicateKey(duplicates.first ?? "?", first: context.mark)
+        default:
+            return PolicyError(file: file, line: 1, column: 1, problem: "invalid YAML: \(error)")
+        }
+    }
+
+    /// Yams reports a key given twice at its first occurrence; point at the second one, which is
+    /// the same key at the same column further down (block style). Flow style keeps the first.
+    private func duplicateKey(_ name: String, first: Mark) -> PolicyError {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(Array.init)
+        let column = first.column - 1
+        var index = first.line // 0-based index of the line after the first occurrence
+        while index < lines.count {
+            let line = lines[index]
+            let indent = line.prefix { $0 == " " || $0 == "-" }.count
+            let isBlank = line.allSatisfy { $0 == " " || $0 == "\r" } || line.dropFirst(indent).first == "#"
+            if !isBlank, indent < column { break } // the mapping ended
+            if indent == column {
+                let rest = String(line.dropFirst(column))
+                for spelling in [name, "\"\(name)\"", "'\(name)'"] where rest.hasPrefix(spelling) {
+                    if rest.dropFirst(spelling.count).drop(while: { $0 == " " }).first == ":" {
+                        return PolicyError(file: file, line: index + 1, column: column + 1,
+                                           problem: "duplicate key \"\(name)\" (first set on line \(first.line)); keep one")
+                    }
+                }
+            }
+            index += 1
+        }
+        return PolicyError(file: file, line: first.line, column: first.column,
+                           problem: "duplicate key \"\(name)\" in this mapping; keep one")
+    }
+
+    // MARK: Names
+
+    /// Kubernetes object names: a DNS-1123 subdomain.
+    static func isDNSSubdomain(_ name: String) -> Bool {
+        guard !name.isEmpty, name.count <= 253 else { return false }
+        return name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { isDNSLabel(String($0)) }
+    }
+
+    /// Kubernetes namespace names: a DNS-1123 label.
+    static func isDNSLabel(_ name: String) -> Bool {
+        guard !name.isEmpty, name.count <= 63 else { return false }
+        let alphanumeric: (Character) -> Bool = { $0.isASCII && ($0.isLowercase || $0.isNumber) }
+        guard let first = name.first, let last = name.last, alphanumeric(first), alphanumeric(last) else { return false }
+        return name.allSatisfy { alphanumeric($0) || $0 == "-" }
+    }
+}
+
+// MARK: - Suggestions
+
+/// The candidate closest to `name` (case-insensitively), if it is close enough to be a typo.
+private func suggestion(for name: String, among candidates: [String]) -> String? {
+    let lowered = Array(name.lowercased())
+    var best: (candidate: String, distance: Int)?
+    for candidate in candidates {
+        let distance = editDistance(lowered, Array(candidate.lowercased()))
+        if distance == 0 { return candidate }
+        let limit = min(2, max(1, candidate.count / 4))
+        if distance <= limit, distance < (best?.distance ?? .max) {
+            best = (candidate, distance)
+        }
+    }
+    return best?.candidate
+}
+
+private func editDistance(_ a: [Character], _ b: [Character]) -> Int {
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var previous = Array(0...b.count)
+    var current = [Int](repeating: 0, count: b.count + 1)
+    for i in 1...a.count {
+        current[0] = i
+        for j in 1...b.count {
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        swap(&previous, &current)
+    }
+    return previous[b.count]
+}
+
+private extension Character {
+    var isASCIIDigit: Bool { isASCII && isNumber }
+}
+
+// MARK: - IPv4 prefixes
+
+/// An IPv4 network: address with host bits cleared, and prefix length.
+private struct IPv4Prefix: CustomStringConvertible {
+    struct Problem: Error {
+        var message: String
+    }
+
+    var address: UInt32
+    var bits: Int
+
+    var mask: UInt32 { bits == 0 ? 0 : UInt32.max << (32 - bits) }
+
+    var description: String { "\(Self.format(address))/\(bits)" }
+
+    func contains(_ other: IPv4Prefix) -> Bool {
+        other.bits >= bits && other.address & mask == address
+    }
+
+    static func format(_ address: UInt32) -> String {
+        (0..<4).map { String((address >> (24 - 8 * $0)) & 0xFF) }.joined(separator: ".")
+    }
+
+    /// Parses "a.b.c.d/n" (or a bare "a.b.c.d", meaning /32, when allowed). Host bits set, IPv6 and
+    /// anything malformed are problems with a suggestion where one exists.
+    static func parse(_ text: String, bareAddressAllowed: Bool) throws(Problem) -> IPv4Prefix {
+        let expected = "expected a.b.c.d/n with each part 0-255 and n 0-32, e.g. 10.0.0.0/8"
+        if text.contains(":") {
+            throw Problem(message: "IPv6 CIDR \(text): this datapath enforces IPv4 only")
+        }
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count <= 2 else {
+            throw Problem(message: "\"\(text)\" is not a valid IPv4 CIDR; \(expected)")
+        }
+        guard let address = parseAddress(parts[0]) else {
+            throw Problem(message: "\"\(text)\" is not a valid IPv4 CIDR: \"\(parts[0])\" is not an IPv4 address; \(expected)")
+        }
+        guard parts.count == 2 else {
+            guard bareAddressAllowed else {
+                throw Problem(message: "\"\(text)\" has no prefix length; write \(text)/32 for one address")
+            }
+            return IPv4Prefix(address: address, bits: 32)
+        }
+        let length = parts[1]
+        guard !length.isEmpty, length.count <= 2, length.allSatisfy(\.isASCIIDigit),
+              !(length.count == 2 && length.hasPrefix("0")), let bits = Int(length), bits <= 32 else {
+            throw Problem(message: "\"\(text)\" is not a valid IPv4 CIDR: the prefix length \"\(length)\" "
+                + "must be a number 0-32")
+        }
+        let network = IPv4Prefix(address: address, bits: bits)
+        let cleared = address & network.mask
+        guard cleared == address else {
+            throw Problem(message: "\(text) has host bits set; did you mean \(format(cleared))/\(bits)?")
+        }
+        return network
+    }
+
+    private static func parseAddress(_ text: Substring) -> UInt32? {
+        let octets = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard octets.count == 4 else { return nil }
+        var address: UInt32 = 0
+        for octet in octets {
+            guard !octet.isEmpty, octet.count <= 3, octet.allSatisfy(\.isASCIIDigit),
+                  !(octet.count > 1 && octet.hasPrefix("0")), let value = UInt32(octet), value <= 255 else { return nil }
+            address = address << 8 | value
+        }
+        return address
+    }
+}
