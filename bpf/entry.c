@@ -103,6 +103,9 @@ int cil_from_overlay(struct __sk_buff *skb)
 	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) < 0)
 		return drop_packet(skb, ENTRY_STAGE, CILIUM_DROP_NO_TUNNEL_KEY, 0, 0);
 	__u32 src = key.tunnel_id ? (__u32)key.tunnel_id : CILIUM_ID_WORLD;
+	/* Another node's own traffic: "host" there is a remote node here. */
+	if (src == CILIUM_ID_HOST)
+		src = CILIUM_ID_REMOTE_NODE;
 	/* The inner frame still carries the sending node's MACs; what goes on to
 	 * this node's stack (its router address) must count as addressed to us. */
 	bpf_skb_change_type(skb, 0 /* PACKET_HOST */);

@@ -174,15 +174,23 @@ extension SandboxCommand {
     struct Cilium: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Run the cilium CLI against one node's agent.")
         @OptionGroup var name: NameOption
-        @Argument(help: "The node (e.g. node1).") var node: String
+        @Argument(help: "The node (e.g. node1), or \"all\" for every node in turn (as policies reach every node of a cluster).")
+        var node: String
         @Argument(parsing: .postTerminator, help: "Arguments for cilium.") var args: [String] = []
 
         func run() throws {
-            let n = try SandboxState.load(name.name).node(node)
+            let state = try SandboxState.load(name.name)
+            let nodes = node == "all" ? state.nodes : [try state.node(node)]
             let cli = Processes.binDirectory + "/cilium"
-            // The CLI's global -H goes after the subcommand path, so pass it by environment.
-            setenv("CILIUM_SOCK", "unix://" + n.socket, 1)
-            throw ExitCode(Processes.run([cli] + args))
+            var worst: Int32 = 0
+            for n in nodes {
+                if node == "all" { print("== \(n.name) ==") }
+                // The CLI's global -H goes after the subcommand path, so pass it by environment.
+                setenv("CILIUM_SOCK", "unix://" + n.socket, 1)
+                let code = Processes.run([cli] + args)
+                if code != 0 { worst = code }
+            }
+            throw ExitCode(worst)
         }
     }
 

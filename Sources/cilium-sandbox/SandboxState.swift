@@ -33,6 +33,9 @@ struct SandboxState: Codable {
     var etcdNamespace: String?
     var etcdURL: String?
     var etcdPid: Int32?
+    /// A host outside the cluster on the underlay (world to the cluster):
+    /// `exec NAME outside -- CMD`.
+    var outsideNamespace: String?
 
     static let root = "/run/cilium-sandbox"
 
@@ -56,6 +59,7 @@ struct SandboxState: Codable {
     /// The namespace of a node or a pod, by name.
     func namespace(of target: String) throws -> String {
         if let pod = pods.first(where: { $0.name == target }) { return pod.namespace }
+        if target == "outside", let outsideNamespace { return outsideNamespace }
         return try node(target).namespace
     }
 

@@ -13,6 +13,7 @@ enum Topology {
 
     static func nodeAddress(_ k: Int) -> String { "172.30.0.\(10 + k)" }
     static let etcdAddress = "172.30.0.2"
+    static let outsideAddresses = ["172.30.0.100", "172.30.0.101"]
 
     static func build(name: String, nodes: Int, settings: [String]) throws -> SandboxState {
         let dir = SandboxState.directory(name)
@@ -50,6 +51,15 @@ enum Topology {
             try plug(ns, into: ul, as: "veth-node\(i + 1)", address: node.address)
             try writeConfig(node, sandbox: name, settings: settings)
         }
+        // A host outside the cluster (world): two addresses, pods reached through node1.
+        let out = try NetworkNamespace.create(named: "csbx-\(name)-out")
+        state.outsideNamespace = out.name
+        try state.save()
+        try plug(out, into: ul, as: "veth-out", address: outsideAddresses[0])
+        let onl = try Netlink(namespace: out)
+        for extra in outsideAddresses.dropFirst() { try onl.addAddress(Netlink.IPv4Prefix(extra + "/24")!, to: "eth0") }
+        try onl.replaceRoute(Netlink.Route(destination: Netlink.IPv4Prefix("10.0.0.0/8")!,
+                                           gateway: Netlink.IPv4Address(state.nodes[0].address)))
         return state
     }
 
@@ -133,6 +143,7 @@ enum Topology {
             kill(pid, SIGTERM)
         }
         if let ns = state.etcdNamespace { try? NetworkNamespace(named: ns).delete() }
+        if let ns = state.outsideNamespace { try? NetworkNamespace(named: ns).delete() }
         for pod in state.pods {
             try? NetworkNamespace(named: pod.namespace).delete()
         }

@@ -31,7 +31,8 @@ import TestSupport
         #expect(web.identity == web2.identity)
         #expect(web.identity != db.identity)
         #expect((web.identity ?? 0) >= 256 && (db.identity ?? 0) >= 256)
-        #expect(web.labels == ["k8s:app=web", "k8s:tier=front"])
+        // Workloads carry their namespace ("default" when the runtime names none).
+        #expect(web.labels == ["k8s:app=web", "k8s:io.kubernetes.pod.namespace=default", "k8s:tier=front"])
 
         let ns = { (n: String) in try NetworkNamespace(named: n) }
         // Pod to pod (local delivery via bpf_redirect_peer), TCP and UDP.

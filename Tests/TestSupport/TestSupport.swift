@@ -178,8 +178,9 @@ public final class UDPStream: @unchecked Sendable {
 /// Opens a TCP connection from namespace `from` to `address:port`, where a
 /// listener inside `to` accepts it and echoes what it reads; returns the
 /// echoed bytes (nil when the connection or the echo failed).
-public func tcpEcho(from: NetworkNamespace, to: NetworkNamespace, address: String, message: String = "hello") throws -> String? {
-    let port: UInt16 = 43000 + UInt16.random(in: 0...9999)
+public func tcpEcho(from: NetworkNamespace, to: NetworkNamespace, address: String, message: String = "hello",
+                    port fixedPort: UInt16? = nil, timeout: Int = 3) throws -> String? {
+    let port: UInt16 = fixedPort ?? 43000 + UInt16.random(in: 0...9999)
     let addr = inetAddress(address, port: port)
     let listener = try to.run { () -> Int32 in
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -193,7 +194,7 @@ public func tcpEcho(from: NetworkNamespace, to: NetworkNamespace, address: Strin
     defer { close(listener) }
     let server = Thread {
         var pfd = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-        guard poll(&pfd, 1, 3000) == 1 else { return }
+        guard poll(&pfd, 1, Int32(timeout * 1000)) == 1 else { return }
         let c = accept(listener, nil, nil)
         guard c >= 0 else { return }
         var buf = [UInt8](repeating: 0, count: 256)
@@ -205,7 +206,7 @@ public func tcpEcho(from: NetworkNamespace, to: NetworkNamespace, address: Strin
     return try from.run { () -> String? in
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
-        var tv = timeval(tv_sec: 3, tv_usec: 0)
+        var tv = timeval(tv_sec: timeout, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var a = addr

@@ -48,6 +48,8 @@ actor EndpointManager {
         let router = await addresses.routerAddress
         let have = try nl.addresses(of: "cilium_host").contains { $0.prefix.address == router }
         if !have { try nl.addAddress(IPv4Prefix(router, length: 32), to: "cilium_host") }
+        // The node's own traffic to its pods leaves from the router address: it is the host (identity 1).
+        await ipcache.upsert(IPCacheEntry(prefix: IPv4Prefix(router, length: 32), identity: UInt32(CILIUM_ID_HOST.rawValue)))
         // The next hop for the node's own traffic to other nodes' pods in tunnel
         // mode: a link-local address "behind" cilium_host whose neighbour is
         // cilium_net, where the entry program picks the packets up and

@@ -56,7 +56,12 @@ public actor NetworkingSubsystem: AgentSubsystem {
         let sync = try ClusterSync(config: context.config, node: context.nodeName, stateDir: context.stateDir, shared: context.shared)
         let podCIDR = try await sync.claimPodCIDR(saved: PodAddressAllocator.savedCIDR(stateFile: context.stateDir + "/ipam.json"),
                                                  config: context.config)
-        await sync.start(nodeAddress: nodeAddress(context.config), podCIDR: podCIDR)
+        let address = nodeAddress(context.config)
+        if let address {
+            // This node's own address is the host; other nodes see it as remote-node.
+            await ipcache.upsert(IPCacheEntry(prefix: IPv4Prefix(address, length: 32), identity: UInt32(CILIUM_ID_HOST.rawValue)))
+        }
+        await sync.start(nodeAddress: address, podCIDR: podCIDR)
         cluster = sync
         let manager = try EndpointManager(stateDir: context.stateDir, podCIDR: podCIDR,
                                           shared: context.shared, attachments: deviceAttachments, cluster: sync,

@@ -273,6 +273,10 @@ private struct PolicyReader {
                 for (index, element) in try list(entry.value, path: fieldPath, of: "rules").enumerated() {
                     extraSpecs.append(try rule(element, path: "\(fieldPath)[\(index)]", anchor: element))
                 }
+            case "description":
+                // Several upstream examples carry it here, where the CRD has no such field.
+                throw fail(entry.key, "\(at(path))unknown field \"description\" at the top level; "
+                    + "a description belongs in the rule, as spec.description")
             default:
                 throw unknownField(entry, in: path, allowed: PolicyFields.topLevel)
             }
@@ -473,7 +477,7 @@ private struct PolicyReader {
                 let name = try string(entry.value, path: fieldPath, what: "an operator")
                 let all: [LabelSelector.Operator] = [.in, .notIn, .exists, .doesNotExist]
                 guard let parsed = LabelSelector.Operator(rawValue: name) else {
-                    let hint = suggestion(for: name, among: all.map(\.rawValue)).map { "; did you mean \($0)?" } ?? ""
+                    let hint = endOfSentence(suggesting: suggestion(for: name, among: all.map(\.rawValue)))
                     throw fail(entry.value, "\(fieldPath): \"\(name)\" is not an operator\(hint) Operators are "
                         + "In, NotIn, Exists and DoesNotExist (case-sensitive)")
                 }
@@ -610,7 +614,7 @@ private struct PolicyReader {
             } else if name == "world-ipv6" {
                 throw fail(item, "\(itemPath): world-ipv6 selects IPv6 peers: this datapath enforces IPv4 only")
             } else {
-                let hint = suggestion(for: name, among: PolicyFields.entities).map { "; did you mean \($0)?" } ?? ""
+                let hint = endOfSentence(suggesting: suggestion(for: name, among: PolicyFields.entities))
                 throw fail(item, "\(itemPath): unknown entity \"\(name)\"\(hint) Entities are "
                     + PolicyFields.entities.joined(separator: ", "))
             }
@@ -842,7 +846,7 @@ private struct PolicyReader {
             } else {
                 let name = try string(entry.value, path: fieldPath, what: "an IP family (IPv4 or IPv6)")
                 guard name == "IPv4" || name == "IPv6" else {
-                    let hint = suggestion(for: name, among: ["IPv4", "IPv6"]).map { "; did you mean \($0)?" } ?? ""
+                    let hint = endOfSentence(suggesting: suggestion(for: name, among: ["IPv4", "IPv6"]))
                     throw fail(entry.value, "\(fieldPath): family \"\(name)\" is not valid\(hint) "
                         + "Families are IPv4 and IPv6")
                 }
@@ -871,7 +875,7 @@ private struct PolicyReader {
             throw fail(typeNode, "\(typePath): \(text) is an \(otherFamily) ICMP type; set family: \(otherFamily), "
                 + "or use one of the \(family) names: \(names.names.joined(separator: ", "))")
         }
-        let hint = suggestion(for: text, among: names.names).map { "; did you mean \($0)?" } ?? ""
+        let hint = endOfSentence(suggesting: suggestion(for: text, among: names.names))
         throw fail(typeNode, "\(typePath): unknown \(family) ICMP type \"\(text)\"\(hint) Use a number 0-255 "
             + "or one of: \(names.names.joined(separator: ", "))")
     }
@@ -948,9 +952,7 @@ private struct PolicyReader {
     private func unknownField(_ entry: Fields.Entry, in path: String, allowed: [String],
                               unsupported: [String] = []) -> PolicyError {
         var problem = "\(at(path))unknown field \"\(entry.name)\""
-        if let near = suggestion(for: entry.name, among: allowed + unsupported) {
-            problem += "; did you mean \(near)?"
-        }
+            + endOfSentence(suggesting: suggestion(for: entry.name, among: allowed + unsupported))
         if !allowed.isEmpty {
             problem += " Allowed here: \(allowed.joined(separator: ", "))"
         }
@@ -979,7 +981,8 @@ private struct PolicyReader {
         case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
              let .composer(context, problem, mark, _):
             let while_ = context.map { " (\($0.text) at line \($0.mark.line), column \($0.mark.column))" } ?? ""
-            return PolicyError(file: file, line: mark.line, column: mark.column, problem: "invalid YAML: \(problem)\(while_)")
+            return PolicyError(file: file, line: mark.line, column: mark.column,
+                               problem: "invalid YAML: \(problem)\(while_)\(tabHint(line: mark.line))")
         case let .reader(problem, offset, _, _):
             guard let offset else {
                 return PolicyError(file: file, line: 1, column: 1, problem: "invalid YAML: \(problem)")
@@ -1002,11 +1005,35 @@ private struct PolicyReader {
         }
     }
 
-    /// Yams reports a key given twice at its first occurrence; point at the second one, which is
-    /// the same key at the same column further down (block style). Flow style keeps the first.
+    /// libyaml's complaint about a tab says nothing of tabs; say it.
+    private func tabHint(line: Int) -> String {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        guard line >= 1, line <= lines.count,
+              lines[line - 1].prefix(while: { $0 == " " || $0 == "\t" }).contains("\t") else { return "" }
+        return "; this line is indented with a tab, and YAML indents with spaces only"
+    }
+
+    /// Yams reports a key given twice at its first occurrence; point at the second one: later on
+    /// the same line (flow style, JSON), or the same key at the same column further down (block style).
     private func duplicateKey(_ name: String, first: Mark) -> PolicyError {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(Array.init)
         let column = first.column - 1
+        if first.line >= 1, first.line <= lines.count {
+            let line = lines[first.line - 1]
+            var start = column + 1
+            while start < line.count {
+                let rest = String(line[start...])
+                for spelling in ["\"\(name)\"", "'\(name)'", name] where rest.hasPrefix(spelling) {
+                    let before = start == 0 ? " " : line[start - 1]
+                    let opensKey = before == " " || before == "{" || before == ","
+                    if opensKey, rest.dropFirst(spelling.count).drop(while: { $0 == " " }).first == ":" {
+                        return PolicyError(file: file, line: first.line, column: start + 1,
+                                           problem: "duplicate key \"\(name)\" (first set at column \(first.column)); keep one")
+                    }
+                }
+                start += 1
+            }
+        }
         var index = first.line // 0-based index of the line after the first occurrence
         while index < lines.count {
             let line = lines[index]
@@ -1046,6 +1073,11 @@ private struct PolicyReader {
 }
 
 // MARK: - Suggestions
+
+/// "; did you mean X?" when there is a suggestion, else "." — either way the sentence is closed.
+private func endOfSentence(suggesting candidate: String?) -> String {
+    candidate.map { "; did you mean \($0)?" } ?? "."
+}
 
 /// The candidate closest to `name` (case-insensitively), if it is close enough to be a typo.
 private func suggestion(for name: String, among candidates: [String]) -> String? {
