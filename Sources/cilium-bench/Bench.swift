@@ -3,6 +3,7 @@ import CBPF
 import Datapath
 import Foundation
 import Glibc
+import Policy
 import Reconciler
 
 /// `make bench`: the foundation's figures, each next to its target.
@@ -22,6 +23,10 @@ struct Bench {
             for (what, result, target) in rows { print(pad(what, 58) + pad(result, 26) + target) }
             return
         }
+        if only == "policy" {
+            for (what, result, target) in try await PolicyBenchmark.run() { print(pad(what, 58) + pad(result, 26) + target) }
+            return
+        }
         rows += try await reconcilerThroughput(count: count)
         rows += try await changeLatency(tableSize: count, samples: 2000)
         rows += try agentStartup()
@@ -29,6 +34,7 @@ struct Bench {
             .deletingLastPathComponent().path
         rows += try PodPaths.run(bin: bin)
         rows += try CrossNode.run(bin: bin)
+        rows += try await PolicyBenchmark.run().map { ($0.measure, $0.result, $0.target) }
         print("")
         print(pad("measure", 58) + pad("result", 26) + "target")
         for (what, result, target) in rows { print(pad(what, 58) + pad(result, 26) + target) }

@@ -115,7 +115,7 @@ import TestSupport
     @Test func denyWinsOverAllowAndNamesItsRule() async throws {
         let root = try PinRoot("pol-deny")
         let dp = try await Datapath(root.path)
-        try dp.set(Self.echo.ep, flags: CILIUM_POLICY_F_INGRESS, CILIUM_POLICY_F_INGRESS_ENTRIES)
+        try dp.set(Self.echo.ep, flags: CILIUM_POLICY_F_INGRESS, CILIUM_POLICY_F_INGRESS_ENTRIES, CILIUM_POLICY_F_INGRESS_ANY)
         // Allow everything from the client; deny TCP 80 from anyone.
         try dp.add(Self.echo.ep, Self.ingress, identity: Self.client.identity, rule: 1)
         try dp.add(Self.echo.ep, Self.ingress, identity: 0, proto: 6, prefix: CILIUM_POLICY_PREFIX_FULL, port: 80, deny: true, rule: 2)

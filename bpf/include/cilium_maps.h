@@ -135,6 +135,10 @@ struct policy_key {
 	__u8  protocol;    /* IP protocol; 0 = any */
 	__u8  pad2;
 	__u16 dport;       /* network order; ICMP: the type */
+	/* Never part of a prefix. Keeps the key data a multiple of 8 bytes, so
+	 * the value after it in the trie node is 8-aligned: the datapath's atomic
+	 * counter adds must not straddle a cache line (a split lock costs ~1 us). */
+	__u32 pad3;
 };
 
 enum cilium_policy_verdict {
@@ -157,6 +161,8 @@ enum cilium_policy_ep_flags {
 	CILIUM_POLICY_F_AUDIT   = 4, /* report what would be dropped, drop nothing */
 	CILIUM_POLICY_F_INGRESS_ENTRIES = 8,  /* cilium_policy holds ingress entries for it */
 	CILIUM_POLICY_F_EGRESS_ENTRIES  = 16, /* ... egress entries */
+	CILIUM_POLICY_F_INGRESS_ANY = 32, /* ... ingress entries for any identity (0) */
+	CILIUM_POLICY_F_EGRESS_ANY  = 64,
 };
 
 struct policy_ep_value {

@@ -79,8 +79,12 @@ static __always_inline void policy_decide(struct __sk_buff *skb, const struct pa
 			.dport = policy_port(t),
 		};
 		exact = bpf_map_lookup_elem(&cilium_policy, &key);
-		key.identity = 0;
-		any = bpf_map_lookup_elem(&cilium_policy, &key);
+		/* The second walk only when the endpoint has any-identity entries. */
+		__u32 wild = direction == CILIUM_DIR_INGRESS ? CILIUM_POLICY_F_INGRESS_ANY : CILIUM_POLICY_F_EGRESS_ANY;
+		if (flags & wild) {
+			key.identity = 0;
+			any = bpf_map_lookup_elem(&cilium_policy, &key);
+		}
 	}
 	struct policy_entry *decided = 0;
 	if (exact && exact->verdict == CILIUM_POLICY_DENY)

@@ -247,8 +247,9 @@ struct PolicyResolver: Sendable {
         if egress { flags |= CILIUM_POLICY_F_EGRESS.rawValue }
         if audit { flags |= CILIUM_POLICY_F_AUDIT.rawValue }
         for k in entries.keys {
-            flags |= k.direction == UInt8(CILIUM_DIR_INGRESS.rawValue)
-                ? CILIUM_POLICY_F_INGRESS_ENTRIES.rawValue : CILIUM_POLICY_F_EGRESS_ENTRIES.rawValue
+            let ingress = k.direction == UInt8(CILIUM_DIR_INGRESS.rawValue)
+            flags |= ingress ? CILIUM_POLICY_F_INGRESS_ENTRIES.rawValue : CILIUM_POLICY_F_EGRESS_ENTRIES.rawValue
+            if k.identity == 0 { flags |= ingress ? CILIUM_POLICY_F_INGRESS_ANY.rawValue : CILIUM_POLICY_F_EGRESS_ANY.rawValue }
         }
         return (EndpointPolicy(entries: entries, ingressEnforced: ingress, egressEnforced: egress, flags: flags), used)
     }
