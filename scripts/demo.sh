@@ -14,6 +14,7 @@ $S down --name demo >/dev/null
 $S up --name demo --nodes 2 "$@"
 $S pod add --name demo --node node1 --pod web --labels app=web
 $S pod add --name demo --node node1 --pod client --labels app=client
+$S pod add --name demo --node node2 --pod intruder --labels app=intruder
 $S pod add --name demo --node node2 --pod web2 --labels app=web
 $S status --name demo
 addr() { $S status --name demo -o json | tr -d ' \n' | sed -n "s/.*\"address\":\"\([0-9.]*\)\",\"endpointID\":[0-9]*,\"identity\":[0-9]*,\"labels\":\[[^]]*\],\"name\":\"$1\".*/\1/p"; }
@@ -28,6 +29,14 @@ sleep 0.5
 $S exec --name demo client -- curl -s -o /dev/null -m 5 -w "client (node1) -> web  (node1) $WEB:8080  HTTP %{http_code} in %{time_total}s\n" "http://$WEB:8080/" || true
 $S exec --name demo client -- curl -s -o /dev/null -m 5 -w "client (node1) -> web2 (node2) $WEB2:8080 HTTP %{http_code} in %{time_total}s (VXLAN)\n" "http://$WEB2:8080/" || true
 $S exec --name demo node1 -- curl -s -o /dev/null -m 5 -w "node1 -> web (node1)                 HTTP %{http_code}\n" "http://$WEB:8080/" || true
+echo
+echo "== policy: examples/policies/web-from-client.yaml on every node"
+$S cilium --name demo all -- policy import examples/policies/web-from-client.yaml
+$S exec --name demo client -- curl -s -o /dev/null -m 3 -w "client   (node1) -> web  (node1) HTTP %{http_code}   allowed by default/web-from-client\n" "http://$WEB:8080/" || true
+$S exec --name demo intruder -- curl -s -o /dev/null -m 3 -w "intruder (node2) -> web  (node1) HTTP %{http_code}\n" "http://$WEB:8080/" || echo "   (dropped: Policy denied, as the policy says)"
+$S cilium --name demo node1 -- policy trace --src-labels app=intruder --dst-labels app=web --dport 8080/TCP
+EP=$($S cilium --name demo node1 -- endpoint list | awk -v a="$WEB" '$0 ~ a {print $1}')
+$S cilium --name demo node1 -- bpf policy get "$EP"
 for node in node1 node2; do
     echo
     echo "== cilium status on $node"
@@ -36,5 +45,6 @@ for node in node1 node2; do
 done
 echo
 echo "Try: $S cilium --name demo node1 -- bpf ipcache list"
+echo "     $S cilium --name demo all -- policy delete web-from-client"
 echo "     $S cilium --name demo node1 -- config set hostFirewall.enabled=true"
 echo "Remove: $S down --name demo   (also stops what runs in the pods)"

@@ -184,7 +184,10 @@ extension SandboxCommand {
             let cli = Processes.binDirectory + "/cilium"
             var worst: Int32 = 0
             for n in nodes {
-                if node == "all" { print("== \(n.name) ==") }
+                if node == "all" {
+                    print("== \(n.name) ==")
+                    fflush(nil) // our line before the child's output
+                }
                 // The CLI's global -H goes after the subcommand path, so pass it by environment.
                 setenv("CILIUM_SOCK", "unix://" + n.socket, 1)
                 let code = Processes.run([cli] + args)

@@ -26,10 +26,10 @@ import TestSupport
         private(set) var pods: [String: Status.Pod] = [:]
         private(set) var nodes: [Status.Node] = []
 
-        init() throws {
+        init(settings: [String] = []) throws {
             files = try TempDir("policy-e2e")
             do {
-                try run(["up", "--name", name, "--nodes", "2"])
+                try run(["up", "--name", name, "--nodes", "2"] + settings.flatMap { ["--set", $0] })
                 for (pod, node, labels) in [("client", "node1", "app=client"), ("other", "node1", "other=client"),
                                             ("echo", "node1", "app=echo"), ("rclient", "node2", "app=client"),
                                             ("rother", "node2", "other=client")] {
@@ -356,5 +356,76 @@ import TestSupport
         #expect(trace.contains("default/echo-from-other ingress[0]"), "\(trace)")
         let (_, denied) = try c.cilium("node1", ["policy", "trace", "-s", "app=client", "-d", "app=echo"])
         #expect(denied.contains("Final verdict: DENIED"), "\(denied)")
+    }
+
+    static let echoClosed = header + """
+        echo-closed
+        spec:
+          endpointSelector:
+            matchLabels: {app: echo}
+          ingress:
+          - {}
+        """
+
+    @Test func resourceDirectoryIsWatchedAndPoliciesSurviveARestart() throws {
+        let dir = try TempDir("policy-dir")
+        let c = try Cluster(settings: ["agent.resourceDirectory=\(dir.path)"])
+        func names(_ node: String = "node1") throws -> [String] {
+            let (_, out) = try c.cilium(node, ["policy", "get", "-o", "json"])
+            return try JSONDecoder().decode(PolicyListResponse.self, from: Data(out.utf8)).policies.map(\.name)
+        }
+        try Self.echoClosed.write(toFile: dir.path + "/echo.yaml", atomically: true, encoding: .utf8)
+        try c.waitFor("node1 imported echo.yaml") { try names() == ["echo-closed"] }
+        try c.waitFor("node2 imported echo.yaml") { try names("node2") == ["echo-closed"] }
+        #expect(try !c.tcp("client", "echo"))
+
+        // A broken file changes nothing and says why in status.
+        try "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: x}\nspec: {endpointSelecter: {}}\n"
+            .write(toFile: dir.path + "/broken.yaml", atomically: true, encoding: .utf8)
+        try c.waitFor("status names the broken file") {
+            try c.cilium("node1", ["status"]).1.contains("broken.yaml:4:")
+        }
+        #expect(try names() == ["echo-closed"])
+        #expect(try !c.tcp("client", "echo"))
+        try FileManager.default.removeItem(atPath: dir.path + "/broken.yaml")
+
+        // Removing the file removes its policy.
+        try FileManager.default.removeItem(atPath: dir.path + "/echo.yaml")
+        try c.waitFor("echo-closed is gone") { try names().isEmpty }
+        #expect(try c.tcp("client", "echo"))
+
+        // Imported policies are kept by the agent across a restart (and enforced throughout: the maps stay pinned).
+        try c.apply(Self.echoClosed)
+        try c.run(["agent", "--name", c.name, "node1", "restart", "--kill"])
+        #expect(try !c.tcp("client", "echo"))
+        try c.waitFor("node1 answers again") { try c.cilium("node1", ["status"]).0 == 0 }
+        #expect(try names() == ["echo-closed"])
+        #expect(try !c.tcp("client", "echo"))
+        #expect(try c.tcp("client", "other"))
+    }
+
+    @Test func auditModeReportsAndDropsNothing() throws {
+        let c = try Cluster(settings: ["policyAuditMode=true"])
+        try c.apply(Self.echoClosed)
+        #expect(try c.tcp("client", "echo"))
+        #expect(try c.tcp("rclient", "echo"))
+        #expect(try c.cilium("node1", ["status"]).1.contains("audit mode"))
+        let (_, trace) = try c.cilium("node1", ["policy", "trace", "-s", "app=client", "-d", "app=echo"])
+        #expect(trace.contains("ingress: AUDIT"), "\(trace)")
+    }
+
+    @Test func validateWorksWithoutAnAgent() throws {
+        let dir = try TempDir("policy-validate")
+        let good = dir.path + "/good.yaml", bad = dir.path + "/bad.yaml"
+        try Self.echoClosed.write(toFile: good, atomically: true, encoding: .utf8)
+        try (Self.header + "x\nspec:\n  endpointSelector: {}\n  egress:\n  - toPorts:\n    - ports: [{port: \"80\", protocol: tcp}]\n")
+            .write(toFile: bad, atomically: true, encoding: .utf8)
+        let cli = buildDirectory() + "/cilium"
+        let ok = try runCapturing([cli, "policy", "validate", good])
+        #expect(ok.0 == 0 && ok.1.contains("valid (default/echo-closed)"), "\(ok.1)")
+        let failed = try runCapturing([cli, "policy", "validate", good, bad])
+        #expect(failed.0 == 1)
+        #expect(failed.1.contains("bad.yaml:9:"), "\(failed.1)")
+        #expect(failed.1.contains("TCP"), "\(failed.1)")
     }
 }

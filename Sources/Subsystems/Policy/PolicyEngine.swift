@@ -83,6 +83,11 @@ actor PolicyEngine {
         resolver.revision = UInt32(truncatingIfNeeded: repository.revision)
         await syncCIDRIdentities(cidrs)
         await applyDelta(resolver.setSpecs(specs))
+        // Every endpoint now implements this revision (changed entries or not).
+        for (id, p) in resolver.computed {
+            await shared.endpointPolicy.upsert(EndpointPolicyState(endpointID: id, ingressEnforced: p.ingressEnforced,
+                                                                   egressEnforced: p.egressEnforced, revision: repository.revision))
+        }
         persist()
     }
 

@@ -121,7 +121,7 @@ public actor PolicySubsystem: StageSubsystem {
         }
         return SubsystemStatus(
             enabled: true, state: h.state, message: h.message,
-            summary: "Enforcement: \(mode)\(audit)   Policies: \(s.policies) (\(s.rules) rules, revision \(s.revision))",
+            summary: "Enforcement: \(mode)\(audit)   Policies: \(s.policies) (\(s.rules) rule\(s.rules == 1 ? "" : "s"), revision \(s.revision))",
             details: ["endpoints with policy enforcement: ingress \(s.enforcedIngress)/\(s.endpoints), egress \(s.enforcedEgress)/\(s.endpoints)",
                       "policy map entries: \(s.entries)",
                       "resource directory: \(context?.config.agent.resourceDirectory.isEmpty == false ? context!.config.agent.resourceDirectory : "none")"])
