@@ -157,8 +157,14 @@ int cil_deliver(struct __sk_buff *skb)
 	if ((ep->flags & CILIUM_ENDPOINT_F_HOST) || ep->ifindex == skb->ifindex)
 		return pipeline_next(skb);
 	/* The workload expects its gateway's MAC as source and its own as destination. */
-	/* mac and node_mac are adjacent: destination then source, one store. */
-	if (bpf_skb_store_bytes(skb, 0, ep->mac, 12, 0) < 0)
+	/* The pod's stack takes the packet as it is (the host-side veth already
+	 * classified it as addressed to us); rewriting the MACs is optional
+	 * because it copies the header of every cloned (TCP) skb. mac and
+	 * node_mac are adjacent: destination then source, one store. */
+	__u32 zero = 0;
+	struct node_config *cfg = bpf_map_lookup_elem(&cilium_node, &zero);
+	if (cfg && (cfg->flags & CILIUM_NODE_F_REWRITE_MAC) &&
+	    bpf_skb_store_bytes(skb, 0, ep->mac, 12, 0) < 0)
 		return drop_packet(skb, CILIUM_STAGE_DELIVER, CILIUM_DROP_INVALID, &t, 0);
 	stage_account(skb, CILIUM_STAGE_DELIVER);
 	count_metric(skb, CILIUM_REASON_FORWARDED, skb->cb[CILIUM_CB_DIRECTION]);

@@ -19,6 +19,7 @@ public struct AgentConfig: Codable, Sendable, Equatable {
 
     public struct BPF: Codable, Sendable, Equatable {
         public var root = "/sys/fs/bpf/cilium"
+        public var rewriteDeliveryMAC = false
         public init() {}
     }
 

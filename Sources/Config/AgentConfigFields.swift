@@ -42,6 +42,7 @@ extension AgentConfig {
         "agent.nodeName": .string(\.agent.nodeName),
         "agent.resourceDirectory": .string(\.agent.resourceDirectory),
         "bpf.root": .string(\.bpf.root),
+        "bpf.rewriteDeliveryMAC": .bool(\.bpf.rewriteDeliveryMAC),
         "policyEnforcementMode": .choice(\.policyEnforcementMode),
         "policyAuditMode": .bool(\.policyAuditMode),
         "kubeProxyReplacement": .bool(\.kubeProxyReplacement),

@@ -19,8 +19,15 @@ import TestSupport
         try lxc.update(endpoint_key(addr: Packets.be("10.0.0.7")), ep)
         let from = try await entry.program("cil_from_container")
 
-        // To a local endpoint: redirected (TC_ACT_REDIRECT = 7), MACs rewritten for the workload.
-        let r = try from.testRun(packet: Packets.tcp(src: "10.0.0.5", dst: "10.0.0.7", sport: 1000, dport: 80))
+        // To a local endpoint: redirected (TC_ACT_REDIRECT = 7), the frame as it came (the default).
+        let sent = Packets.tcp(src: "10.0.0.5", dst: "10.0.0.7", sport: 1000, dport: 80)
+        let plain = try from.testRun(packet: sent)
+        #expect(plain.returnValue == 7)
+        #expect(plain.packet == sent)
+        // With bpf.rewriteDeliveryMAC: MACs rewritten for the workload.
+        let node: BPFMap<UInt32, node_config> = try await entry.map("cilium_node")
+        try node.update(0, node_config(vxlan_ifindex: 0, flags: CILIUM_NODE_F_REWRITE_MAC.rawValue))
+        let r = try from.testRun(packet: sent)
         #expect(r.returnValue == 7)
         #expect(Array(r.packet[0..<6]) == [0x0a, 1, 2, 3, 4, 5])
         #expect(Array(r.packet[6..<12]) == [0x0e, 9, 8, 7, 6, 5])

@@ -91,6 +91,12 @@ struct endpoint_value {
 	__u8  node_mac[6];
 };
 
+/* struct node_config.flags */
+enum cilium_node_flags {
+	/* Rewrite MACs of packets delivered with bpf_redirect_peer (bpf.rewriteDeliveryMAC). */
+	CILIUM_NODE_F_REWRITE_MAC = 1,
+};
+
 /* cilium_node: this node's datapath settings, one entry (key 0). */
 struct node_config {
 	__u32 vxlan_ifindex; /* cilium_vxlan in tunnel mode, 0 otherwise */
@@ -188,9 +194,7 @@ enum cilium_ct_flags {
 
 struct ct_value {
 	__u64 created_ns;
-	__u64 last_seen_ns;
-	__u64 packets;     /* in the opening direction */
-	__u64 reply_packets;
+	__u64 last_seen_ns; /* within a second */
 	__u32 src_identity;
 	__u32 flags;
 };

@@ -28,22 +28,33 @@ static __always_inline void ct_key_of(struct ct_key *k, const struct packet_tupl
 	k->protocol = t->protocol;
 }
 
+/* Entries are read-mostly: both directions of a connection meet in one
+ * entry, often on two CPUs, so writing it on every packet would bounce its
+ * cache line between them. last_seen moves in steps of CT_TOUCH_NS. */
+#define CT_TOUCH_NS 1000000000ULL
+
+static __always_inline void ct_touch(struct ct_value *v)
+{
+	__u64 now = bpf_ktime_get_ns();
+	if (now - v->last_seen_ns > CT_TOUCH_NS)
+		v->last_seen_ns = now;
+}
+
 static __always_inline int ct_lookup(const struct packet_tuple *t)
 {
 	struct ct_key k = {};
 	ct_key_of(&k, t, 0);
 	struct ct_value *v = bpf_map_lookup_elem(&cilium_ct, &k);
 	if (v) {
-		v->packets += 1;
-		v->last_seen_ns = bpf_ktime_get_ns();
+		ct_touch(v);
 		return CT_ESTABLISHED;
 	}
 	ct_key_of(&k, t, 1);
 	v = bpf_map_lookup_elem(&cilium_ct, &k);
 	if (v) {
-		v->reply_packets += 1;
-		v->flags |= CILIUM_CT_F_SEEN_REPLY;
-		v->last_seen_ns = bpf_ktime_get_ns();
+		if (!(v->flags & CILIUM_CT_F_SEEN_REPLY))
+			v->flags |= CILIUM_CT_F_SEEN_REPLY;
+		ct_touch(v);
 		return CT_REPLY;
 	}
 	return CT_NEW;
@@ -54,7 +65,7 @@ static __always_inline void ct_create(const struct packet_tuple *t, __u32 src_id
 	struct ct_key k = {};
 	ct_key_of(&k, t, 0);
 	__u64 now = bpf_ktime_get_ns();
-	struct ct_value v = { .created_ns = now, .last_seen_ns = now, .packets = 1, .src_identity = src_identity };
+	struct ct_value v = { .created_ns = now, .last_seen_ns = now, .src_identity = src_identity };
 	bpf_map_update_elem(&cilium_ct, &k, &v, BPF_NOEXIST);
 }
 #endif

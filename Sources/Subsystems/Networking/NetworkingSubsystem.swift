@@ -14,7 +14,7 @@ public actor NetworkingSubsystem: AgentSubsystem {
     public nonisolated let name = "networking"
     public nonisolated let dependencies: [String] = []
     public nonisolated let configKeys = ["routingMode", "tunnelProtocol", "autoDirectNodeRoutes",
-                                         "ipv4NativeRoutingCIDR", "devices", "ipam.", "cluster."]
+                                         "ipv4NativeRoutingCIDR", "devices", "ipam.", "cluster.", "bpf.rewriteDeliveryMAC"]
     public nonisolated let apiPrefixes = ["/v1/ipam", "/v1/endpoint", "/v1/identity", "/v1/node", "/v1/map/"]
 
     /// Desired ipcache content (shared: Policy adds its CIDR prefixes).
@@ -77,7 +77,8 @@ public actor NetworkingSubsystem: AgentSubsystem {
         let netdevs = context.config.devices.flatMap {
             [DeviceAttachment(device: $0, direction: .ingress), DeviceAttachment(device: $0, direction: .egress)]
         }
-        let overlay = try await setUpOverlay(entry: entry, mode: context.config.routingMode)
+        let overlay = try await setUpOverlay(entry: entry, mode: context.config.routingMode,
+                                             flags: context.config.bpf.rewriteDeliveryMAC ? CILIUM_NODE_F_REWRITE_MAC.rawValue : 0)
         await deviceAttachments.replaceAll(netdevs + overlay + (await manager.attachmentsForEndpoints()))
         let d = Reconciler(name: "devices", table: deviceAttachments,
                            operations: try await DeviceLinkOperations(entry: entry, bpfRoot: context.bpfRoot))
@@ -102,17 +103,17 @@ public actor NetworkingSubsystem: AgentSubsystem {
     /// ingress decapsulated traffic enters the pipeline with the identity from
     /// the VNI; its index tells the delivery stage where to encapsulate.
     /// Native mode: no tunnel; the node's stack routes between nodes.
-    private func setUpOverlay(entry: BPFObject, mode: RoutingMode) async throws -> [DeviceAttachment] {
+    private func setUpOverlay(entry: BPFObject, mode: RoutingMode, flags: UInt32) async throws -> [DeviceAttachment] {
         let nodeMap: BPFMap<UInt32, node_config> = try await entry.map("cilium_node")
         let nl = try Netlink()
         guard mode == .tunnel else {
-            try nodeMap.update(0, node_config(vxlan_ifindex: 0, flags: 0))
+            try nodeMap.update(0, node_config(vxlan_ifindex: 0, flags: flags))
             if try nl.link("cilium_vxlan") != nil { try nl.deleteLink("cilium_vxlan") }
             return []
         }
         if try nl.link("cilium_vxlan") == nil { try nl.createVXLAN(name: "cilium_vxlan", port: 8472) }
         try nl.setLinkUp("cilium_vxlan")
-        try nodeMap.update(0, node_config(vxlan_ifindex: UInt32(bitPattern: try nl.index(of: "cilium_vxlan")), flags: 0))
+        try nodeMap.update(0, node_config(vxlan_ifindex: UInt32(bitPattern: try nl.index(of: "cilium_vxlan")), flags: flags))
         // The node's own traffic to other nodes' pods is routed to cilium_host
         // and picked up on cilium_net, where it enters the pipeline (and the tunnel).
         return [DeviceAttachment(device: "cilium_vxlan", direction: .ingress, role: .overlay),
