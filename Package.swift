@@ -41,7 +41,7 @@ let package = Package(
     ]
     + subsystems.map { name in
         .target(name: name, dependencies: ["Reconciler", "Datapath", "Config", "API", "KVStore"]
-                    + (name == "Policy" ? ["Yams"] : []),
+                    + (["Policy", "LoadBalancer"].contains(name) ? ["Yams"] : []),
                 path: "Sources/Subsystems/\(name)", swiftSettings: swift6)
     }
     + [
@@ -51,7 +51,7 @@ let package = Package(
         .executableTarget(name: "cilium-agent", dependencies: [
             "Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swift6),
         .executableTarget(name: "cilium", dependencies: [
-            "API", "Config", "Policy", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swift6),
+            "API", "Config", "Policy", "LoadBalancer", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swift6),
         .executableTarget(name: "cilium-sandbox", dependencies: [
             "Agent", "Datapath", "API", "Config", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swift6),
@@ -64,6 +64,7 @@ let package = Package(
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "CBPF", "Reconciler", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "CNITests", dependencies: ["API", "Datapath", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore"], swiftSettings: swift6),
+        .testTarget(name: "LoadBalancerTests", dependencies: ["LoadBalancer", "API", "Datapath", "CBPF", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "API", "Datapath", "CBPF", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swift6),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "Config", "Datapath", "CBPF", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),
