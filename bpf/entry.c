@@ -3,32 +3,9 @@
 #include "lib/common.h"
 #include "lib/pipeline.h"
 #include "lib/endpoints.h"
+#include "lib/ipcache.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 512000);
-	__type(key, struct ipcache_key);
-	__type(value, struct ipcache_value);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} cilium_ipcache SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct node_config);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} cilium_node SEC(".maps");
-
-static __always_inline __u32 identity_of(__u32 addr)
-{
-	struct ipcache_key key = { .prefixlen = 32, .addr = addr };
-	struct ipcache_value *v = bpf_map_lookup_elem(&cilium_ipcache, &key);
-	return v ? v->identity : CILIUM_ID_WORLD;
-}
 
 /* src_identity: 0 means resolve it from the ipcache; the overlay passes the
  * identity the sending node put in the VNI. */
@@ -140,7 +117,7 @@ SEC("tc")
 int cil_deliver(struct __sk_buff *skb)
 {
 	struct packet_tuple t = {};
-	if (parse_ipv4(skb, &t) <= 0 || skb->cb[CILIUM_CB_HOOK] != CILIUM_HOOK_TC_INGRESS)
+	if (parse_ipv4(skb, &t) <= 0 || (skb->cb[CILIUM_CB_HOOK] & CILIUM_CB_HOOK_MASK) != CILIUM_HOOK_TC_INGRESS)
 		return pipeline_next(skb);
 	struct endpoint_key key = { .addr = t.daddr };
 	struct endpoint_value *ep = bpf_map_lookup_elem(&cilium_lxc, &key);

@@ -1,8 +1,212 @@
-/* The LoadBalancer stage (owned by the LoadBalancer subsystem), in slot CILIUM_STAGE_LB of
- * cilium_calls while the subsystem is enabled. */
+/* The LoadBalancer stage (owned by the LoadBalancer subsystem), in slot
+ * CILIUM_STAGE_LB of cilium_calls while kubeProxyReplacement is on.
+ *
+ * A packet for a frontend (ClusterIP, external IP, LoadBalancer IP, or a
+ * NodePort on the node's address) gets a backend: the one its connection
+ * already has, else the client's affinity, else Maglev or a random slot. The
+ * destination becomes the backend (and, for a NodePort reaching another
+ * node's backend, the source becomes this node: SNAT). Replies are rewritten
+ * back to the frontend. Policy runs after this stage, on the backend. */
 #include "lib/common.h"
 #include "lib/pipeline.h"
+#include "lib/endpoints.h"
+#include "lib/ipcache.h"
+#include "lib/lb.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-CILIUM_PASS_STAGE(cil_stage_lb, CILIUM_STAGE_LB)
+/* Maglev flow hash over the client and the frontend (its key address: 0 for
+ * a NodePort), so the same flow finds the same backend through any node. */
+static __always_inline __u32 lb_flow_hash(const struct packet_tuple *t, const struct lb4_key *frontend, __u32 seed)
+{
+	return maglev_flow_hash(bpf_ntohl(t->saddr), bpf_ntohl(frontend->address), bpf_ntohs(t->sport),
+				bpf_ntohs(frontend->dport), t->protocol, seed);
+}
+
+static __always_inline struct lb4_config *lb_config(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&cilium_lb4_config, &zero);
+}
+
+static __always_inline __u32 lb_select(const struct packet_tuple *t, const struct lb4_key *frontend,
+				       const struct lb4_service *svc)
+{
+	__u16 rev = svc->rev_nat_index;
+	struct lb4_affinity_key ak = { .client = t->saddr, .rev_nat_index = rev };
+	__u64 now = 0;
+	if (svc->affinity_timeout) {
+		now = bpf_ktime_get_ns();
+		struct lb4_affinity_value *av = bpf_map_lookup_elem(&cilium_lb4_affinity, &ak);
+		if (av && now - av->last_used_ns < (__u64)svc->affinity_timeout * 1000000000ULL) {
+			__u32 id = av->backend_id;
+			struct lb4_backend *b = bpf_map_lookup_elem(&cilium_lb4_backends, &id);
+			if (b && b->state == LB_BACKEND_ACTIVE) {
+				av->last_used_ns = now;
+				return id;
+			}
+		}
+	}
+	if (svc->count == 0)
+		return 0;
+	__u32 id = 0;
+	if (svc->flags & LB_F_MAGLEV) {
+		struct lb4_config *cfg = lb_config();
+		void *table = bpf_map_lookup_elem(&cilium_lb4_maglev, &rev);
+		if (cfg && table && cfg->maglev_size) {
+			__u32 slot = lb_flow_hash(t, frontend, cfg->maglev_seed) % cfg->maglev_size;
+			__u32 *b = bpf_map_lookup_elem(table, &slot);
+			if (b)
+				id = *b;
+		}
+	}
+	if (!id) {
+		struct lb4_key k = *frontend;
+		k.backend_slot = (bpf_get_prandom_u32() % svc->count) + 1;
+		struct lb4_service *s = bpf_map_lookup_elem(&cilium_lb4_services, &k);
+		if (s)
+			id = s->backend_id;
+	}
+	if (id && svc->affinity_timeout) {
+		struct lb4_affinity_value nv = { .last_used_ns = now, .backend_id = id };
+		bpf_map_update_elem(&cilium_lb4_affinity, &ak, &nv, BPF_ANY);
+	}
+	return id;
+}
+
+/* Sends the packet out of the device the node's routing table names for its
+ * destination, with the neighbour's MAC (bpf_fib_lookup), bypassing the stack. */
+static __always_inline int redirect_by_fib(struct __sk_buff *skb, __u32 saddr, __u32 daddr)
+{
+	struct bpf_fib_lookup fib = {};
+	fib.family = 2; /* AF_INET */
+	fib.ipv4_src = saddr;
+	fib.ipv4_dst = daddr;
+	fib.ifindex = skb->ingress_ifindex;
+	if (bpf_fib_lookup(skb, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS)
+		return -1;
+	if (bpf_skb_store_bytes(skb, 0, fib.dmac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, fib.smac, 6, 0) < 0)
+		return -1;
+	return bpf_redirect(fib.ifindex, 0);
+}
+
+static __always_inline int lb_reverse(struct __sk_buff *skb, struct packet_tuple *t, struct lb4_ct_value *ct)
+{
+	__u16 rev = ct->rev_nat_index;
+	struct lb4_reverse_nat *nat = bpf_map_lookup_elem(&cilium_lb4_reverse_nat, &rev);
+	if (!nat)
+		return pipeline_next(skb);
+	__u32 from = nat->address;
+	if (!from) {
+		__u32 zero = 0;
+		struct node_config *node = bpf_map_lookup_elem(&cilium_node, &zero);
+		from = node ? node->address : 0;
+	}
+	__u32 to = t->daddr;
+	__u16 flags = nat->flags;
+	if (nat_addr(skb, t, 0, t->saddr, from) < 0 || nat_port(skb, t, 0, t->sport, nat->port) < 0)
+		return drop_packet(skb, CILIUM_STAGE_LB, CILIUM_DROP_INVALID, t, 0);
+	if (ct->flags & LB_CT_F_SNAT) {
+		to = ct->client;
+		if (nat_addr(skb, t, 1, t->daddr, ct->client) < 0 || nat_port(skb, t, 1, t->dport, ct->client_port) < 0)
+			return drop_packet(skb, CILIUM_STAGE_LB, CILIUM_DROP_INVALID, t, 0);
+		CB_SET(skb, CILIUM_CB_DST_IDENTITY, identity_of(ct->client));
+	}
+	CB_SET(skb, CILIUM_CB_HOOK, skb->cb[CILIUM_CB_HOOK] | (CILIUM_CB_F_LB_REPLY << CILIUM_CB_FLAGS_SHIFT));
+	if (flags & LB_REVNAT_F_FIB) {
+		int r = redirect_by_fib(skb, from, to);
+		if (r >= 0) {
+			count_metric(skb, CILIUM_REASON_FORWARDED, skb->cb[CILIUM_CB_DIRECTION]);
+			return r;
+		}
+	}
+	return pipeline_next(skb);
+}
+
+static __always_inline int lb_forward(struct __sk_buff *skb, struct packet_tuple *t, const struct lb4_key *frontend,
+				      const struct lb4_service *svc)
+{
+	struct lb4_ct_key fk = { .saddr = t->saddr, .daddr = t->daddr, .sport = t->sport, .dport = t->dport,
+				 .proto = t->protocol, .kind = LB_CT_SERVICE };
+	struct lb4_ct_value *known = bpf_map_lookup_elem(&cilium_lb4_ct, &fk);
+	struct lb4_backend *be = 0;
+	__u32 id = 0;
+	/* An open connection keeps its backend, whatever its state now. */
+	if (known) {
+		id = known->backend_id;
+		be = bpf_map_lookup_elem(&cilium_lb4_backends, &id);
+	}
+	if (!be) {
+		id = lb_select(t, frontend, svc);
+		be = id ? bpf_map_lookup_elem(&cilium_lb4_backends, &id) : 0;
+		if (!be)
+			return drop_packet(skb, CILIUM_STAGE_LB, CILIUM_DROP_NO_SERVICE, t, 0);
+		struct lb4_ct_value v = { .backend_id = id, .rev_nat_index = svc->rev_nat_index };
+		bpf_map_update_elem(&cilium_lb4_ct, &fk, &v, BPF_ANY);
+	}
+	__u32 backend_addr = be->address;
+	__u16 backend_port = be->port;
+
+	/* Traffic from outside to another node's backend: the reply must come
+	 * back through this node, so the source becomes this node. */
+	__u32 snat_to = 0;
+	if ((svc->flags & (LB_F_NODEPORT | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER)) &&
+	    skb->cb[CILIUM_CB_DIRECTION] == CILIUM_DIR_INGRESS && !local_workload(backend_addr)) {
+		__u32 zero = 0;
+		struct node_config *node = bpf_map_lookup_elem(&cilium_node, &zero);
+		if (node && node->address)
+			snat_to = node->address;
+	}
+
+	struct lb4_ct_key bk = { .saddr = snat_to ? snat_to : t->saddr, .daddr = backend_addr, .sport = t->sport,
+				 .dport = backend_port, .proto = t->protocol, .kind = LB_CT_BACKEND };
+	struct lb4_ct_value bv = { .backend_id = id, .rev_nat_index = svc->rev_nat_index };
+	if (snat_to) {
+		bv.flags = LB_CT_F_SNAT;
+		bv.client = t->saddr;
+		bv.client_port = t->sport;
+	}
+	bpf_map_update_elem(&cilium_lb4_ct, &bk, &bv, BPF_ANY);
+
+	if (nat_addr(skb, t, 1, t->daddr, backend_addr) < 0 || nat_port(skb, t, 1, t->dport, backend_port) < 0)
+		return drop_packet(skb, CILIUM_STAGE_LB, CILIUM_DROP_INVALID, t, 0);
+	if (snat_to) {
+		if (nat_addr(skb, t, 0, t->saddr, snat_to) < 0)
+			return drop_packet(skb, CILIUM_STAGE_LB, CILIUM_DROP_INVALID, t, 0);
+		/* The far node sees this node's traffic (host -> remote-node there). */
+		CB_SET(skb, CILIUM_CB_SRC_IDENTITY, CILIUM_ID_HOST);
+	}
+	CB_SET(skb, CILIUM_CB_DST_IDENTITY, identity_of(backend_addr));
+	return pipeline_next(skb);
+}
+
+SEC("tc")
+int cil_stage_lb(struct __sk_buff *skb)
+{
+	struct packet_tuple t = {};
+	if (parse_ipv4(skb, &t) <= 0 || (t.protocol != IPPROTO_TCP && t.protocol != IPPROTO_UDP))
+		return pipeline_next(skb);
+	stage_account(skb, CILIUM_STAGE_LB);
+
+	/* A reply of a translated connection: back to the frontend's address. */
+	struct lb4_ct_key rk = { .saddr = t.daddr, .daddr = t.saddr, .sport = t.dport, .dport = t.sport,
+				 .proto = t.protocol, .kind = LB_CT_BACKEND };
+	struct lb4_ct_value *reply = bpf_map_lookup_elem(&cilium_lb4_ct, &rk);
+	if (reply)
+		return lb_reverse(skb, &t, reply);
+
+	struct lb4_key key = { .address = t.daddr, .dport = t.dport, .proto = t.protocol };
+	struct lb4_service *svc = bpf_map_lookup_elem(&cilium_lb4_services, &key);
+	if (!svc && skb->cb[CILIUM_CB_DIRECTION] == CILIUM_DIR_INGRESS) {
+		/* A NodePort: any port on the node's own address. */
+		__u32 zero = 0;
+		struct node_config *node = bpf_map_lookup_elem(&cilium_node, &zero);
+		if (node && node->address == t.daddr) {
+			key.address = 0;
+			svc = bpf_map_lookup_elem(&cilium_lb4_services, &key);
+		}
+	}
+	if (!svc)
+		return pipeline_next(skb);
+	return lb_forward(skb, &t, &key, svc);
+}

@@ -43,13 +43,15 @@ int cil_stage_policy(struct __sk_buff *skb)
 		return pipeline_next(skb);
 	stage_account(skb, CILIUM_STAGE_POLICY);
 	int ct = ct_lookup(&t);
-	if (ct == CT_REPLY)
+	/* A reply the load balancer already rewrote (backend -> frontend
+	 * address) no longer matches the connection's tuple; it said so. */
+	if (ct == CT_REPLY || (skb->cb[CILIUM_CB_HOOK] >> CILIUM_CB_FLAGS_SHIFT) & CILIUM_CB_F_LB_REPLY)
 		return pipeline_next(skb);
 
 	__u32 src_identity = skb->cb[CILIUM_CB_SRC_IDENTITY];
 	__u32 dst_identity = skb->cb[CILIUM_CB_DST_IDENTITY];
 	/* Egress: the packet is leaving a workload of this node (its veth's ingress). */
-	if (skb->cb[CILIUM_CB_DIRECTION] == CILIUM_DIR_EGRESS && skb->cb[CILIUM_CB_HOOK] == CILIUM_HOOK_TC_INGRESS) {
+	if (skb->cb[CILIUM_CB_DIRECTION] == CILIUM_DIR_EGRESS && (skb->cb[CILIUM_CB_HOOK] & CILIUM_CB_HOOK_MASK) == CILIUM_HOOK_TC_INGRESS) {
 		struct endpoint_value *src = local_workload(t.saddr);
 		if (src && enforce(skb, &t, ct, src->endpoint_id, CILIUM_DIR_EGRESS, dst_identity) < 0)
 			return TC_ACT_SHOT;

@@ -42,6 +42,14 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: Sendabl
         try self.init(fd: fd, name: path)
     }
 
+    /// Opens a map by its kernel id (e.g. an inner map of a map-in-map).
+    public convenience init(id: UInt32) throws(BPFError) {
+        let fd = bpf_map_get_fd_by_id(id)
+        guard fd >= 0 else { throw BPFError("open map id \(id)", errno: errno) }
+        defer { close(fd) }
+        try self.init(fd: fd, name: "map id \(id)")
+    }
+
     deinit { close(fd) }
 
     /// Creates a map not tied to any object (tests, benchmarks).

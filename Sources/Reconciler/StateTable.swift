@@ -87,6 +87,15 @@ public actor StateTable<Object: TableObject> {
         return upsert(contentsOf: objects)
     }
 
+    /// Makes the content `objects`, touching only what differs: unchanged
+    /// objects keep their revision (their reconcilers do nothing).
+    @discardableResult
+    public func replaceChanged(_ objects: [Object]) -> Revision where Object: Equatable {
+        let keep = Set(objects.map(\.key))
+        delete(keys: rows.keys.filter { !keep.contains($0) })
+        return upsert(contentsOf: objects.filter { rows[$0.key]?.object != $0 })
+    }
+
     public func get(_ key: Object.Key) -> Object? { rows[key]?.object }
     public func revision(of key: Object.Key) -> Revision? { rows[key]?.revision }
     public func all() -> [Object] { rows.values.map(\.object) }

@@ -85,7 +85,7 @@ struct NodeCommand: ParsableCommand {
 
 struct BPFCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bpf", abstract: "Contents of the datapath's BPF maps.",
-                                                    subcommands: [IPCache.self, Endpoint.self, Tunnel.self, PolicyMap.self])
+                                                    subcommands: [IPCache.self, Endpoint.self, Tunnel.self, PolicyMap.self, LB.self])
 
     struct Tunnel: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "tunnel", abstract: "Where remote addresses are tunnelled to (from the ipcache).",

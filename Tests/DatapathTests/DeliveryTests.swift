@@ -26,7 +26,7 @@ import TestSupport
         #expect(plain.packet == sent)
         // With bpf.rewriteDeliveryMAC: MACs rewritten for the workload.
         let node: BPFMap<UInt32, node_config> = try await entry.map("cilium_node")
-        try node.update(0, node_config(vxlan_ifindex: 0, flags: CILIUM_NODE_F_REWRITE_MAC.rawValue))
+        try node.update(0, node_config(vxlan_ifindex: 0, flags: CILIUM_NODE_F_REWRITE_MAC.rawValue, address: 0, pad: 0))
         let r = try from.testRun(packet: sent)
         #expect(r.returnValue == 7)
         #expect(Array(r.packet[0..<6]) == [0x0a, 1, 2, 3, 4, 5])
@@ -64,7 +64,7 @@ import TestSupport
         #expect(try from.testRun(packet: pkt).returnValue == 0)
 
         // Tunnel mode: redirected into cilium_vxlan with a tunnel key.
-        try node.update(0, node_config(vxlan_ifindex: 1, flags: 0))
+        try node.update(0, node_config(vxlan_ifindex: 1, flags: 0, address: 0, pad: 0))
         let stats: BPFMap<UInt32, stage_stats> = try await entry.map("cilium_stage_stats")
         let before = stats.lookupPerCPU(CILIUM_STAGE_DELIVER.rawValue)!.reduce(0) { $0 + $1.packets }
         #expect(try from.testRun(packet: pkt).returnValue == 7)

@@ -22,13 +22,21 @@ enum cilium_cb {
 	CILIUM_CB_SRC_IDENTITY = 1,
 	CILIUM_CB_DST_IDENTITY = 2,
 	CILIUM_CB_DIRECTION = 3,
-	CILIUM_CB_HOOK = 4,           /* enum cilium_hook: where the entry program runs */
+	CILIUM_CB_HOOK = 4,           /* low byte: enum cilium_hook; bits 8+: enum cilium_cb_flags */
 };
+
+#define CILIUM_CB_HOOK_MASK 0xff
+#define CILIUM_CB_FLAGS_SHIFT 8
 
 /* bpf_redirect_peer only works from a tc ingress hook. */
 enum cilium_hook {
 	CILIUM_HOOK_TC_INGRESS = 0,
 	CILIUM_HOOK_TC_EGRESS = 1,
+};
+
+/* Flags in cb[CILIUM_CB_FLAGS]. */
+enum cilium_cb_flags {
+	CILIUM_CB_F_LB_REPLY = 1, /* a reply of a connection the load balancer translated */
 };
 
 /* struct endpoint_value.flags */
@@ -101,6 +109,8 @@ enum cilium_node_flags {
 struct node_config {
 	__u32 vxlan_ifindex; /* cilium_vxlan in tunnel mode, 0 otherwise */
 	__u32 flags;
+	__u32 address;       /* the node's own IPv4 (its first device), network order */
+	__u32 pad;
 };
 
 /* cilium_metrics: per-CPU array of counters, indexed by
@@ -203,6 +213,121 @@ struct ct_value {
 enum cilium_verdict {
 	CILIUM_VERDICT_FORWARDED = 0,
 	CILIUM_VERDICT_AUDIT = 1,
+};
+
+/* ---- LoadBalancer (kube-proxy replacement) ---- */
+
+/* cilium_lb4_services: a frontend (address, port, protocol) and its backend
+ * slots, as upstream lays them out: slot 0 holds the service (count, flags,
+ * reverse-NAT index), slots 1..count hold backend ids, active ones first.
+ * address 0 with LB_F_NODEPORT: a NodePort on every address of the node. */
+struct lb4_key {
+	__u32 address;      /* network order */
+	__u16 dport;        /* network order */
+	__u16 backend_slot;
+	__u8  proto;
+	__u8  pad[3];
+};
+
+enum lb_service_flags {
+	LB_F_CLUSTER_IP = 1,
+	LB_F_NODEPORT = 2,
+	LB_F_EXTERNAL_IP = 4,
+	LB_F_LOADBALANCER = 8,
+	LB_F_AFFINITY = 16,
+	LB_F_MAGLEV = 32,
+	LB_F_LOCAL = 64,    /* traffic policy Local: only this node's backends */
+};
+
+struct lb4_service {
+	__u32 backend_id;       /* slots 1..count */
+	__u16 count;            /* slot 0: backends that take new connections */
+	__u16 rev_nat_index;    /* slot 0: frontend id (reverse NAT, affinity, Maglev) */
+	__u32 affinity_timeout; /* slot 0: seconds; 0 = no session affinity */
+	__u32 flags;            /* slot 0: enum lb_service_flags */
+};
+
+enum lb_backend_state {
+	LB_BACKEND_ACTIVE = 0,
+	LB_BACKEND_TERMINATING = 1,  /* open connections only */
+	LB_BACKEND_QUARANTINED = 2,
+	LB_BACKEND_MAINTENANCE = 3,
+};
+
+/* cilium_lb4_backends: backend id -> where it is. */
+struct lb4_backend {
+	__u32 address;  /* network order */
+	__u16 port;     /* network order */
+	__u8  proto;
+	__u8  state;    /* enum lb_backend_state */
+};
+
+/* cilium_lb4_reverse_nat: frontend id -> the address replies come from. */
+struct lb4_reverse_nat {
+	__u32 address;  /* 0: the node's own address (NodePort) */
+	__u16 port;
+	__u16 flags;    /* enum lb_revnat_flags */
+};
+
+enum lb_revnat_flags {
+	/* Replies leave through the node's device straight away (a FIB lookup
+	 * and a redirect): their source is now one of the node's own
+	 * addresses, which the node's stack would refuse to forward. */
+	LB_REVNAT_F_FIB = 1,
+};
+
+/* cilium_lb4_affinity: (client, frontend) -> the backend it stays with. */
+struct lb4_affinity_key {
+	__u32 client;
+	__u16 rev_nat_index;
+	__u16 pad;
+};
+
+struct lb4_affinity_value {
+	__u64 last_used_ns;
+	__u32 backend_id;
+	__u32 pad;
+};
+
+/* cilium_lb4_ct: connections the load balancer translated. kind SERVICE:
+ * the client's tuple towards the frontend -> the backend chosen. kind
+ * BACKEND: the tuple as it leaves (client or SNAT address -> backend) ->
+ * what replies are rewritten back to. */
+enum lb_ct_kind {
+	LB_CT_SERVICE = 0,
+	LB_CT_BACKEND = 1,
+};
+
+struct lb4_ct_key {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport;
+	__u16 dport;
+	__u8  proto;
+	__u8  kind;   /* enum lb_ct_kind */
+	__u8  pad[2];
+};
+
+struct lb4_ct_value {
+	__u32 backend_id;
+	__u16 rev_nat_index;
+	__u16 flags;         /* LB_CT_F_SNAT: the source was rewritten too */
+	__u32 client;        /* BACKEND entries with SNAT: the original client */
+	__u16 client_port;
+	__u16 pad;
+	__u64 last_seen_ns;
+};
+
+enum lb_ct_flags {
+	LB_CT_F_SNAT = 1,
+};
+
+/* cilium_lb4_config: one entry. */
+struct lb4_config {
+	__u32 maglev_size;  /* slots per Maglev table (maglev.tableSize) */
+	__u32 maglev_seed;  /* from maglev.hashSeed: every node hashes alike */
+	__u32 flags;        /* LB_CONFIG_F_SNAT_REMOTE: NodePort to remote backends via SNAT */
+	__u32 pad;
 };
 
 /* Records in the cilium_events ring buffer. */

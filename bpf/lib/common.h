@@ -54,6 +54,7 @@ struct packet_tuple {
 	__u16 sport, dport; /* ICMP echo: the identifier in both */
 	__u8 protocol;
 	__u8 icmp_type;
+	__u16 l4_off; /* offset of the TCP/UDP/ICMP header in the frame */
 };
 
 #define ICMP_ECHOREPLY_TYPE 0
@@ -77,6 +78,7 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet_tuple
 	t->daddr = ip->daddr;
 	t->protocol = ip->protocol;
 	t->sport = t->dport = 0;
+	t->l4_off = sizeof(struct ethhdr) + ip->ihl * 4;
 	if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) {
 		__u16 *ports = (void *)ip + ip->ihl * 4;
 		if ((void *)(ports + 2) > end)

@@ -2,35 +2,319 @@ import API
 import CBPF
 import Config
 import Datapath
+import Foundation
 import Reconciler
 
-/// kube-proxy replacement (`kubeProxyReplacement: true`). This foundation puts
-/// the LB stage into the pipeline while enabled; services, backends, Maglev,
-/// socket LB and DSR come with the load-balancer issue.
+/// kube-proxy replacement (`kubeProxyReplacement: true`): Services and
+/// EndpointSlices (from `cilium service apply` or the resource directory)
+/// become frontends, backends, reverse-NAT entries and Maglev tables; the LB
+/// stage (slot CILIUM_STAGE_LB) translates each connection once and its
+/// replies back.
 public actor LoadBalancerSubsystem: StageSubsystem {
     public nonisolated let name = "loadbalancer"
     public nonisolated let dependencies = ["networking"]
     public nonisolated let configKeys = ["kubeProxyReplacement", "loadBalancer.", "maglev."]
+    public nonisolated let apiPrefixes = ["/v1/service", "/v1/map/lb"]
     public private(set) var context: SubsystemContext?
     public nonisolated let stage = PipelineStage(object: "lb", program: "cil_stage_lb", slot: CILIUM_STAGE_LB)
+
+    private var store = ServiceStore()
+    private var resolver = ServiceResolver()
+    private var output = ServiceResolver.Output()
+    private let slots = StateTable<FrontendSlot>(name: "lb-frontends")
+    private let backends = StateTable<BackendEntry>(name: "lb-backends")
+    private let reverseNAT = StateTable<ReverseNATEntry>(name: "lb-reverse-nat")
+    private let maglevTables = StateTable<MaglevEntry>(name: "lb-maglev")
+    private var slotReconciler: Reconciler<BPFMapOperations<FrontendSlot, lb4_key, lb4_service>>?
+    private var backendReconciler: Reconciler<BPFMapOperations<BackendEntry, UInt32, lb4_backend>>?
+    private var natReconciler: Reconciler<BPFMapOperations<ReverseNATEntry, UInt16, lb4_reverse_nat>>?
+    private var maglevReconciler: Reconciler<MaglevOperations>?
+    private var watchers: [Task<Void, Never>] = []
+    private var directory: ServiceDirectory?
+    private var routes = VirtualIPRoutes()
+    private var lastError: String?
 
     public init() {}
 
     public func configure(_ context: SubsystemContext) { self.context = context }
 
+    private var stateFile: String { (context?.stateDir ?? "/tmp") + "/services.json" }
+
+    public func start() async throws {
+        guard let context else { throw SubsystemError("loadbalancer: not configured") }
+        let c = context.config
+        let seed: [UInt8]
+        do {
+            // "" (the default): derived from the cluster name, so every node of a cluster builds the same tables.
+            seed = try MaglevTable.decodeSeed(c.maglev.hashSeed) ?? MaglevTable.seed(fromClusterName: c.cluster.name)
+        } catch {
+            throw SubsystemError("loadbalancer: \(error)")
+        }
+        resolver.maglev = c.loadBalancer.algorithm == .maglev
+        resolver.maglevSize = c.maglev.tableSize
+        resolver.maglevSeed = seed
+        if let data = FileManager.default.contents(atPath: stateFile) {
+            do {
+                let saved = try JSONDecoder().decode(ServiceStore.Persisted.self, from: data)
+                store = ServiceStore(saved)
+                resolver.ids = saved.ids
+            } catch {
+                throw SubsystemError("loadbalancer: cannot read \(stateFile): \(error)")
+            }
+        }
+        try await stage.install(bpfRoot: context.bpfRoot)
+        let root = context.bpfRoot
+        let config = try BPFMap<UInt32, lb4_config>(pinned: root + "/cilium_lb4_config")
+        try config.update(0, lb4_config(maglev_size: UInt32(c.maglev.tableSize), maglev_seed: MaglevTable.flowSeed(seed),
+                                        flags: 0, pad: 0))
+        let s = Reconciler(name: "lb-frontends", table: slots, operations: BPFMapOperations(
+            map: try BPFMap<lb4_key, lb4_service>(pinned: root + "/cilium_lb4_services"), key: { $0.mapKey }, value: { $0.mapValue }))
+        let b = Reconciler(name: "lb-backends", table: backends, operations: BPFMapOperations(
+            map: try BPFMap<UInt32, lb4_backend>(pinned: root + "/cilium_lb4_backends"), key: { $0.id }, value: { $0.mapValue }))
+        let n = Reconciler(name: "lb-reverse-nat", table: reverseNAT, operations: BPFMapOperations(
+            map: try BPFMap<UInt16, lb4_reverse_nat>(pinned: root + "/cilium_lb4_reverse_nat"), key: { $0.id }, value: { $0.mapValue }))
+        let m = Reconciler(name: "lb-maglev", table: maglevTables,
+                           operations: MaglevOperations(outer: try BPFMap<UInt16, UInt32>(pinned: root + "/cilium_lb4_maglev")))
+        // Backends before the frontends that name them.
+        await b.start()
+        await n.start()
+        await m.start()
+        await s.start()
+        slotReconciler = s
+        backendReconciler = b
+        natReconciler = n
+        maglevReconciler = m
+        await recompute()
+        watchers.append(follow(await context.shared.endpoints.changes()))
+        watchers.append(follow(await context.shared.ipcache.changes()))
+        watchers.append(follow(await context.shared.identities.changes()))
+        let dir = c.agent.resourceDirectory
+        if !dir.isEmpty {
+            let d = ServiceDirectory(path: dir, owner: self)
+            await d.start()
+            directory = d
+        }
+    }
+
+    /// Recomputes on every change set of a shared table (selector services follow the workloads).
+    private func follow<T: TableObject>(_ stream: AsyncStream<[Change<T>]>) -> Task<Void, Never> {
+        Task { [weak self] in
+            for await _ in stream { await self?.recompute() }
+        }
+    }
+
+    public func stop() async {
+        await halt()
+        routes.removeAll()
+        await stage.uninstall()
+    }
+
+    public func shutdown() async {
+        await halt()
+        await stage.release()
+    }
+
+    private func halt() async {
+        for w in watchers { w.cancel() }
+        watchers = []
+        await directory?.stop()
+        directory = nil
+        await slotReconciler?.stop()
+        await backendReconciler?.stop()
+        await natReconciler?.stop()
+        await maglevReconciler?.stop()
+        slotReconciler = nil
+        backendReconciler = nil
+        natReconciler = nil
+        maglevReconciler = nil
+    }
+
+    public func health() async -> Health {
+        guard let s = slotReconciler, let b = backendReconciler, let n = natReconciler, let m = maglevReconciler else { return .stopped }
+        var all = [await stage.health, await s.health(), await b.health(), await n.health(), await m.health()]
+        if let lastError { all.append(Health(.degraded, lastError)) }
+        if let d = await directory?.lastError { all.append(Health(.degraded, d)) }
+        return Health.worst(all)
+    }
+
+    public func reconcilers() async -> [ReconcilerStatus] {
+        var out: [ReconcilerStatus] = []
+        if let r = slotReconciler { out.append(await r.statusReport(subsystem: name)) }
+        if let r = backendReconciler { out.append(await r.statusReport(subsystem: name)) }
+        if let r = natReconciler { out.append(await r.statusReport(subsystem: name)) }
+        if let r = maglevReconciler { out.append(await r.statusReport(subsystem: name)) }
+        return out
+    }
+
+    /// The workloads selector services can pick: this node's endpoints and
+    /// other nodes' endpoints known from the cluster state (ipcache + identities).
+    private func workloads() async -> [Workload] {
+        guard let shared = context?.shared else { return [] }
+        var out: [Workload] = []
+        var seen = Set<UInt32>()
+        for ep in await shared.endpoints.all() {
+            guard let a = ServiceResolver.ipv4(ep.address) else { continue }
+            out.append(Workload(address: a, labels: ep.labels, local: true))
+            seen.insert(a)
+        }
+        let identities = Dictionary(uniqueKeysWithValues: await shared.identities.all().map { ($0.id, $0.labels) })
+        for e in await shared.ipcache.all() where e.prefix.length == 32 && e.tunnelEndpoint != nil && e.identity >= 256 {
+            guard !seen.contains(e.prefix.address.value), let labels = identities[e.identity] else { continue }
+            out.append(Workload(address: e.prefix.address.value, labels: labels, local: false))
+        }
+        return out
+    }
+
+    func recompute() async {
+        let states = store.backendStates.mapValues { lb_backend_state(rawValue: $0) }
+        output = resolver.resolve(services: Array(store.services.values), slices: Array(store.slices.values),
+                                  workloads: await workloads(), backendStates: states)
+        await backends.replaceChanged(output.backends)
+        await reverseNAT.replaceChanged(output.reverseNAT)
+        await maglevTables.replaceChanged(output.maglevTables)
+        await slots.replaceChanged(output.slots)
+        if let e = routes.sync(output.virtualIPs) { lastError = e } else { lastError = nil }
+        persist()
+    }
+
+    private func persist() {
+        do {
+            let data = try JSONEncoder().encode(store.persisted(ids: resolver.ids))
+            try data.write(to: URL(fileURLWithPath: stateFile + ".tmp"))
+            _ = rename(stateFile + ".tmp", stateFile)
+        } catch {
+            lastError = "cannot save services to \(stateFile): \(error)"
+        }
+    }
+
+    /// Applies manifests (API or directory). Nothing changes when they conflict.
+    func apply(_ docs: ServiceDocuments, source: String, replacingSource: Bool = false) async throws(ServiceApplyError) {
+        if let conflict = store.conflicts(with: docs) { throw ServiceApplyError(description: conflict) }
+        store.apply(docs, source: source, replacingSource: replacingSource)
+        await recompute()
+    }
+
     public func status() async -> SubsystemStatus {
         let h = await health()
         var details: [String] = []
         if let c = context?.config {
-            details.append("Mode: \(c.loadBalancer.mode.rawValue.uppercased())")
+            details.append("Socket LB: Disabled (not built yet: translation happens per packet in the LB stage)")
+            let mode = c.loadBalancer.mode
+            details.append(mode == .snat ? "Mode: SNAT" : "Mode: SNAT (\(mode.rawValue.uppercased()) requested: not built yet)")
             if c.loadBalancer.algorithm == .maglev {
                 details.append("Backend Selection: Maglev (Table Size: \(c.maglev.tableSize))")
             } else {
                 details.append("Backend Selection: Random")
             }
-            details.append("XDP Acceleration: \(c.loadBalancer.acceleration.rawValue.capitalized)")
+            details.append("Session Affinity: Enabled")
+            details.append(c.loadBalancer.acceleration == .disabled ? "XDP Acceleration: Disabled"
+                           : "XDP Acceleration: Disabled (\(c.loadBalancer.acceleration.rawValue) requested: not built yet)")
         }
-        details.append("Services: none (service import not implemented yet; the stage passes all traffic)")
-        return SubsystemStatus(enabled: true, state: h.state, message: h.message, summary: "True", details: details)
+        let types = Dictionary(grouping: output.frontends, by: \.type).mapValues(\.count)
+        details.append("Services:")
+        for t in ["ClusterIP", "NodePort", "LoadBalancer", "ExternalIP"] {
+            details.append("- \(t): Enabled (\(types[t] ?? 0) frontends)")
+        }
+        return SubsystemStatus(enabled: true, state: h.state, message: h.message,
+                               summary: "True   [\(store.services.count) services, \(output.frontends.count) frontends, \(output.backends.count) backends]",
+                               details: details)
     }
+
+    // MARK: API
+
+    public func handle(_ request: HTTPRequest) async -> HTTPResponse {
+        guard slotReconciler != nil else { return .error(status: 503, message: "load balancer is not running") }
+        switch (request.method, request.path) {
+        case ("PUT", "/v1/service"), ("POST", "/v1/service"):
+            let source = request.query["source"] ?? "stdin"
+            guard let text = String(data: request.body, encoding: .utf8) else { return .error(status: 400, message: "\(source): not UTF-8") }
+            do {
+                let docs = try ServiceManifestParser.parse(text, file: source)
+                guard !docs.services.isEmpty || !docs.slices.isEmpty else {
+                    return .error(status: 400, message: "\(source): no Service or EndpointSlice in the input")
+                }
+                try await apply(docs, source: "api")
+                return .json(ServiceApplyResponse(services: docs.services.map(\.qualifiedName),
+                                                  endpointSlices: docs.slices.map { "\($0.namespace)/\($0.name)" }))
+            } catch let e as ServiceManifestError {
+                return .error(status: 400, message: e.description)
+            } catch {
+                return .error(status: 409, message: "\(error)")
+            }
+        case ("DELETE", "/v1/service"):
+            guard let name = request.query["name"] else { return .error(status: 400, message: "say which service: ?name=NAME[&namespace=NS]") }
+            let ns = request.query["namespace"] ?? "default"
+            guard store.delete(name: name, namespace: ns) else { return .error(status: 404, message: "no service \(ns)/\(name)") }
+            await recompute()
+            return .json(["deleted": "\(ns)/\(name)"])
+        case ("GET", "/v1/service"):
+            let models = output.frontends.map(Self.model)
+            if let idText = request.query["id"] {
+                guard let m = models.first(where: { String($0.id) == idText }) else {
+                    return .error(status: 404, message: "service \(idText) not found; see cilium service list")
+                }
+                return .json(m)
+            }
+            return .json(models)
+        case ("PUT", "/v1/service/backend"):
+            guard let req = try? JSONDecoder().decode(BackendStateRequest.self, from: request.body) else {
+                return .error(status: 400, message: "expected {\"backend\": \"ADDR:PORT/PROTO\", \"state\": \"active|quarantined|maintenance\"}")
+            }
+            let states = ["active": LB_BACKEND_ACTIVE, "quarantined": LB_BACKEND_QUARANTINED, "maintenance": LB_BACKEND_MAINTENANCE]
+            guard let st = states[req.state] else {
+                return .error(status: 400, message: "state \(req.state): expected active, quarantined or maintenance")
+            }
+            guard output.backends.contains(where: { "\(ServiceResolver.text($0.address)):\($0.port)/\(Self.protoName($0.proto))" == req.backend }) else {
+                return .error(status: 404, message: "no backend \(req.backend); see cilium service list")
+            }
+            store.backendStates[req.backend] = st == LB_BACKEND_ACTIVE ? nil : st.rawValue
+            await recompute()
+            return .json(["backend": req.backend, "state": req.state])
+        case ("GET", "/v1/map/lb"):
+            guard let root = context?.bpfRoot, let map = try? BPFMap<lb4_key, lb4_service>(pinned: root + "/cilium_lb4_services"),
+                  let bmap = try? BPFMap<UInt32, lb4_backend>(pinned: root + "/cilium_lb4_backends") else {
+                return .error(status: 500, message: "cannot open the LB maps")
+            }
+            let rows = map.entries().map { k, v -> BPFLBEntry in
+                let front = "\(ServiceResolver.text(UInt32(bigEndian: k.address))):\(UInt16(bigEndian: k.dport))/\(Self.protoName(k.proto))"
+                if k.backend_slot == 0 {
+                    return BPFLBEntry(frontend: front, slot: 0, value: "0.0.0.0:0 (\(v.count) backends, revnat \(v.rev_nat_index), flags 0x\(String(v.flags, radix: 16)))")
+                }
+                let b = bmap.lookup(v.backend_id)
+                let addr = b.map { "\(ServiceResolver.text(UInt32(bigEndian: $0.address))):\(UInt16(bigEndian: $0.port))" } ?? "?"
+                return BPFLBEntry(frontend: front, slot: k.backend_slot, value: "\(addr) (backend \(v.backend_id))")
+            }.sorted { ($0.frontend, $0.slot) < ($1.frontend, $1.slot) }
+            return .json(rows)
+        case ("GET", "/v1/map/lb/maglev"):
+            guard let idText = request.query["id"], let id = UInt16(idText) else { return .error(status: 400, message: "?id=FRONTEND_ID") }
+            guard let root = context?.bpfRoot, let outer = try? BPFMap<UInt16, UInt32>(pinned: root + "/cilium_lb4_maglev") else {
+                return .error(status: 500, message: "cannot open cilium_lb4_maglev")
+            }
+            guard let innerID = outer.lookup(id), let inner = try? BPFMap<UInt32, UInt32>(id: innerID) else {
+                return .error(status: 404, message: "frontend \(id) has no Maglev table (algorithm random, or no backends)")
+            }
+            let table = (0..<inner.maxEntries).map { inner.lookup($0) ?? 0 }
+            let shares = Dictionary(grouping: table, by: { String($0) }).mapValues(\.count)
+            return .json(MaglevTableModel(frontendID: id, size: table.count, shares: shares, table: table))
+        default:
+            return .error(status: 404, message: "no API endpoint \(request.method) \(request.path)")
+        }
+    }
+
+    static func protoName(_ p: UInt8) -> String { p == 6 ? "TCP" : p == 17 ? "UDP" : p == 132 ? "SCTP" : String(p) }
+
+    static func model(_ f: ResolvedFrontend) -> ServiceFrontendModel {
+        let states = [LB_BACKEND_ACTIVE: "active", LB_BACKEND_TERMINATING: "terminating",
+                      LB_BACKEND_QUARANTINED: "quarantined", LB_BACKEND_MAINTENANCE: "maintenance"]
+        return ServiceFrontendModel(
+            id: f.id, service: f.service, frontend: "\(ServiceResolver.text(f.address)):\(f.port)/\(f.proto.rawValue)", type: f.type,
+            backends: f.backends.map { .init(id: $0.id, address: "\(ServiceResolver.text($0.address)):\($0.port)/\(f.proto.rawValue)",
+                                             state: states[$0.state] ?? "?") },
+            sessionAffinityTimeout: f.affinityTimeout == 0 ? nil : f.affinityTimeout,
+            trafficPolicyLocal: f.flags & LB_F_LOCAL.rawValue != 0, maglev: f.flags & LB_F_MAGLEV.rawValue != 0)
+    }
+}
+
+struct ServiceApplyError: Error, CustomStringConvertible {
+    var description: String
 }

@@ -78,7 +78,8 @@ public actor NetworkingSubsystem: AgentSubsystem {
             [DeviceAttachment(device: $0, direction: .ingress), DeviceAttachment(device: $0, direction: .egress)]
         }
         let overlay = try await setUpOverlay(entry: entry, mode: context.config.routingMode,
-                                             flags: context.config.bpf.rewriteDeliveryMAC ? CILIUM_NODE_F_REWRITE_MAC.rawValue : 0)
+                                             flags: context.config.bpf.rewriteDeliveryMAC ? CILIUM_NODE_F_REWRITE_MAC.rawValue : 0,
+                                             address: address)
         await deviceAttachments.replaceAll(netdevs + overlay + (await manager.attachmentsForEndpoints()))
         let d = Reconciler(name: "devices", table: deviceAttachments,
                            operations: try await DeviceLinkOperations(entry: entry, bpfRoot: context.bpfRoot))
@@ -103,17 +104,19 @@ public actor NetworkingSubsystem: AgentSubsystem {
     /// ingress decapsulated traffic enters the pipeline with the identity from
     /// the VNI; its index tells the delivery stage where to encapsulate.
     /// Native mode: no tunnel; the node's stack routes between nodes.
-    private func setUpOverlay(entry: BPFObject, mode: RoutingMode, flags: UInt32) async throws -> [DeviceAttachment] {
+    private func setUpOverlay(entry: BPFObject, mode: RoutingMode, flags: UInt32, address: IPv4Address?) async throws -> [DeviceAttachment] {
+        let own = (address?.value ?? 0).bigEndian
         let nodeMap: BPFMap<UInt32, node_config> = try await entry.map("cilium_node")
         let nl = try Netlink()
         guard mode == .tunnel else {
-            try nodeMap.update(0, node_config(vxlan_ifindex: 0, flags: flags))
+            try nodeMap.update(0, node_config(vxlan_ifindex: 0, flags: flags, address: own, pad: 0))
             if try nl.link("cilium_vxlan") != nil { try nl.deleteLink("cilium_vxlan") }
             return []
         }
         if try nl.link("cilium_vxlan") == nil { try nl.createVXLAN(name: "cilium_vxlan", port: 8472) }
         try nl.setLinkUp("cilium_vxlan")
-        try nodeMap.update(0, node_config(vxlan_ifindex: UInt32(bitPattern: try nl.index(of: "cilium_vxlan")), flags: flags))
+        try nodeMap.update(0, node_config(vxlan_ifindex: UInt32(bitPattern: try nl.index(of: "cilium_vxlan")), flags: flags,
+                                          address: own, pad: 0))
         // The node's own traffic to other nodes' pods is routed to cilium_host
         // and picked up on cilium_net, where it enters the pipeline (and the tunnel).
         return [DeviceAttachment(device: "cilium_vxlan", direction: .ingress, role: .overlay),

@@ -1,0 +1,219 @@
+import CBPF
+import Datapath
+import Foundation
+
+/// A workload the load balancer may send to: its address, labels and whether
+/// it runs on this node (for traffic policy Local and selector services).
+struct Workload: Sendable, Hashable {
+    var address: UInt32
+    var labels: [String]
+    var local: Bool
+}
+
+/// A frontend as `cilium service list` shows it.
+struct ResolvedFrontend: Sendable, Hashable {
+    var id: UInt16
+    var service: String
+    var type: String        // ClusterIP, NodePort, ExternalIP, LoadBalancer
+    var address: UInt32     // 0 = NodePort
+    var port: UInt16
+    var proto: ServiceProtocol
+    var backends: [ResolvedBackend]
+    var flags: UInt32
+    var affinityTimeout: UInt32
+}
+
+struct ResolvedBackend: Sendable, Hashable {
+    var id: UInt32
+    var address: UInt32
+    var port: UInt16
+    var state: lb_backend_state
+}
+
+/// Services + EndpointSlices (+ workloads for selector services) -> the
+/// rows of the load balancer's maps. Ids (frontends for reverse NAT, backends)
+/// are stable for the same frontend/backend, and are kept across restarts
+/// (open connections refer to them in the datapath).
+struct ServiceResolver: Sendable {
+    struct IDs: Codable, Sendable {
+        var frontends: [String: UInt16] = [:]
+        var backends: [String: UInt32] = [:]
+        /// Backends no service names any more, and since when (seconds): they
+        /// stay in the backends map, terminating, for `retiredGrace`, so open
+        /// connections to them continue.
+        var retired: [String: Double]? = [:]
+    }
+
+    static let retiredGrace: Double = 300
+
+    var ids = IDs()
+    var maglev = false
+    var maglevSize = 16381
+    var maglevSeed: [UInt8] = Array(repeating: 0, count: 12)
+
+    struct Output: Sendable {
+        var frontends: [ResolvedFrontend] = []
+        var slots: [FrontendSlot] = []
+        var backends: [BackendEntry] = []
+        var reverseNAT: [ReverseNATEntry] = []
+        var maglevTables: [MaglevEntry] = []
+        /// Addresses the node itself must route to the datapath (ClusterIP, external, LoadBalancer IPs).
+        var virtualIPs: Set<UInt32> = []
+    }
+
+    static func ipv4(_ s: String) -> UInt32? { IPv4Address(s)?.value }
+
+    /// "10.0.1.5:8080/TCP" -> (address, port, protocol number).
+    static func parseBackendKey(_ key: String) -> (UInt32, UInt16, UInt8)? {
+        let parts = key.split(separator: "/")
+        guard parts.count == 2, let proto = ServiceProtocol(rawValue: String(parts[1])) else { return nil }
+        let ap = parts[0].split(separator: ":")
+        guard ap.count == 2, let a = ipv4(String(ap[0])), let p = UInt16(ap[1]) else { return nil }
+        return (a, p, proto.number)
+    }
+    static func text(_ a: UInt32) -> String { IPv4Address(value: a).description }
+
+    mutating func frontendID(_ key: String) -> UInt16 {
+        if let id = ids.frontends[key] { return id }
+        let used = Set(ids.frontends.values)
+        let id = (1...UInt16.max).first { !used.contains($0) } ?? 0
+        ids.frontends[key] = id
+        return id
+    }
+
+    mutating func backendID(_ key: String) -> UInt32 {
+        if let id = ids.backends[key] { return id }
+        let id = (ids.backends.values.max() ?? 0) + 1
+        ids.backends[key] = id
+        return id
+    }
+
+    mutating func resolve(services: [ServiceManifest], slices: [EndpointSliceManifest], workloads: [Workload],
+                          backendStates: [String: lb_backend_state] = [:],
+                          now: Double = Date().timeIntervalSince1970) -> Output {
+        var out = Output()
+        var backends: [UInt32: BackendEntry] = [:]
+        var liveFrontends = Set<String>(), liveBackends = Set<String>()
+        let localAddresses = Set(workloads.filter(\.local).map(\.address))
+        for svc in services.sorted(by: { $0.qualifiedName < $1.qualifiedName }) {
+            let mine = slices.filter { $0.namespace == svc.namespace && $0.serviceName == svc.name }
+            for sp in svc.ports {
+                // The service port's backends: (address, port, state, local).
+                var candidates: [(UInt32, UInt16, lb_backend_state, Bool)] = []
+                if !mine.isEmpty {
+                    for slice in mine {
+                        let port: UInt16?
+                        switch sp.targetPort {
+                        case .name(let n)?: port = slice.ports.first { $0.name == n && $0.proto == sp.proto }?.port
+                        case .number(let n)?:
+                            port = slice.ports.first { $0.port == n && $0.proto == sp.proto }?.port
+                                ?? (slice.ports.count == 1 && slice.ports[0].proto == sp.proto ? slice.ports[0].port : n)
+                        case nil:
+                            port = slice.ports.first { $0.name == sp.name && $0.proto == sp.proto }?.port
+                                ?? slice.ports.first { $0.proto == sp.proto }?.port ?? sp.port
+                        }
+                        guard let port else { continue }
+                        for ep in slice.endpoints {
+                            let state: lb_backend_state
+                            if ep.ready && !ep.terminating { state = LB_BACKEND_ACTIVE }
+                            else if ep.serving { state = LB_BACKEND_TERMINATING }
+                            else { continue }
+                            for a in ep.addresses.compactMap(Self.ipv4) {
+                                candidates.append((a, port, state, localAddresses.contains(a)))
+                            }
+                        }
+                    }
+                } else if let selector = svc.selector, !selector.isEmpty {
+                    let port: UInt16
+                    switch sp.targetPort {
+                    case .number(let n)?: port = n
+                    case .name?: continue // a named port needs an EndpointSlice to say which number
+                    case nil: port = sp.port
+                    }
+                    let wanted = selector.map { "k8s:\($0.key)=\($0.value)" } + ["k8s:io.kubernetes.pod.namespace=\(svc.namespace)"]
+                    for w in workloads where wanted.allSatisfy(w.labels.contains) {
+                        candidates.append((w.address, port, LB_BACKEND_ACTIVE, w.local))
+                    }
+                }
+                var resolved: [ResolvedBackend] = []
+                for (addr, port, state, _) in candidates.sorted(by: { ($0.0, $0.1) < ($1.0, $1.1) }) {
+                    let key = "\(Self.text(addr)):\(port)/\(sp.proto.rawValue)"
+                    let id = backendID(key)
+                    liveBackends.insert(key)
+                    let st = backendStates[key] ?? state
+                    backends[id] = BackendEntry(id: id, address: addr, port: port, proto: sp.proto.number, state: st.rawValue)
+                    if !resolved.contains(where: { $0.id == id }) {
+                        resolved.append(ResolvedBackend(id: id, address: addr, port: port, state: st))
+                    }
+                }
+                let localIDs = Set(candidates.filter(\.3).map { addr, port, _, _ in
+                    ids.backends["\(Self.text(addr)):\(port)/\(sp.proto.rawValue)"]! })
+
+                var fronts: [(type: String, address: UInt32, port: UInt16, flags: UInt32, local: Bool)] = []
+                if let ip = svc.clusterIP, ip != "None", let a = Self.ipv4(ip) {
+                    fronts.append(("ClusterIP", a, sp.port, LB_F_CLUSTER_IP.rawValue, svc.internalTrafficPolicy == .local))
+                }
+                for ip in svc.externalIPs.compactMap(Self.ipv4) {
+                    fronts.append(("ExternalIP", ip, sp.port, LB_F_EXTERNAL_IP.rawValue, svc.externalTrafficPolicy == .local))
+                }
+                if svc.type == .loadBalancer {
+                    for ip in svc.loadBalancerIPs.compactMap(Self.ipv4) {
+                        fronts.append(("LoadBalancer", ip, sp.port, LB_F_LOADBALANCER.rawValue, svc.externalTrafficPolicy == .local))
+                    }
+                }
+                if svc.type != .clusterIP, let np = sp.nodePort {
+                    fronts.append(("NodePort", 0, np, LB_F_NODEPORT.rawValue, svc.externalTrafficPolicy == .local))
+                }
+                for f in fronts {
+                    let fkey = "\(Self.text(f.address)):\(f.port)/\(sp.proto.rawValue)"
+                    let id = frontendID(fkey)
+                    liveFrontends.insert(fkey)
+                    var flags = f.flags
+                    if f.local { flags |= LB_F_LOCAL.rawValue }
+                    if svc.affinityTimeout != nil { flags |= LB_F_AFFINITY.rawValue }
+                    let usable = resolved.filter { $0.state == LB_BACKEND_ACTIVE && (!f.local || localIDs.contains($0.id)) }
+                    if maglev && !usable.isEmpty { flags |= LB_F_MAGLEV.rawValue }
+                    let k = FrontendSlot.Key(address: f.address, port: f.port, proto: sp.proto.number, slot: 0)
+                    out.slots.append(FrontendSlot(key: k, value: .init(count: UInt16(usable.count), revNat: id,
+                                                                       affinityTimeout: svc.affinityTimeout ?? 0, flags: flags)))
+                    for (i, b) in usable.enumerated() {
+                        var sk = k
+                        sk.slot = UInt16(i + 1)
+                        out.slots.append(FrontendSlot(key: sk, value: .init(backendID: b.id)))
+                    }
+                    let fib = f.address == 0 || f.type == "ExternalIP" || f.type == "LoadBalancer"
+                    out.reverseNAT.append(ReverseNATEntry(id: id, address: f.address, port: f.port,
+                                                          flags: fib ? UInt16(LB_REVNAT_F_FIB.rawValue) : 0))
+                    if maglev && !usable.isEmpty {
+                        let table = MaglevTable.build(usable.map {
+                            MaglevTable.Backend(id: $0.id, key: "\(Self.text($0.address)):\($0.port)", weight: 1)
+                        }, size: maglevSize, seed: maglevSeed)
+                        out.maglevTables.append(MaglevEntry(frontend: id, table: table))
+                    }
+                    if f.address != 0 { out.virtualIPs.insert(f.address) }
+                    out.frontends.append(ResolvedFrontend(id: id, service: svc.qualifiedName, type: f.type, address: f.address,
+                                                          port: f.port, proto: sp.proto, backends: resolved, flags: flags,
+                                                          affinityTimeout: svc.affinityTimeout ?? 0))
+                }
+            }
+        }
+        // Frontends nothing uses go; backends nothing uses retire: terminating for a grace period, then gone.
+        ids.frontends = ids.frontends.filter { liveFrontends.contains($0.key) }
+        var retired = ids.retired ?? [:]
+        for key in liveBackends { retired[key] = nil }
+        for (key, id) in ids.backends where !liveBackends.contains(key) {
+            let since = retired[key] ?? now
+            guard now - since < Self.retiredGrace, let b = Self.parseBackendKey(key) else {
+                ids.backends[key] = nil
+                retired[key] = nil
+                continue
+            }
+            retired[key] = since
+            backends[id] = BackendEntry(id: id, address: b.0, port: b.1, proto: b.2, state: LB_BACKEND_TERMINATING.rawValue)
+        }
+        ids.retired = retired
+        out.backends = backends.values.sorted { $0.id < $1.id }
+        return out
+    }
+}
+

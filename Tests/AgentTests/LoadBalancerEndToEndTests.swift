@@ -1,0 +1,349 @@
+import API
+import Datapath
+import Foundation
+import Glibc
+import Testing
+import TestSupport
+
+/// The kube-proxy replacement end to end: a two-node sandbox with
+/// kubeProxyReplacement, backends web1 (node1) and web2 (node2) that answer
+/// with their name, a client pod on node1 and the outside host on the underlay.
+@Suite(.serialized) struct LoadBalancerEndToEndTests {
+    /// Answers every TCP connection with its name, then echoes; every UDP datagram with its name.
+    final class NameServer: @unchecked Sendable {
+        let name: String
+        private var fds: [Int32] = []
+        private var stopped = false
+        private let lock = NSLock()
+
+        init(_ name: String, in ns: NetworkNamespace, port: UInt16) throws {
+            self.name = name
+            let (tcp, udp) = try ns.run { () -> (Int32, Int32) in
+                func bound(_ type: Int32) -> Int32 {
+                    let fd = socket(AF_INET, type, 0)
+                    var one: Int32 = 1
+                    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+                    var a = inetAddress("0.0.0.0", port: port)
+                    _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+                    return fd
+                }
+                let t = bound(Int32(SOCK_STREAM.rawValue))
+                listen(t, 64)
+                return (t, bound(Int32(SOCK_DGRAM.rawValue)))
+            }
+            fds = [tcp, udp]
+            let reply = Array(name.utf8)
+            Thread.detachNewThread { [self] in
+                while !self.isStopped {
+                    var pfd = pollfd(fd: tcp, events: Int16(POLLIN), revents: 0)
+                    guard poll(&pfd, 1, 200) == 1 else { continue }
+                    let c = accept(tcp, nil, nil)
+                    guard c >= 0 else { continue }
+                    _ = send(c, reply, reply.count, Int32(MSG_NOSIGNAL))
+                    Thread.detachNewThread {
+                        var buf = [UInt8](repeating: 0, count: 256)
+                        while true {
+                            let n = recv(c, &buf, buf.count, 0)
+                            if n <= 0 { break }
+                            _ = send(c, buf, n, Int32(MSG_NOSIGNAL))
+                        }
+                        close(c)
+                    }
+                }
+            }
+            Thread.detachNewThread { [self] in
+                var buf = [UInt8](repeating: 0, count: 256)
+                while !self.isStopped {
+                    var pfd = pollfd(fd: udp, events: Int16(POLLIN), revents: 0)
+                    guard poll(&pfd, 1, 200) == 1 else { continue }
+                    var from = sockaddr_in()
+                    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+                    let n = withUnsafeMutablePointer(to: &from) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(udp, &buf, buf.count, 0, $0, &len) } }
+                    if n > 0 {
+                        _ = withUnsafePointer(to: &from) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(udp, reply, reply.count, 0, $0, len) } }
+                    }
+                }
+            }
+        }
+
+        var isStopped: Bool { lock.withLock { stopped } }
+
+        func stop() {
+            lock.withLock { stopped = true }
+            Thread.sleep(forTimeInterval: 0.3)
+            for fd in fds { close(fd) }
+        }
+        deinit { if !isStopped { stop() } }
+    }
+
+    /// An open TCP connection from a namespace (for "open connections continue").
+    final class Connection {
+        let fd: Int32
+        let greeting: String?
+        init?(from ns: NetworkNamespace, to address: String, port: UInt16, sourcePort: UInt16? = nil) throws {
+            let fd = try ns.run { () -> Int32 in
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                var tv = timeval(tv_sec: 2, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+                setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+                if let sourcePort {
+                    var one: Int32 = 1
+                    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+                    var s = inetAddress("0.0.0.0", port: sourcePort)
+                    _ = withUnsafePointer(to: &s) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+                }
+                var a = inetAddress(address, port: port)
+                let r = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+                if r != 0 { close(fd); return -1 }
+                return fd
+            }
+            guard fd >= 0 else { return nil }
+            self.fd = fd
+            var buf = [UInt8](repeating: 0, count: 64)
+            let n = recv(fd, &buf, buf.count, 0)
+            greeting = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : nil
+        }
+
+        /// Sends `text` and returns the echo.
+        func echo(_ text: String) -> String? {
+            let b = Array(text.utf8)
+            guard send(fd, b, b.count, Int32(MSG_NOSIGNAL)) == b.count else { return nil }
+            var buf = [UInt8](repeating: 0, count: 64)
+            let n = recv(fd, &buf, buf.count, 0)
+            return n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : nil
+        }
+
+        deinit { close(fd) }
+    }
+
+    final class Cluster {
+        struct Status: Decodable {
+            struct Pod: Decodable { var name: String; var address: String; var namespace: String }
+            struct Node: Decodable { var name: String; var namespace: String; var addresses: [String] }
+            var nodes: [Node]
+            var pods: [Pod]
+        }
+        let name = "lb" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let sandbox = buildDirectory() + "/cilium-sandbox"
+        let files: TempDir
+        var pods: [String: Status.Pod] = [:]
+        var nodes: [Status.Node] = []
+        var servers: [NameServer] = []
+
+        init(settings: [String] = []) throws {
+            files = try TempDir("lb-e2e")
+            do {
+                try run(["up", "--name", name, "--nodes", "2", "--set", "kubeProxyReplacement=true"] + settings.flatMap { ["--set", $0] })
+                for (pod, node, labels) in [("web1", "node1", "app=web"), ("web2", "node2", "app=web"), ("client", "node1", "app=client")] {
+                    try run(["pod", "add", "--name", name, "--node", node, "--pod", pod, "--labels", labels])
+                }
+                let st = try JSONDecoder().decode(Status.self, from: Data(try run(["status", "--name", name, "-o", "json"]).utf8))
+                pods = Dictionary(uniqueKeysWithValues: st.pods.map { ($0.name, $0) })
+                nodes = st.nodes
+                for web in ["web1", "web2"] {
+                    servers.append(try NameServer(web, in: NetworkNamespace(named: pods[web]!.namespace), port: 8080))
+                }
+                // Node1 knows web2 (a selector backend on another node) through etcd.
+                try waitFor("node1 knows web2") {
+                    try self.run(["cilium", "--name", self.name, "node1", "--", "bpf", "ipcache", "list"]).contains(self.pods["web2"]!.address + "/32")
+                }
+            } catch {
+                for s in servers { s.stop() }
+                _ = try? runCapturing([sandbox, "down", "--name", name])
+                throw error
+            }
+        }
+
+        deinit {
+            for s in servers { s.stop() }
+            _ = try? runCapturing([sandbox, "down", "--name", name])
+        }
+
+        @discardableResult
+        func run(_ args: [String]) throws -> String {
+            let (code, out) = try runCapturing([sandbox] + args)
+            guard code == 0 else { throw Failure("cilium-sandbox \(args.joined(separator: " ")) exited \(code): \(out)") }
+            return out
+        }
+
+        func cilium(_ node: String, _ args: [String]) throws -> (Int32, String) {
+            try runCapturing([sandbox, "cilium", "--name", name, node, "--"] + args)
+        }
+
+        /// Applies manifests on every node.
+        func apply(_ yaml: String) throws {
+            let file = files.path + "/s\(UInt32.random(in: 0...UInt32.max)).yaml"
+            try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+            let (code, out) = try cilium("all", ["service", "apply", "-f", file])
+            guard code == 0 else { throw Failure("service apply failed: \(out)") }
+        }
+
+        func namespace(_ who: String) throws -> NetworkNamespace {
+            if let p = pods[who] { return try NetworkNamespace(named: p.namespace) }
+            if who == "outside" { return try NetworkNamespace(named: "csbx-\(name)-out") }
+            return try NetworkNamespace(named: nodes.first { $0.name == who }!.namespace)
+        }
+
+        func nodeAddress(_ n: String) -> String { nodes.first { $0.name == n }!.addresses[0] }
+
+        /// Which backend answers a new TCP connection (nil: none did).
+        func who(from: String, _ address: String, _ port: UInt16, sourcePort: UInt16? = nil) throws -> String? {
+            try Connection(from: namespace(from), to: address, port: port, sourcePort: sourcePort)?.greeting
+        }
+
+        func udpWho(from: String, _ address: String, _ port: UInt16) throws -> String? {
+            try namespace(from).run { () -> String? in
+                let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+                defer { close(fd) }
+                var tv = timeval(tv_sec: 2, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+                var a = inetAddress(address, port: port)
+                let msg: [UInt8] = [1, 2, 3]
+                _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, msg, 3, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+                var buf = [UInt8](repeating: 0, count: 64)
+                let n = recv(fd, &buf, buf.count, 0)
+                return n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : nil
+            }
+        }
+
+        func waitFor(_ what: String, _ condition: () throws -> Bool) throws {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline {
+                if try condition() { return }
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+            throw Failure("timed out waiting until \(what)")
+        }
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+        init(_ d: String) { description = d }
+    }
+
+    static func service(_ name: String = "web", type: String = "ClusterIP", clusterIP: String = "10.96.0.10",
+                        ports: String = "  - {name: http, port: 80, targetPort: 8080, protocol: TCP}", extra: String = "",
+                        selector: Bool = true) -> String {
+        """
+        apiVersion: v1
+        kind: Service
+        metadata: {name: \(name), namespace: default}
+        spec:
+          type: \(type)
+          clusterIP: \(clusterIP)
+        \(selector ? "  selector: {app: web}\n" : "")  ports:
+        \(ports)
+        \(extra)
+        """
+    }
+
+    @Test func clusterIPFromAPodAndFromTheNode() throws {
+        let c = try Cluster()
+        try c.apply(Self.service())
+        var seen = Set<String>()
+        for _ in 0..<30 { if let w = try c.who(from: "client", "10.96.0.10", 80) { seen.insert(w) } }
+        #expect(seen == ["web1", "web2"], "a local and a remote backend")
+        #expect(["web1", "web2"].contains(try c.who(from: "node1", "10.96.0.10", 80) ?? "none"), "the node's own traffic")
+        #expect(["web1", "web2"].contains(try c.who(from: "node2", "10.96.0.10", 80) ?? "none"))
+        let (_, list) = try c.cilium("node1", ["service", "list", "-o", "json"])
+        let fronts = try JSONDecoder().decode([ServiceFrontendModel].self, from: Data(list.utf8))
+        #expect(fronts.map(\.frontend) == ["10.96.0.10:80/TCP"])
+        #expect(Set(fronts.first?.backends.map(\.address) ?? []) == [c.pods["web1"]!.address + ":8080/TCP", c.pods["web2"]!.address + ":8080/TCP"])
+        let (_, status) = try c.cilium("node1", ["status", "--verbose"])
+        #expect(status.contains("KubeProxyReplacement:    True"), "\(status)")
+        #expect(status.contains("Backend Selection: Random"), "\(status)")
+        // A UDP service.
+        try c.apply(Self.service("dns", clusterIP: "10.96.0.53", ports: "  - {name: dns, port: 53, targetPort: 8080, protocol: UDP}"))
+        var udp = Set<String>()
+        for _ in 0..<20 { if let w = try c.udpWho(from: "client", "10.96.0.53", 53) { udp.insert(w) } }
+        #expect(!udp.isEmpty && udp.isSubset(of: ["web1", "web2"]), "\(udp)")
+        // Deleted: nothing answers on the address any more.
+        #expect(try c.cilium("all", ["service", "delete", "web"]).0 == 0)
+        #expect(try c.who(from: "client", "10.96.0.10", 80) == nil)
+    }
+
+    @Test func nodePortAndLoadBalancerIPFromOutside() throws {
+        let c = try Cluster()
+        try c.apply(Self.service(type: "LoadBalancer", ports: "  - {name: http, port: 80, targetPort: 8080, nodePort: 30080, protocol: TCP}",
+                                 extra: "status:\n  loadBalancer:\n    ingress: [{ip: 172.30.5.1}]"))
+        // The outside host reaches the LoadBalancer IP through node1.
+        try c.run(["exec", "--name", c.name, "outside", "--", "ip", "route", "replace", "172.30.5.1/32", "via", c.nodeAddress("node1")])
+        for node in ["node1", "node2"] {
+            var seen = Set<String>()
+            for _ in 0..<30 { if let w = try c.who(from: "outside", c.nodeAddress(node), 30080) { seen.insert(w) } }
+            #expect(seen == ["web1", "web2"], "NodePort on \(node): local backend and remote one (SNAT)")
+        }
+        var seen = Set<String>()
+        for _ in 0..<30 { if let w = try c.who(from: "outside", "172.30.5.1", 80) { seen.insert(w) } }
+        #expect(seen == ["web1", "web2"], "LoadBalancer IP")
+    }
+
+    @Test func sessionAffinityKeepsAClientOnOneBackend() throws {
+        let c = try Cluster()
+        try c.apply(Self.service(extra: "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}"))
+        var seen = Set<String>()
+        for _ in 0..<100 { seen.insert(try c.who(from: "client", "10.96.0.10", 80) ?? "none") }
+        #expect(seen.count == 1 && !seen.contains("none"), "\(seen)")
+    }
+
+    @Test func removedAndTerminatingBackendsKeepTheirOpenConnections() throws {
+        let c = try Cluster()
+        let w1 = c.pods["web1"]!.address, w2 = c.pods["web2"]!.address
+        func slice(_ endpoints: String) -> String {
+            Self.service(selector: false) + """
+
+            ---
+            apiVersion: discovery.k8s.io/v1
+            kind: EndpointSlice
+            metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+            addressType: IPv4
+            ports: [{name: http, port: 8080, protocol: TCP}]
+            endpoints:
+            \(endpoints)
+            """
+        }
+        try c.apply(slice("- addresses: [\(w1)]\n- addresses: [\(w2)]"))
+        // One open connection to each backend.
+        var open: [String: Connection] = [:]
+        for _ in 0..<40 where open.count < 2 {
+            if let conn = try Connection(from: c.namespace("client"), to: "10.96.0.10", port: 80), let g = conn.greeting, open[g] == nil {
+                open[g] = conn
+            }
+        }
+        #expect(Set(open.keys) == ["web1", "web2"])
+        // web1 leaves the slice: its connection continues, new ones avoid it.
+        try c.apply(slice("- addresses: [\(w2)]"))
+        #expect(open["web1"]?.echo("still there") == "still there")
+        for _ in 0..<20 { #expect(try c.who(from: "client", "10.96.0.10", 80) == "web2") }
+        // web2 terminating, web1 back: new connections go to web1, web2's open one continues.
+        try c.apply(slice("- addresses: [\(w1)]\n- addresses: [\(w2)]\n  conditions: {ready: false, serving: true, terminating: true}"))
+        for _ in 0..<20 { #expect(try c.who(from: "client", "10.96.0.10", 80) == "web1") }
+        #expect(open["web2"]?.echo("draining") == "draining")
+        // Maintenance: no new connections to web1 either; with no usable backend the service drops.
+        #expect(try c.cilium("all", ["service", "update", "--backend", "\(w1):8080/TCP", "--state", "maintenance"]).0 == 0)
+        #expect(try c.who(from: "client", "10.96.0.10", 80) == nil)
+        let (_, list) = try c.cilium("node1", ["service", "list"])
+        #expect(list.contains("maintenance") && list.contains("terminating"), "\(list)")
+    }
+
+    @Test func maglevPicksTheSameBackendThroughEitherNode() throws {
+        let c = try Cluster(settings: ["loadBalancer.algorithm=maglev", "maglev.tableSize=1021"])
+        try c.apply(Self.service(type: "NodePort", ports: "  - {name: http, port: 80, targetPort: 8080, nodePort: 30080, protocol: TCP}"))
+        var agree = 0, seen = Set<String>()
+        for sport in UInt16(42000)..<42020 {
+            let a = try c.who(from: "outside", c.nodeAddress("node1"), 30080, sourcePort: sport)
+            let b = try c.who(from: "outside", c.nodeAddress("node2"), 30080, sourcePort: sport)
+            if let a, a == b { agree += 1 }
+            if let a { seen.insert(a) }
+        }
+        #expect(agree == 20, "the same flow, the same backend, whichever node it enters")
+        #expect(seen == ["web1", "web2"])
+        let (_, list) = try c.cilium("node1", ["service", "list", "-o", "json"])
+        let id = try #require(try JSONDecoder().decode([ServiceFrontendModel].self, from: Data(list.utf8)).first?.id)
+        let (code, table) = try c.cilium("node1", ["bpf", "lb", "maglev", "list", String(id), "-o", "json"])
+        #expect(code == 0, "\(table)")
+        let m = try JSONDecoder().decode(MaglevTableModel.self, from: Data(table.utf8))
+        #expect(m.size == 1021 && m.shares.count == 2)
+        #expect(m.shares.values.allSatisfy { abs($0 - 510) <= 1 })
+    }
+}

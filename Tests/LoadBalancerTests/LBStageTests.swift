@@ -1,0 +1,171 @@
+import CBPF
+import Datapath
+import Testing
+import TestSupport
+@testable import LoadBalancer
+
+/// BPF_PROG_TEST_RUN through the entry program and the real LB stage.
+@Suite(.serialized) struct LBStageTests {
+    static let vip = "10.96.0.10", client = "10.0.0.5"
+    static let backends = [("10.0.0.7", UInt16(8080)), ("10.0.0.8", UInt16(8080))]
+
+    final class Datapath {
+        let entry: BPFObject
+        let lb: BPFObject
+        let from: BPFProgram
+        let slots: BPFMap<lb4_key, lb4_service>
+        let backendMap: BPFMap<UInt32, lb4_backend>
+        let nat: BPFMap<UInt16, lb4_reverse_nat>
+        let events: RingBufferReader
+        let root: String
+
+        init(_ root: String) async throws {
+            self.root = root
+            entry = try BPFObject(embedded: "entry", pinRoot: root)
+            lb = try BPFObject(embedded: "lb", pinRoot: root)
+            try ProgramArray(pinned: root + "/cilium_calls").set(slot: CILIUM_STAGE_LB.rawValue, program: try await lb.program("cil_stage_lb"))
+            from = try await entry.program("cil_from_container")
+            slots = try BPFMap(pinned: root + "/cilium_lb4_services")
+            backendMap = try BPFMap(pinned: root + "/cilium_lb4_backends")
+            nat = try BPFMap(pinned: root + "/cilium_lb4_reverse_nat")
+            events = try RingBufferReader(mapFD: try await entry.mapFD("cilium_events"))
+        }
+
+        deinit { events.stop() }
+
+        /// A frontend with `backends` (ids 1...), reverse NAT id `rev`.
+        func frontend(_ vip: String, port: UInt16, rev: UInt16, backends: [(String, UInt16)], flags: UInt32 = LB_F_CLUSTER_IP.rawValue,
+                      affinity: UInt32 = 0, firstID: UInt32 = 1) throws {
+            let a = Packets.ipv4(vip)
+            let k = FrontendSlot.Key(address: a, port: port, proto: 6, slot: 0)
+            try slots.update(FrontendSlot(key: k, value: .init(count: UInt16(backends.count), revNat: rev, affinityTimeout: affinity,
+                                                               flags: flags)).mapKey,
+                             FrontendSlot(key: k, value: .init(count: UInt16(backends.count), revNat: rev, affinityTimeout: affinity,
+                                                               flags: flags)).mapValue)
+            for (i, b) in backends.enumerated() {
+                let id = firstID + UInt32(i)
+                try backendMap.update(id, BackendEntry(id: id, address: Packets.ipv4(b.0), port: b.1, proto: 6,
+                                                       state: LB_BACKEND_ACTIVE.rawValue).mapValue)
+                var sk = k
+                sk.slot = UInt16(i + 1)
+                let s = FrontendSlot(key: sk, value: .init(backendID: id))
+                try slots.update(s.mapKey, s.mapValue)
+            }
+            try nat.update(rev, ReverseNATEntry(id: rev, address: a, port: port, flags: 0).mapValue)
+        }
+
+        func run(_ packet: [UInt8]) throws -> BPFProgram.TestRunResult { try from.testRun(packet: packet) }
+    }
+
+    /// A TCP frame with valid IP and TCP checksums.
+    static func tcp(_ src: String, _ dst: String, _ sport: UInt16, _ dport: UInt16) -> [UInt8] {
+        var p = Packets.tcp(src: src, dst: dst, sport: sport, dport: dport, payload: 5)
+        let sum = l4Sum(p)
+        let c = ~UInt16(sum)
+        p[14 + 20 + 16] = UInt8(c >> 8)
+        p[14 + 20 + 17] = UInt8(c & 0xff)
+        return p
+    }
+
+    static func fold(_ s: UInt32) -> UInt32 {
+        var s = s
+        while s >> 16 != 0 { s = (s & 0xffff) + (s >> 16) }
+        return s
+    }
+
+    /// Ones-complement sum of the pseudo header and the TCP segment (0xffff when the checksum is right).
+    static func l4Sum(_ p: [UInt8]) -> UInt32 {
+        let seg = Array(p[34...])
+        var s: UInt32 = 0
+        for i in stride(from: 26, to: 34, by: 2) { s += UInt32(p[i]) << 8 | UInt32(p[i + 1]) }
+        s += 6 + UInt32(seg.count)
+        for i in stride(from: 0, to: seg.count, by: 2) { s += UInt32(seg[i]) << 8 | UInt32(i + 1 < seg.count ? seg[i + 1] : 0) }
+        return fold(s)
+    }
+
+    static func ipSum(_ p: [UInt8]) -> UInt32 {
+        var s: UInt32 = 0
+        for i in stride(from: 14, to: 34, by: 2) { s += UInt32(p[i]) << 8 | UInt32(p[i + 1]) }
+        return fold(s)
+    }
+
+    static func dst(_ p: [UInt8]) -> (String, UInt16) {
+        ("\(p[30]).\(p[31]).\(p[32]).\(p[33])", UInt16(p[36]) << 8 | UInt16(p[37]))
+    }
+
+    static func src(_ p: [UInt8]) -> (String, UInt16) {
+        ("\(p[26]).\(p[27]).\(p[28]).\(p[29])", UInt16(p[34]) << 8 | UInt16(p[35]))
+    }
+
+    @Test func clusterIPIsTranslatedOnceAndRepliesComeBackFromIt() async throws {
+        let root = try PinRoot("lb-vip")
+        let dp = try await Datapath(root.path)
+        try dp.frontend(Self.vip, port: 80, rev: 1, backends: Self.backends)
+        let r = try dp.run(Self.tcp(Self.client, Self.vip, 40000, 80))
+        #expect(r.returnValue == 0)
+        let (backend, port) = Self.dst(r.packet)
+        #expect(Self.backends.map(\.0).contains(backend))
+        #expect(port == 8080)
+        #expect(Self.ipSum(r.packet) == 0xffff, "IP checksum fixed")
+        #expect(Self.l4Sum(r.packet) == 0xffff, "TCP checksum fixed")
+        // The same connection keeps its backend.
+        for _ in 0..<10 { #expect(Self.dst(try dp.run(Self.tcp(Self.client, Self.vip, 40000, 80)).packet).0 == backend) }
+        // The reply comes from the frontend's address.
+        let reply = try dp.run(Self.tcp(backend, Self.client, 8080, 40000))
+        #expect(Self.src(reply.packet) == (Self.vip, 80))
+        #expect(Self.dst(reply.packet) == (Self.client, 40000))
+        #expect(Self.l4Sum(reply.packet) == 0xffff)
+        // Other traffic is untouched.
+        let other = Self.tcp(Self.client, "10.0.0.9", 1, 2)
+        #expect(try dp.run(other).packet == other)
+        // Both backends get connections.
+        var seen = Set<String>()
+        for sport in UInt16(41000)..<41064 { seen.insert(Self.dst(try dp.run(Self.tcp(Self.client, Self.vip, sport, 80)).packet).0) }
+        #expect(seen == Set(Self.backends.map(\.0)))
+    }
+
+    @Test func sessionAffinityKeepsAClientOnOneBackend() async throws {
+        let root = try PinRoot("lb-aff")
+        let dp = try await Datapath(root.path)
+        try dp.frontend(Self.vip, port: 80, rev: 2, backends: Self.backends, flags: LB_F_CLUSTER_IP.rawValue | LB_F_AFFINITY.rawValue,
+                        affinity: 60)
+        let first = Self.dst(try dp.run(Self.tcp(Self.client, Self.vip, 30000, 80)).packet).0
+        for sport in UInt16(30001)..<30100 {
+            #expect(Self.dst(try dp.run(Self.tcp(Self.client, Self.vip, sport, 80)).packet).0 == first)
+        }
+    }
+
+    @Test func aServiceWithoutBackendsDropsWithAReason() async throws {
+        let root = try PinRoot("lb-none")
+        let dp = try await Datapath(root.path)
+        try dp.frontend(Self.vip, port: 80, rev: 3, backends: [])
+        let r = try dp.run(Self.tcp(Self.client, Self.vip, 40000, 80))
+        #expect(r.returnValue == 2)
+        var it = dp.events.records.makeAsyncIterator()
+        let record = try #require(await it.next())
+        let e = record.withUnsafeBytes { $0.loadUnaligned(as: cilium_event.self) }
+        #expect(e.reason == UInt8(CILIUM_DROP_NO_SERVICE.rawValue))
+        #expect(e.stage == UInt8(CILIUM_STAGE_LB.rawValue))
+    }
+
+    @Test func maglevPicksTheSlotTheAgentComputes() async throws {
+        let root = try PinRoot("lb-maglev")
+        let dp = try await Datapath(root.path)
+        let backends = (0..<5).map { ("10.0.1.\($0 + 10)", UInt16(8080)) }
+        try dp.frontend(Self.vip, port: 80, rev: 4, backends: backends, flags: LB_F_CLUSTER_IP.rawValue | LB_F_MAGLEV.rawValue)
+        let seed = MaglevTable.seed(fromClusterName: "test")
+        let size = 251
+        let table = MaglevTable.build(backends.enumerated().map { MaglevTable.Backend(id: UInt32($0.offset + 1), key: "\($0.element.0):8080", weight: 1) },
+                                      size: size, seed: seed)
+        let config = try BPFMap<UInt32, lb4_config>(pinned: root.path + "/cilium_lb4_config")
+        try config.update(0, lb4_config(maglev_size: UInt32(size), maglev_seed: MaglevTable.flowSeed(seed), flags: 0, pad: 0))
+        try await MaglevOperations(outer: try BPFMap(pinned: root.path + "/cilium_lb4_maglev")).update(MaglevEntry(frontend: 4, table: table))
+        for sport in UInt16(50000)..<50050 {
+            let got = Self.dst(try dp.run(Self.tcp(Self.client, Self.vip, sport, 80)).packet).0
+            let h = MaglevTable.flowHash(saddr: Packets.ipv4(Self.client), daddr: Packets.ipv4(Self.vip), sport: sport, dport: 80, proto: 6,
+                                         seed: MaglevTable.flowSeed(seed))
+            let want = backends[Int(table[Int(h % UInt32(size))]) - 1].0
+            #expect(got == want, "sport \(sport)")
+        }
+    }
+}

@@ -1,0 +1,135 @@
+/* Load-balancer maps and helpers: frontends, backends, reverse NAT,
+ * affinity, Maglev tables and the connections already translated. */
+#ifndef CILIUM_LIB_LB_H
+#define CILIUM_LIB_LB_H
+#include <stddef.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include "common.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct lb4_key);
+	__type(value, struct lb4_service);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_lb4_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__type(key, __u32);
+	__type(value, struct lb4_backend);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_lb4_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65535);
+	__type(key, __u16);
+	__type(value, struct lb4_reverse_nat);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_lb4_reverse_nat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct lb4_affinity_key);
+	__type(value, struct lb4_affinity_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_lb4_affinity SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct lb4_ct_key);
+	__type(value, struct lb4_ct_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_lb4_ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb4_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_lb4_config SEC(".maps");
+
+/* Maglev: frontend id -> its table (an array of backend ids; its size is
+ * maglev.tableSize, so the inner template allows any size). */
+struct lb4_maglev_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 251);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, 65535);
+	__type(key, __u16);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct lb4_maglev_inner);
+} cilium_lb4_maglev SEC(".maps");
+
+#define IP_CSUM_OFF (ETH_HLEN + offsetof(struct iphdr, check))
+#define IP_SRC_OFF (ETH_HLEN + offsetof(struct iphdr, saddr))
+#define IP_DST_OFF (ETH_HLEN + offsetof(struct iphdr, daddr))
+
+static __always_inline int l4_csum_off(const struct packet_tuple *t)
+{
+	if (t->protocol == IPPROTO_TCP)
+		return t->l4_off + offsetof(struct tcphdr, check);
+	if (t->protocol == IPPROTO_UDP)
+		return t->l4_off + offsetof(struct udphdr, check);
+	return -1;
+}
+
+/* Rewrites the source (dst = 0) or destination address, fixing the IP
+ * checksum and the TCP/UDP pseudo-header checksum. */
+static __always_inline int nat_addr(struct __sk_buff *skb, const struct packet_tuple *t, int dst, __u32 old, __u32 new)
+{
+	int csum = l4_csum_off(t);
+	if (csum >= 0) {
+		__u64 flags = BPF_F_PSEUDO_HDR | sizeof(new);
+		if (t->protocol == IPPROTO_UDP)
+			flags |= BPF_F_MARK_MANGLED_0;
+		if (bpf_l4_csum_replace(skb, csum, old, new, flags) < 0)
+			return -1;
+	}
+	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old, new, sizeof(new)) < 0)
+		return -1;
+	return bpf_skb_store_bytes(skb, dst ? IP_DST_OFF : IP_SRC_OFF, &new, sizeof(new), 0);
+}
+
+static __always_inline int nat_port(struct __sk_buff *skb, const struct packet_tuple *t, int dst, __u16 old, __u16 new)
+{
+	if (old == new)
+		return 0;
+	int csum = l4_csum_off(t);
+	if (csum >= 0) {
+		__u64 flags = sizeof(new);
+		if (t->protocol == IPPROTO_UDP)
+			flags |= BPF_F_MARK_MANGLED_0;
+		if (bpf_l4_csum_replace(skb, csum, old, new, flags) < 0)
+			return -1;
+	}
+	return bpf_skb_store_bytes(skb, t->l4_off + (dst ? 2 : 0), &new, sizeof(new), 0);
+}
+
+/* The Maglev hash of a flow, host-order fields: the same formula as
+ * MaglevTable.flowHash in Swift, so the agent's tests and tools agree with
+ * the datapath. */
+static __always_inline __u32 maglev_flow_hash(__u32 saddr, __u32 daddr, __u16 sport, __u16 dport, __u8 proto, __u32 seed)
+{
+	__u64 h = ((__u64)saddr << 32 | daddr) ^ ((__u64)seed << 32 | ((__u32)sport << 16 | dport));
+	h ^= (__u64)proto * 0x9E3779B97F4A7C15ULL;
+	h ^= h >> 33;
+	h *= 0xFF51AFD7ED558CCDULL;
+	h ^= h >> 33;
+	h *= 0xC4CEB9FE1A85EC53ULL;
+	h ^= h >> 33;
+	return (__u32)h;
+}
+#endif
