@@ -282,15 +282,17 @@ public actor AgentDaemon {
             case .failure(let e): return .error(status: 400, message: e.description)
             }
         default:
-            for name in host.order {
-                let s = subsystems[name]!
-                guard s.apiPrefixes.contains(where: { request.path.hasPrefix($0) }) else { continue }
-                guard await host.state(of: name) == .running else {
-                    return .error(status: 503, message: "\(request.path) is served by the \(name) subsystem, which is not running; enable it in the config")
-                }
-                return await s.handle(request)
+            // The subsystem with the longest matching prefix serves the path
+            // ("/v1/map/lb" is the load balancer's even though Networking serves "/v1/map/").
+            let owner = host.order.compactMap { name -> (String, Int)? in
+                let longest = subsystems[name]!.apiPrefixes.filter { request.path.hasPrefix($0) }.map(\.count).max()
+                return longest.map { (name, $0) }
+            }.max { $0.1 < $1.1 }?.0
+            guard let name = owner else { return .error(status: 404, message: "no API endpoint \(request.method) \(request.path)") }
+            guard await host.state(of: name) == .running else {
+                return .error(status: 503, message: "\(request.path) is served by the \(name) subsystem, which is not running; enable it in the config")
             }
-            return .error(status: 404, message: "no API endpoint \(request.method) \(request.path)")
+            return await subsystems[name]!.handle(request)
         }
     }
 }

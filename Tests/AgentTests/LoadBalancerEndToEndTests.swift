@@ -329,14 +329,15 @@ import TestSupport
     @Test func maglevPicksTheSameBackendThroughEitherNode() throws {
         let c = try Cluster(settings: ["loadBalancer.algorithm=maglev", "maglev.tableSize=1021"])
         try c.apply(Self.service(type: "NodePort", ports: "  - {name: http, port: 80, targetPort: 8080, nodePort: 30080, protocol: TCP}"))
-        var agree = 0, seen = Set<String>()
+        var agree = 0, seen = Set<String>(), pairs: [String] = []
         for sport in UInt16(42000)..<42020 {
             let a = try c.who(from: "outside", c.nodeAddress("node1"), 30080, sourcePort: sport)
             let b = try c.who(from: "outside", c.nodeAddress("node2"), 30080, sourcePort: sport)
             if let a, a == b { agree += 1 }
             if let a { seen.insert(a) }
+            pairs.append("\(sport): \(a ?? "-")/\(b ?? "-")")
         }
-        #expect(agree == 20, "the same flow, the same backend, whichever node it enters")
+        #expect(agree == 20, "the same flow, the same backend, whichever node it enters: \(pairs)")
         #expect(seen == ["web1", "web2"])
         let (_, list) = try c.cilium("node1", ["service", "list", "-o", "json"])
         let id = try #require(try JSONDecoder().decode([ServiceFrontendModel].self, from: Data(list.utf8)).first?.id)

@@ -159,7 +159,11 @@ import TestSupport
                                       size: size, seed: seed)
         let config = try BPFMap<UInt32, lb4_config>(pinned: root.path + "/cilium_lb4_config")
         try config.update(0, lb4_config(maglev_size: UInt32(size), maglev_seed: MaglevTable.flowSeed(seed), flags: 0, pad: 0))
-        try await MaglevOperations(outer: try BPFMap(pinned: root.path + "/cilium_lb4_maglev")).update(MaglevEntry(frontend: 4, table: table))
+        let outer = try BPFMap<UInt16, UInt32>(pinned: root.path + "/cilium_lb4_maglev")
+        try await MaglevOperations(outer: outer).update(MaglevEntry(frontend: 4, table: table))
+        // The table can be read back (cilium bpf lb maglev list).
+        let innerID = try #require(outer.lookup(4))
+        #expect(try BPFMap<UInt32, UInt32>(id: innerID).lookup(7) == table[7])
         for sport in UInt16(50000)..<50050 {
             let got = Self.dst(try dp.run(Self.tcp(Self.client, Self.vip, sport, 80)).packet).0
             let h = MaglevTable.flowHash(saddr: Packets.ipv4(Self.client), daddr: Packets.ipv4(Self.vip), sport: sport, dport: 80, proto: 6,

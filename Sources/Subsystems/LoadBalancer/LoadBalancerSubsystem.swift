@@ -75,7 +75,10 @@ public actor LoadBalancerSubsystem: StageSubsystem {
             map: try BPFMap<UInt16, lb4_reverse_nat>(pinned: root + "/cilium_lb4_reverse_nat"), key: { $0.id }, value: { $0.mapValue }))
         let m = Reconciler(name: "lb-maglev", table: maglevTables,
                            operations: MaglevOperations(outer: try BPFMap<UInt16, UInt32>(pinned: root + "/cilium_lb4_maglev")))
-        // Backends before the frontends that name them.
+        // The tables are filled before the reconcilers start: their first
+        // prune must see everything wanted (an agent restart keeps open
+        // connections' entries). Backends before the frontends that name them.
+        await recompute()
         await b.start()
         await n.start()
         await m.start()
@@ -84,7 +87,6 @@ public actor LoadBalancerSubsystem: StageSubsystem {
         backendReconciler = b
         natReconciler = n
         maglevReconciler = m
-        await recompute()
         watchers.append(follow(await context.shared.endpoints.changes()))
         watchers.append(follow(await context.shared.ipcache.changes()))
         watchers.append(follow(await context.shared.identities.changes()))
@@ -165,14 +167,39 @@ public actor LoadBalancerSubsystem: StageSubsystem {
         return out
     }
 
+    private var recomputing = false
+    private var recomputeAgain = false
+
+    /// One recomputation at a time (the actor is reentrant at every await):
+    /// a change that arrives meanwhile runs another round after it.
     func recompute() async {
+        if recomputing {
+            recomputeAgain = true
+            return
+        }
+        recomputing = true
+        defer { recomputing = false }
+        repeat {
+            recomputeAgain = false
+            await recomputeOnce()
+        } while recomputeAgain
+    }
+
+    private func recomputeOnce() async {
         let states = store.backendStates.mapValues { lb_backend_state(rawValue: $0) }
         output = resolver.resolve(services: Array(store.services.values), slices: Array(store.slices.values),
                                   workloads: await workloads(), backendStates: states)
+        // What a frontend names (backends, its reverse NAT, its Maglev table)
+        // reaches the maps before the frontend does: a packet never finds a
+        // frontend whose backend or table is not there yet.
         await backends.replaceChanged(output.backends)
         await reverseNAT.replaceChanged(output.reverseNAT)
         await maglevTables.replaceChanged(output.maglevTables)
+        _ = await backendReconciler?.waitSettled(timeout: .seconds(2))
+        _ = await natReconciler?.waitSettled(timeout: .seconds(2))
+        _ = await maglevReconciler?.waitSettled(timeout: .seconds(2))
         await slots.replaceChanged(output.slots)
+        _ = await slotReconciler?.waitSettled(timeout: .seconds(2))
         if let e = routes.sync(output.virtualIPs) { lastError = e } else { lastError = nil }
         persist()
     }
@@ -290,8 +317,12 @@ public actor LoadBalancerSubsystem: StageSubsystem {
             guard let root = context?.bpfRoot, let outer = try? BPFMap<UInt16, UInt32>(pinned: root + "/cilium_lb4_maglev") else {
                 return .error(status: 500, message: "cannot open cilium_lb4_maglev")
             }
-            guard let innerID = outer.lookup(id), let inner = try? BPFMap<UInt32, UInt32>(id: innerID) else {
+            guard let innerID = outer.lookup(id) else {
                 return .error(status: 404, message: "frontend \(id) has no Maglev table (algorithm random, or no backends)")
+            }
+            let inner: BPFMap<UInt32, UInt32>
+            do { inner = try BPFMap(id: innerID) } catch {
+                return .error(status: 500, message: "frontend \(id): Maglev table (map id \(innerID)): \(error)")
             }
             let table = (0..<inner.maxEntries).map { inner.lookup($0) ?? 0 }
             let shares = Dictionary(grouping: table, by: { String($0) }).mapValues(\.count)

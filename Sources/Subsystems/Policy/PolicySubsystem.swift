@@ -44,8 +44,13 @@ public actor PolicySubsystem: StageSubsystem {
         let epMap = try BPFMap<UInt16, policy_ep_value>(pinned: context.bpfRoot + "/cilium_policy_ep")
         policyMap = map
 
-        // Identities before endpoints: an endpoint's rules select peers by identity.
+        // Identities before endpoints: an endpoint's rules select peers by
+        // identity. The current content is resolved before the reconcilers
+        // start, so their first prune keeps every entry still wanted (an
+        // agent restart never lifts enforcement); the watchers follow changes.
         await engine.load()
+        for r in await context.shared.identities.all() { await engine.identityChanged(.upsert(r, 0)) }
+        for e in await context.shared.endpoints.all() { await engine.endpointChanged(.upsert(e, 0)) }
         watchers.append(follow(await context.shared.identities.changes()) { await engine.identityChanged($0) })
         watchers.append(follow(await context.shared.endpoints.changes()) { await engine.endpointChanged($0) })
 
