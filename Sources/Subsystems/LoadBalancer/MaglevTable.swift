@@ -42,21 +42,12 @@
 /// N=100, M=16381).
 ///
 /// ## Flow hash (`slot`)
-/// 64-bit integer operations only, so the BPF datapath can compute the same:
-///
-///     fmix64(x):  x ^= x >> 33; x *= 0xff51afd7ed558ccd;
-///                 x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53; x ^= x >> 33
-///     k0 = (u64)saddr << 32 | (u64)daddr
-///     k1 = (u64)sport << 24 | (u64)dport << 8 | (u64)proto
-///     h  = fmix64(0x9e3779b97f4a7c15 ^ (u64)seed ^ k0)
-///     h  = fmix64(h ^ k1)
-///     slot = (u32)(h >> 32) % (u32)M
-///
-/// All arithmetic wraps modulo 2^64. Addresses and ports are taken as the
-/// integers the caller holds (the datapath passes the raw `__be32`/`__be16`
-/// fields as loaded into `u32`/`u16`; whoever calls `slot` must pass the same
-/// representation). The flow seed is seed bytes 4...7 as a big-endian `UInt32`
-/// (`flowHashSeed(_:)`), so one 12-byte `maglev.hashSeed` keys both hashes.
+/// `flowHash` (MaglevFlowHash.swift) is the datapath's formula
+/// (`maglev_flow_hash` in bpf/lib/lb.h): 64-bit integer operations over the
+/// client address and port, the frontend's address and port (0 for a
+/// NodePort, so every node picks alike) and the protocol, in host order, with
+/// `flowSeed(_:)` (seed bytes 0...3, little-endian). The slot is the hash
+/// modulo M.
 public enum MaglevTable {
     /// Upstream's allowed table sizes: primes, so every `skip` is coprime with M.
     public static let allowedSizes: [Int] = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071]
@@ -175,12 +166,6 @@ public enum MaglevTable {
         bigEndianWord(seed, at: 0)
     }
 
-    /// The seed of the flow hash (`slot(seed:)`): seed bytes 4...7, big-endian.
-    static func flowHashSeed(_ seed: [UInt8]) -> UInt32 {
-        precondition(seed.count == seedLength, "Maglev hash seed must be \(seedLength) bytes, got \(seed.count)")
-        return bigEndianWord(seed, at: 4)
-    }
-
     private static func bigEndianWord(_ bytes: [UInt8], at start: Int) -> UInt32 {
         UInt32(bytes[start]) << 24 | UInt32(bytes[start + 1]) << 16 | UInt32(bytes[start + 2]) << 8 | UInt32(bytes[start + 3])
     }
@@ -255,26 +240,13 @@ public enum MaglevTable {
 
     // MARK: - Flow hash
 
-    /// The slot a flow hashes to in a table of `size` slots. Exact formula (to
-    /// port to BPF C; all operations on u64, wrapping):
-    ///
-    ///     k0 = (u64)saddr << 32 | (u64)daddr
-    ///     k1 = (u64)sport << 24 | (u64)dport << 8 | (u64)proto
-    ///     h  = fmix64(0x9e3779b97f4a7c15 ^ (u64)seed ^ k0)
-    ///     h  = fmix64(h ^ k1)
-    ///     return (u32)(h >> 32) % (u32)size
-    ///
-    /// where `fmix64` is MurmurHash3's finalizer:
-    /// `x ^= x >> 33; x *= 0xff51afd7ed558ccd; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53; x ^= x >> 33`.
-    /// `seed` is `flowHashSeed(hashSeedBytes)` (seed bytes 4...7, big-endian).
+    /// The slot a flow hashes to in a table of `size` slots: `flowHash`
+    /// (the datapath's formula, bpf/lib/lb.h) modulo the size. `seed` is
+    /// `flowSeed(hashSeedBytes)`.
     public static func slot(saddr: UInt32, daddr: UInt32, sport: UInt16, dport: UInt16, proto: UInt8,
                             seed: UInt32, size: Int) -> Int {
         precondition(size > 0 && size <= Int(UInt32.max), "Maglev table size must be in 1...\(UInt32.max)")
-        let k0 = UInt64(saddr) << 32 | UInt64(daddr)
-        let k1 = UInt64(sport) << 24 | UInt64(dport) << 8 | UInt64(proto)
-        var h = fmix64(0x9e37_79b9_7f4a_7c15 ^ UInt64(seed) ^ k0)
-        h = fmix64(h ^ k1)
-        return Int(UInt32(truncatingIfNeeded: h >> 32) % UInt32(size))
+        return Int(flowHash(saddr: saddr, daddr: daddr, sport: sport, dport: dport, proto: proto, seed: seed) % UInt32(size))
     }
 
     // MARK: - Seed
