@@ -56,7 +56,7 @@ let package = Package(
             "Agent", "Datapath", "API", "Config", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swift6),
         .executableTarget(name: "cilium-cni", dependencies: ["API", "Datapath"], swiftSettings: swift6),
-        .executableTarget(name: "cilium-bench", dependencies: ["Agent", "Datapath", "Reconciler", "CBPF", "Policy"],
+        .executableTarget(name: "cilium-bench", dependencies: ["Agent", "Datapath", "Reconciler", "CBPF", "Policy", "LoadBalancer"],
                           swiftSettings: swift6),
 
         .target(name: "TestSupport", dependencies: ["Datapath"], path: "Tests/TestSupport", swiftSettings: swift6),

@@ -2,7 +2,7 @@
 # Installs what building and testing the project needs (Debian 12, as root).
 # Idempotent: packages already present are left alone.
 set -eu
-PKGS="libbpf-dev libelf-dev zlib1g-dev libsystemd-dev pkg-config iproute2 util-linux bpftool \
+PKGS="libbpf-dev libelf-dev zlib1g-dev libsystemd-dev pkg-config iproute2 iptables util-linux bpftool \
       systemd-container debootstrap etcd-server etcd-client curl busybox iperf3 \
       podman runc conmon containernetworking-plugins"
 missing=""

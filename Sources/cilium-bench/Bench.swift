@@ -3,6 +3,7 @@ import CBPF
 import Datapath
 import Foundation
 import Glibc
+import LoadBalancer
 import Policy
 import Reconciler
 
@@ -23,6 +24,12 @@ struct Bench {
             for (what, result, target) in rows { print(pad(what, 58) + pad(result, 26) + target) }
             return
         }
+        if only == "lb" {
+            for (what, result, target) in try await LoadBalancerBenchmark.run() + ServiceConnections.run(bin: binDirectory()) {
+                print(pad(what, 58) + pad(result, 26) + target)
+            }
+            return
+        }
         if only == "policy" {
             for (what, result, target) in try await PolicyBenchmark.run() { print(pad(what, 58) + pad(result, 26) + target) }
             return
@@ -35,9 +42,16 @@ struct Bench {
         rows += try PodPaths.run(bin: bin)
         rows += try CrossNode.run(bin: bin)
         rows += try await PolicyBenchmark.run().map { ($0.measure, $0.result, $0.target) }
+        rows += try await LoadBalancerBenchmark.run().map { ($0.measure, $0.result, $0.target) }
+        rows += try ServiceConnections.run(bin: bin)
         print("")
         print(pad("measure", 58) + pad("result", 26) + "target")
         for (what, result, target) in rows { print(pad(what, 58) + pad(result, 26) + target) }
+    }
+
+    static func binDirectory() -> String {
+        URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+            .deletingLastPathComponent().path
     }
 
     static func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count + 1), withPad: " ", startingAt: 0) }

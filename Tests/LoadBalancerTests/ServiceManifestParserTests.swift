@@ -682,6 +682,12 @@ import Testing
             endpoints: [EndpointSliceManifest.Endpoint(addresses: ["10.0.3.4"])])])
     }
 
+    @Test func byteOrderMarkAndCRLF() {
+        let documents = parse("\u{FEFF}apiVersion: v1\r\nkind: Service\r\nmetadata: {name: web}\r\n"
+            + "spec:\r\n  ports: [{port: 80}]\r\n")
+        #expect(documents.services == [ServiceManifest(name: "web", ports: [ServicePortSpec(port: 80)])])
+    }
+
     @Test func otherGroupsServiceIsSkipped() {
         // A Knative Service shares the kind name, not the API.
         let documents = parse("""
@@ -1057,6 +1063,20 @@ import Testing
             spec:
               ports: [{port: 70000}]
             """, at: 5, 18, "spec.ports[0].port: 70000 is out of range; a port number is 1-65535")
+        expectFailure("""
+            apiVersion: v1
+            kind: Service
+            metadata: {name: web}
+            spec:
+              ports: [{port: 080}]
+            """, at: 5, 18, "spec.ports[0].port: 080 has a leading zero; write 80")
+        expectFailure("""
+            apiVersion: v1
+            kind: Service
+            metadata: {name: web}
+            spec:
+              ports: 80
+            """, at: 5, 10, "spec.ports: expected a list of ports, got the number 80", "[{port: 80}]")
         expectFailure("""
             apiVersion: v1
             kind: Service

@@ -132,6 +132,12 @@ private struct ManifestReader {
     let file: String
     let text: String
 
+    init(file: String, text: String) {
+        self.file = file
+        // A byte order mark (some Windows editors write one) is not part of the first key.
+        self.text = text.first == "\u{FEFF}" ? String(text.dropFirst()) : text
+    }
+
     func readAll() throws(ServiceManifestError) -> ServiceDocuments {
         let parser: Parser
         do {
@@ -260,7 +266,8 @@ private struct ManifestReader {
                 break
             case "items":
                 if isNull(entry.value) { continue }
-                for (index, item) in try list(entry.value, path: path, of: "objects").enumerated() {
+                for (index, item) in try list(entry.value, path: path, of: "objects",
+                                          example: "[{apiVersion: v1, kind: Service, ...}]").enumerated() {
                     try object(item, path: "\(path)[\(index)]", itemDefault: itemDefault, into: &documents)
                 }
             default:
@@ -611,7 +618,7 @@ private struct ManifestReader {
         guard let field = spec.value("ports") else { return [] }
         let listPath = join(path, "ports")
         var ports: [PortEntry] = []
-        for (index, item) in try list(field.value, path: listPath, of: "ports").enumerated() {
+        for (index, item) in try list(field.value, path: listPath, of: "ports", example: "[{port: 80}]").enumerated() {
             ports.append(try servicePort(item, path: "\(listPath)[\(index)]", type: type))
         }
         if ports.count > 1, let unnamed = ports.first(where: { $0.spec.name == nil }) {
@@ -719,8 +726,8 @@ private struct ManifestReader {
             throw fail(node, "\(path): expected a port number (1-65535) or a port name, got \(describe(node))")
         }
         let raw = scalar.string
-        if tagName(node) == .int || (tagName(node) == .str && scalar.style == .plain && raw.allSatisfy(\.isASCIIDigit)
-                                     && !raw.isEmpty) {
+        let plainDigits = scalar.style == .plain && !raw.isEmpty && raw.allSatisfy(\.isASCIIDigit)
+        if tagName(node) == .int || ((tagName(node) == .str || tagName(node) == .float) && plainDigits) {
             let value = try integer(node, path: path, what: "a port number", range: 0...65535)
             return value == 0 ? nil : .number(UInt16(value))
         }
@@ -787,7 +794,7 @@ private struct ManifestReader {
                 }
                 if isNull(lbEntry.value) { continue }
                 let ingressPath = join(lbPath, "ingress")
-                let items = try list(lbEntry.value, path: ingressPath, of: "ingress points {ip, hostname}")
+                let items = try list(lbEntry.value, path: ingressPath, of: "ingress points", example: "[{ip: 192.0.2.127}]")
                 if !items.isEmpty { ingressNode = lbEntry.key }
                 for (index, item) in items.enumerated() {
                     let itemPath = "\(ingressPath)[\(index)]"
@@ -864,7 +871,8 @@ private struct ManifestReader {
         var endpoints: [EndpointSliceManifest.Endpoint] = []
         if let entry = fields.value("endpoints") { // absent or null: no endpoints (a Service without ready pods)
             let listPath = join(path, "endpoints")
-            for (index, item) in try list(entry.value, path: listPath, of: "endpoints").enumerated() {
+            for (index, item) in try list(entry.value, path: listPath, of: "endpoints",
+                                          example: "[{addresses: [\"10.1.2.3\"]}]").enumerated() {
                 endpoints.append(try endpoint(item, path: "\(listPath)[\(index)]"))
             }
         }
@@ -882,7 +890,7 @@ private struct ManifestReader {
 
     private func slicePorts(_ node: Node, path: String) throws(ServiceManifestError) -> [EndpointSliceManifest.Port] {
         var ports: [(port: EndpointSliceManifest.Port, node: Node, path: String)] = []
-        for (index, item) in try list(node, path: path, of: "ports").enumerated() {
+        for (index, item) in try list(node, path: path, of: "ports", example: "[{name: http, port: 8080}]").enumerated() {
             let itemPath = "\(path)[\(index)]"
             let fields = try self.fields(item, path: itemPath, what: "a port (a mapping such as {name: http, port: 8080})")
             var name: String?
@@ -908,8 +916,9 @@ private struct ManifestReader {
             }
             let port = EndpointSliceManifest.Port(name: name, port: number, proto: proto)
             if let earlier = ports.first(where: { $0.port.name == name }) {
-                throw fail(item, "\(itemPath): duplicate port name \"\(name ?? "")\" (\(earlier.path) has it); "
-                    + "the ports of an EndpointSlice need unique names")
+                let what = name.map { "duplicate port name \"\($0)\"" } ?? "a second port without a name"
+                throw fail(item, "\(itemPath): \(what) (\(earlier.path) has it); the ports of an EndpointSlice "
+                    + "need unique names")
             }
             ports.append((port, item, itemPath))
         }
@@ -999,10 +1008,15 @@ private struct ManifestReader {
         return Fields(node: node, path: path, entries: entries)
     }
 
-    private func list(_ node: Node, path: String, of what: String) throws(ServiceManifestError) -> [Node] {
+    /// A list. `example` shows a list of mappings (`[{port: 80}]`); without one, a scalar given where the
+    /// list belongs is shown wrapped in one.
+    private func list(_ node: Node, path: String, of what: String,
+                      example: String? = nil) throws(ServiceManifestError) -> [Node] {
         guard case .sequence(let sequence) = node else {
             var hint = ""
-            if case .scalar(let scalar) = node { hint = "; write it as a list: [\(scalar.string)]" }
+            if case .scalar(let scalar) = node, !isNull(node) {
+                hint = "; write it as a list: " + (example ?? "[\(scalar.string)]")
+            }
             if case .mapping = node { hint = "; make it a list element by starting it with \"- \"" }
             throw fail(node, "\(at(path))expected a list of \(what), got \(describe(node))\(hint)")
         }
@@ -1039,8 +1053,10 @@ private struct ManifestReader {
         let raw = scalar.string
         let digits = raw.hasPrefix("-") ? raw.dropFirst() : Substring(raw)
         let decimal = !digits.isEmpty && digits.allSatisfy(\.isASCIIDigit)
+        // A plain "080" resolves as a YAML 1.1 float, "09" as a string: read both as the number meant.
+        let plain = scalar.style == .plain
         switch tagName(node) {
-        case .int where decimal, .str where decimal && scalar.style == .plain:
+        case .int where decimal, .float where decimal && plain, .str where decimal && plain:
             if digits.count > 1, digits.hasPrefix("0") {
                 let trimmed = digits.drop { $0 == "0" }
                 throw fail(node, "\(path): \(raw) has a leading zero; write \(raw.hasPrefix("-") ? "-" : "")"

@@ -73,17 +73,25 @@ struct ServiceResolver: Sendable {
     }
     static func text(_ a: UInt32) -> String { IPv4Address(value: a).description }
 
+    /// Ids in use, rebuilt from `ids` at the start of each resolve (cheap
+    /// allocation of new ones: the lowest free frontend id, the next backend id).
+    private var usedFrontendIDs = Set<UInt16>()
+    private var nextFrontendID: UInt16 = 1
+    private var nextBackendID: UInt32 = 1
+
     mutating func frontendID(_ key: String) -> UInt16 {
         if let id = ids.frontends[key] { return id }
-        let used = Set(ids.frontends.values)
-        let id = (1...UInt16.max).first { !used.contains($0) } ?? 0
+        while usedFrontendIDs.contains(nextFrontendID) && nextFrontendID < UInt16.max { nextFrontendID += 1 }
+        let id = nextFrontendID
+        usedFrontendIDs.insert(id)
         ids.frontends[key] = id
         return id
     }
 
     mutating func backendID(_ key: String) -> UInt32 {
         if let id = ids.backends[key] { return id }
-        let id = (ids.backends.values.max() ?? 0) + 1
+        let id = nextBackendID
+        nextBackendID += 1
         ids.backends[key] = id
         return id
     }
@@ -92,11 +100,15 @@ struct ServiceResolver: Sendable {
                           backendStates: [String: lb_backend_state] = [:],
                           now: Double = Date().timeIntervalSince1970) -> Output {
         var out = Output()
+        usedFrontendIDs = Set(ids.frontends.values)
+        nextFrontendID = 1
+        nextBackendID = (ids.backends.values.max() ?? 0) + 1
+        let slicesByService = Dictionary(grouping: slices) { "\($0.namespace)/\($0.serviceName)" }
         var backends: [UInt32: BackendEntry] = [:]
         var liveFrontends = Set<String>(), liveBackends = Set<String>()
         let localAddresses = Set(workloads.filter(\.local).map(\.address))
         for svc in services.sorted(by: { $0.qualifiedName < $1.qualifiedName }) {
-            let mine = slices.filter { $0.namespace == svc.namespace && $0.serviceName == svc.name }
+            let mine = slicesByService[svc.qualifiedName] ?? []
             for sp in svc.ports {
                 // The service port's backends: (address, port, state, local).
                 var candidates: [(UInt32, UInt16, lb_backend_state, Bool)] = []
@@ -136,13 +148,14 @@ struct ServiceResolver: Sendable {
                     }
                 }
                 var resolved: [ResolvedBackend] = []
+                var resolvedIDs = Set<UInt32>()
                 for (addr, port, state, _) in candidates.sorted(by: { ($0.0, $0.1) < ($1.0, $1.1) }) {
                     let key = "\(Self.text(addr)):\(port)/\(sp.proto.rawValue)"
                     let id = backendID(key)
                     liveBackends.insert(key)
                     let st = backendStates[key] ?? state
                     backends[id] = BackendEntry(id: id, address: addr, port: port, proto: sp.proto.number, state: st.rawValue)
-                    if !resolved.contains(where: { $0.id == id }) {
+                    if resolvedIDs.insert(id).inserted {
                         resolved.append(ResolvedBackend(id: id, address: addr, port: port, state: st))
                     }
                 }

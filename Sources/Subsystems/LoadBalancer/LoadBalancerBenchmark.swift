@@ -1,0 +1,89 @@
+import CBPF
+import Datapath
+import Foundation
+import Reconciler
+
+/// Load-balancer figures for `make bench` (cilium-bench calls this; the agent
+/// does not): programming 10,000 services x 10 backends into real BPF maps
+/// through the same resolver and reconcilers the agent uses, and Maglev
+/// table builds.
+public enum LoadBalancerBenchmark {
+    public typealias Row = (measure: String, result: String, target: String)
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
+    /// `count` ClusterIP services with `backends` backends each (EndpointSlices).
+    static func manifests(count: Int, backends: Int) -> ([ServiceManifest], [EndpointSliceManifest]) {
+        var services: [ServiceManifest] = [], slices: [EndpointSliceManifest] = []
+        for i in 0..<count {
+            let vip = "10.\(96 + i / 65536).\((i / 256) % 256).\(i % 256)"
+            services.append(ServiceManifest(name: "svc\(i)", clusterIP: vip, ports: [ServicePortSpec(name: "http", port: 80, targetPort: .number(8080))]))
+            slices.append(EndpointSliceManifest(name: "svc\(i)-1", serviceName: "svc\(i)", ports: [.init(name: "http", port: 8080)],
+                                                endpoints: (0..<backends).map { b in
+                                                    .init(addresses: ["10.\(1 + (i * backends + b) / 65536).\(((i * backends + b) / 256) % 256).\((i * backends + b) % 256)"])
+                                                }))
+        }
+        return (services, slices)
+    }
+
+    public static func run() async throws -> [Row] {
+        var rows: [Row] = []
+        let (services, slices) = manifests(count: 10_000, backends: 10)
+        var cfg = ReconcilerConfig()
+        cfg.refreshInterval = nil
+        let slotMap = try BPFMap<lb4_key, lb4_service>.create(type: BPF_MAP_TYPE_HASH, name: "bench_lb_svc", maxEntries: 262_144)
+        let backendMap = try BPFMap<UInt32, lb4_backend>.create(type: BPF_MAP_TYPE_HASH, name: "bench_lb_be", maxEntries: 262_144)
+        let natMap = try BPFMap<UInt16, lb4_reverse_nat>.create(type: BPF_MAP_TYPE_HASH, name: "bench_lb_nat", maxEntries: 65_535)
+        let slots = StateTable<FrontendSlot>(name: "bench-slots"), backends = StateTable<BackendEntry>(name: "bench-backends")
+        let nat = StateTable<ReverseNATEntry>(name: "bench-nat")
+        let rs = Reconciler(name: "s", table: slots, operations: BPFMapOperations(map: slotMap, key: { $0.mapKey }, value: { $0.mapValue }), config: cfg)
+        let rb = Reconciler(name: "b", table: backends, operations: BPFMapOperations(map: backendMap, key: { $0.id }, value: { $0.mapValue }), config: cfg)
+        let rn = Reconciler(name: "n", table: nat, operations: BPFMapOperations(map: natMap, key: { $0.id }, value: { $0.mapValue }), config: cfg)
+        await rs.start()
+        await rb.start()
+        await rn.start()
+
+        let t0 = ContinuousClock.now
+        var resolver = ServiceResolver()
+        let out = resolver.resolve(services: services, slices: slices, workloads: [], now: 0)
+        let resolved = ContinuousClock.now - t0
+        await backends.replaceChanged(out.backends)
+        await nat.replaceChanged(out.reverseNAT)
+        await slots.replaceChanged(out.slots)
+        while true {
+            let s = await rs.statusCounts().done, b = await rb.statusCounts().done, n = await rn.statusCounts().done
+            if s >= out.slots.count && b >= out.backends.count && n >= out.reverseNAT.count { break }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        let total = ContinuousClock.now - t0
+        await rs.stop()
+        await rb.stop()
+        await rn.stop()
+        precondition(slotMap.count == 110_000 && backendMap.count == 100_000, "maps hold \(slotMap.count) slots, \(backendMap.count) backends")
+        rows.append(("LB: program 10000 services x 10 backends into the maps",
+                     String(format: "%.2f s (resolve %.2f s)", seconds(total), seconds(resolved)), "< 1 s"))
+
+        // Maglev: a 16381-slot table for 1,000 backends, and the disruption of removing one.
+        let many = (0..<1000).map { MaglevTable.Backend(id: UInt32($0 + 1), key: "10.1.\($0 / 256).\($0 % 256):8080", weight: 1) }
+        let seed = MaglevTable.seed(fromClusterName: "bench")
+        var best = Double.infinity
+        var table: [UInt32] = []
+        for _ in 0..<5 {
+            let t = ContinuousClock.now
+            table = MaglevTable.build(many, size: 16381, seed: seed)
+            best = min(best, seconds(ContinuousClock.now - t))
+        }
+        rows.append(("LB: Maglev table, 16381 slots for 1000 backends", String(format: "%.1f ms", best * 1000), ""))
+        let small = Array(many.prefix(100))
+        let before = MaglevTable.build(small, size: 16381, seed: seed)
+        let after = MaglevTable.build(Array(small.dropFirst()), size: 16381, seed: seed)
+        let others = zip(before, after).filter { $0.0 != 1 }
+        let moved = others.filter { $0.0 != $0.1 }.count
+        rows.append(("LB: Maglev, one of 100 backends removed (M=16381): other slots moved",
+                     String(format: "%.2f%%", Double(moved) * 100 / Double(others.count)), "<= 3%"))
+        _ = table
+        return rows
+    }
+}

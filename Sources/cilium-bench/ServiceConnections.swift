@@ -1,0 +1,192 @@
+import Datapath
+import Foundation
+import Glibc
+
+/// New TCP connections per second to a ClusterIP among 10, 1,000 and 10,000
+/// services (fillers with 2-10 backends each; the measured one, in the
+/// middle of the list, has two real backends), through the datapath (a pod
+/// in a one-node sandbox, kubeProxyReplacement) and through kube-proxy-style
+/// iptables NAT rules generated for exactly the same services and backends
+/// (a client namespace whose OUTPUT chain holds them, a veth to the backends).
+enum ServiceConnections {
+    static let measuredVIP = "10.200.0.10"
+
+    struct Service {
+        var vip: String
+        var backends: [String] // "addr:port"
+    }
+
+    /// The same services for both sides; `real` are the measured service's backends.
+    static func services(_ count: Int, real: [String]) -> [Service] {
+        var rng = SystemRandomNumberGenerator()
+        var out: [Service] = []
+        for i in 0..<count - 1 {
+            let n = Int.random(in: 2...10, using: &rng)
+            out.append(Service(vip: "10.\(96 + i / 65536).\((i / 256) % 256).\(i % 256)",
+                               backends: (0..<n).map { "10.253.\($0).\(i % 250 + 1):8080" }))
+        }
+        out.insert(Service(vip: measuredVIP, backends: real), at: out.count / 2)
+        return out
+    }
+
+    static func manifests(_ services: [Service]) -> String {
+        services.enumerated().map { i, s in
+            let eps = s.backends.map { "{\"addresses\": [\"\($0.split(separator: ":")[0])\"]}" }.joined(separator: ", ")
+            return """
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s\(i)"},
+             "spec": {"clusterIP": "\(s.vip)", "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}
+            ---
+            {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+             "metadata": {"name": "s\(i)-1", "labels": {"kubernetes.io/service-name": "s\(i)"}},
+             "ports": [{"name": "http", "port": 8080}], "endpoints": [\(eps)]}
+            """
+        }.joined(separator: "\n---\n")
+    }
+
+    static func iptablesRules(_ services: [Service]) -> String {
+        var chains = ["*nat", ":KUBE-SERVICES - [0:0]"], rules = ["-A OUTPUT -j KUBE-SERVICES"]
+        for (i, s) in services.enumerated() {
+            chains.append(":KUBE-SVC-\(i) - [0:0]")
+            rules.append("-A KUBE-SERVICES -d \(s.vip)/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-\(i)")
+            for (b, backend) in s.backends.enumerated() {
+                chains.append(":KUBE-SEP-\(i)-\(b) - [0:0]")
+                let left = s.backends.count - b
+                rules.append(left > 1 ? "-A KUBE-SVC-\(i) -m statistic --mode random --probability \(String(format: "%.5f", 1 / Double(left))) -j KUBE-SEP-\(i)-\(b)"
+                                      : "-A KUBE-SVC-\(i) -j KUBE-SEP-\(i)-\(b)")
+                rules.append("-A KUBE-SEP-\(i)-\(b) -p tcp -m tcp -j DNAT --to-destination \(backend)")
+            }
+        }
+        return (chains + rules + ["COMMIT", ""]).joined(separator: "\n")
+    }
+
+    /// Accepts and closes connections on port 8080 in `ns` until stopped.
+    final class Acceptor: @unchecked Sendable {
+        private let fd: Int32
+        private let lock = NSLock()
+        private var stopped = false
+        init(in ns: NetworkNamespace) throws {
+            fd = try ns.run { () -> Int32 in
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                var one: Int32 = 1
+                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+                var a = sockaddr_in()
+                a.sin_family = sa_family_t(AF_INET)
+                a.sin_port = UInt16(8080).bigEndian
+                _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+                listen(fd, 1024)
+                return fd
+            }
+            let listener = fd
+            Thread.detachNewThread { [self] in
+                while !self.isStopped {
+                    var p = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+                    guard poll(&p, 1, 100) == 1 else { continue }
+                    let c = accept(listener, nil, nil)
+                    if c >= 0 { close(c) }
+                }
+            }
+        }
+        var isStopped: Bool { lock.withLock { stopped } }
+        func stop() {
+            lock.withLock { stopped = true }
+            Thread.sleep(forTimeInterval: 0.2)
+            close(fd)
+        }
+    }
+
+    /// Connections per second from `ns` to VIP:80 (connect, then close with RST: no TIME_WAIT).
+    static func rate(from ns: NetworkNamespace, seconds: Int = 2) throws -> Double {
+        try ns.run { () -> Double in
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_port = UInt16(80).bigEndian
+            inet_pton(AF_INET, measuredVIP, &a.sin_addr)
+            var n = 0, failed = 0
+            let end = ContinuousClock.now + .seconds(seconds)
+            while ContinuousClock.now < end {
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                var tv = timeval(tv_sec: 1, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+                var l = linger(l_onoff: 1, l_linger: 0)
+                setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
+                let ok = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+                close(fd)
+                if ok { n += 1 } else { failed += 1 }
+                if failed > 20 { break }
+            }
+            return Double(n) / Double(seconds)
+        }
+    }
+
+    static func run(bin: String) throws -> [(String, String, String)] {
+        let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let sandbox = "svcb\(tag.prefix(6))"
+        let client = try NetworkNamespace.create(named: "cbi-c-\(tag)"), server = try NetworkNamespace.create(named: "cbi-s-\(tag)")
+        var acceptors: [Acceptor] = []
+        defer {
+            for a in acceptors { a.stop() }
+            try? client.delete()
+            try? server.delete()
+            _ = PodPaths.shell([bin + "/cilium-sandbox", "down", "--name", sandbox])
+        }
+        // iptables side: client 10.254.0.1 -- veth -- server 10.254.0.2 and .3.
+        let nlc = try Netlink(namespace: client), nls = try Netlink(namespace: server)
+        try server.withFD { try nlc.createVeth(name: "vc", peerName: "vs", peerNamespaceFD: $0) }
+        try nlc.addAddress(IPv4Prefix("10.254.0.1/16")!, to: "vc")
+        try nls.addAddress(IPv4Prefix("10.254.0.2/16")!, to: "vs")
+        try nls.addAddress(IPv4Prefix("10.254.0.3/16")!, to: "vs")
+        for (nl, dev) in [(nlc, "vc"), (nls, "vs")] {
+            try nl.setLinkUp("lo")
+            try nl.setLinkUp(.name(dev))
+        }
+        try nlc.replaceRoute(Netlink.Route(destination: IPv4Prefix("10.0.0.0/8")!, gateway: IPv4Address("10.254.0.2")))
+        acceptors.append(try Acceptor(in: server))
+
+        // Datapath side: a sandbox node with a client pod and two backend pods.
+        guard PodPaths.shell([bin + "/cilium-sandbox", "up", "--name", sandbox, "--nodes", "1", "--set", "kubeProxyReplacement=true"]).0 == 0
+        else { throw BenchError("cannot build the service benchmark sandbox") }
+        for pod in ["client", "b1", "b2"] {
+            guard PodPaths.shell([bin + "/cilium-sandbox", "pod", "add", "--name", sandbox, "--node", "node1", "--pod", pod]).0 == 0
+            else { throw BenchError("cannot add pod \(pod)") }
+        }
+        struct S: Decodable { struct P: Decodable { var name: String; var namespace: String; var address: String }; var pods: [P] }
+        let pods = try JSONDecoder().decode(S.self, from: Data(PodPaths.shell([bin + "/cilium-sandbox", "status", "--name", sandbox, "-o", "json"]).1.utf8)).pods
+        let byName = Dictionary(uniqueKeysWithValues: pods.map { ($0.name, $0) })
+        for b in ["b1", "b2"] { acceptors.append(try Acceptor(in: NetworkNamespace(named: byName[b]!.namespace))) }
+        let podClient = try NetworkNamespace(named: byName["client"]!.namespace)
+        let real = ["b1", "b2"].map { byName[$0]!.address + ":8080" }
+        let dir = NSTemporaryDirectory() + "cilium-bench-svc-\(tag)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+
+        var rows: [(String, String, String)] = []
+        var ours10 = 0.0
+        for count in [10, 1000, 10_000] {
+            // Ours: the same fillers, the measured service's backends are the two pods.
+            let mine = services(count, real: real)
+            try manifests(mine).write(toFile: dir + "/svc.json", atomically: true, encoding: .utf8)
+            let applied = PodPaths.shell([bin + "/cilium-sandbox", "cilium", "--name", sandbox, "node1", "--", "service", "apply", "-f", dir + "/svc.json"])
+            guard applied.0 == 0 else { throw BenchError("service apply (\(count)) failed: \(applied.1)") }
+            // iptables: the same services, the measured one pointing at the server namespace.
+            var theirs = mine
+            if let i = theirs.firstIndex(where: { $0.vip == measuredVIP }) { theirs[i].backends = ["10.254.0.2:8080", "10.254.0.3:8080"] }
+            try iptablesRules(theirs).write(toFile: dir + "/rules", atomically: true, encoding: .utf8)
+            guard PodPaths.shell(["sh", "-c", "ip netns exec \(client.name!) iptables-restore < \(dir)/rules"]).0 == 0 else {
+                throw BenchError("iptables-restore failed (is iptables installed? scripts/install-deps.sh)")
+            }
+            var best = (ours: 0.0, ipt: 0.0)
+            for _ in 0..<2 {
+                best.ours = max(best.ours, try rate(from: podClient))
+                best.ipt = max(best.ipt, try rate(from: client))
+            }
+            if count == 10 { ours10 = best.ours }
+            rows.append(("service: new TCP connections/s, \(count) services",
+                         String(format: "%.0f vs iptables %.0f (%.2fx)", best.ours, best.ipt, best.ours / max(best.ipt, 1)),
+                         count == 10_000 ? ">= 3x iptables" : ""))
+            if count == 10_000 {
+                rows.append(("  10000 services vs our own 10", String(format: "%.2fx", best.ours / max(ours10, 1)), ">= 0.9x"))
+            }
+        }
+        return rows
+    }
+}
