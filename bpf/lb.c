@@ -136,6 +136,7 @@ static __always_inline int lb_forward(struct __sk_buff *skb, struct packet_tuple
 		id = known->backend_id;
 		be = bpf_map_lookup_elem(&cilium_lb4_backends, &id);
 	}
+	int opened = 0;
 	if (!be) {
 		id = lb_select(t, frontend, svc);
 		be = id ? bpf_map_lookup_elem(&cilium_lb4_backends, &id) : 0;
@@ -143,6 +144,7 @@ static __always_inline int lb_forward(struct __sk_buff *skb, struct packet_tuple
 			return drop_packet(skb, CILIUM_STAGE_LB, CILIUM_DROP_NO_SERVICE, t, 0);
 		struct lb4_ct_value v = { .backend_id = id, .rev_nat_index = svc->rev_nat_index };
 		bpf_map_update_elem(&cilium_lb4_ct, &fk, &v, BPF_ANY);
+		opened = 1;
 	}
 	__u32 backend_addr = be->address;
 	__u16 backend_port = be->port;
@@ -158,15 +160,19 @@ static __always_inline int lb_forward(struct __sk_buff *skb, struct packet_tuple
 			snat_to = node->address;
 	}
 
+	/* Where replies go back to: written when the connection opens, not on
+	 * every packet (every reply looks it up, which keeps it fresh in the LRU). */
 	struct lb4_ct_key bk = { .saddr = snat_to ? snat_to : t->saddr, .daddr = backend_addr, .sport = t->sport,
 				 .dport = backend_port, .proto = t->protocol, .kind = LB_CT_BACKEND };
-	struct lb4_ct_value bv = { .backend_id = id, .rev_nat_index = svc->rev_nat_index };
-	if (snat_to) {
-		bv.flags = LB_CT_F_SNAT;
-		bv.client = t->saddr;
-		bv.client_port = t->sport;
+	if (opened) {
+		struct lb4_ct_value bv = { .backend_id = id, .rev_nat_index = svc->rev_nat_index };
+		if (snat_to) {
+			bv.flags = LB_CT_F_SNAT;
+			bv.client = t->saddr;
+			bv.client_port = t->sport;
+		}
+		bpf_map_update_elem(&cilium_lb4_ct, &bk, &bv, BPF_ANY);
 	}
-	bpf_map_update_elem(&cilium_lb4_ct, &bk, &bv, BPF_ANY);
 
 	if (nat_addr(skb, t, 1, t->daddr, backend_addr) < 0 || nat_port(skb, t, 1, t->dport, backend_port) < 0)
 		return drop_packet(skb, CILIUM_STAGE_LB, CILIUM_DROP_INVALID, t, 0);
