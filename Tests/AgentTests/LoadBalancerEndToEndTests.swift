@@ -90,7 +90,8 @@ import TestSupport
                     var one: Int32 = 1
                     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
                     var s = inetAddress("0.0.0.0", port: sourcePort)
-                    _ = withUnsafePointer(to: &s) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+                    let b = withUnsafePointer(to: &s) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+                    if b != 0 { print("bind to source port \(sourcePort) failed: errno \(errno)") }
                 }
                 var a = inetAddress(address, port: port)
                 let r = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
@@ -143,9 +144,12 @@ import TestSupport
                 for web in ["web1", "web2"] {
                     servers.append(try NameServer(web, in: NetworkNamespace(named: pods[web]!.namespace), port: 8080))
                 }
-                // Node1 knows web2 (a selector backend on another node) through etcd.
+                // Each node knows the other's backend (selector backends on another node) through etcd.
                 try waitFor("node1 knows web2") {
                     try self.run(["cilium", "--name", self.name, "node1", "--", "bpf", "ipcache", "list"]).contains(self.pods["web2"]!.address + "/32")
+                }
+                try waitFor("node2 knows web1") {
+                    try self.run(["cilium", "--name", self.name, "node2", "--", "bpf", "ipcache", "list"]).contains(self.pods["web1"]!.address + "/32")
                 }
             } catch {
                 for s in servers { s.stop() }
@@ -206,6 +210,17 @@ import TestSupport
             }
         }
 
+        /// Selector backends on the other node count once its identity's labels arrived through etcd.
+        func waitForBothBackends() throws {
+            for node in ["node1", "node2"] {
+                try waitFor("\(node) has both backends") {
+                    let (_, list) = try self.cilium(node, ["service", "list", "-o", "json"])
+                    return (try? JSONDecoder().decode([ServiceFrontendModel].self, from: Data(list.utf8)))?
+                        .allSatisfy { $0.backends.count == 2 } == true
+                }
+            }
+        }
+
         func waitFor(_ what: String, _ condition: () throws -> Bool) throws {
             let deadline = ContinuousClock.now + .seconds(10)
             while ContinuousClock.now < deadline {
@@ -240,6 +255,7 @@ import TestSupport
     @Test func clusterIPFromAPodAndFromTheNode() throws {
         let c = try Cluster()
         try c.apply(Self.service())
+        try c.waitForBothBackends()
         var seen = Set<String>()
         for _ in 0..<30 { if let w = try c.who(from: "client", "10.96.0.10", 80) { seen.insert(w) } }
         #expect(seen == ["web1", "web2"], "a local and a remote backend")
@@ -266,6 +282,7 @@ import TestSupport
         let c = try Cluster()
         try c.apply(Self.service(type: "LoadBalancer", ports: "  - {name: http, port: 80, targetPort: 8080, nodePort: 30080, protocol: TCP}",
                                  extra: "status:\n  loadBalancer:\n    ingress: [{ip: 172.30.5.1}]"))
+        try c.waitForBothBackends()
         // The outside host reaches the LoadBalancer IP through node1.
         try c.run(["exec", "--name", c.name, "outside", "--", "ip", "route", "replace", "172.30.5.1/32", "via", c.nodeAddress("node1")])
         for node in ["node1", "node2"] {
@@ -329,6 +346,7 @@ import TestSupport
     @Test func maglevPicksTheSameBackendThroughEitherNode() throws {
         let c = try Cluster(settings: ["loadBalancer.algorithm=maglev", "maglev.tableSize=1021"])
         try c.apply(Self.service(type: "NodePort", ports: "  - {name: http, port: 80, targetPort: 8080, nodePort: 30080, protocol: TCP}"))
+        try c.waitForBothBackends()
         var agree = 0, seen = Set<String>(), pairs: [String] = []
         for sport in UInt16(42000)..<42020 {
             let a = try c.who(from: "outside", c.nodeAddress("node1"), 30080, sourcePort: sport)
