@@ -2,7 +2,8 @@
 # The main job, on a fresh Debian 12 machine, as root: installs what is
 # missing, builds, starts a two-node sandbox (namespaces only; the machine's
 # own interfaces are not touched) with etcd, adds pods through cilium-cni,
-# shows pods talking on one node and across nodes, and each agent's status.
+# shows pods talking on one node and across nodes, a service (ClusterIP and
+# NodePort), a network policy at work, and each agent's status.
 # Leaves the sandbox running; remove it with:  .build/debug/cilium-sandbox down --name demo
 set -eu
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ scripts/install-deps.sh
 swift build
 S=.build/debug/cilium-sandbox
 $S down --name demo >/dev/null
-$S up --name demo --nodes 2 "$@"
+$S up --name demo --nodes 2 --set kubeProxyReplacement=true "$@"
 $S pod add --name demo --node node1 --pod web --labels app=web
 $S pod add --name demo --node node1 --pod client --labels app=client
 $S pod add --name demo --node node2 --pod intruder --labels app=intruder
@@ -29,6 +30,12 @@ sleep 0.5
 $S exec --name demo client -- curl -s -o /dev/null -m 5 -w "client (node1) -> web  (node1) $WEB:8080  HTTP %{http_code} in %{time_total}s\n" "http://$WEB:8080/" || true
 $S exec --name demo client -- curl -s -o /dev/null -m 5 -w "client (node1) -> web2 (node2) $WEB2:8080 HTTP %{http_code} in %{time_total}s (VXLAN)\n" "http://$WEB2:8080/" || true
 $S exec --name demo node1 -- curl -s -o /dev/null -m 5 -w "node1 -> web (node1)                 HTTP %{http_code}\n" "http://$WEB:8080/" || true
+echo
+echo "== a service: examples/services/web.yaml (ClusterIP 10.96.0.10, NodePort 30080) on every node"
+$S cilium --name demo all -- service apply -f examples/services/web.yaml >/dev/null
+$S cilium --name demo node1 -- service list
+$S exec --name demo client -- curl -s -o /dev/null -m 5 -w "client  (node1) -> 10.96.0.10:80 (ClusterIP)  HTTP %{http_code}\n" "http://10.96.0.10/" || true
+$S exec --name demo outside -- curl -s -o /dev/null -m 5 -w "outside         -> 172.30.0.12:30080 (NodePort on node2) HTTP %{http_code}\n" "http://172.30.0.12:30080/" || true
 echo
 echo "== policy: examples/policies/web-from-client.yaml on every node"
 $S cilium --name demo all -- policy import examples/policies/web-from-client.yaml
