@@ -37,6 +37,16 @@ public struct AgentConfig: Codable, Sendable, Equatable {
         public init() {}
     }
 
+    public struct SocketLB: Codable, Sendable, Equatable {
+        public var enabled = true
+        public init() {}
+    }
+
+    public struct CGroup: Codable, Sendable, Equatable {
+        public var hostRoot = ""
+        public init() {}
+    }
+
     public struct HostFirewall: Codable, Sendable, Equatable {
         public var enabled = false
         public init() {}
@@ -107,6 +117,8 @@ public struct AgentConfig: Codable, Sendable, Equatable {
     public var kubeProxyReplacement = false
     public var loadBalancer = LoadBalancer()
     public var maglev = Maglev()
+    public var socketLB = SocketLB()
+    public var cgroup = CGroup()
     public var hostFirewall = HostFirewall()
     public var encryption = Encryption()
     public var clustermesh = ClusterMesh()

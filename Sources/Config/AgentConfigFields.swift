@@ -51,6 +51,8 @@ extension AgentConfig {
         "loadBalancer.acceleration": .choice(\.loadBalancer.acceleration),
         "maglev.tableSize": .int(\.maglev.tableSize),
         "maglev.hashSeed": .string(\.maglev.hashSeed),
+        "socketLB.enabled": .bool(\.socketLB.enabled),
+        "cgroup.hostRoot": .string(\.cgroup.hostRoot),
         "hostFirewall.enabled": .bool(\.hostFirewall.enabled),
         "encryption.enabled": .bool(\.encryption.enabled),
         "encryption.type": .choice(\.encryption.type),

@@ -185,8 +185,13 @@ public let schema = ConfigSchema(keys: [
     ConfigKey("maglev.tableSize", .intChoice(maglevTableSizes), .int(16381),
               "Maglev lookup table size per Service (a prime); larger tables disrupt less on backend changes."),
     ConfigKey("maglev.hashSeed", .string, .string(""),
-              "Seed for Maglev hashing, identical on all nodes; \"\" picks a random one.",
+              "Seed for Maglev hashing, identical on all nodes; \"\" derives one from cluster.name (the same on every node of the cluster).",
               [.base64OrEmpty(bytes: 12)]),
+
+    ConfigKey("socketLB.enabled", .bool, .bool(true),
+              "With kubeProxyReplacement: translate a service address once, when a socket connects or sends (cgroup hooks), instead of per packet."),
+    ConfigKey("cgroup.hostRoot", .string, .string(""),
+              "cgroup v2 directory whose processes the socket LB serves; \"\" is the cgroup2 mount (every process of the node)."),
 
     ConfigKey("hostFirewall.enabled", .bool, .bool(false),
               "Enforce host policies (CiliumClusterwideNetworkPolicy nodeSelector) on the node's own traffic."),

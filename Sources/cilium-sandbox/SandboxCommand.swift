@@ -204,9 +204,15 @@ extension SandboxCommand {
         @Argument(parsing: .postTerminator) var command: [String] = []
 
         func run() throws {
-            let ns = try SandboxState.load(name.name).namespace(of: target)
+            let state = try SandboxState.load(name.name)
+            let ns = try state.namespace(of: target)
             guard !command.isEmpty else { throw SandboxError("give a command after --") }
-            throw ExitCode(Processes.run(["nsenter", "--net=/run/netns/\(ns)", "--"] + command))
+            var argv = ["nsenter", "--net=/run/netns/\(ns)", "--"] + command
+            // In the node's cgroup, as a container runtime would start a pod's processes.
+            if let cg = state.cgroup(of: target) {
+                argv = ["sh", "-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", cg] + argv
+            }
+            throw ExitCode(Processes.run(argv))
         }
     }
 

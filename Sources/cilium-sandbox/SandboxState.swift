@@ -13,6 +13,8 @@ struct SandboxState: Codable {
         var bpfRoot: String
         var logFile: String
         var pid: Int32?
+        /// The node's cgroup (v2): its agent's socket LB serves it; `exec` runs commands in it.
+        var cgroup: String?
     }
 
     struct Pod: Codable {
@@ -54,6 +56,12 @@ struct SandboxState: Codable {
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try FileManager.default.createDirectory(atPath: Self.directory(name), withIntermediateDirectories: true)
         try enc.encode(self).write(to: URL(fileURLWithPath: Self.file(name)))
+    }
+
+    /// The cgroup a command for a node or a pod runs in (its node's).
+    func cgroup(of target: String) -> String? {
+        let nodeName = pods.first { $0.name == target }?.node ?? target
+        return nodes.first { $0.name == nodeName }?.cgroup
     }
 
     /// The namespace of a node or a pod, by name.

@@ -46,10 +46,25 @@ enum Topology {
             try plug(ns, into: ul, as: "veth-etcd", address: etcdAddress)
             settings = ["etcd.endpoints={\(state.etcdURL!)}", "etcd.enabled=true"] + settings
         }
-        for (i, node) in state.nodes.enumerated() {
+        let cgroupMount = cgroup2Mount()
+        for (i, var node) in state.nodes.enumerated() {
             let ns = try NetworkNamespace.create(named: node.namespace)
             try plug(ns, into: ul, as: "veth-node\(i + 1)", address: node.address)
-            try writeConfig(node, sandbox: name, settings: settings)
+            var own = settings
+            // Each node's pods run in a cgroup of their own: that node's socket LB serves them (and nothing else on the machine).
+            if let mount = cgroupMount {
+                let dir = "\(mount)/csbx-\(name)-\(node.name)"
+                try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
+                if FileManager.default.fileExists(atPath: dir + "/cgroup.procs") {
+                    node.cgroup = dir
+                    state.nodes[i] = node
+                    try state.save()
+                    own = ["cgroup.hostRoot=\(dir)"] + own
+                }
+            } else {
+                own = ["socketLB.enabled=false"] + own
+            }
+            try writeConfig(node, sandbox: name, settings: own)
         }
         // A host outside the cluster (world): two addresses, pods reached through node1.
         let out = try NetworkNamespace.create(named: "csbx-\(name)-out")
@@ -134,6 +149,27 @@ enum Topology {
         }
     }
 
+    /// Where cgroup v2 is mounted (hybrid hierarchies: /sys/fs/cgroup/unified).
+    static func cgroup2Mount() -> String? {
+        let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
+        for line in mounts.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            if f.count > 2, f[2] == "cgroup2" { return String(f[1]) }
+        }
+        return nil
+    }
+
+    /// Removes a node's cgroup: what still runs there (it should not) goes to the parent first.
+    static func removeCgroup(_ dir: String) {
+        for _ in 0..<20 {
+            if rmdir(dir) == 0 || errno == ENOENT { return }
+            let pids = (try? String(contentsOfFile: dir + "/cgroup.procs", encoding: .utf8)) ?? ""
+            let parent = (dir as NSString).deletingLastPathComponent + "/cgroup.procs"
+            for pid in pids.split(separator: "\n") { try? String(pid).write(toFile: parent, atomically: false, encoding: .utf8) }
+            usleep(50_000)
+        }
+    }
+
     static func teardown(_ state: SandboxState) {
         for node in state.nodes {
             if let pid = node.pid { Processes.stop(pid, marker: "cilium-agent") }
@@ -150,6 +186,7 @@ enum Topology {
         for node in state.nodes {
             try? NetworkNamespace(named: node.namespace).delete()
             BPFFS.removeTree(node.bpfRoot)
+            if let cg = node.cgroup { removeCgroup(cg) }
         }
         try? NetworkNamespace(named: state.underlayNamespace).delete()
         try? FileManager.default.removeItem(atPath: SandboxState.directory(state.name))

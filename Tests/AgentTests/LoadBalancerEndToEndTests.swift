@@ -365,4 +365,38 @@ import TestSupport
         #expect(m.size == 1021 && m.shares.count == 2)
         #expect(m.shares.values.allSatisfy { abs($0 - 510) <= 1 })
     }
+
+    /// Processes the runtime starts in a node's pods (here: `cilium-sandbox exec`, in that node's cgroup)
+    /// get the backend at connect(): the packets carry the backend's address from the start.
+    @Test func socketLBTranslatesAtConnect() throws {
+        let c = try Cluster()
+        try c.apply(Self.service())
+        try c.apply(Self.service("dns", clusterIP: "10.96.0.53", ports: "  - {name: dns, port: 53, targetPort: 8080, protocol: UDP}"))
+        try c.waitForBothBackends()
+        let (_, status) = try c.cilium("node1", ["status", "--verbose"])
+        #expect(status.contains("Socket LB: Enabled (cgroup"), "\(status)")
+        var seen = Set<String>()
+        for _ in 0..<12 {
+            let out = try c.run(["exec", "--name", c.name, "client", "--", "sh", "-c", "echo ping | busybox nc -w 1 10.96.0.10 80"])
+            if out.contains("web1") { seen.insert("web1") }
+            if out.contains("web2") { seen.insert("web2") }
+        }
+        #expect(seen == ["web1", "web2"])
+        // UDP, connected (connect4, getpeername4) and unconnected (sendmsg4, recvmsg4): the peer is the service address.
+        let script = """
+            import socket
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+            s.connect(("10.96.0.53", 53)); s.send(b"x")
+            print(s.recv(64).decode(), s.getpeername())
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(2)
+            u.sendto(b"x", ("10.96.0.53", 53)); d, a = u.recvfrom(64)
+            print(d.decode(), a)
+            """
+        let udp = try c.run(["exec", "--name", c.name, "client", "--", "python3", "-c", script])
+        #expect(udp.components(separatedBy: "('10.96.0.53', 53)").count == 3, "UDP through the socket LB: \(udp)")
+        // The translations were made by the socket hooks (their reverse entries), not per packet.
+        let (_, dump) = try runCapturing(["bpftool", "-j", "map", "dump", "pinned", "/sys/fs/bpf/csbx-\(c.name)-node1/cilium_lb4_sock_revnat"])
+        let entries = (try? JSONSerialization.jsonObject(with: Data(dump.utf8)) as? [Any])?.count ?? 0
+        #expect(entries >= 12, "\(dump.prefix(300))")
+    }
 }

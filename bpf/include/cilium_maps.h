@@ -322,6 +322,22 @@ enum lb_ct_flags {
 	LB_CT_F_SNAT = 1,
 };
 
+/* cilium_lb4_sock_revnat: socket LB. A socket whose connect()/sendmsg() went
+ * to a frontend and was sent to a backend instead: what getpeername() and
+ * recvmsg() must show (the frontend). */
+struct lb4_sock_key {
+	__u64 cookie;   /* bpf_get_socket_cookie */
+	__u32 address;  /* the backend, network order */
+	__u16 port;     /* network order */
+	__u16 pad;
+};
+
+struct lb4_sock_value {
+	__u32 address;  /* the frontend */
+	__u16 port;
+	__u16 rev_nat_index;
+};
+
 /* cilium_lb4_config: one entry. */
 struct lb4_config {
 	__u32 maglev_size;  /* slots per Maglev table (maglev.tableSize) */

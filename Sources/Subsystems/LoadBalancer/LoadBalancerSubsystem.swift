@@ -13,7 +13,7 @@ import Reconciler
 public actor LoadBalancerSubsystem: StageSubsystem {
     public nonisolated let name = "loadbalancer"
     public nonisolated let dependencies = ["networking"]
-    public nonisolated let configKeys = ["kubeProxyReplacement", "loadBalancer.", "maglev."]
+    public nonisolated let configKeys = ["kubeProxyReplacement", "loadBalancer.", "maglev.", "socketLB.", "cgroup."]
     public nonisolated let apiPrefixes = ["/v1/service", "/v1/map/lb"]
     public private(set) var context: SubsystemContext?
     public nonisolated let stage = PipelineStage(object: "lb", program: "cil_stage_lb", slot: CILIUM_STAGE_LB)
@@ -33,6 +33,8 @@ public actor LoadBalancerSubsystem: StageSubsystem {
     private var directory: ServiceDirectory?
     private var routes = VirtualIPRoutes()
     private var lastError: String?
+    /// Where the socket LB hooks are attached (nil: socket LB off).
+    private var socketCgroup: String?
 
     public init() {}
 
@@ -90,6 +92,20 @@ public actor LoadBalancerSubsystem: StageSubsystem {
         watchers.append(follow(await context.shared.endpoints.changes()))
         watchers.append(follow(await context.shared.ipcache.changes()))
         watchers.append(follow(await context.shared.identities.changes()))
+        if c.socketLB.enabled {
+            do {
+                let cg = try SocketLB.cgroupRoot(c.cgroup.hostRoot)
+                try await SocketLB.attach(bpfRoot: root, cgroup: cg)
+                socketCgroup = cg
+            } catch {
+                await halt()
+                await stage.uninstall()
+                throw SubsystemError("loadbalancer: socket LB: \(error)")
+            }
+        } else {
+            SocketLB.detach(bpfRoot: root)
+            socketCgroup = nil
+        }
         let dir = c.agent.resourceDirectory
         if !dir.isEmpty {
             let d = ServiceDirectory(path: dir, owner: self)
@@ -108,6 +124,8 @@ public actor LoadBalancerSubsystem: StageSubsystem {
     public func stop() async {
         await halt()
         routes.removeAll()
+        if let root = context?.bpfRoot { SocketLB.detach(bpfRoot: root) }
+        socketCgroup = nil
         await stage.uninstall()
     }
 
@@ -225,7 +243,8 @@ public actor LoadBalancerSubsystem: StageSubsystem {
         let h = await health()
         var details: [String] = []
         if let c = context?.config {
-            details.append("Socket LB: Disabled (not built yet: translation happens per packet in the LB stage)")
+            details.append(socketCgroup.map { "Socket LB: Enabled (cgroup \($0); frontends with affinity or Maglev per packet)" }
+                           ?? "Socket LB: Disabled (translation happens per packet in the LB stage)")
             let mode = c.loadBalancer.mode
             details.append(mode == .snat ? "Mode: SNAT" : "Mode: SNAT (\(mode.rawValue.uppercased()) requested: not built yet)")
             if c.loadBalancer.algorithm == .maglev {

@@ -1,0 +1,56 @@
+import CBPF
+import Datapath
+import Foundation
+
+/// The socket LB hooks (bpf/sock.c) on a cgroup v2 directory, as pinned links
+/// under the agent's bpf root: they outlive the agent (a restart swaps the
+/// programs in place) and go when the load balancer is disabled.
+enum SocketLB {
+    static let hooks: [(program: String, type: bpf_attach_type, pin: String)] = [
+        ("cil_sock4_connect", BPF_CGROUP_INET4_CONNECT, "sock4-connect"),
+        ("cil_sock4_sendmsg", BPF_CGROUP_UDP4_SENDMSG, "sock4-sendmsg"),
+        ("cil_sock4_recvmsg", BPF_CGROUP_UDP4_RECVMSG, "sock4-recvmsg"),
+        ("cil_sock4_getpeername", BPF_CGROUP_INET4_GETPEERNAME, "sock4-getpeername"),
+    ]
+
+    /// `cgroup.hostRoot`, or the cgroup2 mount when it is "".
+    static func cgroupRoot(_ configured: String) throws -> String {
+        if !configured.isEmpty { return configured }
+        let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
+        for line in mounts.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            if f.count > 2, f[2] == "cgroup2" { return String(f[1]) }
+        }
+        throw SocketLBError("no cgroup2 mount found; mount one (mount -t cgroup2 none /sys/fs/cgroup/unified) or set cgroup.hostRoot")
+    }
+
+    static func pinPath(_ bpfRoot: String, _ hook: String) -> String { "\(bpfRoot)/links/\(hook)" }
+
+    /// Loads bpf/sock.c against the pinned LB maps and attaches (or swaps) every hook.
+    static func attach(bpfRoot: String, cgroup: String) async throws {
+        guard FileManager.default.fileExists(atPath: cgroup + "/cgroup.procs") else {
+            throw SocketLBError("cgroup.hostRoot \(cgroup) is not a cgroup v2 directory (no cgroup.procs there)")
+        }
+        try FileManager.default.createDirectory(atPath: bpfRoot + "/links", withIntermediateDirectories: true)
+        let object = try BPFObject(embedded: "sock", pinRoot: bpfRoot)
+        defer { Task { await object.close() } }
+        for h in hooks {
+            _ = try Attach.cgroup(try await object.program(h.program), cgroupPath: cgroup, type: h.type,
+                                  pinPath: pinPath(bpfRoot, h.pin))
+        }
+    }
+
+    /// Detaches every hook and removes its pin (socket LB disabled).
+    static func detach(bpfRoot: String) {
+        for h in hooks {
+            let path = pinPath(bpfRoot, h.pin)
+            BPFLink.openPinned(path)?.detach()
+            unlink(path)
+        }
+    }
+}
+
+struct SocketLBError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
