@@ -118,6 +118,85 @@ enum ServiceConnections {
         }
     }
 
+    static func cgroup2Mount() -> String? {
+        let mounts: String = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
+        for line in mounts.split(separator: "\n") {
+            let f: [Substring] = line.split(separator: " ")
+            if f.count > 2 && f[2] == "cgroup2" { return String(f[1]) }
+        }
+        return nil
+    }
+
+    /// Moves this whole process into `cgroup` (its sockets then meet that cgroup's socket LB hooks).
+    static func join(cgroup: String) {
+        try? "\(getpid())".write(toFile: cgroup + "/cgroup.procs", atomically: false, encoding: .utf8)
+    }
+
+    /// One-byte TCP ping-pong for 2 s from `ns` to address:port (an echo server listens there); round trips per second.
+    static func requestResponse(from ns: NetworkNamespace, to address: String, port: UInt16) throws -> Double {
+        try ns.run { () -> Double in
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_port = port.bigEndian
+            inet_pton(AF_INET, address, &a.sin_addr)
+            guard withUnsafePointer(to: &a, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }) == 0 else {
+                throw BenchError("connect to \(address):\(port) failed")
+            }
+            var b: UInt8 = 1
+            var n = 0
+            let end = ContinuousClock.now + .seconds(2)
+            while ContinuousClock.now < end {
+                guard send(fd, &b, 1, 0) == 1, recv(fd, &b, 1, 0) == 1 else { break }
+                n += 1
+            }
+            return Double(n) / 2
+        }
+    }
+
+    /// Echoes single bytes on `port` in `ns`, one connection at a time, until stopped.
+    final class Echo: @unchecked Sendable {
+        private let fd: Int32
+        private let lock = NSLock()
+        private var stopped = false
+        init(in ns: NetworkNamespace, port: UInt16) throws {
+            fd = try ns.run { () -> Int32 in
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                var one: Int32 = 1
+                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+                var a = sockaddr_in()
+                a.sin_family = sa_family_t(AF_INET)
+                a.sin_port = port.bigEndian
+                _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+                listen(fd, 16)
+                return fd
+            }
+            let listener = fd
+            Thread.detachNewThread { [self] in
+                while !self.isStopped {
+                    var p = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+                    guard poll(&p, 1, 100) == 1 else { continue }
+                    let c = accept(listener, nil, nil)
+                    guard c >= 0 else { continue }
+                    var one: Int32 = 1
+                    setsockopt(c, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                    var b: UInt8 = 0
+                    while recv(c, &b, 1, 0) == 1 { _ = send(c, &b, 1, 0) }
+                    close(c)
+                }
+            }
+        }
+        var isStopped: Bool { lock.withLock { stopped } }
+        func stop() {
+            lock.withLock { stopped = true }
+            Thread.sleep(forTimeInterval: 0.2)
+            close(fd)
+        }
+    }
+
     static func run(bin: String) throws -> [(String, String, String)] {
         let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         let sandbox = "svcb\(tag.prefix(6))"
@@ -154,6 +233,12 @@ enum ServiceConnections {
         let byName = Dictionary(uniqueKeysWithValues: pods.map { ($0.name, $0) })
         for b in ["b1", "b2"] { acceptors.append(try Acceptor(in: NetworkNamespace(named: byName[b]!.namespace))) }
         let podClient = try NetworkNamespace(named: byName["client"]!.namespace)
+        // node1's cgroup (the sandbox gives each node one; its agent's socket LB serves it).
+        struct State: Decodable { struct N: Decodable { var cgroup: String? }; var nodes: [N] }
+        let stateData = FileManager.default.contents(atPath: "/run/cilium-sandbox/\(sandbox)/state.json") ?? Data()
+        let nodeCgroup = (try? JSONDecoder().decode(State.self, from: stateData))?.nodes.first?.cgroup
+        let rootCgroup = cgroup2Mount()
+        defer { if let rootCgroup { join(cgroup: rootCgroup) } }
         let real = ["b1", "b2"].map { byName[$0]!.address + ":8080" }
         let dir = NSTemporaryDirectory() + "cilium-bench-svc-\(tag)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -174,19 +259,46 @@ enum ServiceConnections {
             guard PodPaths.shell(["sh", "-c", "ip netns exec \(client.name!) iptables-restore < \(dir)/rules"]).0 == 0 else {
                 throw BenchError("iptables-restore failed (is iptables installed? scripts/install-deps.sh)")
             }
-            var best = (ours: 0.0, ipt: 0.0)
+            var best = (ours: 0.0, perPacket: 0.0, ipt: 0.0)
             for _ in 0..<2 {
+                // Socket LB (the default): this process joins node1's cgroup for our measurement.
+                if let nodeCgroup { join(cgroup: nodeCgroup) }
                 best.ours = max(best.ours, try rate(from: podClient))
+                if let rootCgroup { join(cgroup: rootCgroup) }
+                best.perPacket = max(best.perPacket, try rate(from: podClient))
                 best.ipt = max(best.ipt, try rate(from: client))
             }
             if count == 10 { ours10 = best.ours }
             rows.append(("service: new TCP connections/s, \(count) services",
                          String(format: "%.0f vs iptables %.0f (%.2fx)", best.ours, best.ipt, best.ours / max(best.ipt, 1)),
                          count == 10_000 ? ">= 3x iptables" : ""))
+            rows.append(("  per packet (no socket LB), \(count) services",
+                         String(format: "%.0f (%.2fx iptables)", best.perPacket, best.perPacket / max(best.ipt, 1)), ""))
             if count == 10_000 {
                 rows.append(("  10000 services vs our own 10", String(format: "%.2fx", best.ours / max(ours10, 1)), ">= 0.9x"))
             }
         }
+        // Request/response on an established connection: through a service address vs straight to the backend.
+        let echo = try Echo(in: NetworkNamespace(named: byName["b1"]!.namespace), port: 9000)
+        defer { echo.stop() }
+        try (manifests([Service(vip: "10.200.0.20", backends: [byName["b1"]!.address + ":9000"])])
+             .replacingOccurrences(of: "\"name\": \"s0", with: "\"name\": \"rr")
+             .replacingOccurrences(of: "\"port\": 80, \"targetPort\": 8080", with: "\"port\": 9000, \"targetPort\": 9000")
+             .replacingOccurrences(of: "\"port\": 8080}", with: "\"port\": 9000}"))
+            .write(toFile: dir + "/rr.json", atomically: true, encoding: .utf8)
+        guard PodPaths.shell([bin + "/cilium-sandbox", "cilium", "--name", sandbox, "node1", "--", "service", "apply", "-f", dir + "/rr.json"]).0 == 0
+        else { throw BenchError("cannot apply the request/response service") }
+        var rr = (direct: 0.0, perPacket: 0.0, socket: 0.0)
+        for _ in 0..<3 {
+            rr.direct = max(rr.direct, try requestResponse(from: podClient, to: byName["b1"]!.address, port: 9000))
+            rr.perPacket = max(rr.perPacket, try requestResponse(from: podClient, to: "10.200.0.20", port: 9000))
+            if let nodeCgroup { join(cgroup: nodeCgroup) }
+            rr.socket = max(rr.socket, try requestResponse(from: podClient, to: "10.200.0.20", port: 9000))
+            if let rootCgroup { join(cgroup: rootCgroup) }
+        }
+        rows.append(("service: request/response via the service vs the backend",
+                     String(format: "%.0f vs %.0f (%.2fx); per packet %.2fx", rr.socket, rr.direct, rr.socket / max(rr.direct, 1),
+                            rr.perPacket / max(rr.direct, 1)), ""))
         return rows
     }
 }

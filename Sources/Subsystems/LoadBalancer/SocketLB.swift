@@ -6,12 +6,18 @@ import Foundation
 /// under the agent's bpf root: they outlive the agent (a restart swaps the
 /// programs in place) and go when the load balancer is disabled.
 enum SocketLB {
-    static let hooks: [(program: String, type: bpf_attach_type, pin: String)] = [
-        ("cil_sock4_connect", BPF_CGROUP_INET4_CONNECT, "sock4-connect"),
-        ("cil_sock4_sendmsg", BPF_CGROUP_UDP4_SENDMSG, "sock4-sendmsg"),
-        ("cil_sock4_recvmsg", BPF_CGROUP_UDP4_RECVMSG, "sock4-recvmsg"),
-        ("cil_sock4_getpeername", BPF_CGROUP_INET4_GETPEERNAME, "sock4-getpeername"),
-    ]
+    struct Hook: Sendable {
+        var program: String
+        var type: UInt32 // bpf_attach_type
+        var pin: String
+    }
+
+    static var hooks: [Hook] {
+        [Hook(program: "cil_sock4_connect", type: BPF_CGROUP_INET4_CONNECT.rawValue, pin: "sock4-connect"),
+         Hook(program: "cil_sock4_sendmsg", type: BPF_CGROUP_UDP4_SENDMSG.rawValue, pin: "sock4-sendmsg"),
+         Hook(program: "cil_sock4_recvmsg", type: BPF_CGROUP_UDP4_RECVMSG.rawValue, pin: "sock4-recvmsg"),
+         Hook(program: "cil_sock4_getpeername", type: BPF_CGROUP_INET4_GETPEERNAME.rawValue, pin: "sock4-getpeername")]
+    }
 
     /// `cgroup.hostRoot`, or the cgroup2 mount when it is "".
     static func cgroupRoot(_ configured: String) throws -> String {
@@ -35,7 +41,7 @@ enum SocketLB {
         let object = try BPFObject(embedded: "sock", pinRoot: bpfRoot)
         defer { Task { await object.close() } }
         for h in hooks {
-            _ = try Attach.cgroup(try await object.program(h.program), cgroupPath: cgroup, type: h.type,
+            _ = try Attach.cgroup(try await object.program(h.program), cgroupPath: cgroup, type: bpf_attach_type(h.type),
                                   pinPath: pinPath(bpfRoot, h.pin))
         }
     }
