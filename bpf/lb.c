@@ -131,12 +131,15 @@ static __always_inline int lb_forward(struct __sk_buff *skb, struct packet_tuple
 	struct lb4_ct_value *known = bpf_map_lookup_elem(&cilium_lb4_ct, &fk);
 	struct lb4_backend *be = 0;
 	__u32 id = 0;
-	/* An open connection keeps its backend, whatever its state now. */
+	/* An open connection keeps its backend, whatever its state now. A TCP
+	 * SYN (a new connection on a tuple an older one used, or a retransmit)
+	 * keeps it too, but writes the reply entry again: it may have gone. */
+	int syn = t->protocol == IPPROTO_TCP && (t->tcp_flags & (CIL_TCP_SYN | CIL_TCP_ACK)) == CIL_TCP_SYN;
 	if (known) {
 		id = known->backend_id;
 		be = bpf_map_lookup_elem(&cilium_lb4_backends, &id);
 	}
-	int opened = 0;
+	int opened = syn;
 	if (!be) {
 		id = lb_select(t, frontend, svc);
 		be = id ? bpf_map_lookup_elem(&cilium_lb4_backends, &id) : 0;
@@ -212,7 +215,16 @@ int cil_stage_lb(struct __sk_buff *skb)
 			svc = bpf_map_lookup_elem(&cilium_lb4_services, &key);
 		}
 	}
-	if (!svc)
+	if (!svc) {
+		/* A new TCP connection straight to an address (a backend reached
+		 * directly, e.g. translated by the socket LB): a reply entry left by an
+		 * older translated connection on the same tuple must not rewrite its replies. */
+		if (t.protocol == IPPROTO_TCP && (t.tcp_flags & (CIL_TCP_SYN | CIL_TCP_ACK)) == CIL_TCP_SYN) {
+			struct lb4_ct_key own = { .saddr = t.saddr, .daddr = t.daddr, .sport = t.sport, .dport = t.dport,
+						  .proto = t.protocol, .kind = LB_CT_BACKEND };
+			bpf_map_delete_elem(&cilium_lb4_ct, &own);
+		}
 		return pipeline_next(skb);
+	}
 	return lb_forward(skb, &t, &key, svc);
 }

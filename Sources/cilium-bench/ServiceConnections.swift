@@ -281,11 +281,15 @@ enum ServiceConnections {
         // Request/response on an established connection: through a service address vs straight to the backend.
         let echo = try Echo(in: NetworkNamespace(named: byName["b1"]!.namespace), port: 9000)
         defer { echo.stop() }
-        try (manifests([Service(vip: "10.200.0.20", backends: [byName["b1"]!.address + ":9000"])])
-             .replacingOccurrences(of: "\"name\": \"s0", with: "\"name\": \"rr")
-             .replacingOccurrences(of: "\"port\": 80, \"targetPort\": 8080", with: "\"port\": 9000, \"targetPort\": 9000")
-             .replacingOccurrences(of: "\"port\": 8080}", with: "\"port\": 9000}"))
-            .write(toFile: dir + "/rr.json", atomically: true, encoding: .utf8)
+        let rrManifest = """
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "rr"},
+             "spec": {"clusterIP": "10.200.0.20", "ports": [{"name": "rr", "port": 9000, "targetPort": 9000}]}}
+            ---
+            {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+             "metadata": {"name": "rr-1", "labels": {"kubernetes.io/service-name": "rr"}},
+             "ports": [{"name": "rr", "port": 9000}], "endpoints": [{"addresses": ["\(byName["b1"]!.address)"]}]}
+            """
+        try rrManifest.write(toFile: dir + "/rr.json", atomically: true, encoding: .utf8)
         guard PodPaths.shell([bin + "/cilium-sandbox", "cilium", "--name", sandbox, "node1", "--", "service", "apply", "-f", dir + "/rr.json"]).0 == 0
         else { throw BenchError("cannot apply the request/response service") }
         var rr = (direct: 0.0, perPacket: 0.0, socket: 0.0)

@@ -55,7 +55,11 @@ struct packet_tuple {
 	__u8 protocol;
 	__u8 icmp_type;
 	__u16 l4_off; /* offset of the TCP/UDP/ICMP header in the frame */
+	__u8 tcp_flags;
 };
+
+#define CIL_TCP_SYN 0x02
+#define CIL_TCP_ACK 0x10
 
 #define ICMP_ECHOREPLY_TYPE 0
 #define ICMP_ECHO_TYPE 8
@@ -85,6 +89,11 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet_tuple
 			return -1;
 		t->sport = ports[0];
 		t->dport = ports[1];
+		if (ip->protocol == IPPROTO_TCP) {
+			__u8 *flags = (void *)ports + 13;
+			if ((void *)(flags + 1) <= end)
+				t->tcp_flags = *flags;
+		}
 	} else if (ip->protocol == IPPROTO_ICMP) {
 		__u8 *icmp = (void *)ip + ip->ihl * 4;
 		if ((void *)(icmp + 8) > end)
