@@ -5,12 +5,8 @@ set -eu
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 scripts/install-deps.sh
-# Release binaries. Not --static-swift-stdlib for now: a statically linked
-# agent built from this tree aborts at start ("malloc(): corrupted top size",
-# inside the Swift runtime's first conformance lookup for StateTable<...>),
-# while the same code linked dynamically (and every debug build) runs; see
-# the stop 8 note. The figures below are for the dynamically linked build.
-swift build -c release
+# Self-contained binaries (Swift runtime linked in), as one would deploy them.
+swift build -c release --static-swift-stdlib
 mkdir -p bench/results
 out=bench/results/$(date -u +%Y-%m-%d).txt
 {

@@ -110,7 +110,7 @@ public struct AgentConfig: Codable, Sendable, Equatable {
     }
 
     public var cluster = Cluster()
-    public var agent = Agent()
+    @Indirect public var agent = Agent()
     public var bpf = BPF()
     public var policyEnforcementMode = PolicyEnforcementMode.default
     public var policyAuditMode = false
@@ -120,11 +120,11 @@ public struct AgentConfig: Codable, Sendable, Equatable {
     public var socketLB = SocketLB()
     public var cgroup = CGroup()
     public var hostFirewall = HostFirewall()
-    public var encryption = Encryption()
-    public var clustermesh = ClusterMesh()
-    public var hubble = Hubble()
+    @Indirect public var encryption = Encryption()
+    @Indirect public var clustermesh = ClusterMesh()
+    @Indirect public var hubble = Hubble()
     public var prometheus = Prometheus()
-    public var ipam = IPAM()
+    @Indirect public var ipam = IPAM()
     public var routingMode = RoutingMode.tunnel
     /// Always `.vxlan` after validation: geneve is refused on this kernel.
     public var tunnelProtocol = TunnelProtocol.vxlan
