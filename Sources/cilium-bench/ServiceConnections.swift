@@ -118,15 +118,6 @@ enum ServiceConnections {
         }
     }
 
-    static func cgroup2Mount() -> String? {
-        let mounts: String = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
-        for line in mounts.split(separator: "\n") {
-            let f: [Substring] = line.split(separator: " ")
-            if f.count > 2 && f[2] == "cgroup2" { return String(f[1]) }
-        }
-        return nil
-    }
-
     /// Moves this whole process into `cgroup` (its sockets then meet that cgroup's socket LB hooks).
     static func join(cgroup: String) {
         try? "\(getpid())".write(toFile: cgroup + "/cgroup.procs", atomically: false, encoding: .utf8)
@@ -237,7 +228,7 @@ enum ServiceConnections {
         struct State: Decodable { struct N: Decodable { var cgroup: String? }; var nodes: [N] }
         let stateData = FileManager.default.contents(atPath: "/run/cilium-sandbox/\(sandbox)/state.json") ?? Data()
         let nodeCgroup = (try? JSONDecoder().decode(State.self, from: stateData))?.nodes.first?.cgroup
-        let rootCgroup = cgroup2Mount()
+        let rootCgroup = CGroup2.mountPoint()
         defer { if let rootCgroup { join(cgroup: rootCgroup) } }
         let real = ["b1", "b2"].map { byName[$0]!.address + ":8080" }
         let dir = NSTemporaryDirectory() + "cilium-bench-svc-\(tag)"

@@ -46,7 +46,7 @@ enum Topology {
             try plug(ns, into: ul, as: "veth-etcd", address: etcdAddress)
             settings = ["etcd.endpoints={\(state.etcdURL!)}", "etcd.enabled=true"] + settings
         }
-        let cgroupMount = cgroup2Mount()
+        let cgroupMount = CGroup2.mountPoint()
         for (i, var node) in state.nodes.enumerated() {
             let ns = try NetworkNamespace.create(named: node.namespace)
             try plug(ns, into: ul, as: "veth-node\(i + 1)", address: node.address)
@@ -147,16 +147,6 @@ enum Topology {
                   inodes.contains(link) else { return nil }
             return pid
         }
-    }
-
-    /// Where cgroup v2 is mounted (hybrid hierarchies: /sys/fs/cgroup/unified).
-    static func cgroup2Mount() -> String? {
-        let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
-        for line in mounts.split(separator: "\n") {
-            let f = line.split(separator: " ")
-            if f.count > 2, f[2] == "cgroup2" { return String(f[1]) }
-        }
-        return nil
     }
 
     /// Removes a node's cgroup: what still runs there (it should not) goes to the parent first.

@@ -30,7 +30,7 @@ public actor LoadBalancerSubsystem: StageSubsystem {
     private var natReconciler: Reconciler<BPFMapOperations<ReverseNATEntry, UInt16, lb4_reverse_nat>>?
     private var maglevReconciler: Reconciler<MaglevOperations>?
     private var watchers: [Task<Void, Never>] = []
-    private var directory: ServiceDirectory?
+    private var directory: ResourceDirectory?
     private var routes = VirtualIPRoutes()
     private var lastError: String?
     /// Where the socket LB hooks are attached (nil: socket LB off).
@@ -40,7 +40,7 @@ public actor LoadBalancerSubsystem: StageSubsystem {
 
     public func configure(_ context: SubsystemContext) { self.context = context }
 
-    private var stateFile: String { (context?.stateDir ?? "/tmp") + "/services.json" }
+    private var state: JSONState<ServiceStore.Persisted> { JSONState(path: (context?.stateDir ?? "/tmp") + "/services.json") }
 
     public func start() async throws {
         guard let context else { throw SubsystemError("loadbalancer: not configured") }
@@ -55,14 +55,13 @@ public actor LoadBalancerSubsystem: StageSubsystem {
         resolver.maglev = c.loadBalancer.algorithm == .maglev
         resolver.maglevSize = c.maglev.tableSize
         resolver.maglevSeed = seed
-        if let data = FileManager.default.contents(atPath: stateFile) {
-            do {
-                let saved = try JSONDecoder().decode(ServiceStore.Persisted.self, from: data)
+        do {
+            if let saved = try state.load() {
                 store = ServiceStore(saved)
                 resolver.ids = saved.ids
-            } catch {
-                throw SubsystemError("loadbalancer: cannot read \(stateFile): \(error)")
             }
+        } catch {
+            throw SubsystemError("loadbalancer: \(error)")
         }
         try await stage.install(bpfRoot: context.bpfRoot)
         let root = context.bpfRoot
@@ -108,7 +107,23 @@ public actor LoadBalancerSubsystem: StageSubsystem {
         }
         let dir = c.agent.resourceDirectory
         if !dir.isEmpty {
-            let d = ServiceDirectory(path: dir, owner: self)
+            // Service and EndpointSlice files in the resource directory: a file that does not parse, or a
+            // conflicting frontend, changes nothing.
+            let d = ResourceDirectory(path: dir, wants: { $0.range(of: #"kind:\s*"?(Service|EndpointSlice)\b"#, options: .regularExpression) != nil }) {
+                [weak self] files in
+                var all = ServiceDocuments()
+                for f in files {
+                    do {
+                        let docs = try ServiceManifestParser.parse(f.text, file: f.path)
+                        all.services += docs.services
+                        all.slices += docs.slices
+                    } catch {
+                        return "\(error) (the services in force stay as they were)"
+                    }
+                }
+                do { try await self?.apply(all, source: "directory", replacingSource: true) } catch { return "\(error)" }
+                return nil
+            }
             await d.start()
             directory = d
         }
@@ -224,11 +239,9 @@ public actor LoadBalancerSubsystem: StageSubsystem {
 
     private func persist() {
         do {
-            let data = try JSONEncoder().encode(store.persisted(ids: resolver.ids))
-            try data.write(to: URL(fileURLWithPath: stateFile + ".tmp"))
-            _ = rename(stateFile + ".tmp", stateFile)
+            try state.save(store.persisted(ids: resolver.ids))
         } catch {
-            lastError = "cannot save services to \(stateFile): \(error)"
+            lastError = "cannot save services to \(state.path): \(error)"
         }
     }
 

@@ -22,11 +22,7 @@ enum SocketLB {
     /// `cgroup.hostRoot`, or the cgroup2 mount when it is "".
     static func cgroupRoot(_ configured: String) throws -> String {
         if !configured.isEmpty { return configured }
-        let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
-        for line in mounts.split(separator: "\n") {
-            let f = line.split(separator: " ")
-            if f.count > 2, f[2] == "cgroup2" { return String(f[1]) }
-        }
+        if let mount = CGroup2.mountPoint() { return mount }
         throw SocketLBError("no cgroup2 mount found; mount one (mount -t cgroup2 none /sys/fs/cgroup/unified) or set cgroup.hostRoot")
     }
 

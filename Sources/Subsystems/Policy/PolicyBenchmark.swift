@@ -85,7 +85,6 @@ public enum PolicyBenchmark {
         }
         await r.stop()
         samples.sort()
-        _ = touched
         rows.append(("policy: new identity -> affected entries in the map (50 runs)",
                      String(format: "p50 %.2f ms, max %.2f ms (%d entries each)", samples[samples.count / 2], samples.last!, touched / 50),
                      "< 10 ms"))

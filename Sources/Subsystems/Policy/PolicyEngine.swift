@@ -24,16 +24,15 @@ actor PolicyEngine {
     private var sources: [PolicyRepository.Name: String] = [:]
     private var cidrIdentity: [IPv4Prefix: UInt32] = [:]
     private var nextCIDRIdentity = IdentityScope.firstLocal
-    private let stateFile: String?
+    private let state: JSONState<Persisted>?
     private(set) var lastError: String?
 
     init(shared: SharedState, stateFile: String?, mode: PolicyResolver.Mode, audit: Bool) throws {
         self.shared = shared
-        self.stateFile = stateFile
+        state = stateFile.map { JSONState(path: $0) }
         resolver.mode = mode
         resolver.audit = audit
-        if let stateFile, let data = FileManager.default.contents(atPath: stateFile) {
-            let saved = try JSONDecoder().decode(Persisted.self, from: data)
+        if let saved = try state?.load() {
             repository.replaceAll(saved.policies, revision: saved.revision)
             for p in saved.policies {
                 sources[PolicyRepository.name(of: p)] = saved.sources?[p.qualifiedName + "|" + p.kind.rawValue] ?? "api"
@@ -153,16 +152,14 @@ actor PolicyEngine {
     }
 
     private func persist() {
-        guard let stateFile else { return }
+        guard let state else { return }
         var src: [String: String] = [:]
         for p in repository.sorted { src[p.qualifiedName + "|" + p.kind.rawValue] = sources[PolicyRepository.name(of: p)] }
         let saved = Persisted(revision: repository.revision, policies: repository.sorted, sources: src)
         do {
-            let data = try JSONEncoder().encode(saved)
-            try data.write(to: URL(fileURLWithPath: stateFile + ".tmp"))
-            _ = rename(stateFile + ".tmp", stateFile)
+            try state.save(saved)
         } catch {
-            lastError = "cannot save policies to \(stateFile): \(error)"
+            lastError = "cannot save policies to \(state.path): \(error)"
         }
     }
 

@@ -22,7 +22,7 @@ public actor PolicySubsystem: StageSubsystem {
     private var flagReconciler: Reconciler<BPFMapOperations<EndpointPolicyFlags, UInt16, policy_ep_value>>?
     private var policyMap: BPFMap<policy_key, policy_entry>?
     private var watchers: [Task<Void, Never>] = []
-    private var directory: PolicyDirectory?
+    private var directory: ResourceDirectory?
 
     public init() {}
 
@@ -63,7 +63,17 @@ public actor PolicySubsystem: StageSubsystem {
         flagReconciler = f
         let dir = context.config.agent.resourceDirectory
         if !dir.isEmpty {
-            let d = PolicyDirectory(path: dir, engine: engine)
+            // Policy files in the resource directory: a file that does not parse changes nothing.
+            let d = ResourceDirectory(path: dir, wants: { $0.contains("CiliumNetworkPolicy") || $0.contains("CiliumClusterwideNetworkPolicy") }) { files in
+                var all: [Policy] = []
+                for f in files {
+                    do { all += try PolicyParser.parse(f.text, file: f.path) } catch {
+                        return "\(error) (the policies in force stay as they were)"
+                    }
+                }
+                _ = await engine.apply(all, source: "directory", replacingSource: true)
+                return nil
+            }
             await d.start()
             directory = d
         }

@@ -1,11 +1,14 @@
 import Foundation
 
 /// A small JSON file under the agent's state directory, written atomically
-/// (temp + rename), so what the agent allocated survives its restart.
-struct JSONState<Value: Codable> {
-    let path: String
+/// (temp + rename), so what the agent allocated or was given survives its
+/// restart. Shared by the subsystems (endpoints, IPAM, identities, policies, services).
+public struct JSONState<Value: Codable>: Sendable {
+    public let path: String
 
-    func load() throws -> Value? {
+    public init(path: String) { self.path = path }
+
+    public func load() throws -> Value? {
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
         do {
             return try JSONDecoder().decode(Value.self, from: data)
@@ -14,7 +17,7 @@ struct JSONState<Value: Codable> {
         }
     }
 
-    func save(_ value: Value) throws {
+    public func save(_ value: Value) throws {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
@@ -23,8 +26,8 @@ struct JSONState<Value: Codable> {
     }
 }
 
-struct StateFileError: Error, CustomStringConvertible {
-    var path: String
-    var reason: String
-    var description: String { "state file \(path) is unreadable (\(reason)); move it away to start from empty state" }
+public struct StateFileError: Error, CustomStringConvertible {
+    public var path: String
+    public var reason: String
+    public var description: String { "state file \(path) is unreadable (\(reason)); move it away to start from empty state" }
 }
