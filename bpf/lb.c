@@ -75,7 +75,8 @@ static __always_inline __u32 lb_select(const struct packet_tuple *t, const struc
 }
 
 /* Sends the packet out of the device the node's routing table names for its
- * destination, with the neighbour's MAC (bpf_fib_lookup), bypassing the stack. */
+ * destination, with the neighbour's MAC (bpf_fib_lookup), bypassing the
+ * stack; a neighbour not resolved yet is left to bpf_redirect_neigh. */
 static __always_inline int redirect_by_fib(struct __sk_buff *skb, __u32 saddr, __u32 daddr)
 {
 	struct bpf_fib_lookup fib = {};
@@ -83,11 +84,78 @@ static __always_inline int redirect_by_fib(struct __sk_buff *skb, __u32 saddr, _
 	fib.ipv4_src = saddr;
 	fib.ipv4_dst = daddr;
 	fib.ifindex = skb->ingress_ifindex;
-	if (bpf_fib_lookup(skb, &fib, sizeof(fib), 0) != BPF_FIB_LKUP_RET_SUCCESS)
+	int r = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (r == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
+	if (r != BPF_FIB_LKUP_RET_SUCCESS)
 		return -1;
 	if (bpf_skb_store_bytes(skb, 0, fib.dmac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, fib.smac, 6, 0) < 0)
 		return -1;
 	return bpf_redirect(fib.ifindex, 0);
+}
+
+/* DSR: inserts the frontend (network order) as an IPv4 option after the
+ * base header (the packet must have none yet) and fixes the header checksum;
+ * the TCP/UDP checksum does not cover IP options. */
+static __always_inline int dsr_insert_option(struct __sk_buff *skb, __u32 address, __u16 port)
+{
+	struct {
+		struct iphdr ip;
+		__u8 opt[DSR_IPV4_OPT_LEN];
+	} h;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &h.ip, sizeof(h.ip)) < 0 || h.ip.ihl != 5)
+		return -1;
+	if (bpf_skb_adjust_room(skb, DSR_IPV4_OPT_LEN, BPF_ADJ_ROOM_NET, 0) < 0)
+		return -1;
+	h.ip.ihl = 5 + DSR_IPV4_OPT_LEN / 4;
+	h.ip.tot_len = bpf_htons(bpf_ntohs(h.ip.tot_len) + DSR_IPV4_OPT_LEN);
+	h.ip.check = 0;
+	h.opt[0] = DSR_IPV4_OPT_TYPE;
+	h.opt[1] = DSR_IPV4_OPT_LEN;
+	__builtin_memcpy(&h.opt[2], &port, 2);
+	__builtin_memcpy(&h.opt[4], &address, 4);
+	__s64 sum = bpf_csum_diff(0, 0, (__be32 *)&h, sizeof(h), 0);
+	if (sum < 0)
+		return -1;
+	__u32 s = (__u32)sum;
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	h.ip.check = (__u16)~s;
+	return bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0);
+}
+
+/* DSR, on the backend's node: a packet for a local workload that carries
+ * the option leaves an entry so the workload's replies leave from the frontend. */
+static __always_inline void dsr_learn(struct __sk_buff *skb, const struct packet_tuple *t)
+{
+	if (t->l4_off != ETH_HLEN + sizeof(struct iphdr) + DSR_IPV4_OPT_LEN)
+		return;
+	__u8 opt[DSR_IPV4_OPT_LEN];
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(struct iphdr), opt, sizeof(opt)) < 0 ||
+	    opt[0] != DSR_IPV4_OPT_TYPE || opt[1] != DSR_IPV4_OPT_LEN || !local_workload(t->daddr))
+		return;
+	struct lb4_ct_key k = { .saddr = t->saddr, .daddr = t->daddr, .sport = t->sport, .dport = t->dport,
+				.proto = t->protocol, .kind = LB_CT_DSR };
+	struct lb4_ct_value v = { .flags = LB_CT_F_DSR };
+	__builtin_memcpy(&v.client_port, &opt[2], 2);
+	__builtin_memcpy(&v.client, &opt[4], 4);
+	struct lb4_ct_value *known = bpf_map_lookup_elem(&cilium_lb4_ct, &k);
+	if (!known || known->client != v.client || known->client_port != v.client_port)
+		bpf_map_update_elem(&cilium_lb4_ct, &k, &v, BPF_ANY);
+}
+
+/* DSR, on the backend's node: a reply leaves from the frontend, straight to the client. */
+static __always_inline int dsr_reverse(struct __sk_buff *skb, struct packet_tuple *t, const struct lb4_ct_value *ct)
+{
+	if (nat_addr(skb, t, 0, t->saddr, ct->client) < 0 || nat_port(skb, t, 0, t->sport, ct->client_port) < 0)
+		return drop_packet(skb, CILIUM_STAGE_LB, CILIUM_DROP_INVALID, t, 0);
+	CB_SET(skb, CILIUM_CB_HOOK, skb->cb[CILIUM_CB_HOOK] | (CILIUM_CB_F_LB_REPLY << CILIUM_CB_FLAGS_SHIFT));
+	int r = redirect_by_fib(skb, ct->client, t->daddr);
+	if (r >= 0) {
+		count_metric(skb, CILIUM_REASON_FORWARDED, skb->cb[CILIUM_CB_DIRECTION]);
+		return r;
+	}
+	return pipeline_next(skb);
 }
 
 static __always_inline int lb_reverse(struct __sk_buff *skb, struct packet_tuple *t, struct lb4_ct_value *ct)
@@ -153,21 +221,31 @@ static __always_inline int lb_forward(struct __sk_buff *skb, struct packet_tuple
 	__u16 backend_port = be->port;
 
 	/* Traffic from outside to another node's backend: the reply must come
-	 * back through this node, so the source becomes this node. */
+	 * back through this node, so the source becomes this node (SNAT); or,
+	 * in DSR, the source stays and the first packet names the frontend. */
 	__u32 snat_to = 0;
+	int dsr = 0;
 	if ((svc->flags & (LB_F_NODEPORT | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER)) &&
 	    skb->cb[CILIUM_CB_DIRECTION] == CILIUM_DIR_INGRESS && !local_workload(backend_addr)) {
-		__u32 zero = 0;
-		struct node_config *node = bpf_map_lookup_elem(&cilium_node, &zero);
-		if (node && node->address)
-			snat_to = node->address;
+		struct lb4_config *cfg = lb_config();
+		__u32 want = t->protocol == IPPROTO_TCP ? LB_CONFIG_F_DSR_TCP : LB_CONFIG_F_DSR_UDP;
+		if (cfg && (cfg->flags & want)) {
+			dsr = 1;
+		} else {
+			__u32 zero = 0;
+			struct node_config *node = bpf_map_lookup_elem(&cilium_node, &zero);
+			if (node && node->address)
+				snat_to = node->address;
+		}
 	}
+	__u32 frontend_addr = t->daddr;
+	__u16 frontend_port = t->dport;
 
 	/* Where replies go back to: written when the connection opens, not on
 	 * every packet (every reply looks it up, which keeps it fresh in the LRU). */
 	struct lb4_ct_key bk = { .saddr = snat_to ? snat_to : t->saddr, .daddr = backend_addr, .sport = t->sport,
 				 .dport = backend_port, .proto = t->protocol, .kind = LB_CT_BACKEND };
-	if (opened) {
+	if (opened && !dsr) {
 		struct lb4_ct_value bv = { .backend_id = id, .rev_nat_index = svc->rev_nat_index };
 		if (snat_to) {
 			bv.flags = LB_CT_F_SNAT;
@@ -185,6 +263,10 @@ static __always_inline int lb_forward(struct __sk_buff *skb, struct packet_tuple
 		/* The far node sees this node's traffic (host -> remote-node there). */
 		CB_SET(skb, CILIUM_CB_SRC_IDENTITY, CILIUM_ID_HOST);
 	}
+	/* DSR: TCP names the frontend in its SYN only (later packets reach the
+	 * backend's node as a connection it already knows), UDP in every datagram. */
+	if (dsr && (t->protocol == IPPROTO_UDP || syn) && dsr_insert_option(skb, frontend_addr, frontend_port) < 0)
+		return drop_packet(skb, CILIUM_STAGE_LB, CILIUM_DROP_INVALID, t, 0);
 	CB_SET(skb, CILIUM_CB_DST_IDENTITY, identity_of(backend_addr));
 	return pipeline_next(skb);
 }
@@ -203,6 +285,14 @@ int cil_stage_lb(struct __sk_buff *skb)
 	struct lb4_ct_value *reply = bpf_map_lookup_elem(&cilium_lb4_ct, &rk);
 	if (reply)
 		return lb_reverse(skb, &t, reply);
+	struct lb4_config *cfg = lb_config();
+	if (cfg && (cfg->flags & (LB_CONFIG_F_DSR_TCP | LB_CONFIG_F_DSR_UDP))) {
+		rk.kind = LB_CT_DSR;
+		reply = bpf_map_lookup_elem(&cilium_lb4_ct, &rk);
+		if (reply)
+			return dsr_reverse(skb, &t, reply);
+		dsr_learn(skb, &t);
+	}
 
 	struct lb4_key key = { .address = t.daddr, .dport = t.dport, .proto = t.protocol };
 	struct lb4_service *svc = bpf_map_lookup_elem(&cilium_lb4_services, &key);

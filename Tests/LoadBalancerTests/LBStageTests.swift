@@ -55,11 +55,30 @@ import TestSupport
         }
 
         func run(_ packet: [UInt8]) throws -> BPFProgram.TestRunResult { try from.testRun(packet: packet) }
+
+        /// Through the node's device (direction ingress: NodePort, external and LoadBalancer IPs).
+        func runFromDevice(_ packet: [UInt8]) async throws -> BPFProgram.TestRunResult {
+            try await entry.program("cil_from_netdev").testRun(packet: packet)
+        }
+
+        func setMode(_ flags: UInt32) throws {
+            try BPFMap<UInt32, lb4_config>(pinned: root + "/cilium_lb4_config").update(0, lb4_config(maglev_size: 0, maglev_seed: 0, flags: flags, pad: 0))
+        }
+
+        /// `address` is a workload on this node.
+        func localWorkload(_ address: String, ifindex: UInt32) async throws {
+            let lxc: BPFMap<endpoint_key, endpoint_value> = try await entry.map("cilium_lxc")
+            var v = endpoint_value()
+            v.endpoint_id = UInt16(ifindex)
+            v.ifindex = ifindex
+            try lxc.update(endpoint_key(addr: Packets.be(address)), v)
+        }
     }
 
     /// A TCP frame with valid IP and TCP checksums.
-    static func tcp(_ src: String, _ dst: String, _ sport: UInt16, _ dport: UInt16) -> [UInt8] {
+    static func tcp(_ src: String, _ dst: String, _ sport: UInt16, _ dport: UInt16, flags: UInt8 = 0x02) -> [UInt8] {
         var p = Packets.tcp(src: src, dst: dst, sport: sport, dport: dport, payload: 5)
+        p[14 + 20 + 13] = flags
         let sum = l4Sum(p)
         let c = ~UInt16(sum)
         p[14 + 20 + 16] = UInt8(c >> 8)
@@ -171,5 +190,57 @@ import TestSupport
             let want = backends[Int(table[Int(h % UInt32(size))]) - 1].0
             #expect(got == want, "sport \(sport)")
         }
+    }
+
+    /// DSR (loadBalancer.mode dsr): the first packet to another node's backend
+    /// carries the frontend in IPv4 option 0x9a; the backend's node learns it
+    /// and its replies leave from the frontend's address.
+    @Test func dsrNamesTheFrontendInTheFirstPacketAndTheBackendsNodeAnswersFromIt() async throws {
+        let root = try PinRoot("lb-dsr")
+        let dp = try await Datapath(root.path)
+        let lbIP = "172.30.5.1", outside = "172.30.0.100"
+        try dp.frontend(lbIP, port: 80, rev: 5, backends: Self.backends, flags: LB_F_LOADBALANCER.rawValue)
+        try dp.setMode(LoadBalancerSubsystem.configFlags(.dsr))
+        let syn = try await dp.runFromDevice(Self.tcp(outside, lbIP, 40000, 80)).packet
+        #expect(syn.count == Self.tcp(outside, lbIP, 40000, 80).count + 8, "8 bytes of option")
+        #expect(syn[14] == 0x47, "IHL 7")
+        #expect(Int(syn[16]) << 8 | Int(syn[17]) == syn.count - 14, "total length")
+        #expect(Array(syn[34..<42]) == [0x9a, 8, 0, 80, 172, 30, 5, 1], "type 0x9a, length 8, port 80, address 172.30.5.1")
+        var ipSum: UInt32 = 0
+        for i in stride(from: 14, to: 42, by: 2) { ipSum += UInt32(syn[i]) << 8 | UInt32(syn[i + 1]) }
+        #expect(Self.fold(ipSum) == 0xffff, "IP header checksum over the option")
+        let backend = "\(syn[30]).\(syn[31]).\(syn[32]).\(syn[33])"
+        #expect(Self.backends.map(\.0).contains(backend))
+        #expect(Array(syn[26..<30]) == [172, 30, 0, 100], "the client stays the source")
+        // The TCP segment (after the option) is intact with a valid checksum.
+        var unopt = Array(syn[0..<34]) + Array(syn[42...])
+        unopt[14] = 0x45
+        #expect(Self.l4Sum(unopt) == 0xffff)
+        // Later packets of the connection: the same backend, no option.
+        let ack = try await dp.runFromDevice(Self.tcp(outside, lbIP, 40000, 80, flags: 0x10)).packet
+        #expect(ack.count == Self.tcp(outside, lbIP, 40000, 80).count && ack[14] == 0x45)
+        #expect(Self.dst(ack).0 == backend)
+        // SNAT mode: the source becomes the node, no option.
+        try dp.setMode(LoadBalancerSubsystem.configFlags(.snat))
+        let cilNode = try BPFMap<UInt32, node_config>(pinned: root.path + "/cilium_node")
+        try cilNode.update(0, node_config(vxlan_ifindex: 0, flags: 0, address: Packets.be("172.30.0.11"), pad: 0))
+        let snat = try await dp.runFromDevice(Self.tcp(outside, lbIP, 40001, 80)).packet
+        #expect(snat[14] == 0x45 && Self.src(snat).0 == "172.30.0.11")
+        // Hybrid: TCP is DSR.
+        try dp.setMode(LoadBalancerSubsystem.configFlags(.hybrid))
+        #expect(try await dp.runFromDevice(Self.tcp(outside, lbIP, 40002, 80)).packet[14] == 0x47)
+
+        // The backend's node: the optioned packet reaches a local workload...
+        try dp.setMode(LoadBalancerSubsystem.configFlags(.dsr))
+        try await dp.localWorkload(backend, ifindex: 4242)
+        _ = try await dp.runFromDevice(syn)
+        // ...and its reply leaves from the frontend to the client.
+        let reply = try dp.run(Self.tcp(backend, outside, 8080, 40000, flags: 0x12)).packet
+        #expect(Self.src(reply) == (lbIP, 80))
+        #expect(Self.dst(reply) == (outside, 40000))
+        #expect(Self.ipSum(reply) == 0xffff && Self.l4Sum(reply) == 0xffff)
+        // Without the option nothing is learnt: another client's reply is untouched.
+        let other = Self.tcp(backend, "172.30.0.101", 8080, 40000, flags: 0x12)
+        #expect(try dp.run(other).packet == other)
     }
 }

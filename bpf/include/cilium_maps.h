@@ -296,6 +296,9 @@ struct lb4_affinity_value {
 enum lb_ct_kind {
 	LB_CT_SERVICE = 0,
 	LB_CT_BACKEND = 1,
+	/* On a DSR backend's node: the tuple as it reached the backend (client
+	 * -> backend) -> the frontend its replies leave from (client, client_port). */
+	LB_CT_DSR = 2,
 };
 
 struct lb4_ct_key {
@@ -312,7 +315,7 @@ struct lb4_ct_value {
 	__u32 backend_id;
 	__u16 rev_nat_index;
 	__u16 flags;         /* LB_CT_F_SNAT: the source was rewritten too */
-	__u32 client;        /* BACKEND entries with SNAT: the original client */
+	__u32 client;        /* BACKEND entries with SNAT: the original client; DSR entries: the frontend */
 	__u16 client_port;
 	__u16 pad;
 	__u64 last_seen_ns;
@@ -320,6 +323,7 @@ struct lb4_ct_value {
 
 enum lb_ct_flags {
 	LB_CT_F_SNAT = 1,
+	LB_CT_F_DSR = 2,
 };
 
 /* cilium_lb4_sock_revnat: socket LB. A socket whose connect()/sendmsg() went
@@ -342,9 +346,25 @@ struct lb4_sock_value {
 struct lb4_config {
 	__u32 maglev_size;  /* slots per Maglev table (maglev.tableSize) */
 	__u32 maglev_seed;  /* from maglev.hashSeed: every node hashes alike */
-	__u32 flags;        /* LB_CONFIG_F_SNAT_REMOTE: NodePort to remote backends via SNAT */
+	__u32 flags;        /* enum lb_config_flags */
 	__u32 pad;
 };
+
+enum lb_config_flags {
+	/* loadBalancer.mode: how traffic from outside reaches another node's
+	 * backend. Neither flag: SNAT (replies come back through this node).
+	 * dsr sets both, hybrid only TCP: the destination becomes the backend,
+	 * the source stays the client, and the first packet (every UDP one)
+	 * carries the frontend in an IPv4 option; the backend's node answers
+	 * the client directly from the frontend's address. */
+	LB_CONFIG_F_DSR_TCP = 1,
+	LB_CONFIG_F_DSR_UDP = 2,
+};
+
+/* The IPv4 option upstream's DSR uses: copied flag | 0x1a, length 8, then
+ * the frontend's port and address (network order). */
+#define DSR_IPV4_OPT_TYPE 0x9a
+#define DSR_IPV4_OPT_LEN  8
 
 /* Records in the cilium_events ring buffer. */
 enum cilium_event_type {

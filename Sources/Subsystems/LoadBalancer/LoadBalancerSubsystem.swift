@@ -67,7 +67,7 @@ public actor LoadBalancerSubsystem: StageSubsystem {
         let root = context.bpfRoot
         let config = try BPFMap<UInt32, lb4_config>(pinned: root + "/cilium_lb4_config")
         try config.update(0, lb4_config(maglev_size: UInt32(c.maglev.tableSize), maglev_seed: MaglevTable.flowSeed(seed),
-                                        flags: 0, pad: 0))
+                                        flags: Self.configFlags(c.loadBalancer.mode), pad: 0))
         let s = Reconciler(name: "lb-frontends", table: slots, operations: BPFMapOperations(
             map: try BPFMap<lb4_key, lb4_service>(pinned: root + "/cilium_lb4_services"), key: { $0.mapKey }, value: { $0.mapValue }))
         let b = Reconciler(name: "lb-backends", table: backends, operations: BPFMapOperations(
@@ -252,6 +252,15 @@ public actor LoadBalancerSubsystem: StageSubsystem {
         await recompute()
     }
 
+    /// loadBalancer.mode as the datapath's lb4_config flags.
+    static func configFlags(_ mode: LoadBalancerMode) -> UInt32 {
+        switch mode {
+        case .snat: return 0
+        case .dsr: return LB_CONFIG_F_DSR_TCP.rawValue | LB_CONFIG_F_DSR_UDP.rawValue
+        case .hybrid: return LB_CONFIG_F_DSR_TCP.rawValue
+        }
+    }
+
     public func status() async -> SubsystemStatus {
         let h = await health()
         var details: [String] = []
@@ -259,7 +268,12 @@ public actor LoadBalancerSubsystem: StageSubsystem {
             details.append(socketCgroup.map { "Socket LB: Enabled (cgroup \($0); frontends with affinity or Maglev per packet)" }
                            ?? "Socket LB: Disabled (translation happens per packet in the LB stage)")
             let mode = c.loadBalancer.mode
-            details.append(mode == .snat ? "Mode: SNAT" : "Mode: SNAT (\(mode.rawValue.uppercased()) requested: not built yet)")
+            switch mode {
+            case .snat: details.append("Mode: SNAT")
+            case .dsr: details.append("Mode: DSR")
+            case .hybrid: details.append("Mode: Hybrid (DSR for TCP, SNAT for UDP)")
+            }
+            if mode != .snat { details.append("DSR Dispatch Mode: IP Option (type 0x9a)") }
             if c.loadBalancer.algorithm == .maglev {
                 details.append("Backend Selection: Maglev (Table Size: \(c.maglev.tableSize))")
             } else {
