@@ -224,7 +224,7 @@ static __always_inline int lb_forward(struct __sk_buff *skb, struct packet_tuple
 	 * back through this node, so the source becomes this node (SNAT); or,
 	 * in DSR, the source stays and the first packet names the frontend. */
 	__u32 snat_to = 0;
-	int dsr = 0;
+	int dsr = 0, snat_by_fib = 0;
 	if ((svc->flags & (LB_F_NODEPORT | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER)) &&
 	    skb->cb[CILIUM_CB_DIRECTION] == CILIUM_DIR_INGRESS && !local_workload(backend_addr)) {
 		struct lb4_config *cfg = lb_config();
@@ -234,8 +234,12 @@ static __always_inline int lb_forward(struct __sk_buff *skb, struct packet_tuple
 		} else {
 			__u32 zero = 0;
 			struct node_config *node = bpf_map_lookup_elem(&cilium_node, &zero);
-			if (node && node->address)
+			if (node && node->address) {
 				snat_to = node->address;
+				/* Native routing: the node's stack would take a packet from
+				 * its own address arriving on its device for a martian. */
+				snat_by_fib = !node->vxlan_ifindex;
+			}
 		}
 	}
 	__u32 frontend_addr = t->daddr;
@@ -262,6 +266,13 @@ static __always_inline int lb_forward(struct __sk_buff *skb, struct packet_tuple
 			return drop_packet(skb, CILIUM_STAGE_LB, CILIUM_DROP_INVALID, t, 0);
 		/* The far node sees this node's traffic (host -> remote-node there). */
 		CB_SET(skb, CILIUM_CB_SRC_IDENTITY, CILIUM_ID_HOST);
+		if (snat_by_fib) {
+			int r = redirect_by_fib(skb, snat_to, backend_addr);
+			if (r >= 0) {
+				count_metric(skb, CILIUM_REASON_FORWARDED, skb->cb[CILIUM_CB_DIRECTION]);
+				return r;
+			}
+		}
 	}
 	/* DSR: TCP names the frontend in its SYN only (later packets reach the
 	 * backend's node as a connection it already knows), UDP in every datagram. */
@@ -308,8 +319,11 @@ int cil_stage_lb(struct __sk_buff *skb)
 	if (!svc) {
 		/* A new TCP connection straight to an address (a backend reached
 		 * directly, e.g. translated by the socket LB): a reply entry left by an
-		 * older translated connection on the same tuple must not rewrite its replies. */
-		if (t.protocol == IPPROTO_TCP && (t.tcp_flags & (CIL_TCP_SYN | CIL_TCP_ACK)) == CIL_TCP_SYN) {
+		 * older translated connection on the same tuple must not rewrite its replies.
+		 * Only where connections start (a hook's ingress): a SYN this stage
+		 * translated and sent out of a device meets the stage again there. */
+		if (t.protocol == IPPROTO_TCP && (t.tcp_flags & (CIL_TCP_SYN | CIL_TCP_ACK)) == CIL_TCP_SYN &&
+		    (skb->cb[CILIUM_CB_HOOK] & CILIUM_CB_HOOK_MASK) == CILIUM_HOOK_TC_INGRESS) {
 			struct lb4_ct_key own = { .saddr = t.saddr, .daddr = t.daddr, .sport = t.sport, .dport = t.dport,
 						  .proto = t.protocol, .kind = LB_CT_BACKEND };
 			bpf_map_delete_elem(&cilium_lb4_ct, &own);

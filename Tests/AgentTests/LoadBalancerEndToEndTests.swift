@@ -295,6 +295,56 @@ import TestSupport
         #expect(seen == ["web1", "web2"], "LoadBalancer IP")
     }
 
+    /// loadBalancer.mode in native routing: a NodePort on node1 whose only
+    /// backend is web2 on node2, reached from the outside host over TCP and
+    /// UDP. Which node's MAC the replies come from tells who answered: SNAT
+    /// sends them back through node1; DSR lets node2 answer the client
+    /// directly, from node1's address and the NodePort; hybrid is DSR for TCP
+    /// and SNAT for UDP.
+    @Test(arguments: ["snat", "dsr", "hybrid"])
+    func nodePortModes(mode: String) throws {
+        let c = try Cluster(settings: ["routingMode=native", "autoDirectNodeRoutes=true", "loadBalancer.mode=\(mode)"])
+        try c.apply(Self.service(type: "NodePort", ports: """
+              - {name: http, port: 80, targetPort: 8080, nodePort: 30080, protocol: TCP}
+              - {name: dns, port: 53, targetPort: 8080, nodePort: 30053, protocol: UDP}
+            """, selector: false) + """
+
+            ---
+            apiVersion: discovery.k8s.io/v1
+            kind: EndpointSlice
+            metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+            addressType: IPv4
+            ports: [{name: http, port: 8080, protocol: TCP}, {name: dns, port: 8080, protocol: UDP}]
+            endpoints: [{addresses: [\(c.pods["web2"]!.address)]}]
+            """)
+        let mac = { (node: String) throws -> [UInt8] in
+            let ns = c.nodes.first { $0.name == node }!.namespace
+            let text = try runCapturing(["ip", "netns", "exec", ns, "cat", "/sys/class/net/eth0/address"]).1
+            return text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").map { UInt8($0, radix: 16)! }
+        }
+        let node1MAC = try mac("node1"), node2MAC = try mac("node2")
+        let capture = try FrameCapture(namespace: c.namespace("outside"), device: "eth0")
+        let node1 = c.nodeAddress("node1")
+        let tcp = try Connection(from: c.namespace("outside"), to: node1, port: 30080)
+        #expect(tcp?.greeting == "web2", "TCP through node1's NodePort (\(mode))")
+        #expect(tcp?.echo("ping") == "ping", "the connection carries on")
+        #expect(try c.udpWho(from: "outside", node1, 30053) == "web2", "UDP through node1's NodePort (\(mode))")
+        let frames = capture.finish()
+        // Replies as the client sees them: from node1's address and the NodePort.
+        func repliers(proto: UInt8, port: UInt16) -> Set<[UInt8]> {
+            Set(frames.filter { f in
+                f.count >= 38 && f[12] == 0x08 && f[13] == 0 && f[23] == proto && Array(f[26..<30]) == node1.split(separator: ".").map { UInt8($0)! }
+                    && UInt16(f[34]) << 8 | UInt16(f[35]) == port && Array(f[0..<6]) != node1MAC && Array(f[0..<6]) != node2MAC
+            }.map { Array($0[6..<12]) })
+        }
+        let tcpFrom = repliers(proto: 6, port: 30080), udpFrom = repliers(proto: 17, port: 30053)
+        let dsrTCP = mode != "snat", dsrUDP = mode == "dsr"
+        #expect(tcpFrom == [dsrTCP ? node2MAC : node1MAC], "TCP replies come from \(dsrTCP ? "node2 (DSR)" : "node1 (SNAT)")")
+        #expect(udpFrom == [dsrUDP ? node2MAC : node1MAC], "UDP replies come from \(dsrUDP ? "node2 (DSR)" : "node1 (SNAT)")")
+        let (_, status) = try c.cilium("node1", ["status", "--verbose"])
+        #expect(status.contains(["snat": "Mode: SNAT", "dsr": "Mode: DSR", "hybrid": "Mode: Hybrid"][mode]!), "\(status)")
+    }
+
     @Test func sessionAffinityKeepsAClientOnOneBackend() throws {
         let c = try Cluster()
         try c.apply(Self.service(extra: "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}"))

@@ -286,12 +286,12 @@ public final class TCPTransfer: @unchecked Sendable {
     }
 }
 
-/// Captures VXLAN (UDP 8472) frames on `device` inside `namespace` with an
-/// AF_PACKET socket (no tcpdump needed) and collects their VNIs.
-public final class VXLANCapture: @unchecked Sendable {
+/// Captures the frames on `device` inside `namespace` with an AF_PACKET
+/// socket (no tcpdump needed): their first 128 bytes, in order.
+public final class FrameCapture: @unchecked Sendable {
     private let fd: Int32
     private let lock = NSLock()
-    private var vnis: [UInt32] = []
+    private var frames: [[UInt8]] = []
     private var running = true
     private let done = DispatchGroup()
 
@@ -321,20 +321,37 @@ public final class VXLANCapture: @unchecked Sendable {
             while lock.withLock({ running }) {
                 guard poll(&pfd, 1, 100) == 1 else { continue }
                 let n = recv(fd, &buf, buf.count, 0)
-                // Ethernet(14) + IPv4(20, no options) + UDP(8) + VXLAN(8)
-                guard n >= 50, buf[12] == 0x08, buf[13] == 0x00, buf[14] == 0x45, buf[23] == 17,
-                      UInt16(buf[36]) << 8 | UInt16(buf[37]) == 8472 else { continue }
-                let vni = UInt32(buf[46]) << 16 | UInt32(buf[47]) << 8 | UInt32(buf[48])
-                lock.withLock { vnis.append(vni) }
+                guard n > 0 else { continue }
+                let frame = Array(buf[0..<min(n, 128)])
+                lock.withLock { frames.append(frame) }
             }
         }
     }
 
-    /// Stops capturing; the VNIs seen, in order.
-    public func finish() -> [UInt32] {
+    /// Stops capturing; the frames seen, in order.
+    public func finish() -> [[UInt8]] {
         lock.withLock { running = false }
         done.wait()
         close(fd)
-        return lock.withLock { vnis }
+        return lock.withLock { frames }
+    }
+}
+
+/// Captures VXLAN (UDP 8472) frames on `device` inside `namespace` and collects their VNIs.
+public final class VXLANCapture: @unchecked Sendable {
+    private let capture: FrameCapture
+
+    public init(namespace: NetworkNamespace, device: String) throws {
+        capture = try FrameCapture(namespace: namespace, device: device)
+    }
+
+    /// Stops capturing; the VNIs seen, in order.
+    public func finish() -> [UInt32] {
+        // Ethernet(14) + IPv4(20, no options) + UDP(8) + VXLAN(8)
+        capture.finish().compactMap { buf in
+            guard buf.count >= 50, buf[12] == 0x08, buf[13] == 0x00, buf[14] == 0x45, buf[23] == 17,
+                  UInt16(buf[36]) << 8 | UInt16(buf[37]) == 8472 else { return nil }
+            return UInt32(buf[46]) << 16 | UInt32(buf[47]) << 8 | UInt32(buf[48])
+        }
     }
 }
