@@ -14,6 +14,11 @@ let crossChecks: [CrossCheck] = [
         return "\(config.loadBalancer.mode.rawValue) needs routingMode native, but routingMode is "
             + "\(config.routingMode.rawValue); set routingMode to native or loadBalancer.mode to snat"
     },
+    CrossCheck(subject: "loadBalancer.acceleration", other: "routingMode") { config in
+        guard config.loadBalancer.acceleration == .native, config.routingMode != .native else { return nil }
+        return "native needs routingMode native (XDP cannot encapsulate), but routingMode is "
+            + "\(config.routingMode.rawValue); set routingMode to native or loadBalancer.acceleration to disabled"
+    },
     CrossCheck(subject: "autoDirectNodeRoutes", other: "routingMode") { config in
         guard config.autoDirectNodeRoutes, config.routingMode != .native else { return nil }
         return "true needs routingMode native, but routingMode is \(config.routingMode.rawValue); "

@@ -243,4 +243,74 @@ import TestSupport
         let other = Self.tcp(backend, "172.30.0.101", 8080, 40000, flags: 0x12)
         #expect(try dp.run(other).packet == other)
     }
+
+    /// The XDP program (loadBalancer.acceleration native), run in a namespace
+    /// whose routes and neighbours stand in for a node's: a NodePort request
+    /// for another node's backend leaves translated towards that node, its
+    /// reply goes back to the client; what it cannot finish passes to tc.
+    @Test func xdpForwardsNodePortTrafficForAnotherNodesBackend() async throws {
+        let root = try PinRoot("lb-xdp")
+        let dp = try await Datapath(root.path)
+        let xdp = try BPFObject(embedded: "xdp", pinRoot: root.path)
+        let program = try await xdp.program("cil_xdp_lb")
+        let node = "172.30.0.11", peer = "172.30.0.12", outside = "172.30.0.100", remote = "10.0.1.2", local = "10.0.0.7"
+        let peerMAC: [UInt8] = [0x02, 0xaa, 0, 0, 0, 0x12], outsideMAC: [UInt8] = [0x02, 0xaa, 0, 0, 0, 0x64]
+        let ns = try NetworkNamespace.create(named: "lbx-\(UInt32.random(in: 0...UInt32.max))")
+        defer { try? ns.delete() }
+        let nl = try Netlink(namespace: ns)
+        try nl.createVeth(name: "xd0", peerName: "xd1")
+        for d in ["lo", "xd0", "xd1"] { try nl.setLinkUp(.name(d)) }
+        try nl.addAddress(Netlink.IPv4Prefix(node + "/24")!, to: "xd0")
+        try nl.replaceNeighbor(Netlink.IPv4Address(peer)!, mac: Netlink.MACAddress(bytes: peerMAC)!, on: "xd0")
+        try nl.replaceNeighbor(Netlink.IPv4Address(outside)!, mac: Netlink.MACAddress(bytes: outsideMAC)!, on: "xd0")
+        try nl.replaceRoute(Netlink.Route(destination: Netlink.IPv4Prefix("10.0.1.0/24")!, gateway: Netlink.IPv4Address(peer)))
+        try BPFMap<UInt32, node_config>(pinned: root.path + "/cilium_node")
+            .update(0, node_config(vxlan_ifindex: 0, flags: 0, address: Packets.be(node), pad: 0))
+        // NodePort 30080 (any node address) -> the remote backend; external IP 172.30.5.2:80 -> a local one.
+        try dp.frontend("0.0.0.0", port: 30080, rev: 7, backends: [(remote, 8080)], flags: LB_F_NODEPORT.rawValue, firstID: 10)
+        try dp.frontend("172.30.5.2", port: 80, rev: 8, backends: [(local, 8080)], flags: LB_F_EXTERNAL_IP.rawValue, firstID: 20)
+        // NodePort 30081 -> a backend behind a node whose MAC is not known yet (the stack resolves it).
+        try dp.frontend("0.0.0.0", port: 30081, rev: 9, backends: [("10.0.2.2", 8080)], flags: LB_F_NODEPORT.rawValue, firstID: 30)
+        try nl.replaceRoute(Netlink.Route(destination: Netlink.IPv4Prefix("10.0.2.0/24")!, gateway: Netlink.IPv4Address("172.30.0.13")))
+        try await dp.localWorkload(local, ifindex: 4243)
+        let run = { (p: [UInt8]) throws -> BPFProgram.TestRunResult in try ns.run { try program.testRun(packet: p) } }
+        let XDP_PASS: UInt32 = 2, XDP_REDIRECT: UInt32 = 4
+
+        // SNAT: the request leaves from the node to the backend, to the peer's MAC.
+        let req = try run(Self.tcp(outside, node, 40000, 30080))
+        #expect(req.returnValue == XDP_REDIRECT)
+        #expect(Self.src(req.packet) == (node, 40000) && Self.dst(req.packet) == (remote, 8080))
+        #expect(Array(req.packet[0..<6]) == peerMAC)
+        #expect(Self.ipSum(req.packet) == 0xffff && Self.l4Sum(req.packet) == 0xffff)
+        // Its reply goes back to the client from the NodePort.
+        let rep = try run(Self.tcp(remote, node, 8080, 40000, flags: 0x12))
+        #expect(rep.returnValue == XDP_REDIRECT)
+        #expect(Self.src(rep.packet) == (node, 30080) && Self.dst(rep.packet) == (outside, 40000))
+        #expect(Array(rep.packet[0..<6]) == outsideMAC)
+        #expect(Self.ipSum(rep.packet) == 0xffff && Self.l4Sum(rep.packet) == 0xffff)
+        // The tc stage knows the connection XDP opened: a later packet through tc keeps the backend.
+        let later = try await dp.runFromDevice(Self.tcp(outside, node, 40000, 30080, flags: 0x10)).packet
+        #expect(Self.dst(later) == (remote, 8080))
+
+        // DSR: the client stays the source and the SYN carries the option.
+        try dp.setMode(LoadBalancerSubsystem.configFlags(.dsr))
+        let dsr = try run(Self.tcp(outside, node, 40001, 30080))
+        #expect(dsr.returnValue == XDP_REDIRECT)
+        #expect(dsr.packet[14] == 0x47 && Array(dsr.packet[34..<42]) == [0x9a, 8, 0x75, 0x80, 172, 30, 0, 11])
+        #expect(Array(dsr.packet[26..<34]) == [172, 30, 0, 100, 10, 0, 1, 2])
+        var ipSum: UInt32 = 0
+        for i in stride(from: 14, to: 42, by: 2) { ipSum += UInt32(dsr.packet[i]) << 8 | UInt32(dsr.packet[i + 1]) }
+        #expect(Self.fold(ipSum) == 0xffff)
+        var unopt = Array(dsr.packet[0..<34]) + Array(dsr.packet[42...])
+        unopt[14] = 0x45
+        #expect(Self.l4Sum(unopt) == 0xffff)
+
+        // Left to tc, untouched: a local backend, an unknown neighbour, not a frontend.
+        for p in [Self.tcp(outside, "172.30.5.2", 40002, 80), Self.tcp(outside, node, 40003, 30081), Self.tcp(outside, node, 40004, 22)] {
+            let r = try run(p)
+            #expect(r.returnValue == XDP_PASS && r.packet == p)
+        }
+        let stats = try #require(XDPAcceleration.counters(bpfRoot: root.path))
+        #expect(stats == XDPAcceleration.Counters(translated: 2, reversed: 1, passed: 3))
+    }
 }

@@ -361,6 +361,14 @@ enum lb_config_flags {
 	LB_CONFIG_F_DSR_UDP = 2,
 };
 
+/* cilium_lb4_xdp_stats (per-CPU): what the XDP program did. */
+enum lb_xdp_counter {
+	LB_XDP_TRANSLATED = 0, /* a request sent on to another node's backend */
+	LB_XDP_REVERSED = 1,   /* a SNAT reply sent back to its client */
+	LB_XDP_PASSED = 2,     /* left to the stack and the tc stages */
+	LB_XDP_COUNTERS = 3,
+};
+
 /* The IPv4 option upstream's DSR uses: copied flag | 0x1a, length 8, then
  * the frontend's port and address (network order). */
 #define DSR_IPV4_OPT_TYPE 0x9a

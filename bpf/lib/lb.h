@@ -132,4 +132,66 @@ static __always_inline __u32 maglev_flow_hash(__u32 saddr, __u32 daddr, __u16 sp
 	h ^= h >> 33;
 	return (__u32)h;
 }
+
+/* ---- Backend selection, shared by the tc stage and the XDP program ---- */
+
+/* Maglev flow hash over the client and the frontend (its key address: 0 for
+ * a NodePort), so the same flow finds the same backend through any node. */
+static __always_inline __u32 lb_flow_hash(const struct packet_tuple *t, const struct lb4_key *frontend, __u32 seed)
+{
+	return maglev_flow_hash(bpf_ntohl(t->saddr), bpf_ntohl(frontend->address), bpf_ntohs(t->sport),
+				bpf_ntohs(frontend->dport), t->protocol, seed);
+}
+
+static __always_inline struct lb4_config *lb_config(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&cilium_lb4_config, &zero);
+}
+
+static __always_inline __u32 lb_select(const struct packet_tuple *t, const struct lb4_key *frontend,
+				       const struct lb4_service *svc)
+{
+	__u16 rev = svc->rev_nat_index;
+	struct lb4_affinity_key ak = { .client = t->saddr, .rev_nat_index = rev };
+	__u64 now = 0;
+	if (svc->affinity_timeout) {
+		now = bpf_ktime_get_ns();
+		struct lb4_affinity_value *av = bpf_map_lookup_elem(&cilium_lb4_affinity, &ak);
+		if (av && now - av->last_used_ns < (__u64)svc->affinity_timeout * 1000000000ULL) {
+			__u32 id = av->backend_id;
+			struct lb4_backend *b = bpf_map_lookup_elem(&cilium_lb4_backends, &id);
+			if (b && b->state == LB_BACKEND_ACTIVE) {
+				av->last_used_ns = now;
+				return id;
+			}
+		}
+	}
+	if (svc->count == 0)
+		return 0;
+	__u32 id = 0;
+	if (svc->flags & LB_F_MAGLEV) {
+		struct lb4_config *cfg = lb_config();
+		void *table = bpf_map_lookup_elem(&cilium_lb4_maglev, &rev);
+		if (cfg && table && cfg->maglev_size) {
+			__u32 slot = lb_flow_hash(t, frontend, cfg->maglev_seed) % cfg->maglev_size;
+			__u32 *b = bpf_map_lookup_elem(table, &slot);
+			if (b)
+				id = *b;
+		}
+	}
+	if (!id) {
+		struct lb4_key k = *frontend;
+		k.backend_slot = (bpf_get_prandom_u32() % svc->count) + 1;
+		struct lb4_service *s = bpf_map_lookup_elem(&cilium_lb4_services, &k);
+		if (s)
+			id = s->backend_id;
+	}
+	if (id && svc->affinity_timeout) {
+		struct lb4_affinity_value nv = { .last_used_ns = now, .backend_id = id };
+		bpf_map_update_elem(&cilium_lb4_affinity, &ak, &nv, BPF_ANY);
+	}
+	return id;
+}
 #endif
+

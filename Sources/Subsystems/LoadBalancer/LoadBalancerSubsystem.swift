@@ -105,6 +105,18 @@ public actor LoadBalancerSubsystem: StageSubsystem {
             SocketLB.detach(bpfRoot: root)
             socketCgroup = nil
         }
+        if c.loadBalancer.acceleration == .native {
+            do {
+                try await XDPAcceleration.attach(bpfRoot: root, devices: c.devices)
+            } catch {
+                await halt()
+                SocketLB.detach(bpfRoot: root)
+                await stage.uninstall()
+                throw SubsystemError("loadbalancer: XDP acceleration: \(error)")
+            }
+        } else {
+            XDPAcceleration.detachAll(bpfRoot: root)
+        }
         let dir = c.agent.resourceDirectory
         if !dir.isEmpty {
             // Service and EndpointSlice files in the resource directory: a file that does not parse, or a
@@ -139,7 +151,10 @@ public actor LoadBalancerSubsystem: StageSubsystem {
     public func stop() async {
         await halt()
         routes.removeAll()
-        if let root = context?.bpfRoot { SocketLB.detach(bpfRoot: root) }
+        if let root = context?.bpfRoot {
+            SocketLB.detach(bpfRoot: root)
+            XDPAcceleration.detachAll(bpfRoot: root)
+        }
         socketCgroup = nil
         await stage.uninstall()
     }
@@ -280,8 +295,14 @@ public actor LoadBalancerSubsystem: StageSubsystem {
                 details.append("Backend Selection: Random")
             }
             details.append("Session Affinity: Enabled")
-            details.append(c.loadBalancer.acceleration == .disabled ? "XDP Acceleration: Disabled"
-                           : "XDP Acceleration: Disabled (\(c.loadBalancer.acceleration.rawValue) requested: not built yet)")
+            if let root = context?.bpfRoot, c.loadBalancer.acceleration == .native {
+                let n = XDPAcceleration.counters(bpfRoot: root) ?? .init()
+                let on = XDPAcceleration.attachedDevices(bpfRoot: root)
+                details.append("XDP Acceleration: Native (\(on.isEmpty ? "no device" : on.joined(separator: ", ")); "
+                               + "\(n.translated) requests and \(n.reversed) replies forwarded in XDP, \(n.passed) packets passed to tc)")
+            } else {
+                details.append("XDP Acceleration: Disabled")
+            }
         }
         let types = Dictionary(grouping: output.frontends, by: \.type).mapValues(\.count)
         details.append("Services:")

@@ -1,0 +1,269 @@
+/* XDP acceleration of the load balancer (owned by the LoadBalancer
+ * subsystem), on the node's devices while loadBalancer.acceleration is
+ * native. It handles, before the stack allocates an skb, what the tc LB stage
+ * would do with traffic from outside to a NodePort, external or LoadBalancer
+ * frontend whose backend is on another node:
+ *   - the request: translated (SNAT or DSR, as loadBalancer.mode says) and
+ *     sent out again through the device the FIB names (XDP_TX or redirect);
+ *   - SNAT replies coming back from the backend's node: reverse translated
+ *     and sent to the client the same way.
+ * Everything else (local backends, unknown neighbours, fragments, IP options,
+ * drops that need a reason and an event) passes to tc unchanged, where the
+ * same maps give the same answer. Connections it opens are in cilium_lb4_ct
+ * exactly as the tc stage writes them. */
+#include "lib/common.h"
+#include "lib/endpoints.h"
+#include "lib/ipcache.h"
+#include "lib/lb.h"
+#include <linux/tcp.h>
+#include <linux/udp.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Per-CPU counters: enum lb_xdp_counter. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_XDP_COUNTERS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_lb4_xdp_stats SEC(".maps");
+
+static __always_inline void xdp_count(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&cilium_lb4_xdp_stats, &which);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline __u16 csum_fold(__u64 s)
+{
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)s;
+}
+
+/* A checksum after the covered words changed by `diff` (bpf_csum_diff). */
+static __always_inline __u16 csum_apply(__u16 check, __s64 diff)
+{
+	return ~csum_fold((__u64)(__u16)~check + (__u64)(__u32)diff);
+}
+
+struct xdp_packet {
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	__u16 *ports;  /* source, destination */
+	__u16 *l4_check;
+	struct packet_tuple t;
+};
+
+/* IPv4 TCP/UDP without options or fragmentation, headers in bounds. */
+static __always_inline int xdp_parse(struct xdp_md *ctx, struct xdp_packet *p)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return -1;
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl != 5 || (ip->frag_off & bpf_htons(0x3fff)))
+		return -1;
+	p->eth = eth;
+	p->ip = ip;
+	p->t.saddr = ip->saddr;
+	p->t.daddr = ip->daddr;
+	p->t.protocol = ip->protocol;
+	p->t.l4_off = sizeof(*eth) + sizeof(*ip);
+	if (ip->protocol == IPPROTO_TCP) {
+		struct tcphdr *tcp = (void *)(ip + 1);
+		if ((void *)(tcp + 1) > end)
+			return -1;
+		p->ports = (__u16 *)tcp;
+		p->l4_check = &tcp->check;
+		p->t.tcp_flags = ((__u8 *)tcp)[13];
+	} else if (ip->protocol == IPPROTO_UDP) {
+		struct udphdr *udp = (void *)(ip + 1);
+		if ((void *)(udp + 1) > end)
+			return -1;
+		p->ports = (__u16 *)udp;
+		p->l4_check = &udp->check;
+	} else {
+		return -1;
+	}
+	p->t.sport = p->ports[0];
+	p->t.dport = p->ports[1];
+	return 0;
+}
+
+/* Rewrites addresses and ports, fixing both checksums incrementally. */
+static __always_inline void xdp_nat(struct xdp_packet *p, __u32 saddr, __u16 sport, __u32 daddr, __u16 dport)
+{
+	__u32 from[3] = { p->ip->saddr, p->ip->daddr, (__u32)p->ports[0] | (__u32)p->ports[1] << 16 };
+	__u32 to[3] = { saddr, daddr, (__u32)sport | (__u32)dport << 16 };
+	__s64 l3 = bpf_csum_diff(from, 8, to, 8, 0);
+	__s64 l4 = bpf_csum_diff(from, 12, to, 12, 0);
+	p->ip->check = csum_apply(p->ip->check, l3);
+	if (p->t.protocol == IPPROTO_TCP || *p->l4_check) {
+		__u16 c = csum_apply(*p->l4_check, l4);
+		*p->l4_check = (p->t.protocol == IPPROTO_UDP && !c) ? 0xffff : c;
+	}
+	p->ip->saddr = saddr;
+	p->ip->daddr = daddr;
+	p->ports[0] = sport;
+	p->ports[1] = dport;
+}
+
+/* Where a packet from `saddr` to `daddr` leaves (device and MACs), only when
+ * the neighbour is known: anything else goes to the stack. */
+static __always_inline int xdp_fib(struct xdp_md *ctx, struct bpf_fib_lookup *fib, __u32 saddr, __u32 daddr)
+{
+	fib->family = 2; /* AF_INET */
+	fib->ipv4_src = saddr;
+	fib->ipv4_dst = daddr;
+	fib->ifindex = ctx->ingress_ifindex;
+	return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0) == BPF_FIB_LKUP_RET_SUCCESS ? 0 : -1;
+}
+
+static __always_inline int xdp_send(struct xdp_md *ctx, struct xdp_packet *p, const struct bpf_fib_lookup *fib)
+{
+	__builtin_memcpy(p->eth->h_dest, fib->dmac, ETH_ALEN);
+	__builtin_memcpy(p->eth->h_source, fib->smac, ETH_ALEN);
+	if (fib->ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
+	return bpf_redirect(fib->ifindex, 0);
+}
+
+/* DSR: the frontend as IPv4 option 0x9a, 8 bytes, between the IP header and
+ * the TCP/UDP header (the same bytes the tc stage writes). */
+static __always_inline int xdp_insert_dsr_option(struct xdp_md *ctx, __u32 address, __u16 port)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct ethhdr eth;
+	struct {
+		struct iphdr ip;
+		__u8 opt[DSR_IPV4_OPT_LEN];
+	} h;
+	if (data + sizeof(eth) + sizeof(h.ip) > end)
+		return -1;
+	__builtin_memcpy(&eth, data, sizeof(eth));
+	__builtin_memcpy(&h.ip, data + sizeof(eth), sizeof(h.ip));
+	if (bpf_xdp_adjust_head(ctx, -(int)DSR_IPV4_OPT_LEN) < 0)
+		return -1;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	if (data + sizeof(eth) + sizeof(h) > end)
+		return -1;
+	h.ip.ihl = 5 + DSR_IPV4_OPT_LEN / 4;
+	h.ip.tot_len = bpf_htons(bpf_ntohs(h.ip.tot_len) + DSR_IPV4_OPT_LEN);
+	h.ip.check = 0;
+	h.opt[0] = DSR_IPV4_OPT_TYPE;
+	h.opt[1] = DSR_IPV4_OPT_LEN;
+	__builtin_memcpy(&h.opt[2], &port, 2);
+	__builtin_memcpy(&h.opt[4], &address, 4);
+	__u64 s = 0;
+	__u16 *w = (__u16 *)&h;
+#pragma unroll
+	for (int i = 0; i < (int)sizeof(h) / 2; i++)
+		s += w[i];
+	h.ip.check = ~csum_fold(s);
+	__builtin_memcpy(data, &eth, sizeof(eth));
+	__builtin_memcpy(data + sizeof(eth), &h, sizeof(h));
+	return 0;
+}
+
+SEC("xdp")
+int cil_xdp_lb(struct xdp_md *ctx)
+{
+	struct xdp_packet p = {};
+	if (xdp_parse(ctx, &p) < 0)
+		return XDP_PASS;
+	struct packet_tuple *t = &p.t;
+	__u32 zero = 0;
+	struct node_config *node = bpf_map_lookup_elem(&cilium_node, &zero);
+	if (!node || !node->address || node->vxlan_ifindex)
+		return XDP_PASS; /* tunnel mode: encapsulation happens in tc */
+	struct bpf_fib_lookup fib = {};
+
+	/* A reply of a NodePort connection this node sent to another node's backend with SNAT. */
+	struct lb4_ct_key rk = { .saddr = t->daddr, .daddr = t->saddr, .sport = t->dport, .dport = t->sport,
+				 .proto = t->protocol, .kind = LB_CT_BACKEND };
+	struct lb4_ct_value *reply = bpf_map_lookup_elem(&cilium_lb4_ct, &rk);
+	if (reply) {
+		if (!(reply->flags & LB_CT_F_SNAT) || t->daddr != node->address)
+			goto pass;
+		__u16 rev = reply->rev_nat_index;
+		struct lb4_reverse_nat *nat = bpf_map_lookup_elem(&cilium_lb4_reverse_nat, &rev);
+		if (!nat)
+			goto pass;
+		__u32 from = nat->address ? nat->address : node->address;
+		__u32 client = reply->client;
+		__u16 client_port = reply->client_port, from_port = nat->port;
+		if (xdp_fib(ctx, &fib, from, client) < 0)
+			goto pass;
+		xdp_nat(&p, from, from_port, client, client_port);
+		xdp_count(LB_XDP_REVERSED);
+		return xdp_send(ctx, &p, &fib);
+	}
+
+	struct lb4_key key = { .address = t->daddr, .dport = t->dport, .proto = t->protocol };
+	struct lb4_service *svc = bpf_map_lookup_elem(&cilium_lb4_services, &key);
+	if (!svc && t->daddr == node->address) {
+		key.address = 0;
+		svc = bpf_map_lookup_elem(&cilium_lb4_services, &key);
+	}
+	if (!svc || !(svc->flags & (LB_F_NODEPORT | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER)))
+		goto pass;
+
+	struct lb4_ct_key fk = { .saddr = t->saddr, .daddr = t->daddr, .sport = t->sport, .dport = t->dport,
+				 .proto = t->protocol, .kind = LB_CT_SERVICE };
+	struct lb4_ct_value *known = bpf_map_lookup_elem(&cilium_lb4_ct, &fk);
+	int syn = t->protocol == IPPROTO_TCP && (t->tcp_flags & (CIL_TCP_SYN | CIL_TCP_ACK)) == CIL_TCP_SYN;
+	int opened = syn;
+	__u32 id = known ? known->backend_id : 0;
+	struct lb4_backend *be = id ? bpf_map_lookup_elem(&cilium_lb4_backends, &id) : 0;
+	if (!be) {
+		id = lb_select(t, &key, svc);
+		be = id ? bpf_map_lookup_elem(&cilium_lb4_backends, &id) : 0;
+		opened = 1;
+	}
+	/* No backend (tc drops it with the reason), or one on this node (tc delivers it). */
+	if (!be || local_workload(be->address))
+		goto pass;
+	__u32 backend_addr = be->address;
+	__u16 backend_port = be->port;
+
+	struct lb4_config *cfg = lb_config();
+	__u32 want = t->protocol == IPPROTO_TCP ? LB_CONFIG_F_DSR_TCP : LB_CONFIG_F_DSR_UDP;
+	int dsr = cfg && (cfg->flags & want);
+	__u32 src = dsr ? t->saddr : node->address;
+	if (xdp_fib(ctx, &fib, src, backend_addr) < 0)
+		goto pass;
+
+	if (!known || known->backend_id != id) {
+		struct lb4_ct_value v = { .backend_id = id, .rev_nat_index = svc->rev_nat_index };
+		bpf_map_update_elem(&cilium_lb4_ct, &fk, &v, BPF_ANY);
+	}
+	if (opened && !dsr) {
+		struct lb4_ct_key bk = { .saddr = node->address, .daddr = backend_addr, .sport = t->sport,
+					 .dport = backend_port, .proto = t->protocol, .kind = LB_CT_BACKEND };
+		struct lb4_ct_value bv = { .backend_id = id, .rev_nat_index = svc->rev_nat_index, .flags = LB_CT_F_SNAT,
+					   .client = t->saddr, .client_port = t->sport };
+		bpf_map_update_elem(&cilium_lb4_ct, &bk, &bv, BPF_ANY);
+	}
+	__u32 frontend_addr = t->daddr;
+	__u16 frontend_port = t->dport;
+	xdp_nat(&p, src, t->sport, backend_addr, backend_port);
+	if (dsr && (t->protocol == IPPROTO_UDP || syn)) {
+		if (xdp_insert_dsr_option(ctx, frontend_addr, frontend_port) < 0)
+			return XDP_ABORTED;
+		void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+		if (data + sizeof(struct ethhdr) > end)
+			return XDP_ABORTED;
+		p.eth = data;
+	}
+	xdp_count(LB_XDP_TRANSLATED);
+	return xdp_send(ctx, &p, &fib);
+pass:
+	xdp_count(LB_XDP_PASSED);
+	return XDP_PASS;
+}
