@@ -43,13 +43,17 @@ enum Topology {
             state.etcdNamespace = ns.name
             state.etcdURL = "http://\(etcdAddress):2379"
             try state.save()
-            try plug(ns, into: ul, as: "veth-etcd", address: etcdAddress)
+            try plug(ns, into: ul, underlay: underlay, as: "veth-etcd", address: etcdAddress)
             settings = ["etcd.endpoints={\(state.etcdURL!)}", "etcd.enabled=true"] + settings
         }
         let cgroupMount = CGroup2.mountPoint()
         for (i, var node) in state.nodes.enumerated() {
             let ns = try NetworkNamespace.create(named: node.namespace)
-            try plug(ns, into: ul, as: "veth-node\(i + 1)", address: node.address)
+            try plug(ns, into: ul, underlay: underlay, as: "veth-node\(i + 1)", address: node.address)
+            if settings.contains("loadBalancer.acceleration=native") {
+                // XDP on the node's eth0 rewrites frames from the other nodes: they must be as on a wire.
+                try ns.run { try Ethtool.setTXChecksum(false, device: "eth0") }
+            }
             var own = settings
             // Each node's pods run in a cgroup of their own: that node's socket LB serves them (and nothing else on the machine).
             if let mount = cgroupMount {
@@ -70,7 +74,9 @@ enum Topology {
         let out = try NetworkNamespace.create(named: "csbx-\(name)-out")
         state.outsideNamespace = out.name
         try state.save()
-        try plug(out, into: ul, as: "veth-out", address: outsideAddresses[0])
+        try plug(out, into: ul, underlay: underlay, as: "veth-out", address: outsideAddresses[0])
+        // A host beyond the wire: its frames arrive with complete checksums (what XDP on a node expects).
+        try out.run { try Ethtool.setTXChecksum(false, device: "eth0") }
         let onl = try Netlink(namespace: out)
         for extra in outsideAddresses.dropFirst() { try onl.addAddress(Netlink.IPv4Prefix(extra + "/24")!, to: "eth0") }
         try onl.replaceRoute(Netlink.Route(destination: Netlink.IPv4Prefix("10.0.0.0/8")!,
@@ -79,10 +85,13 @@ enum Topology {
     }
 
     /// Joins a namespace to the underlay bridge: eth0 inside with `address`/24.
-    static func plug(_ ns: NetworkNamespace, into ul: Netlink, as hostSide: String, address: String) throws {
+    /// The bridge side has GRO on, as a NIC would: a veth needs it (or an XDP
+    /// program) to take frames its peer's XDP program sends back (XDP_TX).
+    static func plug(_ ns: NetworkNamespace, into ul: Netlink, underlay: NetworkNamespace, as hostSide: String, address: String) throws {
         try ns.withFD { fd in
             try ul.createVeth(name: hostSide, peerName: "eth0", peerNamespaceFD: fd, mtu: underlayMTU)
         }
+        try underlay.run { try Ethtool.setGRO(true, device: hostSide) }
         try ul.setLinkMaster(.name(hostSide), master: "br0")
         try ul.setLinkUp(.name(hostSide))
         let nl = try Netlink(namespace: ns)

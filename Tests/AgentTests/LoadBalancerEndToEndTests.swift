@@ -301,9 +301,12 @@ import TestSupport
     /// sends them back through node1; DSR lets node2 answer the client
     /// directly, from node1's address and the NodePort; hybrid is DSR for TCP
     /// and SNAT for UDP.
-    @Test(arguments: ["snat", "dsr", "hybrid"])
-    func nodePortModes(mode: String) throws {
-        let c = try Cluster(settings: ["routingMode=native", "autoDirectNodeRoutes=true", "loadBalancer.mode=\(mode)"])
+    /// With XDP acceleration the same holds, and node1's XDP program did the forwarding.
+    @Test(arguments: ["snat", "dsr", "hybrid", "snat+xdp", "dsr+xdp"])
+    func nodePortModes(variant: String) throws {
+        let mode = String(variant.split(separator: "+")[0]), xdp = variant.hasSuffix("+xdp")
+        let c = try Cluster(settings: ["routingMode=native", "autoDirectNodeRoutes=true", "loadBalancer.mode=\(mode)"]
+                            + (xdp ? ["loadBalancer.acceleration=native"] : []))
         try c.apply(Self.service(type: "NodePort", ports: """
               - {name: http, port: 80, targetPort: 8080, nodePort: 30080, protocol: TCP}
               - {name: dns, port: 53, targetPort: 8080, nodePort: 30053, protocol: UDP}
@@ -326,9 +329,9 @@ import TestSupport
         let capture = try FrameCapture(namespace: c.namespace("outside"), device: "eth0")
         let node1 = c.nodeAddress("node1")
         let tcp = try Connection(from: c.namespace("outside"), to: node1, port: 30080)
-        #expect(tcp?.greeting == "web2", "TCP through node1's NodePort (\(mode))")
+        #expect(tcp?.greeting == "web2", "TCP through node1's NodePort (\(variant))")
         #expect(tcp?.echo("ping") == "ping", "the connection carries on")
-        #expect(try c.udpWho(from: "outside", node1, 30053) == "web2", "UDP through node1's NodePort (\(mode))")
+        #expect(try c.udpWho(from: "outside", node1, 30053) == "web2", "UDP through node1's NodePort (\(variant))")
         let frames = capture.finish()
         // Replies as the client sees them: from node1's address and the NodePort.
         func repliers(proto: UInt8, port: UInt16) -> Set<[UInt8]> {
@@ -343,6 +346,16 @@ import TestSupport
         #expect(udpFrom == [dsrUDP ? node2MAC : node1MAC], "UDP replies come from \(dsrUDP ? "node2 (DSR)" : "node1 (SNAT)")")
         let (_, status) = try c.cilium("node1", ["status", "--verbose"])
         #expect(status.contains(["snat": "Mode: SNAT", "dsr": "Mode: DSR", "hybrid": "Mode: Hybrid"][mode]!), "\(status)")
+        if xdp {
+            // "XDP Acceleration: Native (eth0; N requests and M replies forwarded in XDP, ...)"
+            let line = status.split(separator: "\n").first { $0.contains("XDP Acceleration:") }.map(String.init) ?? ""
+            let numbers = line.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+            #expect(line.contains("Native (eth0;") && numbers.count >= 3, "\(line)")
+            if numbers.count >= 3 {
+                #expect(numbers[numbers.count - 3] >= 3, "TCP and UDP requests forwarded by XDP: \(line)")
+                #expect(mode == "dsr" ? numbers[numbers.count - 2] == 0 : numbers[numbers.count - 2] >= 2, "replies: \(line)")
+            }
+        }
     }
 
     @Test func sessionAffinityKeepsAClientOnOneBackend() throws {
