@@ -180,7 +180,7 @@ public let schema = ConfigSchema(keys: [
               "How NodePort traffic reaches remote backends: snat, dsr (direct server return) or hybrid "
               + "(dsr for TCP, snat for UDP); dsr and hybrid need routingMode native."),
     ConfigKey("loadBalancer.acceleration", .enumeration(LoadBalancerAcceleration.allCases.map(\.rawValue)),
-              .string("disabled"), "XDP acceleration of the load balancer: disabled, or native (driver XDP)."),
+              .string("disabled"), "XDP acceleration of the load balancer: disabled, or native (driver XDP on `devices`; needs routingMode native)."),
 
     ConfigKey("maglev.tableSize", .intChoice(maglevTableSizes), .int(16381),
               "Maglev lookup table size per Service (a prime); larger tables disrupt less on backend changes."),
