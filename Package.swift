@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "cilium", targets: ["cilium"]),
         .executable(name: "cilium-sandbox", targets: ["cilium-sandbox"]),
         .executable(name: "cilium-cni", targets: ["cilium-cni"]),
+        .executable(name: "hubble", targets: ["hubble"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -56,6 +57,7 @@ let package = Package(
             "Agent", "Datapath", "API", "Config", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swift6),
         .executableTarget(name: "cilium-cni", dependencies: ["API", "Datapath"], swiftSettings: swift6),
+        .executableTarget(name: "hubble", dependencies: ["API"], swiftSettings: swift6),
         .executableTarget(name: "cilium-bench", dependencies: ["Agent", "Datapath", "Reconciler", "CBPF", "Policy", "LoadBalancer"],
                           swiftSettings: swift6),
 

@@ -16,7 +16,8 @@
 char LICENSE[] SEC("license") = "GPL";
 
 /* Reports the verdict of a new connection (or an audited one) with the rule
- * that decided it; drops go through drop_packet with their reason. */
+ * that decided it; drops go through drop_packet with their reason. Returns
+ * -1 dropped, 1 allowed and reported, 0 allowed. */
 static __always_inline int enforce(struct __sk_buff *skb, const struct packet_tuple *t, int ct,
 				   __u16 endpoint_id, __u8 direction, __u32 peer_identity)
 {
@@ -27,11 +28,15 @@ static __always_inline int enforce(struct __sk_buff *skb, const struct packet_tu
 		emit_event_full(skb, CILIUM_EVENT_DROP, CILIUM_STAGE_POLICY, res.reason, direction, 0, t, res.rule_id);
 		return -1;
 	}
-	if (res.audited)
+	if (res.audited) {
 		emit_event_full(skb, CILIUM_EVENT_POLICY_VERDICT, CILIUM_STAGE_POLICY, res.reason, direction,
 				CILIUM_EVENT_F_AUDIT, t, res.rule_id);
-	else if (ct == CT_NEW && res.enforced)
+		return 1;
+	}
+	if (ct == CT_NEW && res.enforced) {
 		emit_event_full(skb, CILIUM_EVENT_POLICY_VERDICT, CILIUM_STAGE_POLICY, 0, direction, 0, t, res.rule_id);
+		return 1;
+	}
 	return 0;
 }
 
@@ -50,18 +55,29 @@ int cil_stage_policy(struct __sk_buff *skb)
 
 	__u32 src_identity = skb->cb[CILIUM_CB_SRC_IDENTITY];
 	__u32 dst_identity = skb->cb[CILIUM_CB_DST_IDENTITY];
+	int reported = 0, r;
 	/* Egress: the packet is leaving a workload of this node (its veth's ingress). */
 	if (skb->cb[CILIUM_CB_DIRECTION] == CILIUM_DIR_EGRESS && (skb->cb[CILIUM_CB_HOOK] & CILIUM_CB_HOOK_MASK) == CILIUM_HOOK_TC_INGRESS) {
 		struct endpoint_value *src = local_workload(t.saddr);
-		if (src && enforce(skb, &t, ct, src->endpoint_id, CILIUM_DIR_EGRESS, dst_identity) < 0)
-			return TC_ACT_SHOT;
+		if (src) {
+			if ((r = enforce(skb, &t, ct, src->endpoint_id, CILIUM_DIR_EGRESS, dst_identity)) < 0)
+				return TC_ACT_SHOT;
+			reported |= r;
+		}
 	}
 	/* Ingress: the packet is for a workload of this node. */
 	struct endpoint_value *dst = local_workload(t.daddr);
-	if (dst && enforce(skb, &t, ct, dst->endpoint_id, CILIUM_DIR_INGRESS, src_identity) < 0)
-		return TC_ACT_SHOT;
+	if (dst) {
+		if ((r = enforce(skb, &t, ct, dst->endpoint_id, CILIUM_DIR_INGRESS, src_identity)) < 0)
+			return TC_ACT_SHOT;
+		reported |= r;
+	}
 
-	if (ct == CT_NEW)
+	if (ct == CT_NEW) {
 		ct_create(&t, src_identity);
+		/* A new connection no policy spoke about is still a flow. */
+		if (!reported)
+			emit_event(skb, CILIUM_EVENT_TRACE, CILIUM_STAGE_POLICY, 0, &t, 0);
+	}
 	return pipeline_next(skb);
 }

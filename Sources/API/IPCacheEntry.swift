@@ -11,12 +11,18 @@ public struct IPCacheEntry: TableObject, Equatable {
     public var identity: UInt32
     /// Node address hosting the prefix; nil for local or world.
     public var tunnelEndpoint: IPv4Address?
+    /// Another node's pod at this address (not in the map: for Hubble's names).
+    public var podNamespace: String?
+    public var podName: String?
     public var key: IPv4Prefix { prefix }
 
-    public init(prefix: IPv4Prefix, identity: UInt32, tunnelEndpoint: IPv4Address? = nil) {
+    public init(prefix: IPv4Prefix, identity: UInt32, tunnelEndpoint: IPv4Address? = nil, podNamespace: String? = nil,
+                podName: String? = nil) {
         self.prefix = prefix.network
         self.identity = identity
         self.tunnelEndpoint = tunnelEndpoint
+        self.podNamespace = podNamespace
+        self.podName = podName
     }
 
     public var mapKey: ipcache_key {

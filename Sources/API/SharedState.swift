@@ -16,6 +16,9 @@ public final class SharedState: Sendable {
     /// Per endpoint, what policy does to it. Written by Policy, shown by
     /// `cilium endpoint list`.
     public let endpointPolicy = StateTable<EndpointPolicyState>(name: "endpoint-policy")
+    /// The rules verdicts name (rule id -> its policy). Written by Policy,
+    /// read by Hubble to say which policy allowed or denied a flow.
+    public let policyRules = StateTable<PolicyRuleRecord>(name: "policy-rules")
 
     public init() {}
 }
@@ -65,4 +68,22 @@ public struct EndpointPolicyState: TableObject, Codable, Equatable {
 
     /// As upstream's endpoint list columns: "Enabled" / "Disabled".
     public static func column(_ on: Bool) -> String { on ? "Enabled" : "Disabled" }
+}
+
+public struct PolicyRuleRecord: TableObject, Codable, Equatable {
+    public var id: UInt32
+    /// "CiliumNetworkPolicy" or "CiliumClusterwideNetworkPolicy".
+    public var kind: String
+    public var namespace: String?
+    public var name: String
+    /// The policy repository revision the rule arrived in.
+    public var revision: UInt64
+    public var key: UInt32 { id }
+    public init(id: UInt32, kind: String, namespace: String?, name: String, revision: UInt64) {
+        self.id = id
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+        self.revision = revision
+    }
 }

@@ -12,7 +12,7 @@ struct SandboxCommand: AsyncParsableCommand {
         commandName: "cilium-sandbox",
         abstract: "A whole cluster on one machine, out of network namespaces: node namespaces joined by a private underlay, one agent per node.",
         discussion: "Nothing touches the machine's own interfaces: every link lives inside the sandbox's namespaces.",
-        subcommands: [Up.self, Status.self, Pod.self, Agent.self, Etcd.self, Cilium.self, Exec.self, Down.self])
+        subcommands: [Up.self, Status.self, Pod.self, Agent.self, Etcd.self, Cilium.self, Hubble.self, Exec.self, Down.self])
 }
 
 struct NameOption: ParsableArguments {
@@ -194,6 +194,22 @@ extension SandboxCommand {
                 if code != 0 { worst = code }
             }
             throw ExitCode(worst)
+        }
+    }
+
+    struct Hubble: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run hubble against one node's agent, or against every node with their flows merged in time order.")
+        @OptionGroup var name: NameOption
+        @Argument(help: "The node (e.g. node1); without it, every node.") var node: String?
+        @Argument(parsing: .postTerminator, help: "Arguments for hubble (e.g. observe --follow).") var args: [String] = []
+
+        func run() throws {
+            let state = try SandboxState.load(name.name)
+            let nodes = try node.map { [try state.node($0)] } ?? state.nodes
+            guard let command = args.first else { throw SandboxError("give a hubble command after --, e.g. -- observe --last 20") }
+            let servers = nodes.flatMap { ["--server", "unix://" + $0.socket] }
+            throw ExitCode(Processes.run([Processes.binDirectory + "/hubble", command] + servers + args.dropFirst()))
         }
     }
 

@@ -62,7 +62,7 @@ enum cilium_drop_reason {
 	CILIUM_REASON_FORWARDED = 0,
 	CILIUM_DROP_POLICY = 133,       /* Policy denied */
 	CILIUM_DROP_INVALID = 134,      /* Invalid packet */
-	CILIUM_DROP_NO_TUNNEL_KEY = 146,/* No tunnel/encapsulation endpoint (datapath BUG!) */
+	CILIUM_DROP_NO_TUNNEL_KEY = 147,/* Error retrieving tunnel key */
 	CILIUM_DROP_NO_SERVICE = 158,   /* Service backend not found */
 	CILIUM_DROP_POLICY_DENY = 181,  /* Policy denied by denylist */
 };
@@ -380,6 +380,10 @@ enum cilium_event_type {
 	CILIUM_EVENT_TRACE = 2,
 	CILIUM_EVENT_POLICY_VERDICT = 3,
 };
+/* TRACE: a new connection no policy decided on (the policy stage saw it
+ * allowed by default); POLICY_VERDICT: one a policy allowed or audited;
+ * DROP: every drop, with its reason. Established traffic and replies are not
+ * reported (upstream's monitor aggregation does the same). */
 
 enum cilium_event_flags {
 	CILIUM_EVENT_F_REPLY = 1,  /* the packet is a reply of a tracked connection */
@@ -401,7 +405,8 @@ struct cilium_event {
 	__u16 dport;
 	__u8  protocol;
 	__u8  flags;       /* enum cilium_event_flags */
-	__u8  pad[2];
+	__u8  tcp_flags;   /* TCP: the header's flags byte (FIN 0x01 ... CWR 0x80) */
+	__u8  pad;
 	__u32 rule_id;
 	__u32 length;
 	__u64 timestamp_ns;

@@ -138,6 +138,8 @@ static __always_inline void emit_event_full(struct __sk_buff *skb, __u8 type, __
 		e->sport = t->sport;
 		e->dport = t->dport;
 		e->protocol = t->protocol;
+		if (t->protocol == IPPROTO_TCP)
+			e->tcp_flags = t->tcp_flags;
 		if (t->protocol == IPPROTO_ICMP) {
 			e->dport = t->icmp_type;
 			e->flags |= CILIUM_EVENT_F_ICMP_TYPE_IN_DPORT;

@@ -6,20 +6,23 @@ import Foundation
 import Reconciler
 
 /// Flow observability (`hubble.enabled`). Reads the datapath's event ring
-/// buffer and keeps the most recent events in a bounded ring of
-/// `hubble.eventBufferCapacity`. Decoding into flows, `hubble observe` and
-/// metrics come with the Hubble issue.
+/// buffer, decodes each event into a flow (endpoints, identities, labels and
+/// the policies that decided it, from the shared tables) and keeps the most
+/// recent flows in a ring of `hubble.eventBufferCapacity`. `hubble observe`
+/// reads them through GET /v1/flows.
 public actor HubbleSubsystem: AgentSubsystem {
     public nonisolated let name = "hubble"
     public nonisolated let dependencies = ["networking"]
     public nonisolated let configKeys = ["hubble."]
+    public nonisolated let apiPrefixes = ["/v1/flows", "/v1/hubble"]
     private var context: SubsystemContext?
     private var reader: RingBufferReader?
     private var consumer: Task<Void, Never>?
-    private var ring: [cilium_event] = []
-    private var next = 0
-    private var capacity = 4095
-    private var seen: UInt64 = 0
+    private var watchers: [Task<Void, Never>] = []
+    private var ring = FlowRing(capacity: 4095)
+    private var decoder = FlowDecoder()
+    private var namesStale = true
+    private var undecoded: UInt64 = 0
     private var startedAt = ContinuousClock.now
 
     public init() {}
@@ -28,52 +31,133 @@ public actor HubbleSubsystem: AgentSubsystem {
 
     public func start() async throws {
         guard let context else { throw SubsystemError("hubble: not configured") }
-        capacity = context.config.hubble.eventBufferCapacity
+        ring = FlowRing(capacity: context.config.hubble.eventBufferCapacity)
+        decoder = FlowDecoder()
+        decoder.names.nodeName = context.nodeName
+        decoder.names.tunnel = context.config.routingMode == .tunnel
+        undecoded = 0
+        startedAt = .now
+        let shared = context.shared
+        watchers = [watch(await shared.identities.changes()), watch(await shared.endpoints.changes()),
+                    watch(await shared.ipcache.changes()), watch(await shared.policyRules.changes())]
         let reader = try RingBufferReader(pinned: context.bpfRoot + "/cilium_events")
         self.reader = reader
-        ring = []
-        next = 0
-        seen = 0
-        startedAt = .now
         consumer = Task { [weak self] in
             for await record in reader.records {
-                guard record.count >= MemoryLayout<cilium_event>.size else { continue }
+                guard let self else { return }
+                guard record.count >= MemoryLayout<cilium_event>.size else {
+                    await self.countUndecoded()
+                    continue
+                }
                 let event = record.withUnsafeBytes { $0.loadUnaligned(as: cilium_event.self) }
-                await self?.record(event)
+                await self.record(event)
             }
         }
     }
 
-    private func record(_ event: cilium_event) {
-        seen += 1
-        if ring.count < capacity {
-            ring.append(event)
-        } else {
-            ring[next] = event
-            next = (next + 1) % capacity
+    private func watch<T: TableObject>(_ stream: AsyncStream<[Change<T>]>) -> Task<Void, Never> {
+        Task { [weak self] in
+            for await _ in stream { await self?.markStale() }
         }
+    }
+
+    private func markStale() { namesStale = true }
+    private func countUndecoded() { undecoded += 1 }
+
+    private func refreshNames() async {
+        guard namesStale, let shared = context?.shared else { return }
+        namesStale = false
+        var n = decoder.names
+        n.identityLabels = Dictionary(await shared.identities.all().map { ($0.id, $0.labels) }, uniquingKeysWith: { a, _ in a })
+        n.endpoints = Dictionary(await shared.endpoints.all().map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
+        n.rules = Dictionary(await shared.policyRules.all().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        n.remote = Dictionary(await shared.ipcache.all().filter { $0.tunnelEndpoint != nil && $0.prefix.length == 32 }
+            .map { ($0.prefix.address.description, (namespace: $0.podNamespace, pod: $0.podName)) }, uniquingKeysWith: { a, _ in a })
+        decoder.names = n
+    }
+
+    private func record(_ event: cilium_event) async {
+        await refreshNames()
+        guard let flow = decoder.decode(event) else {
+            undecoded += 1
+            return
+        }
+        ring.append(flow)
     }
 
     public func stop() async {
         reader?.stop()
         consumer?.cancel()
+        for w in watchers { w.cancel() }
+        watchers = []
         reader = nil
         consumer = nil
     }
 
     public func health() async -> Health { reader == nil ? .stopped : .ok }
 
-    public var eventsSeen: UInt64 { seen }
+    func statusModel() -> HubbleStatusModel {
+        let elapsed = max((ContinuousClock.now - startedAt) / .seconds(1), 0.001)
+        return HubbleStatusModel(nodeName: context?.nodeName ?? "", seenFlows: ring.seen, currentFlows: ring.count,
+                                 maxFlows: ring.capacity, lostEvents: undecoded,
+                                 flowsPerSecond: Double(ring.seen) / elapsed, uptimeSeconds: elapsed)
+    }
 
     public func status() async -> SubsystemStatus {
         let h = await health()
-        let elapsed = max((ContinuousClock.now - startedAt) / .seconds(1), 0.001)
-        let pct = Double(ring.count) / Double(max(capacity, 1)) * 100
+        let s = statusModel()
+        let pct = Double(s.currentFlows) / Double(max(s.maxFlows, 1)) * 100
         let summary = String(format: "Ok   Current/Max Flows: %d/%d (%.2f%%), Flows/s: %.2f   Metrics: Disabled",
-                             ring.count, capacity, pct, Double(seen) / elapsed)
+                             s.currentFlows, s.maxFlows, pct, s.flowsPerSecond)
         return SubsystemStatus(enabled: true, state: h.state, message: h.message,
                                summary: h.state == .ok ? summary : h.message,
-                               details: ["events read from the datapath: \(seen)",
-                                         "flow decoding, hubble observe and metrics: not implemented yet"])
+                               details: ["flows seen: \(s.seenFlows), events lost or not decoded: \(s.lostEvents)",
+                                         "reports new connections (trace / policy verdict), audited packets and every drop",
+                                         "Prometheus metrics and the service map page: not built yet"])
+    }
+
+    public func handle(_ request: HTTPRequest) async -> HTTPResponse {
+        switch (request.method, request.path) {
+        case ("GET", "/v1/flows"):
+            let after = request.query["after"].flatMap { UInt64($0) } ?? 0
+            return .json(FlowsResponse(flows: ring.records(after: after), status: statusModel()))
+        case ("GET", "/v1/hubble/status"):
+            return .json(statusModel())
+        default:
+            return .error(status: 404, message: "no such Hubble endpoint: \(request.method) \(request.path)")
+        }
+    }
+}
+
+/// The most recent flows, oldest first, with increasing sequence numbers.
+struct FlowRing: Sendable {
+    let capacity: Int
+    private var buffer: [FlowRecord] = []
+    private var head = 0
+    private(set) var seen: UInt64 = 0
+
+    init(capacity: Int) {
+        self.capacity = max(capacity, 1)
+        buffer.reserveCapacity(min(self.capacity, 4096))
+    }
+
+    var count: Int { buffer.count }
+
+    mutating func append(_ flow: Flow) {
+        seen += 1
+        let r = FlowRecord(seq: seen, flow: flow)
+        if buffer.count < capacity {
+            buffer.append(r)
+        } else {
+            buffer[head] = r
+            head = (head + 1) % capacity
+        }
+    }
+
+    /// Flows with a sequence number above `after`, oldest first.
+    func records(after: UInt64) -> [FlowRecord] {
+        let ordered = buffer.count < capacity ? buffer : Array(buffer[head...] + buffer[..<head])
+        guard let first = ordered.first, after >= first.seq else { return ordered }
+        return Array(ordered.drop { $0.seq <= after })
     }
 }

@@ -16,6 +16,9 @@ struct NodeRecord: Codable, Equatable, Sendable {
 struct IPRecord: Codable, Equatable, Sendable {
     var identity: UInt32
     var hostIP: String
+    /// The pod behind the address (upstream's ipcache entries carry it too): Hubble names remote endpoints.
+    var k8sNamespace: String?
+    var k8sPodName: String?
 }
 
 /// Keeps this node's part of the shared cluster state in the kvstore (its node
@@ -109,9 +112,9 @@ actor ClusterSync {
     }
 
     /// This node's endpoints, as the other nodes should see them.
-    func publish(ip: String, identity: UInt32) async {
+    func publish(ip: String, identity: UInt32, podNamespace: String?, podName: String?) async {
         guard let host = nodeAddress?.description else { return }
-        let record = IPRecord(identity: identity, hostIP: host)
+        let record = IPRecord(identity: identity, hostIP: host, k8sNamespace: podNamespace, k8sPodName: podName)
         ownIPs[ip] = record
         if let lease, let data = try? JSONEncoder().encode(record) {
             _ = try? await store.put(KVKeys.ip(ip), data, lease: lease)
@@ -212,7 +215,7 @@ actor ClusterSync {
         for (ip, r) in seen where remoteIPs[ip] != r {
             guard let a = IPv4Address(ip) else { continue }
             await ipcache.upsert(IPCacheEntry(prefix: IPv4Prefix(a, length: 32), identity: r.identity,
-                                              tunnelEndpoint: IPv4Address(r.hostIP)))
+                                              tunnelEndpoint: IPv4Address(r.hostIP), podNamespace: r.k8sNamespace, podName: r.k8sPodName))
         }
         remoteIPs = seen
         // Policy matches other nodes' endpoints by their identity's labels.

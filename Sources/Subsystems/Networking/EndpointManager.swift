@@ -214,7 +214,7 @@ actor EndpointManager {
         await shared.endpoints.upsert(EndpointRecord(id: ep.id, identity: ep.identity, labels: labels, address: ep.address,
                                                      podNamespace: ep.podNamespace, podName: ep.podName))
         await ipcache.upsert(IPCacheEntry(prefix: IPv4Prefix(ep.ipv4, length: 32), identity: ep.identity))
-        await cluster.publish(ip: ep.address, identity: ep.identity)
+        await cluster.publish(ip: ep.address, identity: ep.identity, podNamespace: ep.podNamespace, podName: ep.podName)
         await attachments.upsert(contentsOf: [TCDirection.ingress, .egress].map {
             DeviceAttachment(device: ep.hostIfName, direction: $0, role: .endpoint)
         })

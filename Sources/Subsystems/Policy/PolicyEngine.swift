@@ -87,6 +87,12 @@ actor PolicyEngine {
             await shared.endpointPolicy.upsert(EndpointPolicyState(endpointID: id, ingressEnforced: p.ingressEnforced,
                                                                    egressEnforced: p.egressEnforced, revision: repository.revision))
         }
+        // A rule keeps the revision it arrived in (ids are stable while their policy is unchanged).
+        let known = Dictionary(uniqueKeysWithValues: await shared.policyRules.all().map { ($0.id, $0.revision) })
+        await shared.policyRules.replaceChanged(repository.origins.map { id, o in
+            PolicyRuleRecord(id: id, kind: o.kind.rawValue, namespace: o.namespace, name: o.name,
+                             revision: known[id] ?? repository.revision)
+        })
         persist()
     }
 
