@@ -58,7 +58,7 @@ let package = Package(
             swiftSettings: swift6),
         .executableTarget(name: "cilium-cni", dependencies: ["API", "Datapath"], swiftSettings: swift6),
         .executableTarget(name: "hubble", dependencies: ["API"], swiftSettings: swift6),
-        .executableTarget(name: "cilium-bench", dependencies: ["Agent", "Datapath", "Reconciler", "CBPF", "Policy", "LoadBalancer"],
+        .executableTarget(name: "cilium-bench", dependencies: ["Agent", "Datapath", "Reconciler", "CBPF", "Policy", "LoadBalancer", "Hubble"],
                           swiftSettings: swift6),
 
         .target(name: "TestSupport", dependencies: ["Datapath"], path: "Tests/TestSupport", swiftSettings: swift6),

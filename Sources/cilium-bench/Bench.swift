@@ -3,6 +3,7 @@ import CBPF
 import Datapath
 import Foundation
 import Glibc
+import Hubble
 import LoadBalancer
 import Policy
 import Reconciler
@@ -30,6 +31,10 @@ struct Bench {
             }
             return
         }
+        if only == "hubble" {
+            for (what, result, target) in HubbleBenchmark.run() { print(pad(what, 58) + pad(result, 26) + target) }
+            return
+        }
         if only == "policy" {
             for (what, result, target) in try await PolicyBenchmark.run() { print(pad(what, 58) + pad(result, 26) + target) }
             return
@@ -44,6 +49,7 @@ struct Bench {
         rows += try await PolicyBenchmark.run().map { ($0.measure, $0.result, $0.target) }
         rows += try await LoadBalancerBenchmark.run().map { ($0.measure, $0.result, $0.target) }
         rows += try ServiceConnections.run(bin: bin)
+        rows += HubbleBenchmark.run().map { ($0.measure, $0.result, $0.target) }
         print("")
         print(pad("measure", 58) + pad("result", 26) + "target")
         for (what, result, target) in rows { print(pad(what, 58) + pad(result, 26) + target) }

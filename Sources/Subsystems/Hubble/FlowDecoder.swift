@@ -12,11 +12,11 @@ struct FlowDecoder: Sendable {
         /// routingMode tunnel: traffic for other nodes' pods goes into the overlay.
         var tunnel = true
         var identityLabels: [UInt32: [String]] = [:]
-        /// Local endpoints by address.
-        var endpoints: [String: EndpointRecord] = [:]
+        /// Local endpoints by address (network order, as in the event).
+        var endpoints: [UInt32: Flow.Endpoint] = [:]
         var rules: [UInt32: PolicyRuleRecord] = [:]
         /// Addresses hosted by other nodes: their pods (namespace, name), for names and the observation point.
-        var remote: [String: (namespace: String?, pod: String?)] = [:]
+        var remote: [UInt32: (namespace: String?, pod: String?)] = [:]
     }
 
     var names = Names()
@@ -44,16 +44,18 @@ struct FlowDecoder: Sendable {
                       Int(tmv.tm_hour), Int(tmv.tm_min), Int(tmv.tm_sec), Int(frac))
     }
 
-    func endpoint(address: String, identity: UInt32) -> Flow.Endpoint {
-        if let ep = names.endpoints[address] {
-            return Flow.Endpoint(ID: UInt32(ep.id), identity: ep.identity, namespace: ep.podNamespace, labels: ep.labels.sorted(),
-                                 pod_name: ep.podName)
-        }
+    func endpoint(address: UInt32, identity: UInt32) -> Flow.Endpoint {
+        if let ep = names.endpoints[address] { return ep }
         let labels = names.identityLabels[identity] ?? []
         let remote = names.remote[address]
         let ns = remote?.namespace
             ?? labels.first { $0.hasPrefix("k8s:io.kubernetes.pod.namespace=") }.map { String($0.split(separator: "=", maxSplits: 1)[1]) }
-        return Flow.Endpoint(identity: identity, namespace: ns, labels: labels.sorted(), pod_name: remote?.pod)
+        return Flow.Endpoint(identity: identity, namespace: ns, labels: labels, pod_name: remote?.pod)
+    }
+
+    /// A local endpoint as flows show it.
+    static func endpoint(_ ep: EndpointRecord) -> Flow.Endpoint {
+        Flow.Endpoint(ID: UInt32(ep.id), identity: ep.identity, namespace: ep.podNamespace, labels: ep.labels.sorted(), pod_name: ep.podName)
     }
 
     func policy(_ ruleID: UInt32) -> [Flow.Policy]? {
@@ -71,11 +73,47 @@ struct FlowDecoder: Sendable {
         }
     }
 
-    func decode(_ e: cilium_event) -> Flow? {
+    /// What is kept per event: the record and what it resolved to when it happened.
+    struct Stored: Sendable {
+        var seq: UInt64
+        var event: cilium_event
+        var source: Flow.Endpoint
+        var destination: Flow.Endpoint
+        var policy: [Flow.Policy]?
+        var point: String?
+    }
+
+    static let kinds: Set<UInt8> = [UInt8(CILIUM_EVENT_DROP.rawValue), UInt8(CILIUM_EVENT_TRACE.rawValue),
+                                    UInt8(CILIUM_EVENT_POLICY_VERDICT.rawValue)]
+
+    /// Decodes an event at the time it arrives: who the addresses were, which policy the rule id names.
+    func resolve(_ e: cilium_event, seq: UInt64) -> Stored? {
+        guard Self.kinds.contains(e.type) else { return nil }
+        let point: String? = e.type == UInt8(CILIUM_EVENT_TRACE.rawValue)
+            ? (names.endpoints[e.daddr] != nil ? "TO_ENDPOINT" : names.remote[e.daddr] != nil && names.tunnel ? "TO_OVERLAY" : "TO_STACK")
+            : nil
+        return Stored(seq: seq, event: e, source: endpoint(address: e.saddr, identity: e.src_identity),
+                      destination: endpoint(address: e.daddr, identity: e.dst_identity), policy: policy(e.rule_id), point: point)
+    }
+
+    /// A per-agent prefix: flow UUIDs are this and the sequence number.
+    let uuidPrefix: UInt64 = UInt64.random(in: 0...UInt64.max)
+
+    func uuid(_ seq: UInt64) -> String {
+        var b = [UInt8](repeating: 0, count: 16)
+        for i in 0..<8 { b[i] = UInt8(truncatingIfNeeded: uuidPrefix >> (56 - 8 * UInt64(i))) }
+        for i in 0..<8 { b[8 + i] = UInt8(truncatingIfNeeded: seq >> (56 - 8 * UInt64(i))) }
+        b[6] = b[6] & 0x0f | 0x40
+        b[8] = b[8] & 0x3f | 0x80
+        let h = b.map { String(format: "%02x", $0) }.joined()
+        let c = Array(h)
+        return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-" + String(c[16..<20]) + "-" + String(c[20..<32])
+    }
+
+    /// The flow, in full, for output.
+    func flow(_ s: Stored) -> Flow {
+        let e = s.event
         let type = Int(e.type)
-        guard [Int(CILIUM_EVENT_DROP.rawValue), Int(CILIUM_EVENT_TRACE.rawValue), Int(CILIUM_EVENT_POLICY_VERDICT.rawValue)].contains(type)
-        else { return nil }
-        let src = Self.address(e.saddr), dst = Self.address(e.daddr)
         let direction = e.direction == CILIUM_DIR_EGRESS.rawValue ? "EGRESS" : "INGRESS"
         let flags = UInt32(e.flags)
         let audit = flags & CILIUM_EVENT_F_AUDIT.rawValue != 0
@@ -110,22 +148,21 @@ struct FlowDecoder: Sendable {
             verdict = "FORWARDED"
             eventType = .init(type: 4, sub_type: 0)
         }
-        let point: String? = type == Int(CILIUM_EVENT_TRACE.rawValue)
-            ? (names.endpoints[dst] != nil ? "TO_ENDPOINT" : names.remote[dst] != nil && names.tunnel ? "TO_OVERLAY" : "TO_STACK") : nil
         var flow = Flow(time: Self.rfc3339(nanoseconds: Int64(bitPattern: e.timestamp_ns) + clockOffsetNs),
-                        uuid: UUID().uuidString.lowercased(), verdict: verdict, drop_reason_desc: dropDesc,
-                        IP: .init(source: src, destination: dst), l4: l4,
-                        source: endpoint(address: src, identity: e.src_identity),
-                        destination: endpoint(address: dst, identity: e.dst_identity),
+                        uuid: uuid(s.seq), verdict: verdict, drop_reason_desc: dropDesc,
+                        IP: .init(source: Self.address(e.saddr), destination: Self.address(e.daddr)), l4: l4,
+                        source: s.source, destination: s.destination,
                         node_name: names.nodeName, event_type: eventType, traffic_direction: direction,
-                        trace_observation_point: point, is_reply: flags & CILIUM_EVENT_F_REPLY.rawValue != 0, summary: summary)
-        let by = policy(e.rule_id)
+                        trace_observation_point: s.point, is_reply: flags & CILIUM_EVENT_F_REPLY.rawValue != 0, summary: summary)
         switch (type == Int(CILIUM_EVENT_DROP.rawValue), direction) {
-        case (true, "INGRESS"): flow.ingress_denied_by = by
-        case (true, _): flow.egress_denied_by = by
-        case (false, "INGRESS"): flow.ingress_allowed_by = by
-        default: flow.egress_allowed_by = by
+        case (true, "INGRESS"): flow.ingress_denied_by = s.policy
+        case (true, _): flow.egress_denied_by = s.policy
+        case (false, "INGRESS"): flow.ingress_allowed_by = s.policy
+        default: flow.egress_allowed_by = s.policy
         }
         return flow
     }
+
+    /// Both steps at once (tests, tools).
+    func decode(_ e: cilium_event, seq: UInt64 = 1) -> Flow? { resolve(e, seq: seq).map(flow) }
 }

@@ -68,21 +68,23 @@ public actor HubbleSubsystem: AgentSubsystem {
         guard namesStale, let shared = context?.shared else { return }
         namesStale = false
         var n = decoder.names
-        n.identityLabels = Dictionary(await shared.identities.all().map { ($0.id, $0.labels) }, uniquingKeysWith: { a, _ in a })
-        n.endpoints = Dictionary(await shared.endpoints.all().map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
+        n.identityLabels = Dictionary(await shared.identities.all().map { ($0.id, $0.labels.sorted()) }, uniquingKeysWith: { a, _ in a })
+        n.endpoints = Dictionary(await shared.endpoints.all().compactMap { ep in
+            IPv4Address(ep.address).map { ($0.value.bigEndian, FlowDecoder.endpoint(ep)) }
+        }, uniquingKeysWith: { a, _ in a })
         n.rules = Dictionary(await shared.policyRules.all().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         n.remote = Dictionary(await shared.ipcache.all().filter { $0.tunnelEndpoint != nil && $0.prefix.length == 32 }
-            .map { ($0.prefix.address.description, (namespace: $0.podNamespace, pod: $0.podName)) }, uniquingKeysWith: { a, _ in a })
+            .map { ($0.prefix.address.value.bigEndian, (namespace: $0.podNamespace, pod: $0.podName)) }, uniquingKeysWith: { a, _ in a })
         decoder.names = n
     }
 
     private func record(_ event: cilium_event) async {
         await refreshNames()
-        guard let flow = decoder.decode(event) else {
+        guard let stored = decoder.resolve(event, seq: ring.seen + 1) else {
             undecoded += 1
             return
         }
-        ring.append(flow)
+        ring.append(stored)
     }
 
     public func stop() async {
@@ -120,7 +122,8 @@ public actor HubbleSubsystem: AgentSubsystem {
         switch (request.method, request.path) {
         case ("GET", "/v1/flows"):
             let after = request.query["after"].flatMap { UInt64($0) } ?? 0
-            return .json(FlowsResponse(flows: ring.records(after: after), status: statusModel()))
+            return .json(FlowsResponse(flows: ring.records(after: after).map { FlowRecord(seq: $0.seq, flow: decoder.flow($0)) },
+                                       status: statusModel()))
         case ("GET", "/v1/hubble/status"):
             return .json(statusModel())
         default:
@@ -132,7 +135,7 @@ public actor HubbleSubsystem: AgentSubsystem {
 /// The most recent flows, oldest first, with increasing sequence numbers.
 struct FlowRing: Sendable {
     let capacity: Int
-    private var buffer: [FlowRecord] = []
+    private var buffer: [FlowDecoder.Stored] = []
     private var head = 0
     private(set) var seen: UInt64 = 0
 
@@ -143,19 +146,21 @@ struct FlowRing: Sendable {
 
     var count: Int { buffer.count }
 
-    mutating func append(_ flow: Flow) {
+    /// Stores a flow; its sequence number becomes `seen`.
+    mutating func append(_ flow: FlowDecoder.Stored) {
         seen += 1
-        let r = FlowRecord(seq: seen, flow: flow)
+        var f = flow
+        f.seq = seen
         if buffer.count < capacity {
-            buffer.append(r)
+            buffer.append(f)
         } else {
-            buffer[head] = r
+            buffer[head] = f
             head = (head + 1) % capacity
         }
     }
 
     /// Flows with a sequence number above `after`, oldest first.
-    func records(after: UInt64) -> [FlowRecord] {
+    func records(after: UInt64) -> [FlowDecoder.Stored] {
         let ordered = buffer.count < capacity ? buffer : Array(buffer[head...] + buffer[..<head])
         guard let first = ordered.first, after >= first.seq else { return ordered }
         return Array(ordered.drop { $0.seq <= after })
