@@ -68,6 +68,7 @@ let package = Package(
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore"], swiftSettings: swift6),
         .testTarget(name: "LoadBalancerTests", dependencies: ["LoadBalancer", "API", "Datapath", "CBPF", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "API", "Datapath", "CBPF", "TestSupport"], swiftSettings: swift6),
+        .testTarget(name: "HubbleTests", dependencies: ["Hubble", "API", "CBPF"], swiftSettings: swift6),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swift6),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "Config", "Datapath", "CBPF", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),
     ]
