@@ -31,6 +31,7 @@ public actor AgentDaemon {
     private let host: SubsystemHost
     private let notifier = SystemdNotifier()
     private var server: UnixHTTPServer?
+    private var metricsServer: UnixHTTPServer?
     private var lastReloadError: String?
     private var reloads = 0
     private var lastStatusLine = ""
@@ -80,6 +81,7 @@ public actor AgentDaemon {
         Log.info("stopping: datapath stays in place for the next agent")
         for t in background { t.cancel() }
         await server?.stop()
+        await metricsServer?.stop()
         await shutdownSubsystems()
         return 0
     }
@@ -106,6 +108,19 @@ public actor AgentDaemon {
         }
         try server.start()
         self.server = server
+        if config.prometheus.enabled {
+            let root = config.bpf.root, shared = shared
+            let metrics = UnixHTTPServer(tcpPort: UInt16(config.prometheus.port)) { request in
+                guard request.path == "/metrics" else { return .error(status: 404, message: "metrics are at /metrics") }
+                return await AgentMetrics.render(bpfRoot: root, shared: shared).response
+            }
+            do {
+                try metrics.start()
+            } catch {
+                throw AgentError("prometheus.port \(config.prometheus.port): \(error)")
+            }
+            metricsServer = metrics
+        }
     }
 
     private nonisolated func startBackgroundTasks() -> [Task<Void, Never>] {

@@ -90,7 +90,9 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: Sendabl
 
     public func update(_ key: Key, _ value: Value, mode: UpdateMode = .any) throws(BPFError) {
         var k = key, v = value
-        try check(bpf_map_update_elem(fd, &k, &v, mode.rawValue), "update map \(name)")
+        let r = bpf_map_update_elem(fd, &k, &v, mode.rawValue)
+        MapOpsCounter.add(name, "update", success: r == 0)
+        try check(r, "update map \(name)")
     }
 
     /// Deletes `key`; returns false when it was absent.
@@ -98,6 +100,7 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: Sendabl
     public func delete(_ key: Key) throws(BPFError) -> Bool {
         var k = key
         let r = bpf_map_delete_elem(fd, &k)
+        MapOpsCounter.add(name, "delete", success: r == 0 || -r == ENOENT || errno == ENOENT)
         if r == 0 { return true }
         if -r == ENOENT || errno == ENOENT { return false }
         throw BPFError.fromLibbpf("delete from map \(name)", r)
@@ -174,11 +177,15 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: Sendabl
                 bpf_map_update_batch(fd, kp.baseAddress, vp.baseAddress, &count, &opts)
             }
         }
-        if r == 0 { return }
+        if r == 0 {
+            MapOpsCounter.add(name, "update", success: true, count: keys.count)
+            return
+        }
         if -r == EINVAL || -r == ENOTSUPP || -r == EOPNOTSUPP || errno == ENOTSUPP {
             for i in keys.indices { try update(keys[i], values[i]) }
             return
         }
+        MapOpsCounter.add(name, "update", success: false, count: keys.count)
         throw BPFError.fromLibbpf("batch update of \(keys.count) entries in map \(name)", r)
     }
 

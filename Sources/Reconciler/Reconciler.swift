@@ -196,6 +196,7 @@ public actor Reconciler<Ops: Operations> {
             let chunk = Array(upserts[i..<min(i + config.batchSize, upserts.count)])
             let failed = await ops.updateBatch(chunk)
             updatesApplied += chunk.count - failed.count
+            ReconcilerMetrics.add(name, "update", success: chunk.count - failed.count, failed: failed.count)
             let failedKeys = Set(failed.map { $0.0.key })
             let retrying = !retries.isEmpty
             for o in chunk where failedKeys.isEmpty || !failedKeys.contains(o.key) {
@@ -208,6 +209,7 @@ public actor Reconciler<Ops: Operations> {
         if !deletes.isEmpty {
             let failed = await ops.deleteBatch(deletes)
             deletesApplied += deletes.count - failed.count
+            ReconcilerMetrics.add(name, "delete", success: deletes.count - failed.count, failed: failed.count)
             let failedKeys = Set(failed.map { $0.0.key })
             for o in deletes where !failedKeys.contains(o.key) {
                 setStatus(o.key, nil)
@@ -215,6 +217,7 @@ public actor Reconciler<Ops: Operations> {
             }
             for (o, err) in failed { recordFailure(.delete(o, 0), err) }
         }
+        ReconcilerMetrics.setRetries(name, retries.count)
         schedule()
     }
 

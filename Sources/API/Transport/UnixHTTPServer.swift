@@ -34,6 +34,8 @@ public final class UnixHTTPServer: Sendable {
     public static let maxBodySize = 16 << 20
 
     public let socketPath: String
+    /// Serving on TCP (all addresses of the namespace) instead: metrics endpoints.
+    public let tcpPort: UInt16?
     private let handler: Handler
     /// A keep-alive connection idle (or a request stalled) this long is closed.
     private let idleTimeout: TimeInterval
@@ -51,6 +53,15 @@ public final class UnixHTTPServer: Sendable {
 
     public init(socketPath: String, idleTimeout: TimeInterval = 120, handler: @escaping Handler) {
         self.socketPath = socketPath
+        self.tcpPort = nil
+        self.idleTimeout = idleTimeout
+        self.handler = handler
+    }
+
+    /// The same server on TCP port `port` of every address (Prometheus scrapes it).
+    public init(tcpPort port: UInt16, idleTimeout: TimeInterval = 120, handler: @escaping Handler) {
+        self.socketPath = "tcp:\(port)"
+        self.tcpPort = port
         self.idleTimeout = idleTimeout
         self.handler = handler
     }
@@ -75,7 +86,54 @@ public final class UnixHTTPServer: Sendable {
         }
     }
 
+    private func listenTCP(_ port: UInt16) throws(UnixHTTPServerError) {
+        func fail(_ op: String, _ code: Int32) -> UnixHTTPServerError {
+            .system(operation: op, path: "tcp port \(port)", reason: WireError.errnoText(code))
+        }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw fail("socket", errno) }
+        var ok = false
+        defer { if !ok { close(fd) } }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = port.bigEndian
+        let bound = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else {
+            throw errno == EADDRINUSE
+                ? .system(operation: "bind", path: "tcp port \(port)", reason: "the port is in use (choose another port in the config)")
+                : fail("bind", errno)
+        }
+        guard Glibc.listen(fd, 128) == 0 else { throw fail("listen", errno) }
+        guard let wake = UnixSocket.makePipe() else { throw fail("pipe", errno) }
+        ok = true
+        run(listenFD: fd, wake: wake, socketID: (0, 0))
+    }
+
+    private func run(listenFD fd: Int32, wake: (read: Int32, write: Int32), socketID: (UInt, UInt)) {
+        let acceptDone = DispatchSemaphore(value: 0)
+        state.withLock {
+            $0.running = true
+            $0.listenFD = fd
+            $0.wakeWrite = wake.write
+            $0.socketID = socketID
+            $0.acceptDone = acceptDone
+        }
+        let wakeRead = wake.read
+        let thread = Thread { [self] in
+            acceptLoop(listenFD: fd, wakeFD: wakeRead)
+            close(wakeRead)
+            acceptDone.signal()
+        }
+        thread.name = "api-accept"
+        thread.start()
+    }
+
     private func listen() throws(UnixHTTPServerError) {
+        if let tcpPort { return try listenTCP(tcpPort) }
         let path = socketPath
         guard let addr = UnixSocket.address(path) else { throw .invalidPath(path: path) }
         func fail(_ op: String, _ code: Int32) -> UnixHTTPServerError {
@@ -137,23 +195,7 @@ public final class UnixHTTPServer: Sendable {
             throw fail("pipe", code)
         }
         ok = true
-
-        let acceptDone = DispatchSemaphore(value: 0)
-        state.withLock {
-            $0.running = true
-            $0.listenFD = fd
-            $0.wakeWrite = wake.write
-            $0.socketID = (UInt(bound.st_dev), UInt(bound.st_ino))
-            $0.acceptDone = acceptDone
-        }
-        let wakeRead = wake.read
-        let thread = Thread { [self] in
-            acceptLoop(listenFD: fd, wakeFD: wakeRead)
-            close(wakeRead)
-            acceptDone.signal()
-        }
-        thread.name = "api-accept"
-        thread.start()
+        run(listenFD: fd, wake: wake, socketID: (UInt(bound.st_dev), UInt(bound.st_ino)))
     }
 
     /// Stops accepting, removes the socket file, lets in-flight requests finish (up to `drainTimeout`)
@@ -174,7 +216,7 @@ public final class UnixHTTPServer: Sendable {
         close(listenFD)
         // Only remove the file if it is still ours (a new agent may have replaced it).
         var st = stat()
-        if stat(socketPath, &st) == 0 && UInt(st.st_dev) == socketID.0 && UInt(st.st_ino) == socketID.1 {
+        if tcpPort == nil && stat(socketPath, &st) == 0 && UInt(st.st_dev) == socketID.0 && UInt(st.st_ino) == socketID.1 {
             unlink(socketPath)
         }
         if connectionsDone.wait(timeout: .now() + min(max(0, drainTimeout), 1e9)) == .timedOut {

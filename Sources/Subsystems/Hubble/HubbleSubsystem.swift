@@ -24,6 +24,8 @@ public actor HubbleSubsystem: AgentSubsystem {
     private var namesStale = true
     private var undecoded: UInt64 = 0
     private var startedAt = ContinuousClock.now
+    private var metrics = HubbleMetrics([])
+    private var metricsServer: UnixHTTPServer?
 
     public init() {}
 
@@ -40,6 +42,25 @@ public actor HubbleSubsystem: AgentSubsystem {
         let shared = context.shared
         watchers = [watch(await shared.identities.changes()), watch(await shared.endpoints.changes()),
                     watch(await shared.ipcache.changes()), watch(await shared.policyRules.changes())]
+        let wanted = context.config.hubble.metrics.enabled
+        let unknown = HubbleMetrics.unknown(wanted)
+        guard unknown.isEmpty else {
+            throw SubsystemError("hubble.metrics.enabled: unknown metric \(unknown.joined(separator: ", ")); "
+                                 + "known are \(HubbleMetrics.known.joined(separator: ", "))")
+        }
+        metrics = HubbleMetrics(wanted)
+        if !wanted.isEmpty {
+            let server = UnixHTTPServer(tcpPort: UInt16(context.config.hubble.metrics.port)) { [weak self] request in
+                guard request.path == "/metrics" else { return .error(status: 404, message: "metrics are at /metrics") }
+                return await self?.renderMetrics() ?? .error(status: 503, message: "hubble is stopping")
+            }
+            do {
+                try server.start()
+            } catch {
+                throw SubsystemError("hubble.metrics.port \(context.config.hubble.metrics.port): \(error)")
+            }
+            metricsServer = server
+        }
         let reader = try RingBufferReader(pinned: context.bpfRoot + "/cilium_events")
         self.reader = reader
         consumer = Task { [weak self] in
@@ -85,11 +106,16 @@ public actor HubbleSubsystem: AgentSubsystem {
             return
         }
         ring.append(stored)
+        metrics.record(stored)
     }
+
+    private func renderMetrics() -> HTTPResponse { metrics.render().response }
 
     public func stop() async {
         reader?.stop()
         consumer?.cancel()
+        await metricsServer?.stop()
+        metricsServer = nil
         for w in watchers { w.cancel() }
         watchers = []
         reader = nil
@@ -109,13 +135,16 @@ public actor HubbleSubsystem: AgentSubsystem {
         let h = await health()
         let s = statusModel()
         let pct = Double(s.currentFlows) / Double(max(s.maxFlows, 1)) * 100
-        let summary = String(format: "Ok   Current/Max Flows: %d/%d (%.2f%%), Flows/s: %.2f   Metrics: Disabled",
-                             s.currentFlows, s.maxFlows, pct, s.flowsPerSecond)
+        let summary = String(format: "Ok   Current/Max Flows: %d/%d (%.2f%%), Flows/s: %.2f   Metrics: ",
+                             s.currentFlows, s.maxFlows, pct, s.flowsPerSecond) + (metricsServer == nil ? "Disabled" : "Ok")
         return SubsystemStatus(enabled: true, state: h.state, message: h.message,
                                summary: h.state == .ok ? summary : h.message,
                                details: ["flows seen: \(s.seenFlows), events lost or not decoded: \(s.lostEvents)",
                                          "reports new connections (trace / policy verdict), audited packets and every drop",
-                                         "Prometheus metrics and the service map page: not built yet"])
+                                         metricsServer == nil ? "metrics: disabled (hubble.metrics.enabled is empty)"
+                                             : "metrics on :\(context?.config.hubble.metrics.port ?? 0)/metrics: "
+                                             + metrics.enabled.sorted().joined(separator: ", ")
+                                             + (metrics.enabled.isDisjoint(with: ["dns", "http"]) ? "" : " (dns, http: no L7 flows yet)")])
     }
 
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
