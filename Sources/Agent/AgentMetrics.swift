@@ -37,7 +37,7 @@ enum AgentMetrics {
         p.add("cilium_policy", [], Double(policies.count))
         p.family("cilium_bpf_map_ops_total", .counter, "Total operations on BPF maps, tagged by map name, operation type and outcome")
         for (k, v) in MapOpsCounter.snapshot().sorted(by: { ($0.key.map, $0.key.operation) < ($1.key.map, $1.key.operation) }) {
-            p.add("cilium_bpf_map_ops_total", [("mapName", k.map), ("operation", k.operation), ("outcome", k.success ? "success" : "fail")],
+            p.add("cilium_bpf_map_ops_total", [("map_name", k.map), ("operation", k.operation), ("outcome", k.success ? "success" : "fail")],
                   Double(v))
         }
         let r = ReconcilerMetrics.snapshot()

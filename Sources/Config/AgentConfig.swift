@@ -77,6 +77,7 @@ public struct AgentConfig: Codable, Sendable, Equatable {
         }
         public struct UI: Codable, Sendable, Equatable {
             public var enabled = false
+            public var port = 8081
             public init() {}
         }
         public var enabled = true

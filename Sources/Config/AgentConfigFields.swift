@@ -64,6 +64,7 @@ extension AgentConfig {
         "hubble.metrics.enabled": .list(\.hubble.metrics.enabled),
         "hubble.metrics.port": .int(\.hubble.metrics.port),
         "hubble.ui.enabled": .bool(\.hubble.ui.enabled),
+        "hubble.ui.port": .int(\.hubble.ui.port),
         "prometheus.enabled": .bool(\.prometheus.enabled),
         "prometheus.port": .int(\.prometheus.port),
         "ipam.mode": .choice(\.ipam.mode),

@@ -213,7 +213,8 @@ public let schema = ConfigSchema(keys: [
     ConfigKey("hubble.metrics.enabled", .stringList, .list([]),
               "Hubble metrics to export, e.g. [dns, drop, tcp, flow]; empty disables the metrics server."),
     ConfigKey("hubble.metrics.port", .int(1...65535), .int(9965), "TCP port of the Hubble metrics server."),
-    ConfigKey("hubble.ui.enabled", .bool, .bool(false), "Serve the Hubble UI."),
+    ConfigKey("hubble.ui.enabled", .bool, .bool(false), "Serve the service map page (live flows between workloads) on hubble.ui.port."),
+    ConfigKey("hubble.ui.port", .int(1...65535), .int(8081), "TCP port of the service map page (upstream's hubble-ui listens on 8081)."),
 
     ConfigKey("prometheus.enabled", .bool, .bool(false), "Serve the agent's Prometheus metrics."),
     ConfigKey("prometheus.port", .int(1...65535), .int(9962), "TCP port of the agent's Prometheus metrics."),

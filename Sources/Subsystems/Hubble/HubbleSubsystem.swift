@@ -26,6 +26,7 @@ public actor HubbleSubsystem: AgentSubsystem {
     private var startedAt = ContinuousClock.now
     private var metrics = HubbleMetrics([])
     private var metricsServer: UnixHTTPServer?
+    private var uiServer: UnixHTTPServer?
 
     public init() {}
 
@@ -60,6 +61,20 @@ public actor HubbleSubsystem: AgentSubsystem {
                 throw SubsystemError("hubble.metrics.port \(context.config.hubble.metrics.port): \(error)")
             }
             metricsServer = server
+        }
+        if context.config.hubble.ui.enabled {
+            let server = UnixHTTPServer(tcpPort: UInt16(context.config.hubble.ui.port)) { [weak self] request in
+                guard let self else { return .error(status: 503, message: "hubble is stopping") }
+                return await self.serveUI(request)
+            }
+            do {
+                try server.start()
+            } catch {
+                await metricsServer?.stop()
+                metricsServer = nil
+                throw SubsystemError("hubble.ui.port \(context.config.hubble.ui.port): \(error)")
+            }
+            uiServer = server
         }
         let reader = try RingBufferReader(pinned: context.bpfRoot + "/cilium_events")
         self.reader = reader
@@ -111,11 +126,29 @@ public actor HubbleSubsystem: AgentSubsystem {
 
     private func renderMetrics() -> HTTPResponse { metrics.render().response }
 
+    /// The service map page and the flows it polls.
+    private func serveUI(_ request: HTTPRequest) -> HTTPResponse {
+        switch request.path {
+        case "/", "/index.html":
+            return HTTPResponse(status: 200, headers: ["Content-Type": "text/html; charset=utf-8"], body: Data(ServiceMapPage.html.utf8))
+        case "/api/flows":
+            return flowsResponse(after: request.query["after"].flatMap { UInt64($0) } ?? 0)
+        default:
+            return .error(status: 404, message: "not found: \(request.path)")
+        }
+    }
+
+    private func flowsResponse(after: UInt64) -> HTTPResponse {
+        .json(FlowsResponse(flows: ring.records(after: after).map { FlowRecord(seq: $0.seq, flow: decoder.flow($0)) }, status: statusModel()))
+    }
+
     public func stop() async {
         reader?.stop()
         consumer?.cancel()
         await metricsServer?.stop()
         metricsServer = nil
+        await uiServer?.stop()
+        uiServer = nil
         for w in watchers { w.cancel() }
         watchers = []
         reader = nil
@@ -141,6 +174,8 @@ public actor HubbleSubsystem: AgentSubsystem {
                                summary: h.state == .ok ? summary : h.message,
                                details: ["flows seen: \(s.seenFlows), events lost or not decoded: \(s.lostEvents)",
                                          "reports new connections (trace / policy verdict), audited packets and every drop",
+                                         uiServer == nil ? "service map page: disabled (hubble.ui.enabled)"
+                                             : "service map page: http://<node address>:\(context?.config.hubble.ui.port ?? 0)/",
                                          metricsServer == nil ? "metrics: disabled (hubble.metrics.enabled is empty)"
                                              : "metrics on :\(context?.config.hubble.metrics.port ?? 0)/metrics: "
                                              + metrics.enabled.sorted().joined(separator: ", ")
@@ -150,9 +185,7 @@ public actor HubbleSubsystem: AgentSubsystem {
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
         switch (request.method, request.path) {
         case ("GET", "/v1/flows"):
-            let after = request.query["after"].flatMap { UInt64($0) } ?? 0
-            return .json(FlowsResponse(flows: ring.records(after: after).map { FlowRecord(seq: $0.seq, flow: decoder.flow($0)) },
-                                       status: statusModel()))
+            return flowsResponse(after: request.query["after"].flatMap { UInt64($0) } ?? 0)
         case ("GET", "/v1/hubble/status"):
             return .json(statusModel())
         default:
