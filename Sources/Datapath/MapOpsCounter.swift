@@ -12,6 +12,8 @@ public enum MapOpsCounter {
     private static let counts = Mutex<[Key: UInt64]>([:])
 
     static func add(_ map: String, _ operation: String, success: Bool, count: Int = 1) {
+        // Maps opened by their pin are named by its path: the map's name is its last part.
+        let map = map.hasPrefix("/") ? String(map.split(separator: "/").last ?? Substring(map)) : map
         counts.withLock { $0[Key(map: map, operation: operation, success: success), default: 0] += UInt64(count) }
     }
 

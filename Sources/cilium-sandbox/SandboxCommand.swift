@@ -209,7 +209,12 @@ extension SandboxCommand {
             let nodes = try node.map { [try state.node($0)] } ?? state.nodes
             guard let command = args.first else { throw SandboxError("give a hubble command after --, e.g. -- observe --last 20") }
             let servers = nodes.flatMap { ["--server", "unix://" + $0.socket] }
-            throw ExitCode(Processes.run([Processes.binDirectory + "/hubble", command] + servers + args.dropFirst()))
+            // exec: `observe --follow` runs until whoever started us stops it, with nothing left behind.
+            let argv = [Processes.binDirectory + "/hubble", command] + servers + args.dropFirst()
+            fflush(nil)
+            var cargs = argv.map { strdup($0) } + [nil]
+            execv(argv[0], &cargs)
+            throw SandboxError("cannot run \(argv[0]): \(String(cString: strerror(errno)))")
         }
     }
 

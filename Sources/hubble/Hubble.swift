@@ -61,9 +61,14 @@ struct HubbleCommand {
 
     static func fetch(_ server: String, after: UInt64) async throws -> FlowsResponse {
         let client = UnixHTTPClient(socketPath: try socketPath(server), timeout: 10)
-        let (code, body) = try await client.send(path: "/v1/flows?after=\(after)")
+        let code: Int, body: Data
+        do {
+            (code, body) = try await client.send(path: "/v1/flows?after=\(after)")
+        } catch {
+            throw ServerError("cannot reach the agent at \(server) (\(error)); is cilium-agent running there? Point --server at its socket")
+        }
         guard code == 200 else {
-            throw UsageError("\(server): \(String(decoding: body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) (is hubble.enabled on?)")
+            throw ServerError("\(server): \(String(decoding: body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) (is hubble.enabled on?)")
         }
         return try JSONDecoder().decode(FlowsResponse.self, from: body)
     }
@@ -111,6 +116,11 @@ struct HubbleCommand {
             printer.print(try await batch())
         }
     }
+}
+
+struct ServerError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
 }
 
 /// Prints flows as they come; a table is printed whole at the end.
