@@ -65,6 +65,19 @@ enum PodPaths {
         } else {
             rows.append(("pod to pod, one node: TCP throughput", "iperf3 missing (scripts/install-deps.sh)", ""))
         }
+        // Hubble on vs off (the agent reloads with hubble.enabled flipped), alternating, best of four each.
+        var rrOn = 0.0, rrOff = 0.0
+        func hubble(_ on: Bool) -> Bool {
+            shell([bin + "/cilium-sandbox", "cilium", "--name", sandbox, "node1", "--", "config", "set", "hubble.enabled=\(on)"]).0 == 0
+        }
+        for _ in 0..<4 {
+            if hubble(false) { rrOff = max(rrOff, try requestResponse(pod)) }
+            if hubble(true) { rrOn = max(rrOn, try requestResponse(pod)) }
+        }
+        if rrOn > 0, rrOff > 0 {
+            rows.append(("pod to pod RR with Hubble on vs off", String(format: "%.0f vs %.0f (%+.1f%%)", rrOn, rrOff, (rrOn / rrOff - 1) * 100),
+                         "within 3%"))
+        }
         if measureCNI { rows += try cniLatency(bin: bin, sandbox: sandbox) }
         return rows
     }
