@@ -52,25 +52,75 @@ struct HTTPResponse: Sendable {
     var body: Data
 }
 
-/// Minimal blocking HTTP/1.1 client: one POST per connection
-/// (`Connection: close`), Content-Length or chunked bodies.
+/// Idle keep-alive connections by endpoint: requests reuse them instead of
+/// opening a TCP connection each (a node's agent talks to etcd several
+/// times a second). Only whole, cleanly ended responses give their
+/// connection back.
+final class ConnectionPool: @unchecked Sendable {
+    static let shared = ConnectionPool()
+    private let lock = NSLock()
+    private var idle: [HTTPEndpoint: [TCPConnection]] = [:]
+    private let maxIdle = 4
+
+    func take(_ e: HTTPEndpoint) -> TCPConnection? {
+        lock.withLock { idle[e]?.popLast() }
+    }
+
+    func give(_ c: TCPConnection, _ e: HTTPEndpoint) {
+        let extra: TCPConnection? = lock.withLock {
+            if idle[e, default: []].count >= maxIdle { return c }
+            idle[e, default: []].append(c)
+            return nil
+        }
+        extra?.close()
+    }
+}
+
+/// Minimal blocking HTTP/1.1 client: POSTs on kept-alive connections
+/// (watch streams on their own, `Connection: close`), Content-Length or
+/// chunked bodies.
 enum HTTPClient {
     /// POSTs `body` and returns the whole response, all within `timeout`.
+    /// A reused connection the server closed while idle (no response byte
+    /// came back) is dropped and the request sent once more on a new one.
     static func post(_ endpoint: HTTPEndpoint, path: String, body: Data, timeout: Duration) throws(HTTPFailure) -> HTTPResponse {
         let deadline = ContinuousClock.now + timeout
-        let conn = try open(endpoint, path: path, body: body, deadline: deadline, cancel: nil)
-        defer { conn.close() }
-        var reader = ResponseReader(conn: conn)
-        let status = try reader.readHead(deadline: deadline)
-        var data = Data()
-        do {
-            try reader.readBody(deadline: deadline) { data.append(contentsOf: $0); return true }
-        } catch let failure as HTTPFailure {
-            throw failure
-        } catch {
-            throw .io("\(error)")
+        while true {
+            let pooled = ConnectionPool.shared.take(endpoint)
+            let conn: TCPConnection
+            if let pooled {
+                conn = pooled
+                do {
+                    try conn.writeAll(request(endpoint, path: path, body: body, keepAlive: true), deadline: deadline)
+                } catch {
+                    conn.close()
+                    continue
+                }
+            } else {
+                conn = try open(endpoint, path: path, body: body, deadline: deadline, cancel: nil, keepAlive: true)
+            }
+            var reader = ResponseReader(conn: conn)
+            let status: Int
+            do {
+                status = try reader.readHead(deadline: deadline)
+            } catch {
+                conn.close()
+                if pooled != nil, !reader.receivedAny { continue }
+                throw error
+            }
+            var data = Data()
+            do {
+                try reader.readBody(deadline: deadline) { data.append(contentsOf: $0); return true }
+            } catch let failure as HTTPFailure {
+                conn.close()
+                throw failure
+            } catch {
+                conn.close()
+                throw .io("\(error)")
+            }
+            if reader.reusable { ConnectionPool.shared.give(conn, endpoint) } else { conn.close() }
+            return HTTPResponse(status: status, body: data)
         }
-        return HTTPResponse(status: status, body: data)
     }
 
     /// POSTs `body` and hands the response body line by line (etcd's
@@ -111,8 +161,15 @@ enum HTTPClient {
         }
     }
 
+    static func request(_ endpoint: HTTPEndpoint, path: String, body: Data, keepAlive: Bool) -> [UInt8] {
+        let hostHeader = endpoint.host.contains(":") ? "[\(endpoint.host)]:\(endpoint.port)" : "\(endpoint.host):\(endpoint.port)"
+        let head = "POST \(path) HTTP/1.1\r\nHost: \(hostHeader)\r\nContent-Type: application/json\r\n"
+            + "Content-Length: \(body.count)\r\nConnection: \(keepAlive ? "keep-alive" : "close")\r\n\r\n"
+        return Array(head.utf8) + Array(body)
+    }
+
     private static func open(_ endpoint: HTTPEndpoint, path: String, body: Data, deadline: ContinuousClock.Instant,
-                             cancel: CancelHandle?) throws(HTTPFailure) -> TCPConnection {
+                             cancel: CancelHandle?, keepAlive: Bool = false) throws(HTTPFailure) -> TCPConnection {
         let conn: TCPConnection
         do {
             conn = try TCPConnection.connect(host: endpoint.host, port: endpoint.port, deadline: deadline)
@@ -120,11 +177,8 @@ enum HTTPClient {
             throw .connect(error.kind == .timeout ? "connect timed out" : error.description)
         }
         if let cancel, !cancel.attach(conn.fd) { conn.close(); throw .cancelled }
-        let hostHeader = endpoint.host.contains(":") ? "[\(endpoint.host)]:\(endpoint.port)" : "\(endpoint.host):\(endpoint.port)"
-        let head = "POST \(path) HTTP/1.1\r\nHost: \(hostHeader)\r\nContent-Type: application/json\r\n"
-            + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
         do {
-            try conn.writeAll(Array(head.utf8) + Array(body), deadline: deadline)
+            try conn.writeAll(request(endpoint, path: path, body: body, keepAlive: keepAlive), deadline: deadline)
         } catch {
             conn.close()
             throw error.kind == .timeout ? .timeout : .io(error.description)
@@ -140,8 +194,15 @@ private struct ResponseReader {
     var start = 0
     var chunked = false
     var contentLength: Int?
+    /// Some byte of a response arrived (a reused connection that gives none was closed while idle).
+    private(set) var receivedAny = false
+    private var serverCloses = false
+    private var bodyComplete = false
 
     init(conn: TCPConnection) { self.conn = conn }
+
+    /// The response ended cleanly, nothing is left over and the server keeps the connection open.
+    var reusable: Bool { bodyComplete && !serverCloses && start == buffer.count }
 
     private mutating func fill(deadline: ContinuousClock.Instant?) throws(HTTPFailure) -> Bool {
         if start > 0 && start >= buffer.count / 2 {
@@ -149,7 +210,9 @@ private struct ResponseReader {
             start = 0
         }
         do {
-            return try conn.read(appendingTo: &buffer, deadline: deadline) > 0
+            let n = try conn.read(appendingTo: &buffer, deadline: deadline)
+            if n > 0 { receivedAny = true }
+            return n > 0
         } catch {
             throw error.kind == .timeout ? .timeout : .io(error.description)
         }
@@ -205,6 +268,7 @@ private struct ResponseReader {
             let value = header[header.index(after: colon)...].trimmingCharacters(in: .whitespaces)
             if name == "transfer-encoding" && value.lowercased().contains("chunked") { chunked = true }
             if name == "content-length" { contentLength = Int(value) }
+            if name == "connection" && value.lowercased().contains("close") { serverCloses = true }
         }
         return status
     }
@@ -217,12 +281,17 @@ private struct ResponseReader {
                 let sizeLine = try line(deadline: deadline)
                 let hex = sizeLine.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
                 guard let size = Int(hex, radix: 16) else { throw HTTPFailure.malformed("bad chunk size \"\(sizeLine.prefix(20))\"") }
-                if size == 0 { return }  // trailers follow; the connection closes anyway
+                if size == 0 {
+                    // Trailers, then an empty line: the connection is clean for the next request.
+                    while try !line(deadline: deadline).isEmpty {}
+                    bodyComplete = true
+                    return
+                }
                 if try !bytes(size, deadline: deadline, sink) { return }
                 _ = try line(deadline: deadline)
             }
         } else if let contentLength {
-            _ = try bytes(contentLength, deadline: deadline, sink)
+            bodyComplete = try bytes(contentLength, deadline: deadline, sink)
         } else {
             while true {
                 if start < buffer.count {
