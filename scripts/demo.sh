@@ -3,7 +3,8 @@
 # missing, builds, starts a two-node sandbox (namespaces only; the machine's
 # own interfaces are not touched) with etcd, adds pods through cilium-cni,
 # shows pods talking on one node and across nodes, a service (ClusterIP and
-# NodePort), a network policy at work, and each agent's status.
+# NodePort), a network policy at work, the flows Hubble saw (allowed and
+# dropped, with the policy that decided), and each agent's status.
 # Leaves the sandbox running; remove it with:  .build/debug/cilium-sandbox down --name demo
 set -eu
 cd "$(dirname "$0")/.."
@@ -12,7 +13,8 @@ scripts/install-deps.sh
 swift build
 S=.build/debug/cilium-sandbox
 $S down --name demo >/dev/null
-$S up --name demo --nodes 2 --set kubeProxyReplacement=true "$@"
+$S up --name demo --nodes 2 --set kubeProxyReplacement=true --set hubble.ui.enabled=true \
+    --set 'hubble.metrics.enabled={flow,drop,tcp,port-distribution,icmp}' --set prometheus.enabled=true "$@"
 $S pod add --name demo --node node1 --pod web --labels app=web
 $S pod add --name demo --node node1 --pod client --labels app=client
 $S pod add --name demo --node node2 --pod intruder --labels app=intruder
@@ -44,6 +46,15 @@ $S exec --name demo intruder -- curl -s -o /dev/null -m 3 -w "intruder (node2) -
 $S cilium --name demo node1 -- policy trace --src-labels app=intruder --dst-labels app=web --dport 8080/TCP
 EP=$($S cilium --name demo node1 -- endpoint list | awk -v a="$WEB" '$0 ~ a {print $1}')
 $S cilium --name demo node1 -- bpf policy get "$EP"
+echo
+echo "== flows (hubble observe, both nodes merged): traffic to web, with the policy that decided"
+$S hubble --name demo -- observe --last 12 --to-pod default/web --print-policy-names
+echo
+echo "== dropped flows only, as JSON (upstream's field names)"
+$S hubble --name demo node1 -- observe --last 1 --verdict DROPPED -o json
+echo
+echo "== Hubble metrics on node1 (:9965), drops"
+$S exec --name demo node1 -- curl -s localhost:9965/metrics | grep '^hubble_drop_total' || true
 for node in node1 node2; do
     echo
     echo "== cilium status on $node"
@@ -54,4 +65,6 @@ echo
 echo "Try: $S cilium --name demo node1 -- bpf ipcache list"
 echo "     $S cilium --name demo all -- policy delete web-from-client"
 echo "     $S cilium --name demo node1 -- config set hostFirewall.enabled=true"
+echo "     $S hubble --name demo -- observe --follow              (Ctrl-C to stop)"
+echo "     $S exec --name demo node1 -- chromium --headless --no-sandbox --screenshot=/tmp/map.png http://127.0.0.1:8081/"
 echo "Remove: $S down --name demo   (also stops what runs in the pods)"
