@@ -159,6 +159,7 @@ struct EditorTests {
             // Keep the cross-key rules satisfied.
             let setup: [String: String] = [
                 "loadBalancer.mode": "routingMode=native", "autoDirectNodeRoutes": "routingMode=native",
+                "loadBalancer.acceleration": "routingMode=native",
                 "encryption.nodeEncryption": "encryption.enabled=true", "clustermesh.enabled": "cluster.id=1",
                 "etcd.enabled": "etcd.endpoints={x}",
             ]

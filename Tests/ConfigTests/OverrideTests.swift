@@ -50,7 +50,7 @@ struct OverrideTests {
         #expect(message("", overrides: ["nothing.like.this=1"])?.hasPrefix(
             #"--set nothing.like.this=1: unknown key "nothing.like.this"; top-level keys are cluster, agent,"#) == true)
         #expect(message("", overrides: ["hubble=false"])
-            == #"--set hubble=false: "hubble" is a section, not a setting; use one of its keys: hubble.enabled, hubble.eventBufferCapacity, hubble.metrics.enabled, hubble.metrics.port, hubble.ui.enabled"#)
+            == #"--set hubble=false: "hubble" is a section, not a setting; use one of its keys: hubble.enabled, hubble.eventBufferCapacity, hubble.metrics.enabled, hubble.metrics.port, hubble.ui.enabled, hubble.ui.port"#)
         #expect(message("", overrides: ["devices=eth0"])
             == #"--set devices=eth0: expected a list of strings, got "eth0"; write {eth0}"#)
         #expect(message("", overrides: ["ipam.operator.clusterPoolIPv4PodCIDRList={10.1.0.0/16,nope}"])

@@ -82,8 +82,13 @@ import TestSupport
     @Test func allowedPortPassesOtherPortsHitDefaultDeny() async throws {
         let root = try PinRoot("pol-allow")
         let dp = try await Datapath(root.path)
-        // No policy state for the endpoints: everything passes.
+        // No policy state for the endpoints: everything passes, and the new connection is traced.
         #expect(try dp.send(Self.client.ip, Self.echo.ip, dport: 81) == Self.ok)
+        let trace = try #require(await dp.nextEvent())
+        #expect(trace.type == UInt8(CILIUM_EVENT_TRACE.rawValue))
+        #expect(trace.stage == UInt8(CILIUM_STAGE_POLICY.rawValue) && trace.reason == 0 && trace.rule_id == 0)
+        #expect(trace.dport == UInt16(81).bigEndian && trace.tcp_flags == 0x02, "SYN")
+        #expect(trace.src_identity == Self.client.identity && trace.dst_identity == Self.echo.identity)
 
         try dp.set(Self.echo.ep, flags: CILIUM_POLICY_F_INGRESS, CILIUM_POLICY_F_INGRESS_ENTRIES)
         try dp.add(Self.echo.ep, Self.ingress, identity: Self.client.identity, proto: 6, prefix: CILIUM_POLICY_PREFIX_FULL, port: 80, rule: 11)
