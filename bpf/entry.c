@@ -31,7 +31,11 @@ static __always_inline int run_entry_with(struct __sk_buff *skb, __u32 direction
 	}
 	if (!src)
 		src = identity_of(t.saddr);
-	__u32 dst = identity_of(t.daddr);
+	/* A local endpoint's identity is in its own entry: a hash lookup costs
+	 * less per packet than the ipcache's longest-prefix match. */
+	struct endpoint_key dk = { .addr = t.daddr };
+	struct endpoint_value *dep = bpf_map_lookup_elem(&cilium_lxc, &dk);
+	__u32 dst = dep && dep->identity ? dep->identity : identity_of(t.daddr);
 	CB_SET(skb, CILIUM_CB_SRC_IDENTITY, src);
 	CB_SET(skb, CILIUM_CB_DST_IDENTITY, dst);
 	CB_SET(skb, CILIUM_CB_NEXT_STAGE, 0);

@@ -20,6 +20,7 @@ enum AgentMetrics {
                 let packets = perCPU.reduce(UInt64(0)) { $0 &+ $1.packets }, bytes = perCPU.reduce(UInt64(0)) { $0 &+ $1.bytes }
                 guard packets > 0 else { continue }
                 let reason = UInt8(index >> 1), direction = index & 1 == CILIUM_DIR_EGRESS.rawValue ? "EGRESS" : "INGRESS"
+                if reason == UInt8(CILIUM_EVENTS_LOST) { continue }
                 if reason == 0 {
                     p.add("cilium_forward_count_total", [("direction", direction)], Double(packets))
                     p.add("cilium_forward_bytes_total", [("direction", direction)], Double(bytes))

@@ -65,12 +65,12 @@ enum PodPaths {
         } else {
             rows.append(("pod to pod, one node: TCP throughput", "iperf3 missing (scripts/install-deps.sh)", ""))
         }
-        // Hubble on vs off (the agent reloads with hubble.enabled flipped), alternating, best of four each.
+        // Hubble on vs off (the agent reloads with hubble.enabled flipped), alternating, best of six each.
         var rrOn = 0.0, rrOff = 0.0
         func hubble(_ on: Bool) -> Bool {
             shell([bin + "/cilium-sandbox", "cilium", "--name", sandbox, "node1", "--", "config", "set", "hubble.enabled=\(on)"]).0 == 0
         }
-        for _ in 0..<4 {
+        for _ in 0..<6 {
             if hubble(false) { rrOff = max(rrOff, try requestResponse(pod)) }
             if hubble(true) { rrOn = max(rrOn, try requestResponse(pod)) }
         }

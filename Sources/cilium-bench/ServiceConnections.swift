@@ -253,7 +253,7 @@ enum ServiceConnections {
                 throw BenchError("iptables-restore failed (is iptables installed? scripts/install-deps.sh)")
             }
             var best = (ours: 0.0, perPacket: 0.0, ipt: 0.0)
-            for _ in 0..<2 {
+            for _ in 0..<3 {
                 // Socket LB (the default): this process joins node1's cgroup for our measurement.
                 if let nodeCgroup { join(cgroup: nodeCgroup) }
                 best.ours = max(best.ours, try rate(from: podClient))

@@ -72,4 +72,22 @@ import TestSupport
         // A destination the ipcache does not place on another node stays local.
         #expect(try from.testRun(packet: Packets.tcp(src: "10.0.0.5", dst: "192.0.2.9", sport: 1, dport: 2)).returnValue == 0)
     }
+
+    /// A full event ring buffer: the datapath counts what it could not report (Hubble's lost events).
+    @Test func eventsThatDoNotFitAreCountedAsLost() async throws {
+        let root = try PinRoot("lost")
+        let entry = try BPFObject(embedded: "entry", pinRoot: root.path)
+        let from = try await entry.program("cil_from_container")
+        // An IPv4 header length below 5 words: every run drops it (Invalid packet) and reports the drop; nobody reads the ring.
+        let bad: [UInt8] = [0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00, 0x44] + [UInt8](repeating: 0, count: 45)
+        let runs = 30_000
+        _ = try from.testRun(packet: bad, repeat: runs)
+        let metrics: BPFMap<UInt32, metrics_value> = try await entry.map("cilium_metrics")
+        func sum(_ i: UInt32) -> UInt64 { metrics.lookupPerCPU(i)?.reduce(0) { $0 + $1.packets } ?? 0 }
+        let drops = sum(ciliumMetricsIndex(reason: UInt8(CILIUM_DROP_INVALID.rawValue), direction: UInt8(CILIUM_DIR_EGRESS.rawValue)))
+        let lost = sum(ciliumMetricsIndex(reason: UInt8(CILIUM_EVENTS_LOST), direction: 0))
+        #expect(drops == UInt64(runs))
+        // The ring (1 MiB) holds about 14,500 records of 72 bytes; the rest were lost and counted.
+        #expect(lost > 10_000 && lost < UInt64(runs), "lost \(lost) of \(runs)")
+    }
 }

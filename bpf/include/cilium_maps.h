@@ -117,6 +117,9 @@ struct node_config {
  * CILIUM_METRICS_INDEX(reason, direction) (an array lookup costs less per
  * packet than hashing a key). */
 #define CILIUM_METRICS_ENTRIES 512
+/* Not a drop: events the ring buffer had no room for (Hubble's lost events),
+ * counted at CILIUM_METRICS_INDEX(CILIUM_EVENTS_LOST, 0). */
+#define CILIUM_EVENTS_LOST 255
 #define CILIUM_METRICS_INDEX(reason, direction) ((((__u32)(reason)) << 1) | ((direction) & 1))
 
 struct metrics_value {

@@ -121,8 +121,13 @@ static __always_inline void emit_event_full(struct __sk_buff *skb, __u8 type, __
 					    __u8 direction, __u8 flags, const struct packet_tuple *t, __u32 rule_id)
 {
 	struct cilium_event *e = bpf_ringbuf_reserve(&cilium_events, sizeof(*e), 0);
-	if (!e)
+	if (!e) {
+		__u32 lost = CILIUM_METRICS_INDEX(CILIUM_EVENTS_LOST, 0);
+		struct metrics_value *v = bpf_map_lookup_elem(&cilium_metrics, &lost);
+		if (v)
+			v->packets += 1;
 		return;
+	}
 	__builtin_memset(e, 0, sizeof(*e));
 	e->type = type;
 	e->stage = stage;

@@ -160,8 +160,14 @@ public actor HubbleSubsystem: AgentSubsystem {
     func statusModel() -> HubbleStatusModel {
         let elapsed = max((ContinuousClock.now - startedAt) / .seconds(1), 0.001)
         return HubbleStatusModel(nodeName: context?.nodeName ?? "", seenFlows: ring.seen, currentFlows: ring.count,
-                                 maxFlows: ring.capacity, lostEvents: undecoded,
+                                 maxFlows: ring.capacity, lostEvents: undecoded + datapathLost(),
                                  flowsPerSecond: Double(ring.seen) / elapsed, uptimeSeconds: elapsed)
+    }
+
+    /// Events the datapath could not put in the ring buffer (it was full), summed over CPUs.
+    private func datapathLost() -> UInt64 {
+        guard let root = context?.bpfRoot, let map = try? BPFMap<UInt32, metrics_value>(pinned: root + "/cilium_metrics") else { return 0 }
+        return map.lookupPerCPU(ciliumMetricsIndex(reason: UInt8(CILIUM_EVENTS_LOST), direction: 0))?.reduce(0) { $0 &+ $1.packets } ?? 0
     }
 
     public func status() async -> SubsystemStatus {
