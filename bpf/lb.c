@@ -36,32 +36,15 @@ static __always_inline int redirect_by_fib(struct __sk_buff *skb, __u32 saddr, _
 }
 
 /* DSR: inserts the frontend (network order) as an IPv4 option after the
- * base header (the packet must have none yet) and fixes the header checksum;
- * the TCP/UDP checksum does not cover IP options. */
+ * base header (the packet must have none yet). */
 static __always_inline int dsr_insert_option(struct __sk_buff *skb, __u32 address, __u16 port)
 {
-	struct {
-		struct iphdr ip;
-		__u8 opt[DSR_IPV4_OPT_LEN];
-	} h;
+	struct dsr_ip_header h;
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, &h.ip, sizeof(h.ip)) < 0 || h.ip.ihl != 5)
 		return -1;
 	if (bpf_skb_adjust_room(skb, DSR_IPV4_OPT_LEN, BPF_ADJ_ROOM_NET, 0) < 0)
 		return -1;
-	h.ip.ihl = 5 + DSR_IPV4_OPT_LEN / 4;
-	h.ip.tot_len = bpf_htons(bpf_ntohs(h.ip.tot_len) + DSR_IPV4_OPT_LEN);
-	h.ip.check = 0;
-	h.opt[0] = DSR_IPV4_OPT_TYPE;
-	h.opt[1] = DSR_IPV4_OPT_LEN;
-	__builtin_memcpy(&h.opt[2], &port, 2);
-	__builtin_memcpy(&h.opt[4], &address, 4);
-	__s64 sum = bpf_csum_diff(0, 0, (__be32 *)&h, sizeof(h), 0);
-	if (sum < 0)
-		return -1;
-	__u32 s = (__u32)sum;
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	h.ip.check = (__u16)~s;
+	dsr_fill_header(&h, address, port);
 	return bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0);
 }
 

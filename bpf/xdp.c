@@ -139,33 +139,18 @@ static __always_inline int xdp_insert_dsr_option(struct xdp_md *ctx, __u32 addre
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 	struct ethhdr eth;
-	struct {
-		struct iphdr ip;
-		__u8 opt[DSR_IPV4_OPT_LEN];
-	} h;
+	struct dsr_ip_header h;
 	if (data + sizeof(eth) + sizeof(h.ip) > end)
 		return -1;
 	__builtin_memcpy(&eth, data, sizeof(eth));
 	__builtin_memcpy(&h.ip, data + sizeof(eth), sizeof(h.ip));
-	if (bpf_xdp_adjust_head(ctx, -(int)DSR_IPV4_OPT_LEN) < 0)
+	if (h.ip.ihl != 5 || bpf_xdp_adjust_head(ctx, -(int)DSR_IPV4_OPT_LEN) < 0)
 		return -1;
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	if (data + sizeof(eth) + sizeof(h) > end)
 		return -1;
-	h.ip.ihl = 5 + DSR_IPV4_OPT_LEN / 4;
-	h.ip.tot_len = bpf_htons(bpf_ntohs(h.ip.tot_len) + DSR_IPV4_OPT_LEN);
-	h.ip.check = 0;
-	h.opt[0] = DSR_IPV4_OPT_TYPE;
-	h.opt[1] = DSR_IPV4_OPT_LEN;
-	__builtin_memcpy(&h.opt[2], &port, 2);
-	__builtin_memcpy(&h.opt[4], &address, 4);
-	__u64 s = 0;
-	__u16 *w = (__u16 *)&h;
-#pragma unroll
-	for (int i = 0; i < (int)sizeof(h) / 2; i++)
-		s += w[i];
-	h.ip.check = ~csum_fold(s);
+	dsr_fill_header(&h, address, port);
 	__builtin_memcpy(data, &eth, sizeof(eth));
 	__builtin_memcpy(data + sizeof(eth), &h, sizeof(h));
 	return 0;

@@ -62,11 +62,7 @@ import TestSupport
         deinit { _ = try? runCapturing([sandbox, "down", "--name", name]) }
 
         @discardableResult
-        func run(_ args: [String]) throws -> String {
-            let (code, out) = try runCapturing([sandbox] + args)
-            guard code == 0 else { throw Failure("cilium-sandbox \(args.joined(separator: " ")) exited \(code): \(out)") }
-            return out
-        }
+        func run(_ args: [String]) throws -> String { try runChecked([sandbox] + args) }
 
         func ns(_ pod: String) throws -> NetworkNamespace { try NetworkNamespace(named: pods[pod]!.namespace) }
 

@@ -164,11 +164,7 @@ import TestSupport
         }
 
         @discardableResult
-        func run(_ args: [String]) throws -> String {
-            let (code, out) = try runCapturing([sandbox] + args)
-            guard code == 0 else { throw Failure("cilium-sandbox \(args.joined(separator: " ")) exited \(code): \(out)") }
-            return out
-        }
+        func run(_ args: [String]) throws -> String { try runChecked([sandbox] + args) }
 
         func cilium(_ node: String, _ args: [String]) throws -> (Int32, String) {
             try runCapturing([sandbox, "cilium", "--name", name, node, "--"] + args)

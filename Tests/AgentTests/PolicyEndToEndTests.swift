@@ -51,11 +51,7 @@ import TestSupport
         deinit { _ = try? runCapturing([sandbox, "down", "--name", name]) }
 
         @discardableResult
-        func run(_ args: [String]) throws -> String {
-            let (code, out) = try runCapturing([sandbox] + args)
-            guard code == 0 else { throw TestFailure("cilium-sandbox \(args.joined(separator: " ")) exited \(code): \(out)") }
-            return out
-        }
+        func run(_ args: [String]) throws -> String { try runChecked([sandbox] + args) }
 
         func cilium(_ node: String, _ args: [String]) throws -> (Int32, String) {
             try runCapturing([sandbox, "cilium", "--name", name, node, "--"] + args)

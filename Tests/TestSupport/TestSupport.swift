@@ -286,6 +286,22 @@ public final class TCPTransfer: @unchecked Sendable {
     }
 }
 
+/// A command that did not succeed: what ran, its exit code and what it said.
+public struct CommandFailure: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Runs `argv` and returns its output; a non-zero exit throws `CommandFailure` with the output.
+@discardableResult
+public func runChecked(_ argv: [String]) throws -> String {
+    let (code, out) = try runCapturing(argv)
+    guard code == 0 else {
+        throw CommandFailure("\((argv.first as NSString?)?.lastPathComponent ?? "") \(argv.dropFirst().joined(separator: " ")) exited \(code): \(out)")
+    }
+    return out
+}
+
 /// Captures the frames on `device` inside `namespace` with an AF_PACKET
 /// socket (no tcpdump needed): their first 128 bytes, in order.
 public final class FrameCapture: @unchecked Sendable {

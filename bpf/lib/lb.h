@@ -133,6 +133,35 @@ static __always_inline __u32 maglev_flow_hash(__u32 saddr, __u32 daddr, __u16 sp
 	return (__u32)h;
 }
 
+/* ---- DSR: the IPv4 header with upstream's option (tc stage and XDP) ---- */
+
+struct dsr_ip_header {
+	struct iphdr ip;
+	__u8 opt[DSR_IPV4_OPT_LEN];
+};
+
+/* Turns a base IPv4 header (ihl 5) into one with the DSR option naming the
+ * frontend (network order), with its checksum; the TCP/UDP checksum does
+ * not cover IP options. */
+static __always_inline void dsr_fill_header(struct dsr_ip_header *h, __u32 address, __u16 port)
+{
+	h->ip.ihl = 5 + DSR_IPV4_OPT_LEN / 4;
+	h->ip.tot_len = bpf_htons(bpf_ntohs(h->ip.tot_len) + DSR_IPV4_OPT_LEN);
+	h->ip.check = 0;
+	h->opt[0] = DSR_IPV4_OPT_TYPE;
+	h->opt[1] = DSR_IPV4_OPT_LEN;
+	__builtin_memcpy(&h->opt[2], &port, 2);
+	__builtin_memcpy(&h->opt[4], &address, 4);
+	__u32 s = 0;
+	__u16 *w = (__u16 *)h;
+#pragma unroll
+	for (int i = 0; i < (int)sizeof(*h) / 2; i++)
+		s += w[i];
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	h->ip.check = (__u16)~s;
+}
+
 /* ---- Backend selection, shared by the tc stage and the XDP program ---- */
 
 /* Maglev flow hash over the client and the frontend (its key address: 0 for
