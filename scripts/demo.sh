@@ -48,7 +48,7 @@ EP=$($S cilium --name demo node1 -- endpoint list | awk -v a="$WEB" '$0 ~ a {pri
 $S cilium --name demo node1 -- bpf policy get "$EP"
 echo
 echo "== flows (hubble observe, both nodes merged): traffic to web, with the policy that decided"
-$S hubble --name demo -- observe --last 12 --to-pod default/web --print-policy-names
+$S hubble --name demo -- observe --last 12 --to-pod default/web --print-policy-names --print-node-name
 echo
 echo "== dropped flows only, as JSON (upstream's field names)"
 $S hubble --name demo node1 -- observe --last 1 --verdict DROPPED -o json

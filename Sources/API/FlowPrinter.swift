@@ -4,14 +4,18 @@ import Foundation
 public enum FlowPrinter {
     public enum Format: String, Sendable, CaseIterable { case compact, dict, table, json }
 
-    /// "Nov 27 08:30:01.123" from the flow's RFC 3339 time.
+    /// "Nov 27 08:30:01.123" (Go's "Jan _2 15:04:05.000", as upstream prints it) from the flow's RFC 3339 time.
     public static func timestamp(_ flow: Flow) -> String {
         guard let d = parseTime(flow.time) else { return flow.time }
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "MMM d HH:mm:ss.SSS"
-        return f.string(from: d)
+        var c = Calendar(identifier: .gregorian)
+        c.timeZone = TimeZone(identifier: "UTC")!
+        let p = c.dateComponents([.month, .day, .hour, .minute, .second], from: d)
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        // Milliseconds from the text itself (a Date's double would round 123 down to 122).
+        let fraction = flow.time.split(separator: ".").dropFirst().first.map { String($0.prefix { $0.isNumber }.prefix(3)) } ?? ""
+        let millis = Int(fraction.padding(toLength: 3, withPad: "0", startingAt: 0)) ?? 0
+        return months[(p.month ?? 1) - 1] + String(format: " %2d %02d:%02d:%02d.%03d", p.day ?? 0, p.hour ?? 0, p.minute ?? 0,
+                                                   p.second ?? 0, millis)
     }
 
     public static func parseTime(_ text: String) -> Date? {
@@ -54,10 +58,11 @@ public enum FlowPrinter {
 
     public static func summary(_ flow: Flow) -> String { flow.summary }
 
-    public static func compact(_ flow: Flow, policyNames: Bool = false) -> String {
+    /// One line a flow; `nodeName` (`--print-node-name`) puts " [node]" after the time.
+    public static func compact(_ flow: Flow, policyNames: Bool = false, nodeName: Bool = false) -> String {
         let src = endpoint(flow.source, ip: flow.IP?.source, port: flow.sourcePort)
         let dst = endpoint(flow.destination, ip: flow.IP?.destination, port: flow.destinationPort)
-        var line = "\(timestamp(flow)) [\(flow.node_name)]: \(src) \(flow.is_reply ? "<-" : "->") \(dst) \(kind(flow, policyNames: policyNames)) \(flow.verdict) (\(flow.summary))"
+        var line = "\(timestamp(flow))\(nodeName ? " [\(flow.node_name)]" : ""): \(src) \(flow.is_reply ? "<-" : "->") \(dst) \(kind(flow, policyNames: policyNames)) \(flow.verdict) (\(flow.summary))"
         if policyNames, flow.event_type.type == 1 {
             let by = (flow.ingress_denied_by ?? []) + (flow.egress_denied_by ?? [])
             if !by.isEmpty { line += " denied by " + by.map { "\($0.namespace.map { "\($0)/" } ?? "")\($0.name)" }.joined(separator: ",") }

@@ -17,6 +17,7 @@ public struct ObserveOptions: Sendable {
     public var deny = FlowFilter()
     public var format = FlowPrinter.Format.compact
     public var printPolicyNames = false
+    public var printNodeName = false
 
     public func shows(_ f: Flow) -> Bool {
         if let since, let t = FlowPrinter.parseTime(f.time), t < since { return false }
@@ -67,6 +68,7 @@ public struct ObserveOptions: Sendable {
                 }
                 format = fmt
             case "--print-policy-names": printPolicyNames = true
+            case "--print-node-name": printNodeName = true
             case "--not": negateNext = true
             default:
                 guard let (field, side) = Self.filterFlags[a] else { throw UsageError("unknown flag: \(a)") }

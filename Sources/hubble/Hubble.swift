@@ -27,7 +27,7 @@ struct HubbleCommand {
           --protocol tcp|udp|icmp   --verdict FORWARDED|DROPPED|AUDIT|...   -t, --type trace|drop|policy-verdict
           --traffic-direction ingress|egress   --drop-reason-desc NAME   --node-name NODE
           --not                    the next filter excludes instead
-          -o, --output compact|dict|table|json   --print-policy-names
+          -o, --output compact|dict|table|json   --print-policy-names   --print-node-name
         """
 
     static func main() async {
@@ -93,7 +93,7 @@ struct HubbleCommand {
 
     static func observe(_ o: ObserveOptions) async throws {
         var cursors = Dictionary(uniqueKeysWithValues: o.servers.map { ($0, UInt64(0)) })
-        var printer = Output(format: o.format, policyNames: o.printPolicyNames)
+        var printer = Output(format: o.format, policyNames: o.printPolicyNames, nodeName: o.printNodeName)
         func batch() async throws -> [Flow] {
             var flows: [Flow] = []
             for server in o.servers {
@@ -127,17 +127,19 @@ struct ServerError: Error, CustomStringConvertible {
 struct Output {
     let format: FlowPrinter.Format
     let policyNames: Bool
+    let nodeName: Bool
     var rows: [[String]] = []
 
-    init(format: FlowPrinter.Format, policyNames: Bool) {
+    init(format: FlowPrinter.Format, policyNames: Bool, nodeName: Bool) {
         self.format = format
         self.policyNames = policyNames
+        self.nodeName = nodeName
     }
 
     mutating func print(_ flows: [Flow]) {
         for f in flows {
             switch format {
-            case .compact: Swift.print(FlowPrinter.compact(f, policyNames: policyNames))
+            case .compact: Swift.print(FlowPrinter.compact(f, policyNames: policyNames, nodeName: nodeName))
             case .json: Swift.print(FlowPrinter.json(f))
             case .dict: Swift.print("------------\n" + FlowPrinter.dict(f, policyNames: policyNames))
             case .table: rows.append(FlowPrinter.tableRow(f, policyNames: policyNames))

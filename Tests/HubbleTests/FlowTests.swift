@@ -147,10 +147,10 @@ struct FlowTests {
 
     @Test func outputsAsUpstreamPrintsThem() throws {
         let flows = Self.sample()
-        #expect(FlowPrinter.compact(flows[0], policyNames: true)
+        #expect(FlowPrinter.compact(flows[0], policyNames: true, nodeName: true)
                 == "Nov 18 11:06:40.123 [node1]: default/client:40000 (ID:257) -> default/echo:8080 (ID:258) policy-verdict:L3-L4 INGRESS ALLOWED BY default/echo-from-client FORWARDED (TCP Flags: SYN)")
         #expect(FlowPrinter.compact(flows[1])
-                == "Nov 18 11:06:40.123 [node1]: prod/other:40000 (ID:300) -> default/echo:8080 (ID:258) Policy denied DROPPED (TCP Flags: SYN)")
+                == "Nov 18 11:06:40.123: prod/other:40000 (ID:300) -> default/echo:8080 (ID:258) Policy denied DROPPED (TCP Flags: SYN)")
         #expect(FlowPrinter.compact(flows[2]).hasSuffix("default/client:40000 (ID:257) -> prod/other:53 (ID:300) to-overlay FORWARDED (UDP)"))
         let json = try JSONSerialization.jsonObject(with: Data(FlowPrinter.json(flows[1]).utf8)) as! [String: Any]
         let flow = json["flow"] as! [String: Any]
@@ -165,6 +165,13 @@ struct FlowTests {
         #expect(dict.contains("  TIMESTAMP: Nov 18 11:06:40.123\n     SOURCE: default/client:40000 (ID:257)\nDESTINATION: default/echo:8080 (ID:258)"))
         let table = FlowPrinter.table(flows.map { FlowPrinter.tableRow($0) }).split(separator: "\n")
         #expect(table.count == 4 && table[0].hasPrefix("TIMESTAMP") && table[0].contains("DESTINATION") && table[2].contains("DROPPED"))
+    }
+
+    @Test func timestampsAsGoPrintsThem() throws {
+        var f = Self.sample()[0]
+        f.time = "2026-01-04T18:24:12.046123456Z"
+        #expect(FlowPrinter.timestamp(f) == "Jan  4 18:24:12.046")
+        #expect(try ObserveOptions(["--print-node-name"]).printNodeName)
     }
 
     @Test func theRingKeepsTheNewestAndResumesAfterASequenceNumber() throws {
