@@ -108,19 +108,23 @@ public actor AgentDaemon {
         }
         try server.start()
         self.server = server
-        if config.prometheus.enabled {
-            let root = config.bpf.root, shared = shared
-            let metrics = UnixHTTPServer(tcpPort: UInt16(config.prometheus.port)) { request in
-                guard request.path == "/metrics" else { return .error(status: 404, message: "metrics are at /metrics") }
-                return await AgentMetrics.render(bpfRoot: root, shared: shared).response
-            }
-            do {
-                try metrics.start()
-            } catch {
-                throw AgentError("prometheus.port \(config.prometheus.port): \(error)")
-            }
-            metricsServer = metrics
+        try startMetrics()
+    }
+
+    /// The agent's Prometheus endpoint, when `prometheus.enabled`.
+    private func startMetrics() throws {
+        guard config.prometheus.enabled else { return }
+        let root = config.bpf.root, shared = shared
+        let metrics = UnixHTTPServer(tcpPort: UInt16(config.prometheus.port)) { request in
+            guard request.path == "/metrics" else { return .error(status: 404, message: "metrics are at /metrics") }
+            return await AgentMetrics.render(bpfRoot: root, shared: shared).response
         }
+        do {
+            try metrics.start()
+        } catch {
+            throw AgentError("prometheus.port \(config.prometheus.port): \(error)")
+        }
+        metricsServer = metrics
     }
 
     private nonisolated func startBackgroundTasks() -> [Task<Void, Never>] {
@@ -180,6 +184,15 @@ public actor AgentDaemon {
             let keys = subsystems[name]!.configKeys
             if changed.contains(where: { c in keys.contains { $0.hasSuffix(".") ? c.hasPrefix($0) : c == $0 } }) {
                 await host.restart(name)
+            }
+        }
+        if changed.contains(where: { $0.hasPrefix("prometheus.") }) {
+            await metricsServer?.stop()
+            metricsServer = nil
+            do {
+                try startMetrics()
+            } catch {
+                return refuse("reload: the metrics server did not start: \(error)")
             }
         }
         lastReloadError = nil

@@ -175,6 +175,10 @@ import TestSupport
         #expect(processed >= Double(all) && processed > 0, "every stored flow was counted (\(processed) vs \(all))")
         #expect(Self.sample(agentText, "cilium_endpoint") == 2 && Self.sample(agentText, "cilium_policy") == 1)
         #expect(agentText.contains("cilium_bpf_map_ops_total{map_name=\"cilium_policy\",operation=\"update\",outcome=\"success\"}"))
+        // A reload moves the agent's metrics server.
+        try c.run(["cilium", "--name", c.name, "node1", "--", "config", "set", "prometheus.port=9971"])
+        #expect(try c.scrape("node1", port: 9971).contains("cilium_endpoint 2"))
+        #expect(throws: (any Error).self) { try c.scrape("node1", port: 9962) }
         let status = try c.run(["cilium", "--name", c.name, "node1", "--", "status"])
         #expect(status.contains("Hubble:") && status.contains("Current/Max Flows:") && status.contains("Metrics: Ok"), "\(status)")
 
