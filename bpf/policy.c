@@ -56,6 +56,11 @@ int cil_stage_policy(struct __sk_buff *skb)
 	__u32 src_identity = skb->cb[CILIUM_CB_SRC_IDENTITY];
 	__u32 dst_identity = skb->cb[CILIUM_CB_DST_IDENTITY];
 	int reported = 0, r;
+	/* No endpoint of the node has policy: nothing to look up per endpoint. */
+	__u32 zero = 0;
+	__u32 *node = bpf_map_lookup_elem(&cilium_policy_node, &zero);
+	if (node && *node == CILIUM_POLICY_NODE_NONE)
+		goto track;
 	/* Egress: the packet is leaving a workload of this node (its veth's ingress). */
 	if (skb->cb[CILIUM_CB_DIRECTION] == CILIUM_DIR_EGRESS && (skb->cb[CILIUM_CB_HOOK] & CILIUM_CB_HOOK_MASK) == CILIUM_HOOK_TC_INGRESS) {
 		struct endpoint_value *src = local_workload(t.saddr);
@@ -73,6 +78,7 @@ int cil_stage_policy(struct __sk_buff *skb)
 		reported |= r;
 	}
 
+track:
 	if (ct == CT_NEW) {
 		ct_create(&t, src_identity);
 		/* A new connection no policy spoke about is still a flow. */

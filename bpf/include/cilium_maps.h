@@ -189,6 +189,15 @@ struct policy_ep_value {
 	__u32 revision; /* the policy revision these entries implement */
 };
 
+/* cilium_policy_node: one entry. NONE: no endpoint of this node has any
+ * policy flag (nothing to enforce, audit or count), so the stage only tracks
+ * connections; SOME or UNKNOWN (0, before the agent said): the full lookup. */
+enum cilium_policy_node_state {
+	CILIUM_POLICY_NODE_UNKNOWN = 0,
+	CILIUM_POLICY_NODE_NONE = 1,
+	CILIUM_POLICY_NODE_SOME = 2,
+};
+
 /* cilium_ct: connection tracking. The key is the tuple of the packet that
  * opened the connection; a packet whose reversed tuple is known is a reply.
  * ICMP echo uses the identifier as both ports. */

@@ -23,6 +23,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_policy_ep SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32); /* enum cilium_policy_node_state */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_policy_node SEC(".maps");
+
 struct policy_result {
 	__u8  allowed;
 	__u8  reason;   /* drop reason when not allowed */

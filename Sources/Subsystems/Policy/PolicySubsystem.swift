@@ -61,6 +61,15 @@ public actor PolicySubsystem: StageSubsystem {
         await f.start()
         entryReconciler = r
         flagReconciler = f
+        // The node-wide state the stage checks first: no endpoint with any policy flag means no per-endpoint lookups.
+        let nodeState = try BPFMap<UInt32, UInt32>(pinned: context.bpfRoot + "/cilium_policy_node")
+        let flags = engine.flags
+        watchers.append(Task {
+            for await _ in await flags.changes() {
+                let some = await flags.all().contains { $0.flags != 0 }
+                try? nodeState.update(0, some ? CILIUM_POLICY_NODE_SOME.rawValue : CILIUM_POLICY_NODE_NONE.rawValue)
+            }
+        })
         let dir = context.config.agent.resourceDirectory
         if !dir.isEmpty {
             // Policy files in the resource directory: a file that does not parse changes nothing.
@@ -100,6 +109,7 @@ public actor PolicySubsystem: StageSubsystem {
         engine = nil
         policyMap = nil
         await context?.shared.endpointPolicy.replaceAll([])
+        if let root = context?.bpfRoot { try? BPFMap<UInt32, UInt32>(pinned: root + "/cilium_policy_node").update(0, CILIUM_POLICY_NODE_UNKNOWN.rawValue) }
         await stage.uninstall()
     }
 
