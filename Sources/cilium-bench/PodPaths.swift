@@ -65,8 +65,8 @@ enum PodPaths {
         } else {
             rows.append(("pod to pod, one node: TCP throughput", "iperf3 missing (scripts/install-deps.sh)", ""))
         }
-        // Hubble on vs off (the agent reloads with hubble.enabled flipped and settles for a second), six
-        // samples each in alternating order; the medians (one-byte ping-pong varies a few % run to run here).
+        // Hubble on vs off (the agent reloads with hubble.enabled flipped and settles for a second), ten
+        // 2-second samples each in alternating order; the medians (one-byte ping-pong varies a few % run to run here).
         var on: [Double] = [], off: [Double] = []
         func hubble(_ enabled: Bool) -> Bool {
             let ok = shell([bin + "/cilium-sandbox", "cilium", "--name", sandbox, "node1", "--", "config", "set",
@@ -74,9 +74,9 @@ enum PodPaths {
             Thread.sleep(forTimeInterval: 1)
             return ok
         }
-        for round in 0..<6 {
+        for round in 0..<10 {
             for enabled in round % 2 == 0 ? [false, true] : [true, false] where hubble(enabled) {
-                let r = try requestResponse(pod)
+                let r = try requestResponse(pod, seconds: 2)
                 if enabled { on.append(r) } else { off.append(r) }
             }
         }
@@ -90,8 +90,8 @@ enum PodPaths {
         return rows
     }
 
-    /// One-byte TCP ping-pong for 3 s; round trips per second.
-    static func requestResponse(_ p: Pair) throws -> Double {
+    /// One-byte TCP ping-pong for `seconds`; round trips per second.
+    static func requestResponse(_ p: Pair, seconds: Int = 3) throws -> Double {
         var sa = sockaddr_in()
         sa.sin_family = sa_family_t(AF_INET)
         sa.sin_port = UInt16(45000 + Int.random(in: 0...999)).bigEndian
@@ -125,12 +125,12 @@ enum PodPaths {
             }
             var b: UInt8 = 1
             var n = 0
-            let end = ContinuousClock.now + .seconds(3)
+            let end = ContinuousClock.now + .seconds(seconds)
             while ContinuousClock.now < end {
                 guard send(fd, &b, 1, 0) == 1, recv(fd, &b, 1, 0) == 1 else { break }
                 n += 1
             }
-            return Double(n) / 3
+            return Double(n) / Double(seconds)
         }
     }
 
