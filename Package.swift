@@ -38,11 +38,13 @@ let package = Package(
                 plugins: ["BPFCompiler"]),
         .target(name: "Config", dependencies: ["Yams"], swiftSettings: swift6),
         .target(name: "KVStore", swiftSettings: swift6),
+        // The Kubernetes-manifest readers' shared YAML diagnostics (Policy, LoadBalancer).
+        .target(name: "ManifestYAML", dependencies: ["Yams"], swiftSettings: swift6),
         .target(name: "API", dependencies: ["Config", "Datapath", "Reconciler"], swiftSettings: swift6),
     ]
     + subsystems.map { name in
         .target(name: name, dependencies: ["Reconciler", "Datapath", "Config", "API", "KVStore"]
-                    + (["Policy", "LoadBalancer"].contains(name) ? ["Yams"] : []),
+                    + (["Policy", "LoadBalancer"].contains(name) ? ["Yams", "ManifestYAML"] : []),
                 path: "Sources/Subsystems/\(name)", swiftSettings: swift6)
     }
     + [

@@ -1,3 +1,4 @@
+import ManifestYAML
 import Yams
 
 /// Reads Kubernetes `v1 Service` and `discovery.k8s.io/v1 EndpointSlice` manifests into the load balancer's model.
@@ -86,23 +87,7 @@ private extension KeyValuePairs where Key == String {
 
 // MARK: - Reader
 
-/// One mapping node with its keys read as names, in document order.
-private struct Fields {
-    struct Entry {
-        var key: Node
-        var name: String
-        var value: Node
-    }
-
-    var node: Node
-    var path: String
-    var entries: [Entry]
-
-    func entry(_ name: String) -> Entry? { entries.first { $0.name == name } }
-
-    /// The entry, unless absent or null.
-    func value(_ name: String) -> Entry? { entries.first { $0.name == name && !$0.value.isNullScalar } }
-}
+private typealias Fields = YAMLFields
 
 /// The `apiVersion` and `kind` an item of a typed list (`ServiceList`) has when it does not say.
 private struct TypeMeta {
@@ -223,7 +208,7 @@ private struct ManifestReader {
         default:
             // Not ours, unless it is one of ours misspelt (in an API group where ours live).
             let ourGroup = version.map { $0 == "v1" || apiGroup($0) == "discovery.k8s.io" } ?? true
-            if ourGroup, let near = suggestion(for: kind, among: ManifestFields.kinds) {
+            if ourGroup, let near = ManifestText.suggestion(for: kind, among: ManifestFields.kinds) {
                 throw fail(kindNode, "\(at(path))kind: \(kind) is not a Kubernetes kind; did you mean \(near)? "
                     + "(kinds are case-sensitive)")
             }
@@ -1086,37 +1071,21 @@ private struct ManifestReader {
 
     private func badEnum(_ node: Node, path: String, value: String, what: String, valid: [String],
                          candidates: [String]? = nil) -> ServiceManifestError {
-        let hint = endOfSentence(suggesting: suggestion(for: value, among: candidates ?? valid))
+        let hint = ManifestText.endOfSentence(suggesting: ManifestText.suggestion(for: value, among: candidates ?? valid))
         return fail(node, "\(path): \"\(value)\" is not a valid \(what)\(hint) Valid: \(valid.joined(separator: ", ")) "
             + "(case-sensitive)")
     }
 
     /// The resolved tag (str, int, bool, null, ...); quoted scalars are always str.
-    private func tagName(_ node: Node) -> Tag.Name { Tag.Name(rawValue: node.tag.rawValue) }
+    private func tagName(_ node: Node) -> Tag.Name { node.tagName }
 
     private func isNull(_ node: Node) -> Bool { node.isNullScalar }
 
-    private func describe(_ node: Node) -> String {
-        switch node {
-        case .mapping: return "a mapping"
-        case .sequence: return "a list"
-        case .alias: return "an alias"
-        case .scalar(let scalar):
-            let text = scalar.string
-            switch tagName(node) {
-            case .null: return text.isEmpty ? "nothing (null)" : "null"
-            case .bool: return "the boolean \(text)"
-            case .int, .float: return "the number \(text)"
-            default:
-                let shown = text.count > 40 ? text.prefix(40) + "..." : Substring(text)
-                return "the string \"\(shown)\""
-            }
-        }
-    }
+    private func describe(_ node: Node) -> String { node.described }
 
     private func unknownField(_ entry: Fields.Entry, in path: String, allowed: [String]) -> ServiceManifestError {
         fail(entry.key, "\(at(path))unknown field \"\(entry.name)\""
-            + endOfSentence(suggesting: suggestion(for: entry.name, among: allowed))
+            + ManifestText.endOfSentence(suggesting: ManifestText.suggestion(for: entry.name, among: allowed))
             + " Allowed here: \(allowed.joined(separator: ", "))")
     }
 
@@ -1124,118 +1093,21 @@ private struct ManifestReader {
         ServiceManifestError(file: file, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1, problem: problem)
     }
 
-    private func at(_ path: String) -> String { path.isEmpty ? "" : "\(path): " }
+    private func at(_ path: String) -> String { ManifestText.at(path) }
 
-    private func join(_ path: String, _ field: String) -> String { path.isEmpty ? field : "\(path).\(field)" }
+    private func join(_ path: String, _ field: String) -> String { ManifestText.join(path, field) }
 
     // MARK: YAML errors
 
     private func yamlError(_ error: any Error) -> ServiceManifestError {
-        guard let error = error as? YamlError else {
-            return ServiceManifestError(file: file, line: 1, column: 1, problem: "invalid YAML: \(error)")
-        }
-        switch error {
-        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
-             let .composer(context, problem, mark, _):
-            let during = context.map { " (\($0.text) at line \($0.mark.line), column \($0.mark.column))" } ?? ""
-            return ServiceManifestError(file: file, line: mark.line, column: mark.column,
-                                        problem: "invalid YAML: \(problem)\(during)\(tabHint(line: mark.line))")
-        case let .reader(problem, offset, _, _):
-            let (line, column) = position(ofUTF8Offset: offset ?? 0)
-            return ServiceManifestError(file: file, line: line, column: column, problem: "invalid YAML: \(problem)")
-        case let .duplicatedKeysInMapping(duplicates, context):
-            return duplicateKey(duplicates.first ?? "?", first: context.mark)
-        default:
-            return ServiceManifestError(file: file, line: 1, column: 1, problem: "invalid YAML: \(error)")
-        }
-    }
-
-    private func position(ofUTF8Offset offset: Int) -> (line: Int, column: Int) {
-        var line = 1
-        var column = 1
-        for byte in text.utf8.prefix(offset) {
-            if byte == UInt8(ascii: "\n") {
-                line += 1
-                column = 1
-            } else if byte & 0xC0 != 0x80 { // a character starts here, not a continuation byte
-                column += 1
-            }
-        }
-        return (line, column)
-    }
-
-    private var lines: [[Character]] {
-        text.split(separator: "\n", omittingEmptySubsequences: false).map(Array.init)
-    }
-
-    /// libyaml's complaint about a tab does not mention tabs; say it.
-    private func tabHint(line: Int) -> String {
-        let lines = self.lines
-        guard lines.indices.contains(line - 1),
-              lines[line - 1].prefix(while: { $0 == " " || $0 == "\t" }).contains("\t") else { return "" }
-        return "; this line is indented with a tab, and YAML indents with spaces only"
-    }
-
-    /// Yams reports a key given twice at its first occurrence. Point at the second: later on the same line
-    /// (flow style, JSON), or at the same column further down, before the mapping ends (block style).
-    private func duplicateKey(_ name: String, first: Mark) -> ServiceManifestError {
-        let lines = self.lines
-        let spellings = [name, "\"\(name)\"", "'\(name)'"].map(Array.init)
-        func keyStarts(_ line: [Character], at start: Int) -> Bool {
-            for spelling in spellings where start + spelling.count <= line.count
-                && Array(line[start..<start + spelling.count]) == spelling {
-                var index = start + spelling.count
-                while index < line.count, line[index] == " " { index += 1 }
-                if index < line.count, line[index] == ":" { return true }
-            }
-            return false
-        }
-        let index = first.line - 1
-        let column = first.column - 1
-        if lines.indices.contains(index) {
-            let line = lines[index]
-            var start = column + 1
-            while start < line.count {
-                if [" ", "{", ","].contains(line[start - 1]), keyStarts(line, at: start) {
-                    return ServiceManifestError(file: file, line: first.line, column: start + 1,
-                                                problem: "duplicate key \"\(name)\" (first set at column "
-                                                    + "\(first.column)); keep one")
-                }
-                start += 1
-            }
-            for later in lines.indices.dropFirst(index + 1) {
-                let line = lines[later]
-                let indent = line.prefix { $0 == " " }.count
-                let rest = line.dropFirst(indent)
-                if rest.allSatisfy({ $0 == " " || $0 == "\r" }) || rest.first == "#" { continue }
-                if indent < column { break } // the mapping ended
-                if indent == column, keyStarts(line, at: column) {
-                    return ServiceManifestError(file: file, line: later + 1, column: column + 1,
-                                                problem: "duplicate key \"\(name)\" (first set on line "
-                                                    + "\(first.line)); keep one")
-                }
-            }
-        }
-        return ServiceManifestError(file: file, line: first.line, column: first.column,
-                                    problem: "duplicate key \"\(name)\" in this mapping; keep one")
-    }
-}
-
-private extension Node {
-    var isNullScalar: Bool {
-        if case .scalar = self { return Tag.Name(rawValue: tag.rawValue) == .null }
-        return false
+        let p = ManifestSource(text).problem(for: error)
+        return ServiceManifestError(file: file, line: p.line, column: p.column, problem: p.problem)
     }
 }
 
 // MARK: - Names
 
-/// A DNS-1123 label (namespaces, port names): lowercase alphanumerics and '-', alphanumeric at both ends, <= 63.
-private func isDNS1123Label(_ name: String) -> Bool {
-    guard !name.isEmpty, name.count <= 63, let first = name.first, let last = name.last,
-          first.isLowerAlphanumeric, last.isLowerAlphanumeric else { return false }
-    return name.allSatisfy { $0.isLowerAlphanumeric || $0 == "-" }
-}
+private func isDNS1123Label(_ name: String) -> Bool { ManifestText.isDNS1123Label(name) }
 
 /// A DNS-1035 label (Service names): a DNS-1123 label that starts with a letter.
 private func isDNS1035Label(_ name: String) -> Bool {
@@ -1243,11 +1115,7 @@ private func isDNS1035Label(_ name: String) -> Bool {
     return isDNS1123Label(name)
 }
 
-/// A DNS-1123 subdomain (object names): dot-separated DNS-1123 labels, <= 253 in all.
-private func isDNSSubdomain(_ name: String) -> Bool {
-    guard !name.isEmpty, name.count <= 253 else { return false }
-    return name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { isDNS1123Label(String($0)) }
-}
+private func isDNSSubdomain(_ name: String) -> Bool { ManifestText.isDNSSubdomain(name) }
 
 /// An IANA service name (a named targetPort): <= 15 characters, lowercase alphanumerics and '-', at least one
 /// letter, no '-' at either end, no "--".
@@ -1326,39 +1194,3 @@ private func isIPv6(_ text: String) -> Bool {
     return halves.count == 2 ? groups < 8 : groups == 8
 }
 
-// MARK: - Suggestions
-
-/// "; did you mean X?" when there is a suggestion, else "." — either way the sentence is closed.
-private func endOfSentence(suggesting candidate: String?) -> String {
-    candidate.map { "; did you mean \($0)?" } ?? "."
-}
-
-/// The candidate closest to `name` (ignoring case), if close enough to be a typo.
-private func suggestion(for name: String, among candidates: [String]) -> String? {
-    let typed = Array(name.lowercased())
-    var best: (candidate: String, distance: Int)?
-    for candidate in candidates {
-        let distance = levenshtein(typed, Array(candidate.lowercased()))
-        let tolerance = min(2, max(1, candidate.count / 4))
-        if distance <= tolerance, distance < (best?.distance ?? .max) {
-            best = (candidate, distance)
-        }
-    }
-    return best?.candidate
-}
-
-private func levenshtein(_ a: [Character], _ b: [Character]) -> Int {
-    guard !a.isEmpty else { return b.count }
-    guard !b.isEmpty else { return a.count }
-    var row = Array(0...b.count)
-    for i in 1...a.count {
-        var diagonal = row[0]
-        row[0] = i
-        for j in 1...b.count {
-            let above = row[j]
-            row[j] = min(above + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1))
-            diagonal = above
-        }
-    }
-    return row[b.count]
-}

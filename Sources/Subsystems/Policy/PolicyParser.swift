@@ -1,3 +1,4 @@
+import ManifestYAML
 import Yams
 
 /// Reads CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy text (`cilium.io/v2`) into `Policy` values.
@@ -120,20 +121,7 @@ private extension KeyValuePairs where Key == String {
 
 // MARK: - Reader
 
-/// One mapping node with its keys read as names, in document order.
-private struct Fields {
-    struct Entry {
-        var key: Node
-        var name: String
-        var value: Node
-    }
-
-    var node: Node
-    var path: String
-    var entries: [Entry]
-
-    func entry(_ name: String) -> Entry? { entries.first { $0.name == name } }
-}
+private typealias Fields = YAMLFields
 
 private enum Direction {
     case ingress, egress
@@ -198,7 +186,7 @@ private struct PolicyReader {
             return try list(fields, kindName: kindName)
         default:
             guard let kind = PolicyKind(rawValue: kindName) else {
-                let hint = suggestion(for: kindName, among: [PolicyKind.namespaced.rawValue,
+                let hint = ManifestText.suggestion(for: kindName, among: [PolicyKind.namespaced.rawValue,
                                                              PolicyKind.clusterwide.rawValue])
                     .map { "; did you mean \($0)?" } ?? ""
                 throw fail(kindEntry.value, "\(at(path))kind: \(kindName) is not supported; expected "
@@ -477,7 +465,7 @@ private struct PolicyReader {
                 let name = try string(entry.value, path: fieldPath, what: "an operator")
                 let all: [LabelSelector.Operator] = [.in, .notIn, .exists, .doesNotExist]
                 guard let parsed = LabelSelector.Operator(rawValue: name) else {
-                    let hint = endOfSentence(suggesting: suggestion(for: name, among: all.map(\.rawValue)))
+                    let hint = ManifestText.endOfSentence(suggesting: ManifestText.suggestion(for: name, among: all.map(\.rawValue)))
                     throw fail(entry.value, "\(fieldPath): \"\(name)\" is not an operator\(hint) Operators are "
                         + "In, NotIn, Exists and DoesNotExist (case-sensitive)")
                 }
@@ -614,7 +602,7 @@ private struct PolicyReader {
             } else if name == "world-ipv6" {
                 throw fail(item, "\(itemPath): world-ipv6 selects IPv6 peers: this datapath enforces IPv4 only")
             } else {
-                let hint = endOfSentence(suggesting: suggestion(for: name, among: PolicyFields.entities))
+                let hint = ManifestText.endOfSentence(suggesting: ManifestText.suggestion(for: name, among: PolicyFields.entities))
                 throw fail(item, "\(itemPath): unknown entity \"\(name)\"\(hint) Entities are "
                     + PolicyFields.entities.joined(separator: ", "))
             }
@@ -846,7 +834,7 @@ private struct PolicyReader {
             } else {
                 let name = try string(entry.value, path: fieldPath, what: "an IP family (IPv4 or IPv6)")
                 guard name == "IPv4" || name == "IPv6" else {
-                    let hint = endOfSentence(suggesting: suggestion(for: name, among: ["IPv4", "IPv6"]))
+                    let hint = ManifestText.endOfSentence(suggesting: ManifestText.suggestion(for: name, among: ["IPv4", "IPv6"]))
                     throw fail(entry.value, "\(fieldPath): family \"\(name)\" is not valid\(hint) "
                         + "Families are IPv4 and IPv6")
                 }
@@ -875,7 +863,7 @@ private struct PolicyReader {
             throw fail(typeNode, "\(typePath): \(text) is an \(otherFamily) ICMP type; set family: \(otherFamily), "
                 + "or use one of the \(family) names: \(names.names.joined(separator: ", "))")
         }
-        let hint = endOfSentence(suggesting: suggestion(for: text, among: names.names))
+        let hint = ManifestText.endOfSentence(suggesting: ManifestText.suggestion(for: text, among: names.names))
         throw fail(typeNode, "\(typePath): unknown \(family) ICMP type \"\(text)\"\(hint) Use a number 0-255 "
             + "or one of: \(names.names.joined(separator: ", "))")
     }
@@ -924,35 +912,16 @@ private struct PolicyReader {
     }
 
     /// The resolved tag (str, int, bool, null, ...); quoted scalars are always str.
-    private func tagName(_ node: Node) -> Tag.Name { Tag.Name(rawValue: node.tag.rawValue) }
+    private func tagName(_ node: Node) -> Tag.Name { node.tagName }
 
-    private func isNull(_ node: Node) -> Bool {
-        if case .scalar = node { return tagName(node) == .null }
-        return false
-    }
+    private func isNull(_ node: Node) -> Bool { node.isNullScalar }
 
-    private func describe(_ node: Node) -> String {
-        switch node {
-        case .mapping: return "a mapping"
-        case .sequence: return "a list"
-        case .alias: return "an alias"
-        case .scalar(let scalar):
-            let text = scalar.string
-            switch tagName(node) {
-            case .null: return text.isEmpty ? "nothing (null)" : "null"
-            case .bool: return "the boolean \(text)"
-            case .int, .float: return "the number \(text)"
-            default:
-                let shown = text.count > 40 ? text.prefix(40) + "..." : Substring(text)
-                return "the string \"\(shown)\""
-            }
-        }
-    }
+    private func describe(_ node: Node) -> String { node.described }
 
     private func unknownField(_ entry: Fields.Entry, in path: String, allowed: [String],
                               unsupported: [String] = []) -> PolicyError {
         var problem = "\(at(path))unknown field \"\(entry.name)\""
-            + endOfSentence(suggesting: suggestion(for: entry.name, among: allowed + unsupported))
+            + ManifestText.endOfSentence(suggesting: ManifestText.suggestion(for: entry.name, among: allowed + unsupported))
         if !allowed.isEmpty {
             problem += " Allowed here: \(allowed.joined(separator: ", "))"
         }
@@ -967,146 +936,24 @@ private struct PolicyReader {
         PolicyError(file: file, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1, problem: problem)
     }
 
-    private func at(_ path: String) -> String { path.isEmpty ? "" : "\(path): " }
+    private func at(_ path: String) -> String { ManifestText.at(path) }
 
-    private func join(_ path: String, _ field: String) -> String { path.isEmpty ? field : "\(path).\(field)" }
+    private func join(_ path: String, _ field: String) -> String { ManifestText.join(path, field) }
 
     // MARK: YAML errors
 
     private func yamlError(_ error: any Error) -> PolicyError {
-        guard let error = error as? YamlError else {
-            return PolicyError(file: file, line: 1, column: 1, problem: "invalid YAML: \(error)")
-        }
-        switch error {
-        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
-             let .composer(context, problem, mark, _):
-            let while_ = context.map { " (\($0.text) at line \($0.mark.line), column \($0.mark.column))" } ?? ""
-            return PolicyError(file: file, line: mark.line, column: mark.column,
-                               problem: "invalid YAML: \(problem)\(while_)\(tabHint(line: mark.line))")
-        case let .reader(problem, offset, _, _):
-            guard let offset else {
-                return PolicyError(file: file, line: 1, column: 1, problem: "invalid YAML: \(problem)")
-            }
-            var line = 1
-            var column = 1
-            for byte in text.utf8.prefix(offset) {
-                if byte == UInt8(ascii: "\n") {
-                    line += 1
-                    column = 1
-                } else if byte & 0xC0 != 0x80 { // count characters, not continuation bytes
-                    column += 1
-                }
-            }
-            return PolicyError(file: file, line: line, column: column, problem: "invalid YAML: \(problem)")
-        case let .duplicatedKeysInMapping(duplicates, context):
-            return duplicateKey(duplicates.first ?? "?", first: context.mark)
-        default:
-            return PolicyError(file: file, line: 1, column: 1, problem: "invalid YAML: \(error)")
-        }
-    }
-
-    /// libyaml's complaint about a tab says nothing of tabs; say it.
-    private func tabHint(line: Int) -> String {
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        guard line >= 1, line <= lines.count,
-              lines[line - 1].prefix(while: { $0 == " " || $0 == "\t" }).contains("\t") else { return "" }
-        return "; this line is indented with a tab, and YAML indents with spaces only"
-    }
-
-    /// Yams reports a key given twice at its first occurrence; point at the second one: later on
-    /// the same line (flow style, JSON), or the same key at the same column further down (block style).
-    private func duplicateKey(_ name: String, first: Mark) -> PolicyError {
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(Array.init)
-        let column = first.column - 1
-        if first.line >= 1, first.line <= lines.count {
-            let line = lines[first.line - 1]
-            var start = column + 1
-            while start < line.count {
-                let rest = String(line[start...])
-                for spelling in ["\"\(name)\"", "'\(name)'", name] where rest.hasPrefix(spelling) {
-                    let before = start == 0 ? " " : line[start - 1]
-                    let opensKey = before == " " || before == "{" || before == ","
-                    if opensKey, rest.dropFirst(spelling.count).drop(while: { $0 == " " }).first == ":" {
-                        return PolicyError(file: file, line: first.line, column: start + 1,
-                                           problem: "duplicate key \"\(name)\" (first set at column \(first.column)); keep one")
-                    }
-                }
-                start += 1
-            }
-        }
-        var index = first.line // 0-based index of the line after the first occurrence
-        while index < lines.count {
-            let line = lines[index]
-            let indent = line.prefix { $0 == " " || $0 == "-" }.count
-            let isBlank = line.allSatisfy { $0 == " " || $0 == "\r" } || line.dropFirst(indent).first == "#"
-            if !isBlank, indent < column { break } // the mapping ended
-            if indent == column {
-                let rest = String(line.dropFirst(column))
-                for spelling in [name, "\"\(name)\"", "'\(name)'"] where rest.hasPrefix(spelling) {
-                    if rest.dropFirst(spelling.count).drop(while: { $0 == " " }).first == ":" {
-                        return PolicyError(file: file, line: index + 1, column: column + 1,
-                                           problem: "duplicate key \"\(name)\" (first set on line \(first.line)); keep one")
-                    }
-                }
-            }
-            index += 1
-        }
-        return PolicyError(file: file, line: first.line, column: first.column,
-                           problem: "duplicate key \"\(name)\" in this mapping; keep one")
+        let p = ManifestSource(text).problem(for: error)
+        return PolicyError(file: file, line: p.line, column: p.column, problem: p.problem)
     }
 
     // MARK: Names
 
     /// Kubernetes object names: a DNS-1123 subdomain.
-    static func isDNSSubdomain(_ name: String) -> Bool {
-        guard !name.isEmpty, name.count <= 253 else { return false }
-        return name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { isDNSLabel(String($0)) }
-    }
+    static func isDNSSubdomain(_ name: String) -> Bool { ManifestText.isDNSSubdomain(name) }
 
     /// Kubernetes namespace names: a DNS-1123 label.
-    static func isDNSLabel(_ name: String) -> Bool {
-        guard !name.isEmpty, name.count <= 63 else { return false }
-        let alphanumeric: (Character) -> Bool = { $0.isASCII && ($0.isLowercase || $0.isNumber) }
-        guard let first = name.first, let last = name.last, alphanumeric(first), alphanumeric(last) else { return false }
-        return name.allSatisfy { alphanumeric($0) || $0 == "-" }
-    }
-}
-
-// MARK: - Suggestions
-
-/// "; did you mean X?" when there is a suggestion, else "." — either way the sentence is closed.
-private func endOfSentence(suggesting candidate: String?) -> String {
-    candidate.map { "; did you mean \($0)?" } ?? "."
-}
-
-/// The candidate closest to `name` (case-insensitively), if it is close enough to be a typo.
-private func suggestion(for name: String, among candidates: [String]) -> String? {
-    let lowered = Array(name.lowercased())
-    var best: (candidate: String, distance: Int)?
-    for candidate in candidates {
-        let distance = editDistance(lowered, Array(candidate.lowercased()))
-        if distance == 0 { return candidate }
-        let limit = min(2, max(1, candidate.count / 4))
-        if distance <= limit, distance < (best?.distance ?? .max) {
-            best = (candidate, distance)
-        }
-    }
-    return best?.candidate
-}
-
-private func editDistance(_ a: [Character], _ b: [Character]) -> Int {
-    if a.isEmpty { return b.count }
-    if b.isEmpty { return a.count }
-    var previous = Array(0...b.count)
-    var current = [Int](repeating: 0, count: b.count + 1)
-    for i in 1...a.count {
-        current[0] = i
-        for j in 1...b.count {
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-        }
-        swap(&previous, &current)
-    }
-    return previous[b.count]
+    static func isDNSLabel(_ name: String) -> Bool { ManifestText.isDNS1123Label(name) }
 }
 
 private extension Character {

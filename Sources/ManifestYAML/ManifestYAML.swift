@@ -1,0 +1,226 @@
+import Yams
+
+/// What the Kubernetes-style manifest readers (policies, services) share:
+/// mapping fields by name, how a node is described in an error, where a YAML
+/// syntax error or a duplicate key is, typo suggestions and name rules. Each
+/// reader turns a `ManifestProblem` into its own error type.
+
+/// A problem at a place in a manifest text.
+public struct ManifestProblem: Sendable, Equatable {
+    public var line: Int
+    public var column: Int
+    public var problem: String
+    public init(line: Int, column: Int, problem: String) {
+        self.line = line
+        self.column = column
+        self.problem = problem
+    }
+}
+
+/// One mapping node with its keys read as names, in document order.
+public struct YAMLFields {
+    public struct Entry {
+        public var key: Node
+        public var name: String
+        public var value: Node
+        public init(key: Node, name: String, value: Node) {
+            self.key = key
+            self.name = name
+            self.value = value
+        }
+    }
+
+    public var node: Node
+    public var path: String
+    public var entries: [Entry]
+
+    public init(node: Node, path: String, entries: [Entry]) {
+        self.node = node
+        self.path = path
+        self.entries = entries
+    }
+
+    public func entry(_ name: String) -> Entry? { entries.first { $0.name == name } }
+
+    /// The entry, unless absent or null.
+    public func value(_ name: String) -> Entry? { entries.first { $0.name == name && !$0.value.isNullScalar } }
+}
+
+extension Node {
+    public var tagName: Tag.Name { Tag.Name(rawValue: tag.rawValue) }
+
+    public var isNullScalar: Bool {
+        if case .scalar = self { return tagName == .null }
+        return false
+    }
+
+    /// How an error names what it found: "a mapping", "the number 8080", "the string \"web\"".
+    public var described: String {
+        switch self {
+        case .mapping: return "a mapping"
+        case .sequence: return "a list"
+        case .alias: return "an alias"
+        case .scalar(let scalar):
+            let text = scalar.string
+            switch tagName {
+            case .null: return text.isEmpty ? "nothing (null)" : "null"
+            case .bool: return "the boolean \(text)"
+            case .int, .float: return "the number \(text)"
+            default:
+                let shown = text.count > 40 ? text.prefix(40) + "..." : Substring(text)
+                return "the string \"\(shown)\""
+            }
+        }
+    }
+}
+
+/// The text a reader parses, to place YAML syntax errors and duplicate keys.
+public struct ManifestSource: Sendable {
+    public let text: String
+    public init(_ text: String) { self.text = text }
+
+    /// Where and what for an error Yams threw.
+    public func problem(for error: any Error) -> ManifestProblem {
+        guard let error = error as? YamlError else { return ManifestProblem(line: 1, column: 1, problem: "invalid YAML: \(error)") }
+        switch error {
+        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
+             let .composer(context, problem, mark, _):
+            let during = context.map { " (\($0.text) at line \($0.mark.line), column \($0.mark.column))" } ?? ""
+            return ManifestProblem(line: mark.line, column: mark.column,
+                                   problem: "invalid YAML: \(problem)\(during)\(tabHint(line: mark.line))")
+        case let .reader(problem, offset, _, _):
+            let (line, column) = position(ofUTF8Offset: offset ?? 0)
+            return ManifestProblem(line: line, column: column, problem: "invalid YAML: \(problem)")
+        case let .duplicatedKeysInMapping(duplicates, context):
+            return duplicateKey(duplicates.first ?? "?", first: context.mark)
+        default:
+            return ManifestProblem(line: 1, column: 1, problem: "invalid YAML: \(error)")
+        }
+    }
+
+    func position(ofUTF8Offset offset: Int) -> (line: Int, column: Int) {
+        var line = 1
+        var column = 1
+        for byte in text.utf8.prefix(offset) {
+            if byte == UInt8(ascii: "\n") {
+                line += 1
+                column = 1
+            } else if byte & 0xC0 != 0x80 { // a character starts here, not a continuation byte
+                column += 1
+            }
+        }
+        return (line, column)
+    }
+
+    private var lines: [[Character]] {
+        text.split(separator: "\n", omittingEmptySubsequences: false).map(Array.init)
+    }
+
+    /// libyaml's complaint about a tab does not mention tabs; say it.
+    func tabHint(line: Int) -> String {
+        let lines = self.lines
+        guard lines.indices.contains(line - 1),
+              lines[line - 1].prefix(while: { $0 == " " || $0 == "\t" }).contains("\t") else { return "" }
+        return "; this line is indented with a tab, and YAML indents with spaces only"
+    }
+
+    /// Yams reports a key given twice at its first occurrence. Point at the second: later on the same line
+    /// (flow style, JSON), or at the same column further down, before the mapping ends (block style).
+    func duplicateKey(_ name: String, first: Mark) -> ManifestProblem {
+        let lines = self.lines
+        let spellings = [name, "\"\(name)\"", "'\(name)'"].map(Array.init)
+        func keyStarts(_ line: [Character], at start: Int) -> Bool {
+            for spelling in spellings where start + spelling.count <= line.count
+                && Array(line[start..<start + spelling.count]) == spelling {
+                var index = start + spelling.count
+                while index < line.count, line[index] == " " { index += 1 }
+                if index < line.count, line[index] == ":" { return true }
+            }
+            return false
+        }
+        let index = first.line - 1
+        let column = first.column - 1
+        if lines.indices.contains(index) {
+            let line = lines[index]
+            var start = column + 1
+            while start < line.count {
+                if [" ", "{", ","].contains(line[start - 1]), keyStarts(line, at: start) {
+                    return ManifestProblem(line: first.line, column: start + 1,
+                                           problem: "duplicate key \"\(name)\" (first set at column \(first.column)); keep one")
+                }
+                start += 1
+            }
+            for later in lines.indices.dropFirst(index + 1) {
+                let line = lines[later]
+                let indent = line.prefix { $0 == " " }.count
+                let rest = line.dropFirst(indent)
+                if rest.allSatisfy({ $0 == " " || $0 == "\r" }) || rest.first == "#" { continue }
+                if indent < column { break } // the mapping ended
+                if indent == column, keyStarts(line, at: column) {
+                    return ManifestProblem(line: later + 1, column: column + 1,
+                                           problem: "duplicate key \"\(name)\" (first set on line \(first.line)); keep one")
+                }
+            }
+        }
+        return ManifestProblem(line: first.line, column: first.column,
+                               problem: "duplicate key \"\(name)\" in this mapping; keep one")
+    }
+}
+
+/// Paths, typo suggestions and Kubernetes name rules for error messages.
+public enum ManifestText {
+    /// "path: " (nothing at the top level).
+    public static func at(_ path: String) -> String { path.isEmpty ? "" : "\(path): " }
+
+    public static func join(_ path: String, _ field: String) -> String { path.isEmpty ? field : "\(path).\(field)" }
+
+    /// "; did you mean X?" when there is a suggestion, else "." — either way the sentence is closed.
+    public static func endOfSentence(suggesting candidate: String?) -> String {
+        candidate.map { "; did you mean \($0)?" } ?? "."
+    }
+
+    /// The candidate closest to `name` (ignoring case), if close enough to be a typo.
+    public static func suggestion(for name: String, among candidates: [String]) -> String? {
+        let typed = Array(name.lowercased())
+        var best: (candidate: String, distance: Int)?
+        for candidate in candidates {
+            let distance = levenshtein(typed, Array(candidate.lowercased()))
+            if distance == 0 { return candidate }
+            let tolerance = min(2, max(1, candidate.count / 4))
+            if distance <= tolerance, distance < (best?.distance ?? .max) {
+                best = (candidate, distance)
+            }
+        }
+        return best?.candidate
+    }
+
+    static func levenshtein(_ a: [Character], _ b: [Character]) -> Int {
+        guard !a.isEmpty else { return b.count }
+        guard !b.isEmpty else { return a.count }
+        var row = Array(0...b.count)
+        for i in 1...a.count {
+            var diagonal = row[0]
+            row[0] = i
+            for j in 1...b.count {
+                let above = row[j]
+                row[j] = min(above + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1))
+                diagonal = above
+            }
+        }
+        return row[b.count]
+    }
+
+    /// A DNS-1123 label (namespaces, port names): lowercase alphanumerics and '-', alphanumeric at both ends, <= 63.
+    public static func isDNS1123Label(_ name: String) -> Bool {
+        let alphanumeric: (Character) -> Bool = { $0.isASCII && ($0.isLowercase || $0.isNumber) }
+        guard !name.isEmpty, name.count <= 63, let first = name.first, let last = name.last,
+              alphanumeric(first), alphanumeric(last) else { return false }
+        return name.allSatisfy { alphanumeric($0) || $0 == "-" }
+    }
+
+    /// A DNS-1123 subdomain (object names): dot-separated DNS-1123 labels, <= 253 in all.
+    public static func isDNSSubdomain(_ name: String) -> Bool {
+        guard !name.isEmpty, name.count <= 253 else { return false }
+        return name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { isDNS1123Label(String($0)) }
+    }
+}
