@@ -63,7 +63,7 @@ let package = Package(
         .executableTarget(name: "cilium-bench", dependencies: ["Agent", "Datapath", "Reconciler", "CBPF", "Policy", "LoadBalancer", "Hubble"],
                           swiftSettings: swift6),
 
-        .target(name: "TestSupport", dependencies: ["Datapath"], path: "Tests/TestSupport", swiftSettings: swift6),
+        .target(name: "TestSupport", dependencies: ["Datapath", "ManifestYAML"], path: "Tests/TestSupport", swiftSettings: swift6),
         .testTarget(name: "ReconcilerTests", dependencies: ["Reconciler"], swiftSettings: swift6),
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "CBPF", "Reconciler", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "CNITests", dependencies: ["API", "Datapath", "TestSupport"], swiftSettings: swift6),

@@ -3,18 +3,24 @@ import Yams
 /// What the Kubernetes-style manifest readers (policies, services) share:
 /// mapping fields by name, how a node is described in an error, where a YAML
 /// syntax error or a duplicate key is, typo suggestions and name rules. Each
-/// reader turns a `ManifestProblem` into its own error type.
+/// reader reports a `ManifestError` (its own name for it is a typealias).
 
-/// A problem at a place in a manifest text.
-public struct ManifestProblem: Sendable, Equatable {
+/// A manifest that cannot be used, with where and why (policies and services alike).
+/// `description`: `FILE:LINE:COLUMN: what is wrong; what would be valid`.
+public struct ManifestError: Error, CustomStringConvertible, Sendable, Equatable {
+    public var file: String
     public var line: Int
     public var column: Int
     public var problem: String
-    public init(line: Int, column: Int, problem: String) {
+
+    public init(file: String, line: Int, column: Int, problem: String) {
+        self.file = file
         self.line = line
         self.column = column
         self.problem = problem
     }
+
+    public var description: String { "\(file):\(line):\(column): \(problem)" }
 }
 
 /// One mapping node with its keys read as names, in document order.
@@ -74,27 +80,36 @@ extension Node {
     }
 }
 
-/// The text a reader parses, to place YAML syntax errors and duplicate keys.
+/// The text a reader parses, to place problems, YAML syntax errors and duplicate keys.
 public struct ManifestSource: Sendable {
+    public let file: String
     public let text: String
-    public init(_ text: String) { self.text = text }
+    public init(file: String, text: String) {
+        self.file = file
+        self.text = text
+    }
+
+    /// The problem at `node` (its line and column).
+    public func error(at node: Node, _ problem: String) -> ManifestError {
+        ManifestError(file: file, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1, problem: problem)
+    }
 
     /// Where and what for an error Yams threw.
-    public func problem(for error: any Error) -> ManifestProblem {
-        guard let error = error as? YamlError else { return ManifestProblem(line: 1, column: 1, problem: "invalid YAML: \(error)") }
+    public func error(for error: any Error) -> ManifestError {
+        guard let error = error as? YamlError else { return ManifestError(file: file, line: 1, column: 1, problem: "invalid YAML: \(error)") }
         switch error {
         case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
              let .composer(context, problem, mark, _):
             let during = context.map { " (\($0.text) at line \($0.mark.line), column \($0.mark.column))" } ?? ""
-            return ManifestProblem(line: mark.line, column: mark.column,
+            return ManifestError(file: file, line: mark.line, column: mark.column,
                                    problem: "invalid YAML: \(problem)\(during)\(tabHint(line: mark.line))")
         case let .reader(problem, offset, _, _):
             let (line, column) = position(ofUTF8Offset: offset ?? 0)
-            return ManifestProblem(line: line, column: column, problem: "invalid YAML: \(problem)")
+            return ManifestError(file: file, line: line, column: column, problem: "invalid YAML: \(problem)")
         case let .duplicatedKeysInMapping(duplicates, context):
             return duplicateKey(duplicates.first ?? "?", first: context.mark)
         default:
-            return ManifestProblem(line: 1, column: 1, problem: "invalid YAML: \(error)")
+            return ManifestError(file: file, line: 1, column: 1, problem: "invalid YAML: \(error)")
         }
     }
 
@@ -126,7 +141,7 @@ public struct ManifestSource: Sendable {
 
     /// Yams reports a key given twice at its first occurrence. Point at the second: later on the same line
     /// (flow style, JSON), or at the same column further down, before the mapping ends (block style).
-    func duplicateKey(_ name: String, first: Mark) -> ManifestProblem {
+    func duplicateKey(_ name: String, first: Mark) -> ManifestError {
         let lines = self.lines
         let spellings = [name, "\"\(name)\"", "'\(name)'"].map(Array.init)
         func keyStarts(_ line: [Character], at start: Int) -> Bool {
@@ -145,7 +160,7 @@ public struct ManifestSource: Sendable {
             var start = column + 1
             while start < line.count {
                 if [" ", "{", ","].contains(line[start - 1]), keyStarts(line, at: start) {
-                    return ManifestProblem(line: first.line, column: start + 1,
+                    return ManifestError(file: file, line: first.line, column: start + 1,
                                            problem: "duplicate key \"\(name)\" (first set at column \(first.column)); keep one")
                 }
                 start += 1
@@ -157,12 +172,12 @@ public struct ManifestSource: Sendable {
                 if rest.allSatisfy({ $0 == " " || $0 == "\r" }) || rest.first == "#" { continue }
                 if indent < column { break } // the mapping ended
                 if indent == column, keyStarts(line, at: column) {
-                    return ManifestProblem(line: later + 1, column: column + 1,
+                    return ManifestError(file: file, line: later + 1, column: column + 1,
                                            problem: "duplicate key \"\(name)\" (first set on line \(first.line)); keep one")
                 }
             }
         }
-        return ManifestProblem(line: first.line, column: first.column,
+        return ManifestError(file: file, line: first.line, column: first.column,
                                problem: "duplicate key \"\(name)\" in this mapping; keep one")
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import LoadBalancer
 
 /// The examples in the first part are upstream's, as the Kubernetes documentation shows them
@@ -36,25 +37,13 @@ import Testing
     }
 
     private func failure(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) -> ServiceManifestError {
-        do {
-            let documents = try ServiceManifestParser.parse(text, file: "test.yaml")
-            Issue.record("expected an error, got \(documents)", sourceLocation: sourceLocation)
-            return ServiceManifestError(file: "", line: 0, column: 0, problem: "")
-        } catch {
-            return error
-        }
+        manifestError({ () throws(ServiceManifestError) -> Any in try ServiceManifestParser.parse(text, file: "test.yaml") }, sourceLocation: sourceLocation)
     }
 
     /// Expects an error at `line`:`column` whose problem contains every fragment.
     private func expectFailure(_ text: String, at line: Int, _ column: Int, _ fragments: String...,
                                sourceLocation: SourceLocation = #_sourceLocation) {
-        let error = failure(text, sourceLocation: sourceLocation)
-        #expect(error.file == "test.yaml", sourceLocation: sourceLocation)
-        #expect(error.line == line, "\(error)", sourceLocation: sourceLocation)
-        #expect(error.column == column, "\(error)", sourceLocation: sourceLocation)
-        for fragment in fragments {
-            #expect(error.problem.contains(fragment), "\(error)", sourceLocation: sourceLocation)
-        }
+        expectManifestError({ () throws(ServiceManifestError) -> Any in try ServiceManifestParser.parse(text, file: "test.yaml") }, at: line, column, fragments, sourceLocation: sourceLocation)
     }
 
     // MARK: - Upstream Service examples that parse

@@ -1089,9 +1089,7 @@ private struct ManifestReader {
             + " Allowed here: \(allowed.joined(separator: ", "))")
     }
 
-    private func fail(_ node: Node, _ problem: String) -> ServiceManifestError {
-        ServiceManifestError(file: file, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1, problem: problem)
-    }
+    private func fail(_ node: Node, _ problem: String) -> ServiceManifestError { ManifestSource(file: file, text: text).error(at: node, problem) }
 
     private func at(_ path: String) -> String { ManifestText.at(path) }
 
@@ -1099,10 +1097,7 @@ private struct ManifestReader {
 
     // MARK: YAML errors
 
-    private func yamlError(_ error: any Error) -> ServiceManifestError {
-        let p = ManifestSource(text).problem(for: error)
-        return ServiceManifestError(file: file, line: p.line, column: p.column, problem: p.problem)
-    }
+    private func yamlError(_ error: any Error) -> ServiceManifestError { ManifestSource(file: file, text: text).error(for: error) }
 }
 
 // MARK: - Names

@@ -1,3 +1,5 @@
+import ManifestYAML
+
 /// Kubernetes Service and EndpointSlice manifests as the load balancer holds
 /// them after parsing: only what the datapath needs, already validated.
 
@@ -143,18 +145,5 @@ public struct ServiceDocuments: Sendable, Equatable {
     }
 }
 
-/// A manifest that cannot be used, with where and why.
-/// `description`: `FILE:LINE:COLUMN: what is wrong; what would be valid`.
-public struct ServiceManifestError: Error, CustomStringConvertible, Sendable, Equatable {
-    public var file: String
-    public var line: Int
-    public var column: Int
-    public var problem: String
-    public init(file: String, line: Int, column: Int, problem: String) {
-        self.file = file
-        self.line = line
-        self.column = column
-        self.problem = problem
-    }
-    public var description: String { "\(file):\(line):\(column): \(problem)" }
-}
+/// A Service or EndpointSlice manifest that cannot be used: `FILE:LINE:COLUMN: what is wrong; what would be valid`.
+public typealias ServiceManifestError = ManifestError

@@ -1,3 +1,5 @@
+import ManifestYAML
+
 /// CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy as the agent holds
 /// them after parsing: only what resolution needs, already validated.
 
@@ -176,20 +178,5 @@ public struct PolicySpec: Codable, Sendable, Hashable {
     }
 }
 
-/// A policy document that cannot be used, with where and why.
-/// `description`: `FILE:LINE:COLUMN: what is wrong; what would be valid`.
-public struct PolicyError: Error, CustomStringConvertible, Sendable, Equatable {
-    public var file: String
-    public var line: Int
-    public var column: Int
-    public var problem: String
-
-    public init(file: String, line: Int, column: Int, problem: String) {
-        self.file = file
-        self.line = line
-        self.column = column
-        self.problem = problem
-    }
-
-    public var description: String { "\(file):\(line):\(column): \(problem)" }
-}
+/// A policy document that cannot be used: `FILE:LINE:COLUMN: what is wrong; what would be valid`.
+public typealias PolicyError = ManifestError

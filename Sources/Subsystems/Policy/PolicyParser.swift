@@ -932,9 +932,7 @@ private struct PolicyReader {
         return fail(entry.key, problem)
     }
 
-    private func fail(_ node: Node, _ problem: String) -> PolicyError {
-        PolicyError(file: file, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1, problem: problem)
-    }
+    private func fail(_ node: Node, _ problem: String) -> PolicyError { ManifestSource(file: file, text: text).error(at: node, problem) }
 
     private func at(_ path: String) -> String { ManifestText.at(path) }
 
@@ -942,10 +940,7 @@ private struct PolicyReader {
 
     // MARK: YAML errors
 
-    private func yamlError(_ error: any Error) -> PolicyError {
-        let p = ManifestSource(text).problem(for: error)
-        return PolicyError(file: file, line: p.line, column: p.column, problem: p.problem)
-    }
+    private func yamlError(_ error: any Error) -> PolicyError { ManifestSource(file: file, text: text).error(for: error) }
 
     // MARK: Names
 
