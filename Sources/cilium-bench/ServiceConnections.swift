@@ -59,6 +59,19 @@ enum ServiceConnections {
         return (chains + rules + ["COMMIT", ""]).joined(separator: "\n")
     }
 
+    /// A TCP socket listening on `port` of every address (in the calling thread's namespace).
+    static func listeningSocket(port: UInt16, backlog: Int32) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = port.bigEndian
+        _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        listen(fd, backlog)
+        return fd
+    }
+
     /// Accepts and closes connections on port 8080 in `ns` until stopped.
     final class Acceptor: @unchecked Sendable {
         private let fd: Int32
@@ -66,14 +79,7 @@ enum ServiceConnections {
         private var stopped = false
         init(in ns: NetworkNamespace) throws {
             fd = try ns.run { () -> Int32 in
-                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                var one: Int32 = 1
-                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-                var a = sockaddr_in()
-                a.sin_family = sa_family_t(AF_INET)
-                a.sin_port = UInt16(8080).bigEndian
-                _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-                listen(fd, 1024)
+                let fd = listeningSocket(port: 8080, backlog: 1024)
                 // accept() wakes every 100 ms to see whether to stop (no poll() per connection:
                 // the harness should cost both sides as little as it can).
                 var tv = timeval(tv_sec: 0, tv_usec: 100_000)
@@ -156,17 +162,7 @@ enum ServiceConnections {
         private let lock = NSLock()
         private var stopped = false
         init(in ns: NetworkNamespace, port: UInt16) throws {
-            fd = try ns.run { () -> Int32 in
-                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                var one: Int32 = 1
-                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-                var a = sockaddr_in()
-                a.sin_family = sa_family_t(AF_INET)
-                a.sin_port = port.bigEndian
-                _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-                listen(fd, 16)
-                return fd
-            }
+            fd = try ns.run { listeningSocket(port: port, backlog: 16) }
             let listener = fd
             Thread.detachNewThread { [self] in
                 while !self.isStopped {

@@ -27,6 +27,8 @@ public actor HubbleSubsystem: AgentSubsystem {
     private var metrics = HubbleMetrics([])
     private var metricsServer: UnixHTTPServer?
     private var uiServer: UnixHTTPServer?
+    /// The datapath's counters: events the ring buffer had no room for are counted there.
+    private var datapathMetrics: BPFMap<UInt32, metrics_value>?
 
     public init() {}
 
@@ -78,6 +80,7 @@ public actor HubbleSubsystem: AgentSubsystem {
         }
         let reader = try RingBufferReader(pinned: context.bpfRoot + "/cilium_events")
         self.reader = reader
+        datapathMetrics = try? BPFMap(pinned: context.bpfRoot + "/cilium_metrics")
         consumer = Task { [weak self] in
             for await record in reader.records {
                 guard let self else { return }
@@ -153,6 +156,7 @@ public actor HubbleSubsystem: AgentSubsystem {
         watchers = []
         reader = nil
         consumer = nil
+        datapathMetrics = nil
     }
 
     public func health() async -> Health { reader == nil ? .stopped : .ok }
@@ -166,7 +170,7 @@ public actor HubbleSubsystem: AgentSubsystem {
 
     /// Events the datapath could not put in the ring buffer (it was full), summed over CPUs.
     private func datapathLost() -> UInt64 {
-        guard let root = context?.bpfRoot, let map = try? BPFMap<UInt32, metrics_value>(pinned: root + "/cilium_metrics") else { return 0 }
+        guard let map = datapathMetrics else { return 0 }
         return map.lookupPerCPU(ciliumMetricsIndex(reason: UInt8(CILIUM_EVENTS_LOST), direction: 0))?.reduce(0) { $0 &+ $1.packets } ?? 0
     }
 
