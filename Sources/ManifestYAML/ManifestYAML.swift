@@ -94,6 +94,46 @@ public struct ManifestSource: Sendable {
         ManifestError(file: file, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1, problem: problem)
     }
 
+    // MARK: Typed readers
+
+    /// A mapping read as named fields; a list where a mapping belongs gets a hint.
+    public func fields(_ node: Node, path: String, what: String) throws(ManifestError) -> YAMLFields {
+        guard case .mapping(let mapping) = node else {
+            var hint = ""
+            if case .sequence = node { hint = "; remove the \"- \" in front of it" }
+            throw error(at: node, "\(ManifestText.at(path))expected \(what), got \(node.described)\(hint)")
+        }
+        var entries: [YAMLFields.Entry] = []
+        for (key, value) in mapping {
+            guard case .scalar(let scalar) = key, !scalar.string.isEmpty || !key.isNullScalar else {
+                throw error(at: key, "\(ManifestText.at(path))expected a field name, got \(key.described)")
+            }
+            entries.append(YAMLFields.Entry(key: key, name: scalar.string, value: value))
+        }
+        return YAMLFields(node: node, path: path, entries: entries)
+    }
+
+    /// A list. `example` shows a list of mappings (`[{port: 80}]`); without one, a scalar given where the
+    /// list belongs is shown wrapped in one.
+    public func list(_ node: Node, path: String, of what: String, example: String? = nil) throws(ManifestError) -> [Node] {
+        guard case .sequence(let sequence) = node else {
+            var hint = ""
+            if case .scalar(let scalar) = node, !node.isNullScalar {
+                hint = "; write it as a list: " + (example ?? "[\(scalar.string)]")
+            }
+            if case .mapping = node { hint = "; make it a list element by starting it with \"- \"" }
+            throw error(at: node, "\(ManifestText.at(path))expected a list of \(what), got \(node.described)\(hint)")
+        }
+        return Array(sequence)
+    }
+
+    public func bool(_ node: Node, path: String) throws(ManifestError) -> Bool {
+        guard case .scalar(let scalar) = node, node.tagName == .bool else {
+            throw error(at: node, "\(ManifestText.at(path))expected true or false, got \(node.described)")
+        }
+        return ["true", "yes", "on"].contains(scalar.string.lowercased())
+    }
+
     /// Where and what for an error Yams threw.
     public func error(for error: any Error) -> ManifestError {
         guard let error = error as? YamlError else { return ManifestError(file: file, line: 1, column: 1, problem: "invalid YAML: \(error)") }

@@ -977,36 +977,12 @@ private struct ManifestReader {
 
     // MARK: Node helpers
 
+    private var source: ManifestSource { ManifestSource(file: file, text: text) }
+
     private func fields(_ node: Node, path: String, what: String) throws(ServiceManifestError) -> Fields {
-        guard case .mapping(let mapping) = node else {
-            var hint = ""
-            if case .sequence = node { hint = "; remove the \"- \" in front of it" }
-            throw fail(node, "\(at(path))expected \(what), got \(describe(node))\(hint)")
-        }
-        var entries: [Fields.Entry] = []
-        for (key, value) in mapping {
-            guard case .scalar(let scalar) = key, !scalar.string.isEmpty || !isNull(key) else {
-                throw fail(key, "\(at(path))expected a field name, got \(describe(key))")
-            }
-            entries.append(Fields.Entry(key: key, name: scalar.string, value: value))
-        }
-        return Fields(node: node, path: path, entries: entries)
+        try source.fields(node, path: path, what: what)
     }
 
-    /// A list. `example` shows a list of mappings (`[{port: 80}]`); without one, a scalar given where the
-    /// list belongs is shown wrapped in one.
-    private func list(_ node: Node, path: String, of what: String,
-                      example: String? = nil) throws(ServiceManifestError) -> [Node] {
-        guard case .sequence(let sequence) = node else {
-            var hint = ""
-            if case .scalar(let scalar) = node, !isNull(node) {
-                hint = "; write it as a list: " + (example ?? "[\(scalar.string)]")
-            }
-            if case .mapping = node { hint = "; make it a list element by starting it with \"- \"" }
-            throw fail(node, "\(at(path))expected a list of \(what), got \(describe(node))\(hint)")
-        }
-        return Array(sequence)
-    }
 
     /// A string-typed field: a YAML string. A number or a boolean is an error, as in the API server's JSON
     /// decoding (`version: 2` in a selector is not the string "2").
@@ -1021,12 +997,11 @@ private struct ManifestReader {
         return scalar.string
     }
 
-    private func bool(_ node: Node, path: String) throws(ServiceManifestError) -> Bool {
-        guard case .scalar(let scalar) = node, tagName(node) == .bool else {
-            throw fail(node, "\(at(path))expected true or false, got \(describe(node))")
-        }
-        return ["true", "yes", "on"].contains(scalar.string.lowercased())
+    private func list(_ node: Node, path: String, of what: String, example: String? = nil) throws(ServiceManifestError) -> [Node] {
+        try source.list(node, path: path, of: what, example: example)
     }
+
+    private func bool(_ node: Node, path: String) throws(ServiceManifestError) -> Bool { try source.bool(node, path: path) }
 
     /// A decimal integer within `range`.
     private func integer(_ node: Node, path: String, what: String,
@@ -1089,7 +1064,7 @@ private struct ManifestReader {
             + " Allowed here: \(allowed.joined(separator: ", "))")
     }
 
-    private func fail(_ node: Node, _ problem: String) -> ServiceManifestError { ManifestSource(file: file, text: text).error(at: node, problem) }
+    private func fail(_ node: Node, _ problem: String) -> ServiceManifestError { source.error(at: node, problem) }
 
     private func at(_ path: String) -> String { ManifestText.at(path) }
 
@@ -1097,7 +1072,7 @@ private struct ManifestReader {
 
     // MARK: YAML errors
 
-    private func yamlError(_ error: any Error) -> ServiceManifestError { ManifestSource(file: file, text: text).error(for: error) }
+    private func yamlError(_ error: any Error) -> ServiceManifestError { source.error(for: error) }
 }
 
 // MARK: - Names

@@ -870,31 +870,12 @@ private struct PolicyReader {
 
     // MARK: Node helpers
 
+    private var source: ManifestSource { ManifestSource(file: file, text: text) }
+
     private func fields(_ node: Node, path: String, what: String) throws(PolicyError) -> Fields {
-        guard case .mapping(let mapping) = node else {
-            var hint = ""
-            if case .sequence = node { hint = "; remove the \"- \" in front of it" }
-            throw fail(node, "\(at(path))expected \(what), got \(describe(node))\(hint)")
-        }
-        var entries: [Fields.Entry] = []
-        for (key, value) in mapping {
-            guard case .scalar(let scalar) = key, !isNull(key) || !scalar.string.isEmpty else {
-                throw fail(key, "\(at(path))expected a field name, got \(describe(key))")
-            }
-            entries.append(Fields.Entry(key: key, name: scalar.string, value: value))
-        }
-        return Fields(node: node, path: path, entries: entries)
+        try source.fields(node, path: path, what: what)
     }
 
-    private func list(_ node: Node, path: String, of what: String) throws(PolicyError) -> [Node] {
-        guard case .sequence(let sequence) = node else {
-            var hint = ""
-            if case .scalar(let scalar) = node { hint = "; write it as a list: [\(scalar.string)]" }
-            if case .mapping = node { hint = "; make it a list element by starting it with \"- \"" }
-            throw fail(node, "\(at(path))expected a list of \(what), got \(describe(node))\(hint)")
-        }
-        return Array(sequence)
-    }
 
     /// Any non-null scalar, as written (YAML ints and booleans give their text).
     private func string(_ node: Node, path: String, what: String) throws(PolicyError) -> String {
@@ -904,12 +885,11 @@ private struct PolicyReader {
         return scalar.string
     }
 
-    private func bool(_ node: Node, path: String) throws(PolicyError) -> Bool {
-        guard case .scalar(let scalar) = node, tagName(node) == .bool else {
-            throw fail(node, "\(at(path))expected true or false, got \(describe(node))")
-        }
-        return ["true", "yes", "on"].contains(scalar.string.lowercased())
+    private func list(_ node: Node, path: String, of what: String, example: String? = nil) throws(PolicyError) -> [Node] {
+        try source.list(node, path: path, of: what, example: example)
     }
+
+    private func bool(_ node: Node, path: String) throws(PolicyError) -> Bool { try source.bool(node, path: path) }
 
     /// The resolved tag (str, int, bool, null, ...); quoted scalars are always str.
     private func tagName(_ node: Node) -> Tag.Name { node.tagName }
@@ -932,7 +912,7 @@ private struct PolicyReader {
         return fail(entry.key, problem)
     }
 
-    private func fail(_ node: Node, _ problem: String) -> PolicyError { ManifestSource(file: file, text: text).error(at: node, problem) }
+    private func fail(_ node: Node, _ problem: String) -> PolicyError { source.error(at: node, problem) }
 
     private func at(_ path: String) -> String { ManifestText.at(path) }
 
@@ -940,7 +920,7 @@ private struct PolicyReader {
 
     // MARK: YAML errors
 
-    private func yamlError(_ error: any Error) -> PolicyError { ManifestSource(file: file, text: text).error(for: error) }
+    private func yamlError(_ error: any Error) -> PolicyError { source.error(for: error) }
 
     // MARK: Names
 
