@@ -249,6 +249,9 @@ public final class EtcdKVStore: KVStore {
         if message.contains("compacted") { return .compacted(revision: 0) }
         if grpcCode == 14 { return .unavailable }   // gRPC UNAVAILABLE (no leader, stopping)
         if grpcCode == 4 { return .timeout }        // gRPC DEADLINE_EXCEEDED
+        // A server going away cancels what it was serving: gRPC CANCELED, which the JSON gateway
+        // answers as 408; a proxy in front of it answers 502/503/504. All mean "not there now".
+        if grpcCode == 1 || [408, 502, 503, 504].contains(status) { return .unavailable }
         return .server(status: status)
     }
 

@@ -57,8 +57,10 @@ extension EtcdKVStore {
                     continuation.finish(throwing: KVStoreError(.unavailable, source: source, operation: operation,
                                                                reason: reason))
                 case .malformed(let reason):
-                    continuation.finish(throwing: KVStoreError(.invalidResponse, source: source, operation: operation,
-                                                               reason: reason))
+                    // Half an answer from a server that died mid-stream: to the watcher it is gone,
+                    // and it resumes from its last revision like after a reset.
+                    continuation.finish(throwing: KVStoreError(.unavailable, source: source, operation: operation,
+                                                               reason: "broken answer (\(reason))"))
                 }
                 return
             } catch {

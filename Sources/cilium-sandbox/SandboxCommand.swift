@@ -40,7 +40,7 @@ extension SandboxCommand {
                 try await startAgents(state, timeout: .seconds(timeout))
             } catch {
                 FileHandle.standardError.write(Data("cilium-sandbox: \(error); removing what was made\n".utf8))
-                if let state = try? SandboxState.load(name.name) { Topology.teardown(state) }
+                Topology.teardown(name: name.name, state: try? SandboxState.load(name.name))
                 throw ExitCode(1)
             }
         }
@@ -243,11 +243,17 @@ extension SandboxCommand {
 
         func run() throws {
             try validateSandboxName(name.name)
-            guard let state = try? SandboxState.load(name.name) else {
+            let state = try? SandboxState.load(name.name)
+            let found = state != nil || !Topology.owned(by: name.name, in: NetworkNamespace.directory).isEmpty
+                || !Topology.owned(by: name.name, in: "/sys/fs/bpf").isEmpty
+            guard found else {
                 print("sandbox \(name.name): nothing to remove")
                 return
             }
-            Topology.teardown(state)
+            let left = Topology.teardown(name: name.name, state: state)
+            guard left.isEmpty else {
+                throw SandboxError("sandbox \(name.name): could not remove \(left.joined(separator: "; "))")
+            }
             print("sandbox \(name.name) removed")
         }
     }

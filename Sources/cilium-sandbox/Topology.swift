@@ -169,25 +169,60 @@ enum Topology {
         }
     }
 
-    static func teardown(_ state: SandboxState) {
-        for node in state.nodes {
+    /// Removes everything sandbox `name` made: what its state names, and whatever else carries its
+    /// name (`csbx-NAME-…` namespaces, bpffs roots and cgroups), so a sandbox whose `up` or test failed
+    /// half-way, or whose state file is gone, is still removed whole. Returns what could not be removed.
+    @discardableResult
+    static func teardown(name: String, state: SandboxState?) -> [String] {
+        for node in state?.nodes ?? [] {
             if let pid = node.pid { Processes.stop(pid, marker: "cilium-agent") }
         }
-        if let pid = state.etcdPid { Processes.stop(pid, marker: "etcd") }
-        for pid in processes(in: state.pods.map(\.namespace)) {
-            kill(pid, SIGTERM)
+        if let pid = state?.etcdPid { Processes.stop(pid, marker: "etcd") }
+        var namespaces = Set(owned(by: name, in: NetworkNamespace.directory))
+        if let state {
+            namespaces.formUnion([state.underlayNamespace] + state.nodes.map(\.namespace) + state.pods.map(\.namespace)
+                                 + [state.etcdNamespace, state.outsideNamespace].compactMap { $0 })
         }
-        if let ns = state.etcdNamespace { try? NetworkNamespace(named: ns).delete() }
-        if let ns = state.outsideNamespace { try? NetworkNamespace(named: ns).delete() }
-        for pod in state.pods {
-            try? NetworkNamespace(named: pod.namespace).delete()
+        // Whatever still runs inside (agents of a lost state, servers started with `exec`).
+        let running = processes(in: Array(namespaces))
+        for pid in running { kill(pid, SIGTERM) }
+        for pid in running {
+            // By its own command line: a PID that was reused meanwhile is left alone.
+            let command = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline")
+                .map { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } ?? ""
+            if !command.isEmpty { Processes.stop(pid, marker: command, grace: .seconds(3)) }
         }
-        for node in state.nodes {
-            try? NetworkNamespace(named: node.namespace).delete()
-            BPFFS.removeTree(node.bpfRoot)
-            if let cg = node.cgroup { removeCgroup(cg) }
+        var left: [String] = []
+        for ns in namespaces.sorted() {
+            guard let namespace = try? NetworkNamespace(named: ns), FileManager.default.fileExists(atPath: namespace.path) else { continue }
+            do { try namespace.delete() } catch { left.append("\(error)") }
         }
-        try? NetworkNamespace(named: state.underlayNamespace).delete()
-        try? FileManager.default.removeItem(atPath: SandboxState.directory(state.name))
+        var roots = Set(owned(by: name, in: "/sys/fs/bpf").map { "/sys/fs/bpf/" + $0 })
+        roots.formUnion(state?.nodes.map(\.bpfRoot) ?? [])
+        for root in roots.sorted() {
+            BPFFS.removeTree(root)
+            if BPFFS.exists(root) { left.append("bpffs \(root): not empty") }
+        }
+        if let mount = CGroup2.mountPoint() {
+            var groups = Set(owned(by: name, in: mount).map { mount + "/" + $0 })
+            groups.formUnion(state?.nodes.compactMap(\.cgroup) ?? [])
+            for group in groups.sorted() {
+                removeCgroup(group)
+                if FileManager.default.fileExists(atPath: group) { left.append("cgroup \(group): still in use") }
+            }
+        }
+        try? FileManager.default.removeItem(atPath: SandboxState.directory(name))
+        return left
+    }
+
+    /// Entries of `directory` named `csbx-NAME-…` that belong to sandbox `name` and not to another
+    /// sandbox whose longer name shares the prefix (sandbox "a" must not take "a-b"'s namespaces).
+    static func owned(by name: String, in directory: String) -> [String] {
+        let prefix = "csbx-\(name)-"
+        let others = ((try? FileManager.default.contentsOfDirectory(atPath: SandboxState.root)) ?? [])
+            .filter { $0 != name && $0.hasPrefix(name + "-") }.map { "csbx-\($0)-" }
+        return ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { entry in
+            entry.hasPrefix(prefix) && !others.contains { entry.hasPrefix($0) }
+        }
     }
 }

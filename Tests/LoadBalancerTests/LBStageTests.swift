@@ -257,6 +257,8 @@ import TestSupport
         let peerMAC: [UInt8] = [0x02, 0xaa, 0, 0, 0, 0x12], outsideMAC: [UInt8] = [0x02, 0xaa, 0, 0, 0, 0x64]
         let ns = try NetworkNamespace.create(named: "lbx-\(UInt32.random(in: 0...UInt32.max))")
         defer { try? ns.delete() }
+        // bpf_fib_lookup forwards only where the namespace forwards; a new namespace starts from the host's value.
+        try ns.setSysctl("net.ipv4.ip_forward", "1")
         let nl = try Netlink(namespace: ns)
         try nl.createVeth(name: "xd0", peerName: "xd1")
         for d in ["lo", "xd0", "xd1"] { try nl.setLinkUp(.name(d)) }

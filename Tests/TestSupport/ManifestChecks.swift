@@ -1,3 +1,5 @@
+// Only test builds have the Testing module; a release build of the package compiles this file to nothing.
+#if canImport(Testing)
 import ManifestYAML
 import Testing
 
@@ -24,3 +26,4 @@ public func expectManifestError(_ parse: () throws(ManifestError) -> Any, file: 
         #expect(error.problem.contains(fragment), "\(error)", sourceLocation: sourceLocation)
     }
 }
+#endif

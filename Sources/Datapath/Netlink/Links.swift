@@ -75,14 +75,25 @@ extension Netlink {
     /// Creates a veth pair. With `peerNamespaceFD` the peer is created directly inside that namespace
     /// (under `peerName`), which avoids a name clash with the caller's namespace and a separate move.
     public func createVeth(name: String, peerName: String, peerNamespaceFD: Int32? = nil, mtu: UInt32? = nil) throws {
+        try createPair(kind: "veth", name: name, peerName: peerName, peerNamespaceFD: peerNamespaceFD, mtu: mtu)
+    }
+
+    /// Creates a netkit pair (Linux 6.7+; in its default L3 mode, both ends passing traffic until a BPF
+    /// program is attached). `name` is the primary (host) end, `peerName` the one meant for the workload.
+    public func createNetkit(name: String, peerName: String, peerNamespaceFD: Int32? = nil, mtu: UInt32? = nil) throws {
+        try createPair(kind: "netkit", name: name, peerName: peerName, peerNamespaceFD: peerNamespaceFD, mtu: mtu)
+    }
+
+    private func createPair(kind: String, name: String, peerName: String, peerNamespaceFD: Int32?, mtu: UInt32?) throws {
         var request = NetlinkRequest(type: NetlinkABI.newLink, flags: NetlinkABI.fCreate | NetlinkABI.fExcl)
         request.appendLinkHeader()
         request.attribute(NetlinkABI.iflaIfname, string: name)
         if let mtu { request.attribute(NetlinkABI.iflaMTU, mtu) }
         request.nested(NetlinkABI.iflaLinkinfo) { info in
-            info.attribute(NetlinkABI.iflaInfoKind, string: "veth")
+            info.attribute(NetlinkABI.iflaInfoKind, string: kind)
             info.nested(NetlinkABI.iflaInfoData) { data in
-                // VETH_INFO_PEER holds a complete ifinfomsg followed by the peer's own attributes.
+                // VETH_INFO_PEER and IFLA_NETKIT_PEER_INFO (both 1) hold a complete ifinfomsg
+                // followed by the peer's own attributes.
                 data.nested(NetlinkABI.vethInfoPeer) { peer in
                     peer.appendLinkHeader()
                     peer.attribute(NetlinkABI.iflaIfname, string: peerName)
@@ -91,7 +102,7 @@ extension Netlink {
                 }
             }
         }
-        try execute(request, "create veth \(name) <-> \(peerName)")
+        try execute(request, "create \(kind) \(name) <-> \(peerName)")
     }
 
     /// Creates a Linux bridge.

@@ -53,9 +53,7 @@ public struct NetworkNamespace: Sendable, Hashable, CustomStringConvertible {
     public static func create(named name: String) throws -> NetworkNamespace {
         let namespace = try NetworkNamespace(named: name)
         let operation = "create netns \(name)"
-        if mkdir(directory, 0o755) != 0 && errno != EEXIST {
-            throw NetworkNamespaceError(operation: "\(operation): create \(directory)", code: errno)
-        }
+        try prepareDirectory(operation)
         // The mount point; O_EXCL makes a taken name fail instead of replacing a live namespace.
         let fd = Glibc.open(namespace.path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0)
         guard fd >= 0 else { throw NetworkNamespaceError(operation: operation, code: errno) }
@@ -79,6 +77,23 @@ public struct NetworkNamespace: Sendable, Hashable, CustomStringConvertible {
             throw error
         }
         return namespace
+    }
+
+    /// Makes /run/netns a shared mount point of its own, as `ip netns add` does, before the first
+    /// namespace is mounted there. Otherwise the next tool that does it (iproute2, podman's CNI
+    /// plugins) bind-mounts the directory over itself and covers our namespace mounts: they can then
+    /// be neither unmounted nor unlinked ("Device or resource busy") until the machine reboots.
+    static func prepareDirectory(_ operation: String) throws {
+        if mkdir(directory, 0o755) != 0 && errno != EEXIST {
+            throw NetworkNamespaceError(operation: "\(operation): create \(directory)", code: errno)
+        }
+        let shared = UInt(MS_SHARED) | UInt(MS_REC)
+        if mount("", directory, "none", shared, nil) == 0 { return }
+        // EINVAL: not a mount point yet.
+        guard errno == EINVAL, mount(directory, directory, "none", UInt(MS_BIND) | UInt(MS_REC), nil) == 0,
+              mount("", directory, "none", shared, nil) == 0 else {
+            throw NetworkNamespaceError(operation: "\(operation): make \(directory) a shared mount", code: errno)
+        }
     }
 
     /// Removes a namespace created by `create(named:)` (like `ip netns delete`). The namespace itself

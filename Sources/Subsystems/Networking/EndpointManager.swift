@@ -25,6 +25,9 @@ actor EndpointManager {
     /// Where pods' manifests are (agent.resourceDirectory), "" for none.
     private let resourceDirectory: String
 
+    /// Why IPv4 forwarding is off in the agent's namespace, when the agent could not turn it on.
+    private(set) var forwardingProblem: String?
+
     init(stateDir: String, podCIDR: IPv4Prefix, shared: SharedState,
          attachments: StateTable<DeviceAttachment>, cluster: ClusterSync, resourceDirectory: String = "") throws {
         self.resourceDirectory = resourceDirectory
@@ -63,8 +66,17 @@ actor EndpointManager {
         }
         try nl.setLinkUp("cilium_host")
         try nl.setLinkUp("cilium_net")
-        // Forwarding between endpoints and devices through the node's stack.
-        try? "1\n".write(toFile: "/proc/sys/net/ipv4/ip_forward", atomically: false, encoding: .utf8)
+        // The node routes between its endpoints and devices (as upstream's agent does, it turns
+        // forwarding on where it routes): without it the stack drops what it should pass on, and
+        // bpf_fib_lookup refuses to forward (XDP, NodePort SNAT/DSR).
+        do {
+            try Sysctl.set("net.ipv4.ip_forward", "1")
+            forwardingProblem = nil
+        } catch {
+            forwardingProblem = "IPv4 forwarding is off and cannot be turned on (\(error)): pods reach nothing "
+                + "beyond their node, NodePort SNAT/DSR and XDP acceleration cannot forward; "
+                + "run the agent as root with a writable /proc/sys/net, or set net.ipv4.ip_forward=1 in its namespace"
+        }
     }
 
     /// Re-reads persisted endpoints whose host-side veth still exists; those

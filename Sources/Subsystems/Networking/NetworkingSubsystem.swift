@@ -170,8 +170,15 @@ public actor NetworkingSubsystem: AgentSubsystem {
         let devices = context?.config.devices ?? []
         var details = ["ipcache entries: \(entries)", "bpf root: \(context?.bpfRoot ?? "-")",
                        "devices: \(devices.isEmpty ? "none" : devices.joined(separator: ", ")) (entry programs on TCX links)"]
+        var state = h.state, message = h.message
         if let m = endpointManager {
             details.append("endpoints: \(await m.endpoints.count)")
+            if let problem = await m.forwardingProblem {
+                details.append(problem)
+                if state == .ok { state = .degraded; message = problem }
+            } else {
+                details.append("IPv4 forwarding: on")
+            }
         }
         var lines: [String: String] = [:]
         if let ipam = await ipamSummary() { lines["IPAM"] = ipam }
@@ -179,7 +186,7 @@ public actor NetworkingSubsystem: AgentSubsystem {
             lines["KVStore"] = await c.store.status().description
             details.append("remote nodes: \(await c.remoteNodeCount)")
         }
-        return SubsystemStatus(enabled: true, state: h.state, message: h.message,
+        return SubsystemStatus(enabled: true, state: state, message: message,
                                summary: "Network: \(network)   Host: BPF", details: details, lines: lines)
     }
 
