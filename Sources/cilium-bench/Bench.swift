@@ -14,19 +14,20 @@ import Reconciler
 struct Bench {
     static func main() async throws {
         let args = CommandLine.arguments
-        let count = args.firstIndex(of: "--objects").flatMap { Int(args[$0 + 1]) } ?? 1_000_000
+        let count = args.firstIndex(of: "--objects").flatMap { Int(args[$0 + 1]) } ?? BenchMode.pick(1_000_000, quick: 20_000)
         var rows: [(String, String, String)] = []
         let only = args.firstIndex(of: "--only").map { args[$0 + 1] }
         if only == "pods" {
             // Only the datapath comparisons (quicker when working on the datapath).
             let bin = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
                 .deletingLastPathComponent().path
-            rows += try PodPaths.run(bin: bin, cniLatency: false)
+            rows += try await PodPaths.run(bin: bin, cniLatency: false)
             for (what, result, target) in rows { print(pad(what, 58) + pad(result, 26) + target) }
             return
         }
         if only == "lb" {
-            for (what, result, target) in try await LoadBalancerBenchmark.run() + ServiceConnections.run(bin: binDirectory()) {
+            for (what, result, target) in try await programming() + LoadBalancerBenchmark.run().map({ ($0.measure, $0.result, $0.target) })
+                    + ServiceConnections.run(bin: binDirectory()) {
                 print(pad(what, 58) + pad(result, 26) + target)
             }
             return
@@ -40,19 +41,31 @@ struct Bench {
             return
         }
         rows += try await reconcilerThroughput(count: count)
-        rows += try await changeLatency(tableSize: count, samples: 2000)
+        rows += try await changeLatency(tableSize: count, samples: BenchMode.pick(2000, quick: 200))
         rows += try agentStartup()
         let bin = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
             .deletingLastPathComponent().path
-        rows += try PodPaths.run(bin: bin)
+        rows += try await PodPaths.run(bin: bin)
         rows += try CrossNode.run(bin: bin)
         rows += try await PolicyBenchmark.run().map { ($0.measure, $0.result, $0.target) }
+        rows += try await programming()
         rows += try await LoadBalancerBenchmark.run().map { ($0.measure, $0.result, $0.target) }
         rows += try ServiceConnections.run(bin: bin)
-        rows += HubbleBenchmark.run().map { ($0.measure, $0.result, $0.target) }
+        rows += HubbleBenchmark.run(events: BenchMode.pick(1_000_000, quick: 100_000)).map { ($0.measure, $0.result, $0.target) }
         print("")
         print(pad("measure", 58) + pad("result", 26) + "target")
         for (what, result, target) in rows { print(pad(what, 58) + pad(result, 26) + target) }
+    }
+
+    /// Services x 10 backends into our maps (resolver and reconcilers, as the agent does) against
+    /// `nft -f` of kube-proxy's nftables ruleset for the same services.
+    static func programming() async throws -> [(String, String, String)] {
+        let count = BenchMode.pick(10_000, quick: 1000)
+        let ours = try await LoadBalancerBenchmark.programServices(count: count, backends: 10)
+        let nft = try KubeProxyNFTables.programmingTime(count: count, backends: 10)
+        return [("LB: program \(count) services x 10 backends into the maps",
+                 String(format: "%.2f s (resolve %.2f s) vs nft -f %.2f s (%.2fx)", ours.total, ours.resolve, nft, nft / ours.total),
+                 "< 1 s, < nft -f")]
     }
 
     static func binDirectory() -> String {

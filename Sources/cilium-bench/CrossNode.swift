@@ -53,18 +53,32 @@ enum CrossNode {
         Thread.sleep(forTimeInterval: 1)
 
         var rows: [(String, String, String)] = []
-        let rrPlain = try PodPaths.requestResponse(plain), rrPods = try PodPaths.requestResponse(pods)
+        // Alternating, best of three each (one sample each is at the mercy of the shared 2-core machine).
+        let rounds = BenchMode.pick(3, quick: 1), seconds = BenchMode.pick(3, quick: 1)
+        var rrPlain = 0.0, rrPods = 0.0
+        var tPlain: Double?, tPods: Double?
+        for _ in 0..<rounds {
+            rrPlain = max(rrPlain, try PodPaths.requestResponse(plain, seconds: seconds))
+            rrPods = max(rrPods, try PodPaths.requestResponse(pods, seconds: seconds))
+        }
+        for _ in 0..<rounds {
+            if let t = PodPaths.iperf(plain, seconds: seconds) { tPlain = max(tPlain ?? 0, t) }
+            if let t = PodPaths.iperf(pods, seconds: seconds) { tPods = max(tPods ?? 0, t) }
+        }
         rows.append(("pod to pod, two nodes (VXLAN): TCP request/response per s",
-                     String(format: "%.0f vs plain VXLAN %.0f (%.2fx)", rrPods, rrPlain, rrPods / rrPlain), ""))
-        if let tPlain = PodPaths.iperf(plain), let tPods = PodPaths.iperf(pods) {
+                     String(format: "%.0f vs plain VXLAN %.0f (%.2fx)", rrPods, rrPlain, rrPods / rrPlain), ">= 0.95x"))
+        if let tPlain, let tPods {
             rows.append(("pod to pod, two nodes (VXLAN): TCP throughput",
-                         String(format: "%.2f vs plain VXLAN %.2f Gbit/s (%.2fx)", tPods, tPlain, tPods / tPlain), ""))
+                         String(format: "%.2f vs plain VXLAN %.2f Gbit/s (%.2fx)", tPods, tPlain, tPods / tPlain), ">= 0.95x"))
+        } else {
+            rows.append(("pod to pod, two nodes (VXLAN): TCP throughput", "not measured: iperf3 failed or is missing", ">= 0.95x"))
         }
 
         // Propagation: a pod with new labels on node2 until node1's ipcache has it.
         let node1 = UnixHTTPClient(socketPath: st.nodes[0].socket, timeout: 5)
         var ms: [Double] = []
-        for i in 0..<20 {
+        let count = BenchMode.pick(20, quick: 5)
+        for i in 0..<count {
             let out = PodPaths.shell([bin + "/cilium-sandbox", "pod", "add", "--name", sandbox, "--node", "node2",
                                       "--pod", "n\(i)", "--labels", "app=n\(i)"]).1
             guard let addr = out.split(separator: " ").dropFirst(4).first.map(String.init) else {
@@ -81,7 +95,7 @@ enum CrossNode {
         }
         ms.sort()
         rows.append(("new endpoint + identity on node2 -> node1's ipcache (etcd)",
-                     String(format: "p50 %.1f ms, p99 %.1f ms (20 pods)", ms[10], ms[19]), ""))
+                     String(format: "p50 %.1f ms, p99 %.1f ms (\(count) pods)", ms[count / 2], ms[count - 1]), ""))
         return rows
     }
 }

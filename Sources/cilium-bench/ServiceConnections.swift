@@ -190,10 +190,12 @@ enum ServiceConnections {
         let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         let sandbox = "svcb\(tag.prefix(6))"
         let client = try NetworkNamespace.create(named: "cbi-c-\(tag)"), server = try NetworkNamespace.create(named: "cbi-s-\(tag)")
+        let nftClient = try NetworkNamespace.create(named: "cbi-n-\(tag)")
         var acceptors: [Acceptor] = []
         defer {
             for a in acceptors { a.stop() }
             try? client.delete()
+            try? nftClient.delete()
             try? server.delete()
             _ = PodPaths.shell([bin + "/cilium-sandbox", "down", "--name", sandbox])
         }
@@ -208,6 +210,14 @@ enum ServiceConnections {
             try nl.setLinkUp(.name(dev))
         }
         try nlc.replaceRoute(Netlink.Route(destination: IPv4Prefix("10.0.0.0/8")!, gateway: IPv4Address("10.254.0.2")))
+        // nftables side (kube-proxy's nftables mode): client 10.255.0.1 -- veth -- the same server, 10.255.0.2 and .3.
+        let nln = try Netlink(namespace: nftClient)
+        try server.withFD { try nln.createVeth(name: "vn", peerName: "vs2", peerNamespaceFD: $0) }
+        try nln.addAddress(IPv4Prefix("10.255.0.1/16")!, to: "vn")
+        try nls.addAddress(IPv4Prefix("10.255.0.2/16")!, to: "vs2")
+        try nls.addAddress(IPv4Prefix("10.255.0.3/16")!, to: "vs2")
+        for (nl, dev) in [(nln, "lo"), (nln, "vn"), (nls, "vs2")] { try nl.setLinkUp(.name(dev)) }
+        try nln.replaceRoute(Netlink.Route(destination: IPv4Prefix("10.0.0.0/8")!, gateway: IPv4Address("10.255.0.2")))
         acceptors.append(try Acceptor(in: server))
 
         // Datapath side: a sandbox node with a client pod and two backend pods.
@@ -235,7 +245,9 @@ enum ServiceConnections {
 
         var rows: [(String, String, String)] = []
         var ours10 = 0.0
-        for count in [10, 1000, 10_000] {
+        let counts = BenchMode.pick([10, 1000, 10_000], quick: [10, 1000])
+        let rounds = BenchMode.pick(3, quick: 1), seconds = BenchMode.pick(2, quick: 1)
+        for count in counts {
             // Ours: the same fillers, the measured service's backends are the two pods.
             let mine = services(count, real: real)
             try manifests(mine).write(toFile: dir + "/svc.json", atomically: true, encoding: .utf8)
@@ -248,23 +260,33 @@ enum ServiceConnections {
             guard PodPaths.shell(["sh", "-c", "ip netns exec \(client.name!) iptables-restore < \(dir)/rules"]).0 == 0 else {
                 throw BenchError("iptables-restore failed (is iptables installed? scripts/install-deps.sh)")
             }
-            var best = (ours: 0.0, perPacket: 0.0, ipt: 0.0)
-            for _ in 0..<3 {
+            // nftables: the same services in kube-proxy's nftables layout, the measured one pointing at the server.
+            let nft = theirs.map { service in
+                KubeProxyNFTables.Service(vip: service.vip, port: 80, backends: service.vip == measuredVIP
+                                          ? ["10.255.0.2:8080", "10.255.0.3:8080"] : service.backends)
+            }
+            try KubeProxyNFTables.load(KubeProxyNFTables.ruleset(nft), into: nftClient, scratch: dir)
+            var best = (ours: 0.0, perPacket: 0.0, ipt: 0.0, nft: 0.0)
+            for _ in 0..<rounds {
                 // Socket LB (the default): this process joins node1's cgroup for our measurement.
                 if let nodeCgroup { join(cgroup: nodeCgroup) }
-                best.ours = max(best.ours, try rate(from: podClient))
+                best.ours = max(best.ours, try rate(from: podClient, seconds: seconds))
                 if let rootCgroup { join(cgroup: rootCgroup) }
-                best.perPacket = max(best.perPacket, try rate(from: podClient))
-                best.ipt = max(best.ipt, try rate(from: client))
+                best.perPacket = max(best.perPacket, try rate(from: podClient, seconds: seconds))
+                best.ipt = max(best.ipt, try rate(from: client, seconds: seconds))
+                best.nft = max(best.nft, try rate(from: nftClient, seconds: seconds))
             }
-            if count == 10 { ours10 = best.ours }
+            if count == counts[0] { ours10 = best.ours }
+            let last = count == counts.last
             rows.append(("service: new TCP connections/s, \(count) services",
-                         String(format: "%.0f vs iptables %.0f (%.2fx)", best.ours, best.ipt, best.ours / max(best.ipt, 1)),
-                         count == 10_000 ? ">= 3x iptables" : ""))
+                         String(format: "%.0f vs iptables %.0f (%.2fx), nftables %.0f (%.2fx)", best.ours, best.ipt,
+                                best.ours / max(best.ipt, 1), best.nft, best.ours / max(best.nft, 1)),
+                         last ? ">= 3x iptables, >= 1.0x nftables" : ""))
             rows.append(("  per packet (no socket LB), \(count) services",
-                         String(format: "%.0f (%.2fx iptables)", best.perPacket, best.perPacket / max(best.ipt, 1)), ""))
-            if count == 10_000 {
-                rows.append(("  10000 services vs our own 10", String(format: "%.2fx", best.ours / max(ours10, 1)), ">= 0.9x"))
+                         String(format: "%.0f (%.2fx iptables, %.2fx nftables)", best.perPacket, best.perPacket / max(best.ipt, 1),
+                                best.perPacket / max(best.nft, 1)), ""))
+            if last {
+                rows.append(("  \(count) services vs our own \(counts[0])", String(format: "%.2fx", best.ours / max(ours10, 1)), ">= 0.9x"))
             }
         }
         // Request/response on an established connection: through a service address vs straight to the backend.
@@ -282,7 +304,7 @@ enum ServiceConnections {
         guard PodPaths.shell([bin + "/cilium-sandbox", "cilium", "--name", sandbox, "node1", "--", "service", "apply", "-f", dir + "/rr.json"]).0 == 0
         else { throw BenchError("cannot apply the request/response service") }
         var rr = (direct: 0.0, perPacket: 0.0, socket: 0.0)
-        for _ in 0..<3 {
+        for _ in 0..<rounds {
             rr.direct = max(rr.direct, try requestResponse(from: podClient, to: byName["b1"]!.address, port: 9000))
             rr.perPacket = max(rr.perPacket, try requestResponse(from: podClient, to: "10.200.0.20", port: 9000))
             if let nodeCgroup { join(cgroup: nodeCgroup) }
