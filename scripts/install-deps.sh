@@ -4,11 +4,11 @@
 set -eu
 PKGS="libbpf-dev libelf-dev zlib1g-dev libsystemd-dev pkg-config iproute2 iptables util-linux bpftool \
       systemd-container debootstrap etcd-server etcd-client curl busybox iperf3 \
-      podman runc conmon containernetworking-plugins"
+      podman runc conmon containernetworking-plugins nftables kmod cpio xz-utils"
 # promtool (in the prometheus package) checks the metrics; chromium runs the
-# service map page test. Installed without recommends and without starting
-# their services.
-EXTRA="prometheus chromium"
+# service map page test; qemu runs the second-kernel tier (scripts/kernel-vm).
+# Installed without recommends and without starting their services.
+EXTRA="prometheus chromium qemu-system-x86"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

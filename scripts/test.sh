@@ -2,7 +2,11 @@
 # The whole test suite, on a fresh Debian 12 machine, as root:
 # installs what is missing, builds, prepares the systemd rootfs for the
 # service tests, and runs every test (unit, BPF_PROG_TEST_RUN, namespaces,
-# sandbox end to end, systemd).
+# sandbox end to end, systemd, and the second-kernel tier: SecondKernelTests
+# boot Debian's 6.12 under qemu with scripts/kernel-vm and run there).
+# Afterwards the machine must be as it was: the same sysctls, namespaces,
+# bpffs entries, no sandbox or qemu left (scripts/host-state.sh); if not,
+# the run fails and says what changed.
 set -eu
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -13,4 +17,15 @@ swift build --build-tests
 # One test at a time: end-to-end tests block threads of the 2-core machine's
 # small concurrency pool (processes, sleeps) and would starve the timing of
 # others. The whole suite takes about 1.5 minutes this way.
-swift test --skip-build --no-parallel "$@"
+before=$(mktemp); after=$(mktemp)
+trap 'rm -f "$before" "$after"' EXIT
+scripts/host-state.sh >"$before"
+status=0
+swift test --skip-build --no-parallel "$@" || status=$?
+scripts/host-state.sh >"$after"
+if ! cmp -s "$before" "$after"; then
+    echo "test.sh: the test run changed the machine (before -> after):" >&2
+    diff "$before" "$after" >&2 || true
+    [ "$status" != 0 ] || status=1
+fi
+exit "$status"

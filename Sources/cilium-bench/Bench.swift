@@ -25,6 +25,10 @@ struct Bench {
             for (what, result, target) in rows { print(pad(what, 58) + pad(result, 26) + target) }
             return
         }
+        if only == "nodes" {
+            for (what, result, target) in try CrossNode.run(bin: binDirectory()) { print(pad(what, 58) + pad(result, 26) + target) }
+            return
+        }
         if only == "lb" {
             for (what, result, target) in try await programming() + LoadBalancerBenchmark.run().map({ ($0.measure, $0.result, $0.target) })
                     + ServiceConnections.run(bin: binDirectory()) {
@@ -55,6 +59,11 @@ struct Bench {
         print("")
         print(pad("measure", 58) + pad("result", 26) + "target")
         for (what, result, target) in rows { print(pad(what, 58) + pad(result, 26) + target) }
+        let missing = rows.filter { $0.1.hasPrefix("not measured") }
+        if !missing.isEmpty {
+            print("cilium-bench: \(missing.count) figure(s) not produced: \(missing.map(\.0).joined(separator: "; "))")
+            exit(1)
+        }
     }
 
     /// Services x 10 backends into our maps (resolver and reconcilers, as the agent does) against
