@@ -9,7 +9,7 @@ func sumPerCPU(_ values: [stage_stats]) -> UInt64 { values.reduce(0) { $0 + $1.p
 @Suite(.serialized) struct BPFObjectTests {
     @Test func everyEmbeddedObjectPassesTheVerifier() async throws {
         let root = try PinRoot("verify")
-        #expect(BPFObject.embeddedNames == ["encrypt", "entry", "hostfw", "lb", "policy", "sock", "xdp"])
+        #expect(BPFObject.embeddedNames == ["bench_redirect_peer", "encrypt", "entry", "hostfw", "lb", "policy", "sock", "xdp"])
         for name in BPFObject.embeddedNames {
             let obj = try BPFObject(embedded: name, pinRoot: root.path)
             #expect(!(await obj.programNames()).isEmpty)
