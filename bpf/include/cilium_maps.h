@@ -105,6 +105,9 @@ enum cilium_node_flags {
 	CILIUM_NODE_F_REWRITE_MAC = 1,
 };
 
+/* The VXLAN port between nodes (upstream's). */
+#define CILIUM_TUNNEL_PORT 8472
+
 /* cilium_node: this node's datapath settings, one entry (key 0). */
 struct node_config {
 	__u32 vxlan_ifindex; /* cilium_vxlan in tunnel mode, 0 otherwise */

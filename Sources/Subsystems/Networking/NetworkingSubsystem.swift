@@ -113,7 +113,7 @@ public actor NetworkingSubsystem: AgentSubsystem {
             if try nl.link("cilium_vxlan") != nil { try nl.deleteLink("cilium_vxlan") }
             return []
         }
-        if try nl.link("cilium_vxlan") == nil { try nl.createVXLAN(name: "cilium_vxlan", port: 8472) }
+        if try nl.link("cilium_vxlan") == nil { try nl.createVXLAN(name: "cilium_vxlan", port: UInt16(CILIUM_TUNNEL_PORT)) }
         try nl.setLinkUp("cilium_vxlan")
         try nodeMap.update(0, node_config(vxlan_ifindex: UInt32(bitPattern: try nl.index(of: "cilium_vxlan")), flags: flags,
                                           address: own, pad: 0))
