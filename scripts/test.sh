@@ -16,7 +16,7 @@ export CILIUM_SYSTEMD_ROOTFS
 swift build --build-tests
 # One test at a time: end-to-end tests block threads of the 2-core machine's
 # small concurrency pool (processes, sleeps) and would starve the timing of
-# others. The whole suite takes about 1.5 minutes this way.
+# others. The whole suite takes about 4 minutes this way.
 before=$(mktemp); after=$(mktemp)
 trap 'rm -f "$before" "$after"' EXIT
 scripts/host-state.sh >"$before"
@@ -24,8 +24,14 @@ status=0
 swift test --skip-build --no-parallel "$@" || status=$?
 scripts/host-state.sh >"$after"
 if ! cmp -s "$before" "$after"; then
-    echo "test.sh: the test run changed the machine (before -> after):" >&2
+    # Mount points are reported, not failed on: a first run on a machine may leave what the
+    # system's own tools set up once (bpffs, /run/netns, podman's storage).
+    if diff "$before" "$after" | grep '^[<>]' | grep -qv '^[<>] mounts:'; then
+        echo "test.sh: the test run changed the machine (< before, > after):" >&2
+        [ "$status" != 0 ] || status=1
+    else
+        echo "test.sh: note: mount points changed during the run (< before, > after):" >&2
+    fi
     diff "$before" "$after" >&2 || true
-    [ "$status" != 0 ] || status=1
 fi
 exit "$status"
