@@ -302,6 +302,34 @@ func slotID(_ agent: AgentUnderTest, _ stage: cilium_stage) throws -> UInt32? {
 }
 
 @Suite(.serialized) struct SandboxTests {
+    /// `down` finds what a sandbox made by its name when its state is gone (an `up` or a test that
+    /// died half-way, a cleaned /run): agents, namespaces, pins; and says so when there is nothing.
+    /// The node's agent turned forwarding on in its namespace, whatever the host's setting.
+    @Test func downRemovesWhatCarriesTheSandboxNameEvenWithoutItsState() throws {
+        let name = "d" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let sandbox = buildDirectory() + "/cilium-sandbox"
+        defer { _ = try? runCapturing([sandbox, "down", "--name", name]) }
+        let up = try runCapturing([sandbox, "up", "--name", name, "--nodes", "1"])
+        try #require(up.0 == 0, "\(up.1)")
+        let verbose = try runCapturing([sandbox, "cilium", "--name", name, "node1", "--", "status", "--verbose"]).1
+        #expect(verbose.contains("IPv4 forwarding: on"), "\(verbose)")
+        #expect(try NetworkNamespace(named: "csbx-\(name)-node1").sysctl("net.ipv4.ip_forward") == "1")
+
+        try FileManager.default.removeItem(atPath: "/run/cilium-sandbox/\(name)/state.json")
+        let down = try runCapturing([sandbox, "down", "--name", name])
+        #expect(down.0 == 0, "\(down.1)")
+        #expect(down.1.contains("sandbox \(name) removed"), "\(down.1)")
+        let netns = (try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []
+        #expect(netns.filter { $0.hasPrefix("csbx-\(name)-") }.isEmpty, "\(netns)")
+        #expect(!FileManager.default.fileExists(atPath: "/sys/fs/bpf/csbx-\(name)-node1"))
+        let agents = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { pid in
+            guard Int32(pid) != nil, let cmd = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            return String(decoding: cmd, as: UTF8.self).contains("/run/cilium-sandbox/\(name)/")
+        }
+        #expect(agents.isEmpty, "still running: \(agents)")
+        #expect(try runCapturing([sandbox, "down", "--name", name]).1.contains("nothing to remove"))
+    }
+
     @Test func twoNodeSandboxUpStatusDown() throws {
         let name = "t" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
         let sandbox = buildDirectory() + "/cilium-sandbox"

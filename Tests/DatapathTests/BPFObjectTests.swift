@@ -48,6 +48,43 @@ func sumPerCPU(_ values: [stage_stats]) -> UInt64 { values.reduce(0) { $0 + $1.p
         #expect(metrics.lookupPerCPU(key)!.reduce(0) { $0 + $1.packets } == 5)
     }
 
+    /// On a node device, the VXLAN tunnel between this node and a known node passes without the
+    /// stages (its inner packets run them on cilium_vxlan); the same port from anyone else, or to
+    /// another address, or with the node not in tunnel mode, still runs them.
+    @Test func tunnelBetweenKnownNodesSkipsTheStagesOnTheDevice() async throws {
+        let root = try PinRoot("tunnel")
+        let entry = try BPFObject(embedded: "entry", pinRoot: root.path)
+        let policy = try BPFObject(embedded: "policy", pinRoot: root.path)
+        let calls = try ProgramArray(pinned: root.path + "/cilium_calls")
+        try calls.set(slot: UInt32(CILIUM_STAGE_POLICY.rawValue), program: try await policy.program("cil_stage_policy"))
+        let stats: BPFMap<UInt32, stage_stats> = try await entry.map("cilium_stage_stats")
+        let ipcache: BPFMap<ipcache_key, ipcache_value> = try await entry.map("cilium_ipcache")
+        var peer = ipcache_value()
+        peer.identity = UInt32(CILIUM_ID_REMOTE_NODE.rawValue)
+        try ipcache.update(ipcache_key(prefixlen: 32, addr: Packets.be("172.30.0.12")), peer)
+        let nodeMap: BPFMap<UInt32, node_config> = try await entry.map("cilium_node")
+        let tunnel = node_config(vxlan_ifindex: 7, flags: 0, address: Packets.be("172.30.0.11"), pad: 0)
+        try nodeMap.update(0, tunnel)
+        let from = try await entry.program("cil_from_netdev"), to = try await entry.program("cil_to_netdev")
+        let port = UInt16(CILIUM_TUNNEL_PORT)
+        func stageRuns() -> UInt64 { sumPerCPU(stats.lookupPerCPU(UInt32(CILIUM_STAGE_POLICY.rawValue))!) }
+
+        // Known node <-> this node on the tunnel port, both ways: no stage.
+        #expect(try from.testRun(packet: Packets.udp(src: "172.30.0.12", dst: "172.30.0.11", sport: 51000, dport: port)).returnValue == 0)
+        #expect(try to.testRun(packet: Packets.udp(src: "172.30.0.11", dst: "172.30.0.12", sport: 51000, dport: port)).returnValue == 0)
+        #expect(stageRuns() == 0)
+        // From the world, to another address, from this node to the world: the stages run.
+        _ = try from.testRun(packet: Packets.udp(src: "172.30.0.100", dst: "172.30.0.11", sport: 51000, dport: port))
+        _ = try from.testRun(packet: Packets.udp(src: "172.30.0.12", dst: "172.30.0.99", sport: 51000, dport: port))
+        _ = try to.testRun(packet: Packets.udp(src: "172.30.0.11", dst: "172.30.0.100", sport: 51000, dport: port))
+        #expect(stageRuns() == 3)
+        // Another port, or native routing (no tunnel device): the stages run.
+        _ = try from.testRun(packet: Packets.udp(src: "172.30.0.12", dst: "172.30.0.11", sport: 51000, dport: port + 1))
+        try nodeMap.update(0, node_config(vxlan_ifindex: 0, flags: 0, address: tunnel.address, pad: 0))
+        _ = try from.testRun(packet: Packets.udp(src: "172.30.0.12", dst: "172.30.0.11", sport: 51000, dport: port))
+        #expect(stageRuns() == 5)
+    }
+
     @Test func truncatedPacketIsDroppedWithReasonAndEvent() async throws {
         let root = try PinRoot("drop")
         let entry = try BPFObject(embedded: "entry", pinRoot: root.path)
