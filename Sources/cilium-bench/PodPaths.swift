@@ -144,8 +144,16 @@ enum PodPaths {
         }
     }
 
-    /// iperf3 for `seconds`; Gbit/s received.
+    /// iperf3 for `seconds`; Gbit/s received. A server slow to start listening on a busy machine
+    /// gets two more tries.
     static func iperf(_ p: Pair, seconds: Int = 3) -> Double? {
+        for _ in 0..<3 {
+            if let gbps = iperfOnce(p, seconds: seconds) { return gbps }
+        }
+        return nil
+    }
+
+    private static func iperfOnce(_ p: Pair, seconds: Int) -> Double? {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/iperf3"), let server = p.to.name, let client = p.from.name else { return nil }
         let port = String(5300 + Int.random(in: 0...600))
         let srv = Process()
