@@ -72,6 +72,6 @@ let package = Package(
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "API", "Datapath", "CBPF", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "HubbleTests", dependencies: ["Hubble", "API", "CBPF"], swiftSettings: swift6),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swift6),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "Config", "Datapath", "CBPF", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "Config", "Datapath", "CBPF", "Networking", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),
     ]
 )

@@ -87,9 +87,12 @@ public actor AgentDaemon {
     }
 
     private func shutdownSubsystems() async {
-        await host.shutdownAll { s in
-            if let s = s as? any AgentSubsystem { await s.shutdown() } else { await s.stop() }
-        }
+        await host.shutdownAll(Self.release)
+    }
+
+    /// Lets go of a subsystem's handles and leaves its datapath in place (agent shutdown; a reload).
+    @Sendable private static func release(_ s: any Subsystem) async {
+        if let s = s as? any AgentSubsystem { await s.shutdown() } else { await s.stop() }
     }
 
     private func startDatapath() async throws {
@@ -183,7 +186,8 @@ public actor AgentDaemon {
         for name in host.order where wasRunning.contains(name) && new.enabledSubsystems.contains(name) {
             let keys = subsystems[name]!.configKeys
             if changed.contains(where: { c in keys.contains { $0.hasSuffix(".") ? c.hasPrefix($0) : c == $0 } }) {
-                await host.restart(name)
+                // The subsystem stays enabled: its datapath stays in place while the new section is applied.
+                await host.restart(name, release: Self.release)
             }
         }
         if changed.contains(where: { $0.hasPrefix("prometheus.") }) {

@@ -29,6 +29,9 @@ public actor SubsystemHost {
     /// All subsystems in dependency order.
     public nonisolated let order: [String]
     private var states: [String: State] = [:]
+    /// Subsystems that are not running but whose datapath is still in place: a reload whose new
+    /// start failed keeps enforcing the last state instead of failing open. Disabling removes it.
+    private var holdingDatapath: Set<String> = []
     /// Start/stop events in order, for tests and logs: "+name" / "-name".
     public private(set) var journal: [String] = []
 
@@ -74,8 +77,9 @@ public actor SubsystemHost {
     /// whose dependency is not running does not start and says why.
     public func apply(enabled: Set<String>) async {
         for name in order.reversed() where !enabled.contains(name) || !dependenciesWanted(name, enabled) {
-            if states[name] == .running {
+            if states[name] == .running || holdingDatapath.contains(name) {
                 await subsystems[name]!.stop()
+                holdingDatapath.remove(name)
                 journal.append("-\(name)")
             }
             states[name] = enabled.contains(name)
@@ -91,24 +95,31 @@ public actor SubsystemHost {
             do {
                 try await s.start()
                 states[name] = .running
+                holdingDatapath.remove(name)
                 journal.append("+\(name)")
             } catch {
                 await s.stop()
+                holdingDatapath.remove(name)
                 states[name] = .failed(String(describing: error))
             }
         }
     }
 
-    /// Restarts one running subsystem (its config section changed).
-    public func restart(_ name: String) async {
+    /// Applies a changed config section to a running subsystem without opening a window:
+    /// `release` lets go of its handles but leaves its datapath in place (what agent shutdown
+    /// does), then it starts again and converges its maps and slots to the new section (a slot is
+    /// replaced, never emptied). If the new start fails, the datapath stays as it was, enforcing the
+    /// last state, and the subsystem reports failed; disabling it removes the datapath.
+    public func restart(_ name: String, release: @Sendable (any Subsystem) async -> Void = { await $0.stop() }) async {
         guard states[name] == .running, let s = subsystems[name] else { return }
-        await s.stop()
+        await release(s)
         journal.append("-\(name)")
         do {
             try await s.start()
             journal.append("+\(name)")
         } catch {
-            await s.stop()
+            await release(s)
+            holdingDatapath.insert(name)
             states[name] = .failed(String(describing: error))
         }
     }

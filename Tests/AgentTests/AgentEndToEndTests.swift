@@ -4,6 +4,7 @@ import CBPF
 import Datapath
 import Foundation
 import Glibc
+@testable import Networking
 import Testing
 import TestSupport
 
@@ -213,7 +214,7 @@ func slotID(_ agent: AgentUnderTest, _ stage: cilium_stage) throws -> UInt32? {
         let ifindex = try nl.index(of: "eth-t")
         let attached = try agent.namespace.run { Attach.tcxProgramIDs(ifindex: ifindex, direction: .ingress) }
         #expect(attached.count == 1)
-        #expect(FileManager.default.fileExists(atPath: agent.bpfRoot + "/links/ingress-eth-t"))
+        #expect(FileManager.default.fileExists(atPath: agent.bpfRoot + "/networking/links/ingress-eth-t"))
         // Two directions on eth-t, plus cilium_vxlan and cilium_net of tunnel mode (the default).
         #expect(try agent.status().reconcilers.contains { $0.name == "devices" && $0.objects == 4 && $0.state == .ok })
 
@@ -222,9 +223,17 @@ func slotID(_ agent: AgentUnderTest, _ stage: cilium_stage) throws -> UInt32? {
         stream.start(interval: .microseconds(500))
         Thread.sleep(forTimeInterval: 0.3)
         agent.stop(signal: SIGKILL)
+        // The killed agent is one of before Networking had a directory of its own: its device links
+        // were pinned under <bpf root>/links. The new one adopts them there (no second program).
+        try BPFFS.makeDirectories(agent.bpfRoot + "/links")
+        for name in try FileManager.default.contentsOfDirectory(atPath: agent.bpfRoot + "/networking/links") {
+            #expect(rename(agent.bpfRoot + "/networking/links/" + name, agent.bpfRoot + "/links/" + name) == 0)
+        }
         Thread.sleep(forTimeInterval: 0.2)
         try agent.start()
         Thread.sleep(forTimeInterval: 0.3)
+        #expect(FileManager.default.fileExists(atPath: agent.bpfRoot + "/networking/links/ingress-eth-t"))
+        #expect(!FileManager.default.fileExists(atPath: agent.bpfRoot + "/links/ingress-eth-t"))
         let (sent, received) = stream.finish()
         print("datagrams across kill -9 and restart of the agent: sent \(sent), received \(received)")
         #expect(sent > 500)
@@ -240,6 +249,25 @@ func slotID(_ agent: AgentUnderTest, _ stage: cilium_stage) throws -> UInt32? {
         let counted = metrics.lookupPerCPU(key)?.reduce(0) { $0 + $1.packets } ?? 0
         #expect(counted >= UInt64(sent))
         agent.stop()
+    }
+
+    /// Networking prunes only the links it owns: the LoadBalancer's socket-LB and XDP pins beside
+    /// them stay (before, a periodic refresh detached them while status still said Socket LB: Enabled).
+    @Test func networkingPrunesOnlyItsOwnLinks() async throws {
+        let root = try PinRoot("owned-links")
+        let entry = try BPFObject(embedded: "entry", pinRoot: root.path)
+        try BPFFS.makeDirectories(root.path + "/links")
+        // Stand-ins (pinned maps) for another subsystem's links and for an earlier agent's device link.
+        let standIn = try BPFMap<UInt32, UInt32>.create(type: BPF_MAP_TYPE_ARRAY, name: "stand_in", maxEntries: 1)
+        for pin in ["/links/sock4-connect", "/links/xdp-eth0", "/links/ingress-gone"] {
+            #expect(bpf_obj_pin(standIn.fd, root.path + pin) == 0)
+        }
+        let ops = try await DeviceLinkOperations(entry: entry, bpfRoot: root.path)
+        #expect(FileManager.default.fileExists(atPath: root.path + "/networking/links/ingress-gone"))
+        try await ops.prune(desired: [])
+        #expect(!FileManager.default.fileExists(atPath: root.path + "/networking/links/ingress-gone"))
+        #expect(FileManager.default.fileExists(atPath: root.path + "/links/sock4-connect"))
+        #expect(FileManager.default.fileExists(atPath: root.path + "/links/xdp-eth0"))
     }
 
     @Test func missingDeviceIsRetriedUntilItAppears() throws {

@@ -22,9 +22,11 @@ public struct DeviceAttachment: TableObject, Equatable {
 }
 
 /// Attaches the entry programs to the node's devices with pinned TCX links
-/// (`<bpf root>/links/<direction>-<device>`). A link pinned by an earlier agent
-/// is adopted and its program swapped in one step, so forwarding never stops;
-/// prune detaches links of devices no longer configured.
+/// (`<bpf root>/networking/links/<direction>-<device>`: a directory only Networking
+/// writes, so its prune never meets another subsystem's links, such as the
+/// LoadBalancer's socket-LB and XDP links under `<bpf root>/links`). A link pinned by
+/// an earlier agent is adopted and its program swapped in one step, so forwarding
+/// never stops; prune detaches links of devices no longer configured.
 public struct DeviceLinkOperations: Operations {
     public typealias Object = DeviceAttachment
     let fromNetdev: BPFProgram
@@ -40,8 +42,22 @@ public struct DeviceLinkOperations: Operations {
         fromContainer = try await entry.program("cil_from_container")
         toContainer = try await entry.program("cil_to_container")
         fromOverlay = try await entry.program("cil_from_overlay")
-        self.linkDirectory = bpfRoot + "/links"
+        self.linkDirectory = Self.linkDirectory(bpfRoot)
         try BPFFS.makeDirectories(linkDirectory)
+        Self.adoptLegacyPins(bpfRoot: bpfRoot, into: linkDirectory)
+    }
+
+    static func linkDirectory(_ bpfRoot: String) -> String { bpfRoot + "/networking/links" }
+
+    /// Agents before this layout pinned device links straight under `<bpf root>/links`, beside the
+    /// LoadBalancer's. Those pins (`ingress-…`, `egress-…`) move into Networking's own directory
+    /// (a rename within bpffs: the links stay attached), so an upgraded agent adopts them.
+    static func adoptLegacyPins(bpfRoot: String, into directory: String) {
+        let legacy = bpfRoot + "/links"
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: legacy)) ?? []
+        where name.hasPrefix(TCDirection.ingress.rawValue + "-") || name.hasPrefix(TCDirection.egress.rawValue + "-") {
+            rename(legacy + "/" + name, directory + "/" + name)
+        }
     }
 
     func pinPath(_ a: DeviceAttachment) -> String { "\(linkDirectory)/\(a.key)" }

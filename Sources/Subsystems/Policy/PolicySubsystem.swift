@@ -113,10 +113,13 @@ public actor PolicySubsystem: StageSubsystem {
         await stage.uninstall()
     }
 
+    /// Agent shutdown, or a reload: the handles go, the stage and the maps stay and keep enforcing
+    /// until the next start (here or in the next agent) converges them.
     public func shutdown() async {
         for w in watchers { w.cancel() }
         watchers = []
         await directory?.stop()
+        directory = nil
         await entryReconciler?.stop()
         await flagReconciler?.stop()
         await stage.release()
