@@ -274,6 +274,36 @@ import TestSupport
         #expect(try c.who(from: "client", "10.96.0.10", 80) == nil)
     }
 
+    /// A reload that keeps the LoadBalancer enabled (its section changed) keeps services translated:
+    /// a pod connecting to a ClusterIP in a loop through 20 reloads of loadBalancer.algorithm gets an
+    /// answer every time (before, each reload emptied the stage's slot until the new start filled it).
+    @Test func reloadsKeepServicesTranslated() throws {
+        let c = try Cluster()
+        try c.apply(Self.service())
+        try c.waitForBothBackends()
+        let client = try c.namespace("client")
+        let counts = PolicyEndToEndTests.ReloadCounts()
+        let loop = Thread {
+            while !counts.stopped {
+                let answered = ((try? Connection(from: client, to: "10.96.0.10", port: 80)) ?? nil)?.greeting != nil
+                counts.record(connected: answered)
+            }
+        }
+        loop.start()
+        for i in 0..<20 {
+            let (code, out) = try c.cilium("node1", ["config", "set", "loadBalancer.algorithm=\(i % 2 == 0 ? "maglev" : "random")"])
+            #expect(code == 0, "\(out)")
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        counts.stop()
+        Thread.sleep(forTimeInterval: 2.5)   // the last attempt's timeout
+        print("LB reloads: \(counts.connected) of \(counts.attempts) connections to the ClusterIP answered through 20 reloads")
+        #expect(counts.attempts > 20)
+        #expect(counts.connected == counts.attempts)
+        let (_, status) = try c.cilium("node1", ["status", "--verbose"])
+        #expect(status.contains("Backend Selection: Random"), "\(status)")
+    }
+
     @Test func nodePortAndLoadBalancerIPFromOutside() throws {
         let c = try Cluster()
         try c.apply(Self.service(type: "LoadBalancer", ports: "  - {name: http, port: 80, targetPort: 8080, nodePort: 30080, protocol: TCP}",
