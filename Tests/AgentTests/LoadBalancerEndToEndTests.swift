@@ -282,24 +282,15 @@ import TestSupport
         try c.apply(Self.service())
         try c.waitForBothBackends()
         let client = try c.namespace("client")
-        let counts = PolicyEndToEndTests.ReloadCounts()
-        let loop = Thread {
-            while !counts.stopped {
-                let answered = ((try? Connection(from: client, to: "10.96.0.10", port: 80)) ?? nil)?.greeting != nil
-                counts.record(connected: answered)
-            }
-        }
-        loop.start()
-        for i in 0..<20 {
+        let seen = try attemptsDuringReloads(reload: { i in
             let (code, out) = try c.cilium("node1", ["config", "set", "loadBalancer.algorithm=\(i % 2 == 0 ? "maglev" : "random")"])
             #expect(code == 0, "\(out)")
-            Thread.sleep(forTimeInterval: 0.1)
-        }
-        counts.stop()
-        Thread.sleep(forTimeInterval: 2.5)   // the last attempt's timeout
-        print("LB reloads: \(counts.connected) of \(counts.attempts) connections to the ClusterIP answered through 20 reloads")
-        #expect(counts.attempts > 20)
-        #expect(counts.connected == counts.attempts)
+        }, attempt: {
+            ((try? Connection(from: client, to: "10.96.0.10", port: 80)) ?? nil)?.greeting != nil
+        })
+        print("LB reloads: \(seen.succeeded) of \(seen.attempts) connections to the ClusterIP answered through 20 reloads")
+        #expect(seen.attempts > 20)
+        #expect(seen.succeeded == seen.attempts)
         let (_, status) = try c.cilium("node1", ["status", "--verbose"])
         #expect(status.contains("Backend Selection: Random"), "\(status)")
     }

@@ -1,7 +1,6 @@
 import API
 import Datapath
 import Foundation
-import Glibc
 import Testing
 import TestSupport
 
@@ -137,65 +136,23 @@ import TestSupport
                 - ports: [{port: "8080", protocol: TCP}]
             """)
         try c.waitFor("the policy denies other") { try !c.tcp("other", "echo") }
-        // echo accepts (and closes) whatever reaches it on 8080.
-        let addr = inetAddress(c.address("echo"), port: 8080)
-        let listener = try c.namespace("echo").run { () -> Int32 in
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var one: Int32 = 1
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-            var a = addr
-            _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            listen(fd, 64)
-            return fd
-        }
-        let counts = ReloadCounts()
-        let acceptor = Thread {
-            while !counts.stopped {
-                var p = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-                if poll(&p, 1, 100) == 1 { let fd = accept(listener, nil, nil); if fd >= 0 { close(fd) } }
-            }
-        }
-        acceptor.start()
-        let other = try c.namespace("other")
-        let intruder = Thread {
-            try? other.run {
-                while !counts.stopped {
-                    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                    // 20 ms: a denied SYN fails fast, so a window of a few tens of ms is caught.
-                    var tv = timeval(tv_sec: 0, tv_usec: 20_000)
-                    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-                    var a = addr
-                    let r = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-                    close(fd)
-                    counts.record(connected: r == 0)
-                }
-            }
-        }
-        intruder.start()
-        for i in 0..<20 {
+        // echo accepts (and closes) whatever reaches it on 8080; other tries to connect, 20 ms each
+        // (a denied SYN fails fast, so a window of a few tens of ms is caught).
+        let acceptor = try ClosingAcceptor(in: c.namespace("echo"), address: c.address("echo"), port: 8080)
+        let other = try c.namespace("other"), echo = c.address("echo")
+        let seen = try attemptsDuringReloads(reload: { i in
             let (code, out) = try c.cilium("node1", ["config", "set", "policyEnforcementMode=\(i % 2 == 0 ? "always" : "default")"])
             #expect(code == 0, "\(out)")
-            Thread.sleep(forTimeInterval: 0.1)
-        }
-        counts.stop()
-        Thread.sleep(forTimeInterval: 0.3)
-        close(listener)
-        print("reload window: \(counts.connected) of \(counts.attempts) connections from a denied pod got through 20 reloads")
-        #expect(counts.attempts > 50)
-        #expect(counts.connected == 0)
+        }, attempt: {
+            (try? other.run { tcpConnects(to: echo, port: 8080, timeout: .milliseconds(20)) }) ?? false
+        })
+        acceptor.stop()
+        print("reload window: \(seen.succeeded) of \(seen.attempts) connections from a denied pod got through 20 reloads")
+        #expect(seen.attempts > 50)
+        #expect(seen.succeeded == 0)
         let status = try c.cilium("node1", ["status"]).1
         #expect(status.contains("Enforcement: default"), "\(status)")
         #expect(try c.tcp("client", "echo"))
-    }
-
-    final class ReloadCounts: @unchecked Sendable {
-        private let lock = NSLock()
-        private var done = false, tried = 0, through = 0
-        var stopped: Bool { lock.withLock { done } }
-        var attempts: Int { lock.withLock { tried } }
-        var connected: Int { lock.withLock { through } }
-        func stop() { lock.withLock { done = true } }
-        func record(connected: Bool) { lock.withLock { tried += 1; if connected { through += 1 } } }
     }
 
     @Test func ingressOnlyFromOtherClient() throws {
