@@ -336,8 +336,14 @@ public final class FrameCapture: @unchecked Sendable {
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             while lock.withLock({ running }) {
                 guard poll(&pfd, 1, 100) == 1 else { continue }
-                let n = recv(fd, &buf, buf.count, 0)
+                let n = recv(fd, &buf, buf.count, Int32(MSG_DONTWAIT))
                 guard n > 0 else { continue }
+                let frame = Array(buf[0..<min(n, 128)])
+                lock.withLock { frames.append(frame) }
+            }
+            // A frame the kernel queued before finish() (a reply the caller has
+            // already received went through this tap first) is still read.
+            while case let n = recv(fd, &buf, buf.count, Int32(MSG_DONTWAIT)), n > 0 {
                 let frame = Array(buf[0..<min(n, 128)])
                 lock.withLock { frames.append(frame) }
             }
