@@ -40,11 +40,14 @@ let package = Package(
         .target(name: "KVStore", swiftSettings: swift6),
         // The Kubernetes-manifest readers' shared YAML diagnostics (Policy, LoadBalancer).
         .target(name: "ManifestYAML", dependencies: ["Yams"], swiftSettings: swift6),
+        // The Kubernetes manifest readers (policies; Services and EndpointSlices) and their models:
+        // what `cilium policy validate` and the subsystems share, without the datapath.
+        .target(name: "Manifests", dependencies: ["ManifestYAML", "Yams"], swiftSettings: swift6),
         .target(name: "API", dependencies: ["Config", "Datapath", "Reconciler"], swiftSettings: swift6),
     ]
     + subsystems.map { name in
         .target(name: name, dependencies: ["Reconciler", "Datapath", "Config", "API", "KVStore"]
-                    + (["Policy", "LoadBalancer"].contains(name) ? ["Yams", "ManifestYAML"] : []),
+                    + (["Policy", "LoadBalancer"].contains(name) ? ["Yams", "ManifestYAML", "Manifests"] : []),
                 path: "Sources/Subsystems/\(name)", swiftSettings: swift6)
     }
     + [
@@ -54,7 +57,7 @@ let package = Package(
         .executableTarget(name: "cilium-agent", dependencies: [
             "Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swift6),
         .executableTarget(name: "cilium", dependencies: [
-            "API", "Config", "Policy", "LoadBalancer", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swift6),
+            "API", "Config", "Manifests", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swift6),
         .executableTarget(name: "cilium-sandbox", dependencies: [
             "Agent", "Datapath", "API", "Config", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swift6),
@@ -63,7 +66,7 @@ let package = Package(
         .executableTarget(name: "cilium-bench", dependencies: ["Agent", "Datapath", "Reconciler", "CBPF", "Policy", "LoadBalancer", "Hubble"],
                           swiftSettings: swift6),
 
-        .target(name: "TestSupport", dependencies: ["Datapath", "ManifestYAML"], path: "Tests/TestSupport", swiftSettings: swift6),
+        .target(name: "TestSupport", dependencies: ["Datapath", "ManifestYAML", "Config"], path: "Tests/TestSupport", swiftSettings: swift6),
         .testTarget(name: "ReconcilerTests", dependencies: ["Reconciler"], swiftSettings: swift6),
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "CBPF", "Reconciler", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "CNITests", dependencies: ["API", "Datapath", "TestSupport"], swiftSettings: swift6),
@@ -71,7 +74,7 @@ let package = Package(
         .testTarget(name: "LoadBalancerTests", dependencies: ["LoadBalancer", "API", "Datapath", "CBPF", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "API", "Datapath", "CBPF", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "HubbleTests", dependencies: ["Hubble", "API", "CBPF"], swiftSettings: swift6),
-        .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swift6),
+        .testTarget(name: "ConfigTests", dependencies: ["Config", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "Config", "Datapath", "CBPF", "Networking", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),
     ]
 )

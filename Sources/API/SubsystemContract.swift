@@ -2,9 +2,11 @@ import Datapath
 import Config
 import Reconciler
 
-/// What a subsystem gets from the agent when it starts.
-public struct SubsystemContext: Sendable {
-    public var config: AgentConfig
+/// What a subsystem gets from the agent when it starts: its own config
+/// section (never the whole configuration) and where the node keeps things.
+public struct SubsystemContext<Section: Sendable>: Sendable {
+    /// The settings this subsystem reads (`AgentSubsystem.section(of:)`).
+    public var section: Section
     public var nodeName: String
     /// Where this agent pins its BPF objects (`bpf.root`).
     public var bpfRoot: String
@@ -12,8 +14,23 @@ public struct SubsystemContext: Sendable {
     /// Tables the subsystems share (the same instance for the agent's lifetime).
     public var shared: SharedState
 
-    public init(config: AgentConfig, nodeName: String, bpfRoot: String, stateDir: String, shared: SharedState) {
-        self.config = config
+    public init(section: Section, nodeName: String, bpfRoot: String, stateDir: String, shared: SharedState) {
+        self.section = section
+        self.nodeName = nodeName
+        self.bpfRoot = bpfRoot
+        self.stateDir = stateDir
+        self.shared = shared
+    }
+}
+
+/// Where the agent lives; the same for every subsystem.
+public struct AgentPlace: Sendable {
+    public var nodeName: String
+    public var bpfRoot: String
+    public var stateDir: String
+    public var shared: SharedState
+
+    public init(nodeName: String, bpfRoot: String, stateDir: String, shared: SharedState) {
         self.nodeName = nodeName
         self.bpfRoot = bpfRoot
         self.stateDir = stateDir
@@ -22,13 +39,17 @@ public struct SubsystemContext: Sendable {
 }
 
 /// The contract between the agent and each subsystem, on top of the generic
-/// `Subsystem` lifecycle: which config keys it reads (a change restarts it),
-/// how it is configured, and what `cilium status` shows for it.
+/// `Subsystem` lifecycle: the config section it reads (a change to it restarts
+/// the subsystem), how it is configured, and what `cilium status` shows for it.
 public protocol AgentSubsystem: Subsystem {
-    /// Dotted config keys (or prefixes ending in ".") this subsystem reads.
-    nonisolated var configKeys: [String] { get }
-    /// Called before every start with the configuration in force.
-    func configure(_ context: SubsystemContext) async
+    /// Every setting this subsystem reads, as one value. It is all the
+    /// configuration the subsystem sees, so the host restarts it exactly when
+    /// this value changes (hive's `cell.Config`).
+    associatedtype Section: Equatable & Sendable
+    /// Extracts the section from the validated configuration (pure).
+    static func section(of config: AgentConfig) -> Section
+    /// Called before every start with the section in force.
+    func configure(_ context: SubsystemContext<Section>) async
     /// The subsystem's line(s) in `cilium status`.
     func status() async -> SubsystemStatus
     /// Reconcilers this subsystem runs, for the Controller/Modules lines.
@@ -49,6 +70,17 @@ extension AgentSubsystem {
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
         .error(status: 404, message: "no API endpoint \(request.method) \(request.path)")
     }
+
+    /// Hands this subsystem its section of `config`.
+    public func configure(from config: AgentConfig, at place: AgentPlace) async {
+        await configure(SubsystemContext(section: Self.section(of: config), nodeName: place.nodeName,
+                                         bpfRoot: place.bpfRoot, stateDir: place.stateDir, shared: place.shared))
+    }
+
+    /// Whether the settings this subsystem reads differ between the two configurations.
+    public nonisolated func sectionChanged(from old: AgentConfig, to new: AgentConfig) -> Bool {
+        Self.section(of: old) != Self.section(of: new)
+    }
 }
 
 extension Reconciler {
@@ -65,7 +97,7 @@ extension Reconciler {
 /// disabling empties it, agent shutdown leaves it in place for the next agent.
 public protocol StageSubsystem: AgentSubsystem {
     nonisolated var stage: PipelineStage { get }
-    var context: SubsystemContext? { get }
+    var context: SubsystemContext<Section>? { get }
 }
 
 extension StageSubsystem {

@@ -49,9 +49,8 @@ public actor AgentDaemon {
         self.host = try SubsystemHost(list)
     }
 
-    private var context: SubsystemContext {
-        SubsystemContext(config: config, nodeName: nodeName, bpfRoot: config.bpf.root, stateDir: config.agent.stateDir,
-                         shared: shared)
+    private var place: AgentPlace {
+        AgentPlace(nodeName: nodeName, bpfRoot: config.bpf.root, stateDir: config.agent.stateDir, shared: shared)
     }
 
     /// Runs until SIGTERM/SIGINT. Returns the process exit code.
@@ -97,7 +96,7 @@ public actor AgentDaemon {
 
     private func startDatapath() async throws {
         try FileManager.default.createDirectory(atPath: config.agent.stateDir, withIntermediateDirectories: true)
-        for s in subsystems.values { await s.configure(context) }
+        for s in subsystems.values { await s.configure(from: config, at: place) }
         await host.apply(enabled: config.enabledSubsystems)
         if case .failed(let why) = await host.state(of: "networking") {
             throw AgentError("datapath: \(why)")
@@ -174,21 +173,19 @@ public actor AgentDaemon {
         } catch {
             return refuse("reload refused, keeping the running configuration: \(error)")
         }
-        let changed = Self.changedKeys(config, new)
-        if let fixed = changed.first(where: { restartOnlyKeys.contains($0) }) {
-            return refuse("reload refused: \(fixed) cannot change while the agent runs; restart the agent to change it")
+        let plan = ReloadPlan(from: config, to: new, subsystems: host.order.map { subsystems[$0]! })
+        let changed = plan.changed
+        if let why = plan.refusal {
+            return refuse("reload refused: \(why)")
         }
         config = new
-        for s in subsystems.values { await s.configure(context) }
+        for s in subsystems.values { await s.configure(from: new, at: place) }
         let wasRunning = Set(await runningSubsystems())
         await host.apply(enabled: new.enabledSubsystems)
-        // Subsystems that stayed on but whose section changed restart alone.
-        for name in host.order where wasRunning.contains(name) && new.enabledSubsystems.contains(name) {
-            let keys = subsystems[name]!.configKeys
-            if changed.contains(where: { c in keys.contains { $0.hasSuffix(".") ? c.hasPrefix($0) : c == $0 } }) {
-                // The subsystem stays enabled: its datapath stays in place while the new section is applied.
-                await host.restart(name, release: Self.release)
-            }
+        // Subsystems that stayed on but whose section changed restart alone; their
+        // datapath stays in place while the new section is applied.
+        for name in plan.restart where wasRunning.contains(name) {
+            await host.restart(name, release: Self.release)
         }
         if changed.contains(where: { $0.hasPrefix("prometheus.") }) {
             await metricsServer?.stop()
@@ -210,11 +207,6 @@ public actor AgentDaemon {
         lastReloadError = message
         Log.error(message)
         return .failure(AgentError(message))
-    }
-
-    static func changedKeys(_ a: AgentConfig, _ b: AgentConfig) -> [String] {
-        let old = Dictionary(a.flattened().map { ($0.key, $0.value) }, uniquingKeysWith: { x, _ in x })
-        return b.flattened().filter { old[$0.key] != $0.value }.map(\.key)
     }
 
     private func runningSubsystems() async -> [String] {

@@ -100,6 +100,17 @@ extension AgentConfig {
         try value(forKey: key).description
     }
 
+    /// This configuration with one setting replaced, unvalidated: for comparing
+    /// configurations (what would a change touch?), never for loading one.
+    public func replacing(_ key: String, with value: ConfigValue) throws(ConfigError) -> AgentConfig {
+        guard let field = AgentConfig.fields[key] else {
+            throw ConfigError(origin: .none, problem: schema.notASettingProblem(key))
+        }
+        var copy = self
+        field.set(&copy, value)
+        return copy
+    }
+
     /// Every setting in schema order, defaults included.
     public func flattened() -> [ConfigSetting] {
         schema.keys.compactMap { key in

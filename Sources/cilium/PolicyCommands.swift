@@ -1,7 +1,7 @@
 import API
 import ArgumentParser
 import Foundation
-import Policy
+import Manifests
 
 /// `cilium policy ...`: CiliumNetworkPolicy in and out of the agent.
 struct PolicyCommand: ParsableCommand {

@@ -167,6 +167,36 @@ func slotID(_ agent: AgentUnderTest, _ stage: cilium_stage) throws -> UInt32? {
         #expect(!FileManager.default.fileExists(atPath: agent.socket))
     }
 
+    /// Issue 14, defect 3: `agent.resourceDirectory` was in no subsystem's hand-kept key list, so a live
+    /// change was written and reported as applied while nothing followed it. Now Policy's (and the
+    /// load balancer's and Networking's) section holds it, and the change restarts them on it.
+    @Test func resourceDirectorySetLiveIsFollowed() throws {
+        let agent = try AgentUnderTest("resdir")
+        try agent.start()
+        let dir = try TempDir("resdir")
+        try """
+            apiVersion: cilium.io/v2
+            kind: CiliumNetworkPolicy
+            metadata: {name: from-the-directory}
+            spec:
+              endpointSelector: {matchLabels: {app: web}}
+              ingress: [{fromEndpoints: [{matchLabels: {app: client}}]}]
+            """.write(toFile: dir.path + "/web.yaml", atomically: true, encoding: .utf8)
+        let set = try agent.cilium(["config", "set", "agent.resourceDirectory=\(dir.path)"])
+        #expect(set.status == 0, "\(set.output)")
+        var listed = ""
+        for _ in 0..<50 {
+            listed = try agent.cilium(["policy", "get"]).output
+            if listed.contains("from-the-directory") { break }
+            usleep(100_000)
+        }
+        #expect(listed.contains("from-the-directory"), "\(listed)")
+        let status = try agent.cilium(["status", "--verbose"]).output
+        #expect(status.contains("resource directory: \(dir.path)"), "\(status)")
+        #expect(try agent.status().state == .ok)
+        agent.stop()
+    }
+
     @Test func killedAgentIsReplacedAndAdoptsItsPins() throws {
         let agent = try AgentUnderTest("adopt")
         try agent.start()

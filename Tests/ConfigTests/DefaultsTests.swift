@@ -1,6 +1,7 @@
 import Config
 import Foundation
 import Testing
+import TestSupport
 
 @Suite("Defaults and schema")
 struct DefaultsTests {

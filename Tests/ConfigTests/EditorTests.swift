@@ -1,6 +1,7 @@
 import Config
 import Foundation
 import Testing
+import TestSupport
 
 @Suite("cilium config set / get / view")
 struct EditorTests {

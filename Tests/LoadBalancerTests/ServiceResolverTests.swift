@@ -1,3 +1,4 @@
+import Manifests
 import CBPF
 import Datapath
 import Testing

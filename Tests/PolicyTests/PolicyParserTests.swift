@@ -1,3 +1,4 @@
+import Manifests
 import Testing
 import TestSupport
 @testable import Policy

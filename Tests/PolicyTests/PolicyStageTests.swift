@@ -1,3 +1,4 @@
+import Manifests
 import CBPF
 import Datapath
 import Testing
@@ -133,6 +134,36 @@ import TestSupport
         try dp.add(Self.echo.ep, Self.ingress, identity: Self.client.identity, proto: 6, prefix: 92, port: 8000, deny: true, rule: 3)
         #expect(try dp.send(Self.client.ip, Self.echo.ip, dport: 8015) == Self.shot)
         #expect(try dp.send(Self.client.ip, Self.echo.ip, dport: 8016) == Self.ok)
+    }
+
+    /// A policy drop goes through the datapath's one drop helper: the direction that decided it
+    /// (here the sender's egress) and the rule in the event, and the drop counted by reason and
+    /// that direction, packets and bytes.
+    @Test func anEgressDenyReportsItsRuleAndCountsInItsDirection() async throws {
+        let root = try PinRoot("pol-egress-deny")
+        let dp = try await Datapath(root.path)
+        try dp.set(Self.client.ep, flags: CILIUM_POLICY_F_EGRESS_ENTRIES)
+        try dp.add(Self.client.ep, Self.egress, identity: Self.echo.identity, proto: 6, prefix: CILIUM_POLICY_PREFIX_FULL, port: 80,
+                   deny: true, rule: 9)
+        let pkt = Packets.tcp(src: Self.client.ip, dst: Self.echo.ip, sport: 40000, dport: 80)
+        #expect(try dp.fromContainer.testRun(packet: pkt).returnValue == Self.shot)
+        let drop = try #require(await dp.nextEvent())
+        #expect(drop.type == UInt8(CILIUM_EVENT_DROP.rawValue))
+        #expect(drop.reason == UInt8(CILIUM_DROP_POLICY_DENY.rawValue))
+        #expect(drop.stage == UInt8(CILIUM_STAGE_POLICY.rawValue))
+        #expect(drop.direction == Self.egress)
+        #expect(drop.rule_id == 9)
+        #expect(drop.length == UInt32(pkt.count))
+        #expect(drop.src_identity == Self.client.identity && drop.dst_identity == Self.echo.identity)
+        let metrics: BPFMap<UInt32, metrics_value> = try await dp.entry.map("cilium_metrics")
+        let reason = UInt8(CILIUM_DROP_POLICY_DENY.rawValue)
+        let egress = metrics.lookupPerCPU(ciliumMetricsIndex(reason: reason, direction: Self.egress))!
+        #expect(egress.reduce(0) { $0 + $1.packets } == 1)
+        #expect(egress.reduce(0) { $0 + $1.bytes } == UInt64(pkt.count))
+        #expect(metrics.lookupPerCPU(ciliumMetricsIndex(reason: reason, direction: Self.ingress))!.reduce(0) { $0 + $1.packets } == 0)
+        // The deny entry counted the packet it decided.
+        #expect(dp.counters(Self.client.ep, Self.egress, identity: Self.echo.identity, proto: 6,
+                            prefix: CILIUM_POLICY_PREFIX_FULL, port: 80) == 1)
     }
 
     @Test func repliesOfAllowedConnectionsPass() async throws {

@@ -8,13 +8,24 @@ import Reconciler
 public actor ClusterMeshSubsystem: AgentSubsystem {
     public nonisolated let name = "clustermesh"
     public nonisolated let dependencies = ["networking"]
-    public nonisolated let configKeys = ["clustermesh.", "cluster."]
-    private var context: SubsystemContext?
+    private var context: SubsystemContext<Section>?
     private var running = false
 
     public init() {}
 
-    public func configure(_ context: SubsystemContext) { self.context = context }
+    /// The settings cluster mesh reads (`clustermesh.enabled` switches it; the host reads that).
+    public struct Section: Equatable, Sendable {
+        public var clusters: [String]
+        /// This cluster's name and id, which remote clusters must not share.
+        public var clusterName: String
+        public var clusterID: Int
+    }
+
+    public static func section(of c: AgentConfig) -> Section {
+        Section(clusters: c.clustermesh.config.clusters, clusterName: c.cluster.name, clusterID: c.cluster.id)
+    }
+
+    public func configure(_ context: SubsystemContext<Section>) { self.context = context }
 
     public func start() async throws {
         guard context != nil else { throw SubsystemError("clustermesh: not configured") }
@@ -25,14 +36,14 @@ public actor ClusterMeshSubsystem: AgentSubsystem {
 
     public func health() async -> Health {
         guard running else { return .stopped }
-        let clusters = context?.config.clustermesh.config.clusters ?? []
+        let clusters = context?.section.clusters ?? []
         if clusters.isEmpty { return .ok }
         return Health(.degraded, "connecting to remote clusters is not implemented yet (\(clusters.count) configured)")
     }
 
     public func status() async -> SubsystemStatus {
         let h = await health()
-        let clusters = context?.config.clustermesh.config.clusters ?? []
+        let clusters = context?.section.clusters ?? []
         return SubsystemStatus(enabled: true, state: h.state, message: h.message,
                                summary: "0/\(clusters.count) remote clusters ready, 0 global-services",
                                details: clusters.map { "\($0): not connected" })

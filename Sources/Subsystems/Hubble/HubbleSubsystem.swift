@@ -13,9 +13,8 @@ import Reconciler
 public actor HubbleSubsystem: AgentSubsystem {
     public nonisolated let name = "hubble"
     public nonisolated let dependencies = ["networking"]
-    public nonisolated let configKeys = ["hubble."]
     public nonisolated let apiPrefixes = ["/v1/flows", "/v1/hubble"]
-    private var context: SubsystemContext?
+    private var context: SubsystemContext<Section>?
     private var reader: RingBufferReader?
     private var consumer: Task<Void, Never>?
     private var watchers: [Task<Void, Never>] = []
@@ -32,20 +31,34 @@ public actor HubbleSubsystem: AgentSubsystem {
 
     public init() {}
 
-    public func configure(_ context: SubsystemContext) { self.context = context }
+    /// The settings Hubble reads (`hubble.enabled` switches it; the host reads that).
+    public struct Section: Equatable, Sendable {
+        public var eventBufferCapacity: Int
+        public var metrics: AgentConfig.Hubble.Metrics
+        public var ui: AgentConfig.Hubble.UI
+        /// Flows name the overlay only in tunnel mode.
+        public var routingMode: RoutingMode
+    }
+
+    public static func section(of c: AgentConfig) -> Section {
+        Section(eventBufferCapacity: c.hubble.eventBufferCapacity, metrics: c.hubble.metrics, ui: c.hubble.ui,
+                routingMode: c.routingMode)
+    }
+
+    public func configure(_ context: SubsystemContext<Section>) { self.context = context }
 
     public func start() async throws {
         guard let context else { throw SubsystemError("hubble: not configured") }
-        ring = FlowRing(capacity: context.config.hubble.eventBufferCapacity)
+        ring = FlowRing(capacity: context.section.eventBufferCapacity)
         decoder = FlowDecoder()
         decoder.names.nodeName = context.nodeName
-        decoder.names.tunnel = context.config.routingMode == .tunnel
+        decoder.names.tunnel = context.section.routingMode == .tunnel
         undecoded = 0
         startedAt = .now
         let shared = context.shared
         watchers = [watch(await shared.identities.changes()), watch(await shared.endpoints.changes()),
                     watch(await shared.ipcache.changes()), watch(await shared.policyRules.changes())]
-        let wanted = context.config.hubble.metrics.enabled
+        let wanted = context.section.metrics.enabled
         let unknown = HubbleMetrics.unknown(wanted)
         guard unknown.isEmpty else {
             throw SubsystemError("hubble.metrics.enabled: unknown metric \(unknown.joined(separator: ", ")); "
@@ -53,19 +66,19 @@ public actor HubbleSubsystem: AgentSubsystem {
         }
         metrics = HubbleMetrics(wanted)
         if !wanted.isEmpty {
-            let server = UnixHTTPServer(tcpPort: UInt16(context.config.hubble.metrics.port)) { [weak self] request in
+            let server = UnixHTTPServer(tcpPort: UInt16(context.section.metrics.port)) { [weak self] request in
                 guard request.path == "/metrics" else { return .error(status: 404, message: "metrics are at /metrics") }
                 return await self?.renderMetrics() ?? .error(status: 503, message: "hubble is stopping")
             }
             do {
                 try server.start()
             } catch {
-                throw SubsystemError("hubble.metrics.port \(context.config.hubble.metrics.port): \(error)")
+                throw SubsystemError("hubble.metrics.port \(context.section.metrics.port): \(error)")
             }
             metricsServer = server
         }
-        if context.config.hubble.ui.enabled {
-            let server = UnixHTTPServer(tcpPort: UInt16(context.config.hubble.ui.port)) { [weak self] request in
+        if context.section.ui.enabled {
+            let server = UnixHTTPServer(tcpPort: UInt16(context.section.ui.port)) { [weak self] request in
                 guard let self else { return .error(status: 503, message: "hubble is stopping") }
                 return await self.serveUI(request)
             }
@@ -74,7 +87,7 @@ public actor HubbleSubsystem: AgentSubsystem {
             } catch {
                 await metricsServer?.stop()
                 metricsServer = nil
-                throw SubsystemError("hubble.ui.port \(context.config.hubble.ui.port): \(error)")
+                throw SubsystemError("hubble.ui.port \(context.section.ui.port): \(error)")
             }
             uiServer = server
         }
@@ -185,9 +198,9 @@ public actor HubbleSubsystem: AgentSubsystem {
                                details: ["flows seen: \(s.seenFlows), events lost or not decoded: \(s.lostEvents)",
                                          "reports new connections (trace / policy verdict), audited packets and every drop",
                                          uiServer == nil ? "service map page: disabled (hubble.ui.enabled)"
-                                             : "service map page: http://<node address>:\(context?.config.hubble.ui.port ?? 0)/",
+                                             : "service map page: http://<node address>:\(context?.section.ui.port ?? 0)/",
                                          metricsServer == nil ? "metrics: disabled (hubble.metrics.enabled is empty)"
-                                             : "metrics on :\(context?.config.hubble.metrics.port ?? 0)/metrics: "
+                                             : "metrics on :\(context?.section.metrics.port ?? 0)/metrics: "
                                              + metrics.enabled.sorted().joined(separator: ", ")
                                              + (metrics.enabled.isDisjoint(with: ["dns", "http"]) ? "" : " (dns, http: no L7 flows yet)")])
     }

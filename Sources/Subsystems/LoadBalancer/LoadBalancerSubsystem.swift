@@ -1,3 +1,4 @@
+import Manifests
 import API
 import CBPF
 import Config
@@ -13,9 +14,8 @@ import Reconciler
 public actor LoadBalancerSubsystem: StageSubsystem {
     public nonisolated let name = "loadbalancer"
     public nonisolated let dependencies = ["networking"]
-    public nonisolated let configKeys = ["kubeProxyReplacement", "loadBalancer.", "maglev.", "socketLB.", "cgroup."]
     public nonisolated let apiPrefixes = ["/v1/service", "/v1/map/lb"]
-    public private(set) var context: SubsystemContext?
+    public private(set) var context: SubsystemContext<Section>?
     public nonisolated let stage = PipelineStage(object: "lb", program: "cil_stage_lb", slot: CILIUM_STAGE_LB)
 
     private var store = ServiceStore()
@@ -38,17 +38,36 @@ public actor LoadBalancerSubsystem: StageSubsystem {
 
     public init() {}
 
-    public func configure(_ context: SubsystemContext) { self.context = context }
+    /// The settings the load balancer reads.
+    public struct Section: Equatable, Sendable {
+        public var loadBalancer: AgentConfig.LoadBalancer
+        public var maglev: AgentConfig.Maglev
+        public var socketLB: AgentConfig.SocketLB
+        public var cgroup: AgentConfig.CGroup
+        /// The Maglev seed's default is derived from it.
+        public var clusterName: String
+        /// Where XDP acceleration attaches.
+        public var devices: [String]
+        /// Service and EndpointSlice files are read from here too ("" for none).
+        public var resourceDirectory: String
+    }
+
+    public static func section(of c: AgentConfig) -> Section {
+        Section(loadBalancer: c.loadBalancer, maglev: c.maglev, socketLB: c.socketLB, cgroup: c.cgroup,
+                clusterName: c.cluster.name, devices: c.devices, resourceDirectory: c.agent.resourceDirectory)
+    }
+
+    public func configure(_ context: SubsystemContext<Section>) { self.context = context }
 
     private var state: JSONState<ServiceStore.Persisted> { JSONState(path: (context?.stateDir ?? "/tmp") + "/services.json") }
 
     public func start() async throws {
         guard let context else { throw SubsystemError("loadbalancer: not configured") }
-        let c = context.config
+        let c = context.section
         let seed: [UInt8]
         do {
             // "" (the default): derived from the cluster name, so every node of a cluster builds the same tables.
-            seed = try MaglevTable.decodeSeed(c.maglev.hashSeed) ?? MaglevTable.seed(fromClusterName: c.cluster.name)
+            seed = try MaglevTable.decodeSeed(c.maglev.hashSeed) ?? MaglevTable.seed(fromClusterName: c.clusterName)
         } catch {
             throw SubsystemError("loadbalancer: \(error)")
         }
@@ -117,7 +136,7 @@ public actor LoadBalancerSubsystem: StageSubsystem {
         } else {
             XDPAcceleration.detachAll(bpfRoot: root)
         }
-        let dir = c.agent.resourceDirectory
+        let dir = c.resourceDirectory
         if !dir.isEmpty {
             // Service and EndpointSlice files in the resource directory: a file that does not parse, or a
             // conflicting frontend, changes nothing.
@@ -279,7 +298,7 @@ public actor LoadBalancerSubsystem: StageSubsystem {
     public func status() async -> SubsystemStatus {
         let h = await health()
         var details: [String] = []
-        if let c = context?.config {
+        if let c = context?.section {
             details.append(socketCgroup.map { "Socket LB: Enabled (cgroup \($0); frontends with affinity or Maglev per packet)" }
                            ?? "Socket LB: Disabled (translation happens per packet in the LB stage)")
             let mode = c.loadBalancer.mode

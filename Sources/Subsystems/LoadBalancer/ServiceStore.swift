@@ -1,3 +1,4 @@
+import Manifests
 import Foundation
 
 /// The Service and EndpointSlice manifests in force, by namespace/name, where

@@ -50,13 +50,13 @@ actor ClusterSync {
     private var tunnelRoutes = false
     private var routerAddress: IPv4Address?
 
-    init(config: AgentConfig, node: String, stateDir: String, shared: SharedState) throws {
+    init(config: NetworkingSubsystem.Section, node: String, stateDir: String, shared: SharedState) throws {
         if config.etcd.enabled {
             store = try EtcdKVStore(endpoints: config.etcd.endpoints, timeout: .seconds(3))
         } else {
             store = try EmbeddedKVStore(path: stateDir + "/kvstore.json")
         }
-        cluster = config.cluster.name
+        cluster = config.clusterName
         self.node = node
         self.ipcache = shared.ipcache
         self.identities = shared.identities
@@ -68,7 +68,7 @@ actor ClusterSync {
     /// Claims a pod CIDR for this node: the one it had (kept in its IPAM state)
     /// or the first free block of the pools. Two nodes never get the same one:
     /// the claim is a create-if-absent in the shared store.
-    func claimPodCIDR(saved: IPv4Prefix?, config: AgentConfig) async throws -> IPv4Prefix {
+    func claimPodCIDR(saved: IPv4Prefix?, config: NetworkingSubsystem.Section) async throws -> IPv4Prefix {
         let mask = UInt8(config.ipam.operator.clusterPoolIPv4MaskSize)
         var candidates: [IPv4Prefix] = saved.map { [$0] } ?? []
         for text in config.ipam.operator.clusterPoolIPv4PodCIDRList {

@@ -13,15 +13,13 @@ import Reconciler
 public actor NetworkingSubsystem: AgentSubsystem {
     public nonisolated let name = "networking"
     public nonisolated let dependencies: [String] = []
-    public nonisolated let configKeys = ["routingMode", "tunnelProtocol", "autoDirectNodeRoutes",
-                                         "ipv4NativeRoutingCIDR", "devices", "ipam.", "cluster.", "bpf.rewriteDeliveryMAC"]
     public nonisolated let apiPrefixes = ["/v1/ipam", "/v1/endpoint", "/v1/identity", "/v1/node", "/v1/map/"]
 
     /// Desired ipcache content (shared: Policy adds its CIDR prefixes).
     private var ipcache: StateTable<IPCacheEntry> { context!.shared.ipcache }
     /// Desired entry-program attachments on devices and endpoint veths.
     public let deviceAttachments = StateTable<DeviceAttachment>(name: "devices")
-    private var context: SubsystemContext?
+    private var context: SubsystemContext<Section>?
     private var entry: BPFObject?
     private var endpointManager: EndpointManager?
     private var cluster: ClusterSync?
@@ -31,7 +29,30 @@ public actor NetworkingSubsystem: AgentSubsystem {
 
     public init() {}
 
-    public func configure(_ context: SubsystemContext) {
+    /// The settings Networking reads.
+    public struct Section: Equatable, Sendable {
+        public var routingMode: RoutingMode
+        public var tunnelProtocol: TunnelProtocol
+        public var autoDirectNodeRoutes: Bool
+        /// Where native routing reaches without a tunnel ("" for none); shown, not yet used for masquerading.
+        public var ipv4NativeRoutingCIDR: String
+        public var devices: [String]
+        public var rewriteDeliveryMAC: Bool
+        public var ipam: AgentConfig.IPAM
+        public var etcd: AgentConfig.Etcd
+        /// Nodes, identities and pod CIDRs are shared under this cluster's name.
+        public var clusterName: String
+        /// Pods' labels are read from here ("" for none).
+        public var resourceDirectory: String
+    }
+
+    public static func section(of c: AgentConfig) -> Section {
+        Section(routingMode: c.routingMode, tunnelProtocol: c.tunnelProtocol, autoDirectNodeRoutes: c.autoDirectNodeRoutes,
+                ipv4NativeRoutingCIDR: c.ipv4NativeRoutingCIDR, devices: c.devices, rewriteDeliveryMAC: c.bpf.rewriteDeliveryMAC,
+                ipam: c.ipam, etcd: c.etcd, clusterName: c.cluster.name, resourceDirectory: c.agent.resourceDirectory)
+    }
+
+    public func configure(_ context: SubsystemContext<Section>) {
         self.context = context
     }
 
@@ -53,10 +74,10 @@ public actor NetworkingSubsystem: AgentSubsystem {
             operations: BPFMapOperations(map: ipcacheMap, key: { $0.mapKey }, value: { $0.mapValue })))
 
         // Cluster state first: the pod CIDR is claimed there.
-        let sync = try ClusterSync(config: context.config, node: context.nodeName, stateDir: context.stateDir, shared: context.shared)
+        let sync = try ClusterSync(config: context.section, node: context.nodeName, stateDir: context.stateDir, shared: context.shared)
         let podCIDR = try await sync.claimPodCIDR(saved: PodAddressAllocator.savedCIDR(stateFile: context.stateDir + "/ipam.json"),
-                                                 config: context.config)
-        let address = nodeAddress(context.config)
+                                                 config: context.section)
+        let address = nodeAddress(context.section)
         if let address {
             // This node's own address is the host; other nodes see it as remote-node.
             await ipcache.upsert(IPCacheEntry(prefix: IPv4Prefix(address, length: 32), identity: UInt32(CILIUM_ID_HOST.rawValue)))
@@ -65,7 +86,7 @@ public actor NetworkingSubsystem: AgentSubsystem {
         cluster = sync
         let manager = try EndpointManager(stateDir: context.stateDir, podCIDR: podCIDR,
                                           shared: context.shared, attachments: deviceAttachments, cluster: sync,
-                                          resourceDirectory: context.config.agent.resourceDirectory)
+                                          resourceDirectory: context.section.resourceDirectory)
         try await manager.setUpRouter()
         try await manager.restore()
         endpointManager = manager
@@ -74,11 +95,11 @@ public actor NetworkingSubsystem: AgentSubsystem {
             name: "endpoints", table: manager.endpoints,
             operations: BPFMapOperations(map: lxcMap, key: { $0.mapKey }, value: { $0.mapValue })))
 
-        let netdevs = context.config.devices.flatMap {
+        let netdevs = context.section.devices.flatMap {
             [DeviceAttachment(device: $0, direction: .ingress), DeviceAttachment(device: $0, direction: .egress)]
         }
-        let overlay = try await setUpOverlay(entry: entry, mode: context.config.routingMode,
-                                             flags: context.config.bpf.rewriteDeliveryMAC ? CILIUM_NODE_F_REWRITE_MAC.rawValue : 0,
+        let overlay = try await setUpOverlay(entry: entry, mode: context.section.routingMode,
+                                             flags: context.section.rewriteDeliveryMAC ? CILIUM_NODE_F_REWRITE_MAC.rawValue : 0,
                                              address: address)
         await deviceAttachments.replaceAll(netdevs + overlay + (await manager.attachmentsForEndpoints()))
         let d = Reconciler(name: "devices", table: deviceAttachments,
@@ -95,7 +116,7 @@ public actor NetworkingSubsystem: AgentSubsystem {
 
     /// The node's address: the first IPv4 address of its first device. Other
     /// nodes tunnel (or route) to it.
-    private func nodeAddress(_ config: AgentConfig) -> IPv4Address? {
+    private func nodeAddress(_ config: Section) -> IPv4Address? {
         guard let dev = config.devices.first, let nl = try? Netlink() else { return nil }
         return (try? nl.addresses(of: .name(dev)))?.first?.prefix.address
     }
@@ -163,13 +184,14 @@ public actor NetworkingSubsystem: AgentSubsystem {
 
     public func status() async -> SubsystemStatus {
         let h = await health()
-        let mode = context?.config.routingMode.rawValue ?? "tunnel"
-        let proto = context?.config.tunnelProtocol.rawValue ?? "vxlan"
+        let mode = context?.section.routingMode.rawValue ?? "tunnel"
+        let proto = context?.section.tunnelProtocol.rawValue ?? "vxlan"
         let network = mode == "tunnel" ? "Tunnel [\(proto)]" : "Native"
         let entries = await ipcache.count
-        let devices = context?.config.devices ?? []
+        let devices = context?.section.devices ?? []
         var details = ["ipcache entries: \(entries)", "bpf root: \(context?.bpfRoot ?? "-")",
                        "devices: \(devices.isEmpty ? "none" : devices.joined(separator: ", ")) (entry programs on TCX links)"]
+        if let cidr = context?.section.ipv4NativeRoutingCIDR, !cidr.isEmpty { details.append("IPv4 native routing CIDR: \(cidr)") }
         var state = h.state, message = h.message
         if let m = endpointManager {
             details.append("endpoints: \(await m.endpoints.count)")

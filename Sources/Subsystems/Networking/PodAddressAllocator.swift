@@ -46,7 +46,7 @@ actor PodAddressAllocator {
 
     /// The node's pod CIDR for a single node: the first block of the first pool.
     /// (Across nodes the block is claimed in the kvstore.)
-    static func defaultPodCIDR(_ config: AgentConfig) throws -> IPv4Prefix {
+    static func defaultPodCIDR(_ config: NetworkingSubsystem.Section) throws -> IPv4Prefix {
         let pools = config.ipam.operator.clusterPoolIPv4PodCIDRList
         guard let first = pools.first, let pool = IPv4Prefix(first) else {
             throw IPAMError("ipam.operator.clusterPoolIPv4PodCIDRList is empty or invalid: \(pools)")

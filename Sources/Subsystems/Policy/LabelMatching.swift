@@ -1,3 +1,4 @@
+import Manifests
 /// The labels of one identity, ready for selector matching. Every label is
 /// held under "source:key" and under "any:key", so a selector key without a
 /// source (or with "any:") matches a label of any source.

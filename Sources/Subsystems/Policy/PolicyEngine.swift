@@ -1,3 +1,4 @@
+import Manifests
 import API
 import CBPF
 import Datapath

@@ -1,3 +1,4 @@
+import Manifests
 /// Which rule of which policy an entry (and so a verdict) came from.
 public struct RuleOrigin: Codable, Sendable, Hashable {
     public var kind: PolicyKind

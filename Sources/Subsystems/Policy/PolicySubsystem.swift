@@ -1,3 +1,4 @@
+import Manifests
 import API
 import CBPF
 import Config
@@ -12,9 +13,8 @@ import Reconciler
 public actor PolicySubsystem: StageSubsystem {
     public nonisolated let name = "policy"
     public nonisolated let dependencies = ["networking"]
-    public nonisolated let configKeys = ["policyEnforcementMode", "policyAuditMode"]
     public nonisolated let apiPrefixes = ["/v1/policy"]
-    public private(set) var context: SubsystemContext?
+    public private(set) var context: SubsystemContext<Section>?
     public nonisolated let stage = PipelineStage(object: "policy", program: "cil_stage_policy", slot: CILIUM_STAGE_POLICY)
 
     private var engine: PolicyEngine?
@@ -26,16 +26,29 @@ public actor PolicySubsystem: StageSubsystem {
 
     public init() {}
 
-    public func configure(_ context: SubsystemContext) { self.context = context }
+    /// The settings Policy reads.
+    public struct Section: Equatable, Sendable {
+        public var enforcementMode: PolicyEnforcementMode
+        public var auditMode: Bool
+        /// Policy files are read from here too ("" for none).
+        public var resourceDirectory: String
+    }
+
+    public static func section(of c: AgentConfig) -> Section {
+        Section(enforcementMode: c.policyEnforcementMode, auditMode: c.policyAuditMode,
+                resourceDirectory: c.agent.resourceDirectory)
+    }
+
+    public func configure(_ context: SubsystemContext<Section>) { self.context = context }
 
     public func start() async throws {
         guard let context else { throw SubsystemError("policy: not configured") }
         try await stage.install(bpfRoot: context.bpfRoot)
-        let mode = PolicyResolver.Mode(rawValue: context.config.policyEnforcementMode.rawValue) ?? .default
+        let mode = PolicyResolver.Mode(rawValue: context.section.enforcementMode.rawValue) ?? .default
         let engine: PolicyEngine
         do {
             engine = try PolicyEngine(shared: context.shared, stateFile: context.stateDir + "/policies.json",
-                                      mode: mode, audit: context.config.policyAuditMode)
+                                      mode: mode, audit: context.section.auditMode)
         } catch {
             throw SubsystemError("policy: cannot read \(context.stateDir)/policies.json: \(error)")
         }
@@ -70,7 +83,7 @@ public actor PolicySubsystem: StageSubsystem {
                 try? nodeState.update(0, some ? CILIUM_POLICY_NODE_SOME.rawValue : CILIUM_POLICY_NODE_NONE.rawValue)
             }
         })
-        let dir = context.config.agent.resourceDirectory
+        let dir = context.section.resourceDirectory
         if !dir.isEmpty {
             // Policy files in the resource directory: a file that does not parse changes nothing.
             let d = ResourceDirectory(path: dir, wants: { $0.contains("CiliumNetworkPolicy") || $0.contains("CiliumClusterwideNetworkPolicy") }) { files in
@@ -141,8 +154,8 @@ public actor PolicySubsystem: StageSubsystem {
     }
 
     public func status() async -> SubsystemStatus {
-        let mode = context?.config.policyEnforcementMode.rawValue ?? "default"
-        let audit = context?.config.policyAuditMode == true ? ", audit mode" : ""
+        let mode = context?.section.enforcementMode.rawValue ?? "default"
+        let audit = context?.section.auditMode == true ? ", audit mode" : ""
         let h = await health()
         guard let s = await engine?.summary else {
             return SubsystemStatus(enabled: true, state: h.state, message: h.message, summary: "Enforcement: \(mode)\(audit)")
@@ -152,7 +165,7 @@ public actor PolicySubsystem: StageSubsystem {
             summary: "Enforcement: \(mode)\(audit)   Policies: \(s.policies) (\(s.rules) rule\(s.rules == 1 ? "" : "s"), revision \(s.revision))",
             details: ["endpoints with policy enforcement: ingress \(s.enforcedIngress)/\(s.endpoints), egress \(s.enforcedEgress)/\(s.endpoints)",
                       "policy map entries: \(s.entries)",
-                      "resource directory: \(context?.config.agent.resourceDirectory.isEmpty == false ? context!.config.agent.resourceDirectory : "none")"])
+                      "resource directory: \(context.map { $0.section.resourceDirectory.isEmpty ? "none" : $0.section.resourceDirectory } ?? "none")"])
     }
 
     // MARK: API
