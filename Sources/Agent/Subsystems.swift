@@ -1,25 +1,51 @@
 import Config
 import API
-import ClusterMesh
-import Encryption
-import HostFirewall
-import Hubble
-import LoadBalancer
+import Config
 import Networking
+#if canImport(ClusterMesh)
+import ClusterMesh
+#endif
+#if canImport(Encryption)
+import Encryption
+#endif
+#if canImport(HostFirewall)
+import HostFirewall
+#endif
+#if canImport(Hubble)
+import Hubble
+#endif
+#if canImport(LoadBalancer)
+import LoadBalancer
+#endif
+#if canImport(Policy)
 import Policy
+#endif
 
-/// Every subsystem the agent knows, in registration order. Deleting one here
-/// and in Package.swift leaves the rest building and running.
+/// Every subsystem the agent knows, in registration order. Networking is the
+/// base; each other one is here only when its module is in the package, so
+/// removing it from Package.swift leaves the rest building and running
+/// (`scripts/check-modularity.sh`).
 func allSubsystems() -> [any AgentSubsystem] {
-    [
-        NetworkingSubsystem(),
-        LoadBalancerSubsystem(),
-        PolicySubsystem(),
-        HostFirewallSubsystem(),
-        EncryptionSubsystem(),
-        ClusterMeshSubsystem(),
-        HubbleSubsystem(),
-    ]
+    var all: [any AgentSubsystem] = [NetworkingSubsystem()]
+    #if canImport(LoadBalancer)
+    all.append(LoadBalancerSubsystem())
+    #endif
+    #if canImport(Policy)
+    all.append(PolicySubsystem())
+    #endif
+    #if canImport(HostFirewall)
+    all.append(HostFirewallSubsystem())
+    #endif
+    #if canImport(Encryption)
+    all.append(EncryptionSubsystem())
+    #endif
+    #if canImport(ClusterMesh)
+    all.append(ClusterMeshSubsystem())
+    #endif
+    #if canImport(Hubble)
+    all.append(HubbleSubsystem())
+    #endif
+    return all
 }
 
 /// What a live change (`cilium config set`, SIGHUP) does to a setting that

@@ -5,37 +5,39 @@ import Foundation
 
 /// Turns the datapath's event records (struct cilium_event) into flows,
 /// naming endpoints, identities and policies from the shared tables.
-struct FlowDecoder: Sendable {
+package struct FlowDecoder: Sendable {
+    package init() {}
+
     /// What the decoder knows about the cluster (refreshed from the shared tables).
-    struct Names: Sendable {
-        var nodeName = ""
+    package struct Names: Sendable {
+        package var nodeName = ""
         /// routingMode tunnel: traffic for other nodes' pods goes into the overlay.
-        var tunnel = true
-        var identityLabels: [UInt32: [String]] = [:]
+        package var tunnel = true
+        package var identityLabels: [UInt32: [String]] = [:]
         /// Local endpoints by address (network order, as in the event).
-        var endpoints: [UInt32: Flow.Endpoint] = [:]
-        var rules: [UInt32: PolicyRuleRecord] = [:]
+        package var endpoints: [UInt32: Flow.Endpoint] = [:]
+        package var rules: [UInt32: PolicyRuleRecord] = [:]
         /// Addresses hosted by other nodes: their pods (namespace, name), for names and the observation point.
-        var remote: [UInt32: (namespace: String?, pod: String?)] = [:]
+        package var remote: [UInt32: (namespace: String?, pod: String?)] = [:]
     }
 
-    var names = Names()
+    package var names = Names()
     /// Wall-clock time minus the monotonic clock bpf_ktime_get_ns reads.
-    var clockOffsetNs: Int64 = FlowDecoder.currentClockOffset()
+    package var clockOffsetNs: Int64 = FlowDecoder.currentClockOffset()
 
-    static func currentClockOffset() -> Int64 {
+    package static func currentClockOffset() -> Int64 {
         var mono = timespec(), real = timespec()
         clock_gettime(CLOCK_MONOTONIC, &mono)
         clock_gettime(CLOCK_REALTIME, &real)
         return (Int64(real.tv_sec) - Int64(mono.tv_sec)) * 1_000_000_000 + Int64(real.tv_nsec) - Int64(mono.tv_nsec)
     }
 
-    static func address(_ networkOrder: UInt32) -> String {
+    package static func address(_ networkOrder: UInt32) -> String {
         let v = UInt32(bigEndian: networkOrder)
         return "\(v >> 24).\(v >> 16 & 0xff).\(v >> 8 & 0xff).\(v & 0xff)"
     }
 
-    static func rfc3339(nanoseconds: Int64) -> String {
+    package static func rfc3339(nanoseconds: Int64) -> String {
         let secs = nanoseconds / 1_000_000_000, frac = nanoseconds % 1_000_000_000
         var t = time_t(secs)
         var tmv = tm()
@@ -44,7 +46,7 @@ struct FlowDecoder: Sendable {
                       Int(tmv.tm_hour), Int(tmv.tm_min), Int(tmv.tm_sec), Int(frac))
     }
 
-    func endpoint(address: UInt32, identity: UInt32) -> Flow.Endpoint {
+    package func endpoint(address: UInt32, identity: UInt32) -> Flow.Endpoint {
         if let ep = names.endpoints[address] { return ep }
         let labels = names.identityLabels[identity] ?? []
         let remote = names.remote[address]
@@ -54,16 +56,16 @@ struct FlowDecoder: Sendable {
     }
 
     /// A local endpoint as flows show it.
-    static func endpoint(_ ep: EndpointRecord) -> Flow.Endpoint {
+    package static func endpoint(_ ep: EndpointRecord) -> Flow.Endpoint {
         Flow.Endpoint(ID: UInt32(ep.id), identity: ep.identity, namespace: ep.podNamespace, labels: ep.labels.sorted(), pod_name: ep.podName)
     }
 
-    func policy(_ ruleID: UInt32) -> [Flow.Policy]? {
+    package func policy(_ ruleID: UInt32) -> [Flow.Policy]? {
         guard ruleID != 0, let r = names.rules[ruleID] else { return nil }
         return [Flow.Policy(name: r.name, namespace: r.namespace, kind: r.kind, revision: r.revision)]
     }
 
-    static func icmpName(_ type: UInt8) -> String {
+    package static func icmpName(_ type: UInt8) -> String {
         switch type {
         case 0: return "EchoReply"
         case 3: return "DestinationUnreachable"
@@ -74,20 +76,20 @@ struct FlowDecoder: Sendable {
     }
 
     /// What is kept per event: the record and what it resolved to when it happened.
-    struct Stored: Sendable {
-        var seq: UInt64
-        var event: cilium_event
-        var source: Flow.Endpoint
-        var destination: Flow.Endpoint
-        var policy: [Flow.Policy]?
-        var point: String?
+    package struct Stored: Sendable {
+        package var seq: UInt64
+        package var event: cilium_event
+        package var source: Flow.Endpoint
+        package var destination: Flow.Endpoint
+        package var policy: [Flow.Policy]?
+        package var point: String?
     }
 
-    static let kinds: Set<UInt8> = [UInt8(CILIUM_EVENT_DROP.rawValue), UInt8(CILIUM_EVENT_TRACE.rawValue),
+    package static let kinds: Set<UInt8> = [UInt8(CILIUM_EVENT_DROP.rawValue), UInt8(CILIUM_EVENT_TRACE.rawValue),
                                     UInt8(CILIUM_EVENT_POLICY_VERDICT.rawValue)]
 
     /// Decodes an event at the time it arrives: who the addresses were, which policy the rule id names.
-    func resolve(_ e: cilium_event, seq: UInt64) -> Stored? {
+    package func resolve(_ e: cilium_event, seq: UInt64) -> Stored? {
         guard Self.kinds.contains(e.type) else { return nil }
         let point: String? = e.type == UInt8(CILIUM_EVENT_TRACE.rawValue)
             ? (names.endpoints[e.daddr] != nil ? "TO_ENDPOINT" : names.remote[e.daddr] != nil && names.tunnel ? "TO_OVERLAY" : "TO_STACK")
@@ -97,9 +99,9 @@ struct FlowDecoder: Sendable {
     }
 
     /// A per-agent prefix: flow UUIDs are this and the sequence number.
-    let uuidPrefix: UInt64 = UInt64.random(in: 0...UInt64.max)
+    package let uuidPrefix: UInt64 = UInt64.random(in: 0...UInt64.max)
 
-    func uuid(_ seq: UInt64) -> String {
+    package func uuid(_ seq: UInt64) -> String {
         var b = [UInt8](repeating: 0, count: 16)
         for i in 0..<8 { b[i] = UInt8(truncatingIfNeeded: uuidPrefix >> (56 - 8 * UInt64(i))) }
         for i in 0..<8 { b[8 + i] = UInt8(truncatingIfNeeded: seq >> (56 - 8 * UInt64(i))) }
@@ -111,7 +113,7 @@ struct FlowDecoder: Sendable {
     }
 
     /// The flow, in full, for output.
-    func flow(_ s: Stored) -> Flow {
+    package func flow(_ s: Stored) -> Flow {
         let e = s.event
         let type = Int(e.type)
         let direction = e.direction == CILIUM_DIR_EGRESS.rawValue ? "EGRESS" : "INGRESS"
@@ -164,5 +166,5 @@ struct FlowDecoder: Sendable {
     }
 
     /// Both steps at once (tests, tools).
-    func decode(_ e: cilium_event, seq: UInt64 = 1) -> Flow? { resolve(e, seq: seq).map(flow) }
+    package func decode(_ e: cilium_event, seq: UInt64 = 1) -> Flow? { resolve(e, seq: seq).map(flow) }
 }

@@ -218,21 +218,21 @@ public actor HubbleSubsystem: AgentSubsystem {
 }
 
 /// The most recent flows, oldest first, with increasing sequence numbers.
-struct FlowRing: Sendable {
+package struct FlowRing: Sendable {
     let capacity: Int
     private var buffer: [FlowDecoder.Stored] = []
     private var head = 0
     private(set) var seen: UInt64 = 0
 
-    init(capacity: Int) {
+    package init(capacity: Int) {
         self.capacity = max(capacity, 1)
         buffer.reserveCapacity(min(self.capacity, 4096))
     }
 
-    var count: Int { buffer.count }
+    package var count: Int { buffer.count }
 
     /// Stores a flow; its sequence number becomes `seen`.
-    mutating func append(_ flow: FlowDecoder.Stored) {
+    package mutating func append(_ flow: FlowDecoder.Stored) {
         seen += 1
         var f = flow
         f.seq = seen
@@ -245,7 +245,7 @@ struct FlowRing: Sendable {
     }
 
     /// Flows with a sequence number above `after`, oldest first.
-    func records(after: UInt64) -> [FlowDecoder.Stored] {
+    package func records(after: UInt64) -> [FlowDecoder.Stored] {
         let ordered = buffer.count < capacity ? buffer : Array(buffer[head...] + buffer[..<head])
         guard let first = ordered.first, after >= first.seq else { return ordered }
         return Array(ordered.drop { $0.seq <= after })

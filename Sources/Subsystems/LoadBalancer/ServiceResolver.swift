@@ -5,74 +5,76 @@ import Foundation
 
 /// A workload the load balancer may send to: its address, labels and whether
 /// it runs on this node (for traffic policy Local and selector services).
-struct Workload: Sendable, Hashable {
-    var address: UInt32
-    var labels: [String]
-    var local: Bool
+package struct Workload: Sendable, Hashable {
+    package var address: UInt32
+    package var labels: [String]
+    package var local: Bool
 }
 
 /// A frontend as `cilium service list` shows it.
-struct ResolvedFrontend: Sendable, Hashable {
-    var id: UInt16
-    var service: String
-    var type: String        // ClusterIP, NodePort, ExternalIP, LoadBalancer
-    var address: UInt32     // 0 = NodePort
-    var port: UInt16
-    var proto: ServiceProtocol
-    var backends: [ResolvedBackend]
-    var flags: UInt32
-    var affinityTimeout: UInt32
+package struct ResolvedFrontend: Sendable, Hashable {
+    package var id: UInt16
+    package var service: String
+    package var type: String        // ClusterIP, NodePort, ExternalIP, LoadBalancer
+    package var address: UInt32     // 0 = NodePort
+    package var port: UInt16
+    package var proto: ServiceProtocol
+    package var backends: [ResolvedBackend]
+    package var flags: UInt32
+    package var affinityTimeout: UInt32
 }
 
-struct ResolvedBackend: Sendable, Hashable {
-    var id: UInt32
-    var address: UInt32
-    var port: UInt16
-    var state: lb_backend_state
+package struct ResolvedBackend: Sendable, Hashable {
+    package var id: UInt32
+    package var address: UInt32
+    package var port: UInt16
+    package var state: lb_backend_state
 }
 
 /// Services + EndpointSlices (+ workloads for selector services) -> the
 /// rows of the load balancer's maps. Ids (frontends for reverse NAT, backends)
 /// are stable for the same frontend/backend, and are kept across restarts
 /// (open connections refer to them in the datapath).
-struct ServiceResolver: Sendable {
-    struct IDs: Codable, Sendable {
-        var frontends: [String: UInt16] = [:]
-        var backends: [String: UInt32] = [:]
+package struct ServiceResolver: Sendable {
+    package init() {}
+
+    package struct IDs: Codable, Sendable {
+        package var frontends: [String: UInt16] = [:]
+        package var backends: [String: UInt32] = [:]
         /// Backends no service names any more, and since when (seconds): they
         /// stay in the backends map, terminating, for `retiredGrace`, so open
         /// connections to them continue.
-        var retired: [String: Double]? = [:]
+        package var retired: [String: Double]? = [:]
     }
 
-    static let retiredGrace: Double = 300
+    package static let retiredGrace: Double = 300
 
-    var ids = IDs()
-    var maglev = false
-    var maglevSize = 16381
-    var maglevSeed: [UInt8] = Array(repeating: 0, count: 12)
+    package var ids = IDs()
+    package var maglev = false
+    package var maglevSize = 16381
+    package var maglevSeed: [UInt8] = Array(repeating: 0, count: 12)
 
-    struct Output: Sendable {
-        var frontends: [ResolvedFrontend] = []
-        var slots: [FrontendSlot] = []
-        var backends: [BackendEntry] = []
-        var reverseNAT: [ReverseNATEntry] = []
-        var maglevTables: [MaglevEntry] = []
+    package struct Output: Sendable {
+        package var frontends: [ResolvedFrontend] = []
+        package var slots: [FrontendSlot] = []
+        package var backends: [BackendEntry] = []
+        package var reverseNAT: [ReverseNATEntry] = []
+        package var maglevTables: [MaglevEntry] = []
         /// Addresses the node itself must route to the datapath (ClusterIP, external, LoadBalancer IPs).
-        var virtualIPs: Set<UInt32> = []
+        package var virtualIPs: Set<UInt32> = []
     }
 
-    static func ipv4(_ s: String) -> UInt32? { IPv4Address(s)?.value }
+    package static func ipv4(_ s: String) -> UInt32? { IPv4Address(s)?.value }
 
     /// "10.0.1.5:8080/TCP" -> (address, port, protocol number).
-    static func parseBackendKey(_ key: String) -> (UInt32, UInt16, UInt8)? {
+    package static func parseBackendKey(_ key: String) -> (UInt32, UInt16, UInt8)? {
         let parts = key.split(separator: "/")
         guard parts.count == 2, let proto = ServiceProtocol(rawValue: String(parts[1])) else { return nil }
         let ap = parts[0].split(separator: ":")
         guard ap.count == 2, let a = ipv4(String(ap[0])), let p = UInt16(ap[1]) else { return nil }
         return (a, p, proto.number)
     }
-    static func text(_ a: UInt32) -> String { IPv4Address(value: a).description }
+    package static func text(_ a: UInt32) -> String { IPv4Address(value: a).description }
 
     /// Ids in use, rebuilt from `ids` at the start of each resolve (cheap
     /// allocation of new ones: the lowest free frontend id, the next backend id).
@@ -80,7 +82,7 @@ struct ServiceResolver: Sendable {
     private var nextFrontendID: UInt16 = 1
     private var nextBackendID: UInt32 = 1
 
-    mutating func frontendID(_ key: String) -> UInt16 {
+    package mutating func frontendID(_ key: String) -> UInt16 {
         if let id = ids.frontends[key] { return id }
         while usedFrontendIDs.contains(nextFrontendID) && nextFrontendID < UInt16.max { nextFrontendID += 1 }
         let id = nextFrontendID
@@ -89,7 +91,7 @@ struct ServiceResolver: Sendable {
         return id
     }
 
-    mutating func backendID(_ key: String) -> UInt32 {
+    package mutating func backendID(_ key: String) -> UInt32 {
         if let id = ids.backends[key] { return id }
         let id = nextBackendID
         nextBackendID += 1
@@ -97,7 +99,7 @@ struct ServiceResolver: Sendable {
         return id
     }
 
-    mutating func resolve(services: [ServiceManifest], slices: [EndpointSliceManifest], workloads: [Workload],
+    package mutating func resolve(services: [ServiceManifest], slices: [EndpointSliceManifest], workloads: [Workload],
                           backendStates: [String: lb_backend_state] = [:],
                           now: Double = Date().timeIntervalSince1970) -> Output {
         var out = Output()

@@ -2,10 +2,10 @@ import Manifests
 /// The labels of one identity, ready for selector matching. Every label is
 /// held under "source:key" and under "any:key", so a selector key without a
 /// source (or with "any:") matches a label of any source.
-struct LabelSet: Sendable, Hashable {
+package struct LabelSet: Sendable, Hashable {
     private(set) var values: [String: [String]] = [:]
 
-    init(_ labels: [String]) {
+    package init(_ labels: [String]) {
         for label in labels {
             let (key, value) = Self.split(label)
             values[key, default: []].append(value)
@@ -16,22 +16,22 @@ struct LabelSet: Sendable, Hashable {
 
     /// "k8s:app=web" -> ("k8s:app", "web"); "reserved:host" -> ("reserved:host", "");
     /// "app=web" -> ("k8s:app", "web") (upstream's default source).
-    static func split(_ label: String) -> (String, String) {
+    package static func split(_ label: String) -> (String, String) {
         let parts = label.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
         let key = String(parts[0])
         let value = parts.count > 1 ? String(parts[1]) : ""
         return (normalizeLabelKey(key), value)
     }
 
-    static func plainKey(_ key: String) -> String {
+    package static func plainKey(_ key: String) -> String {
         guard let colon = key.firstIndex(of: ":") else { return key }
         return String(key[key.index(after: colon)...])
     }
 
-    func values(of selectorKey: String) -> [String]? { values[selectorKey] }
+    package func values(of selectorKey: String) -> [String]? { values[selectorKey] }
 
     /// Index terms: "key=value" under every name the label answers to.
-    var terms: [String] { values.flatMap { k, vs in vs.map { k + "=" + $0 } } }
+    package var terms: [String] { values.flatMap { k, vs in vs.map { k + "=" + $0 } } }
 }
 
 /// A label key as labels carry it: with its source, "k8s" by default.
@@ -45,16 +45,16 @@ func normalizeSelectorKey(_ key: String) -> String {
 }
 
 extension LabelSelector {
-    static let namespaceKey = "io.kubernetes.pod.namespace"
+    package static let namespaceKey = "io.kubernetes.pod.namespace"
 
     /// True when the selector already says which namespace it wants.
-    var mentionsNamespace: Bool {
+    package var mentionsNamespace: Bool {
         matchLabels.keys.contains { LabelSet.plainKey($0) == Self.namespaceKey }
             || matchExpressions.contains { LabelSet.plainKey($0.key) == Self.namespaceKey }
     }
 
     /// The selector restricted to `namespace` (namespaced policies), unless it names one itself.
-    func scoped(to namespace: String?) -> LabelSelector {
+    package func scoped(to namespace: String?) -> LabelSelector {
         guard let namespace, !mentionsNamespace else { return self }
         var s = self
         s.matchLabels["k8s:" + Self.namespaceKey] = namespace
@@ -62,11 +62,11 @@ extension LabelSelector {
     }
 
     /// Index terms every match must carry (from matchLabels).
-    var requiredTerms: [String] {
+    package var requiredTerms: [String] {
         matchLabels.map { normalizeSelectorKey($0.key) + "=" + $0.value }
     }
 
-    func matches(_ labels: LabelSet) -> Bool {
+    package func matches(_ labels: LabelSet) -> Bool {
         for (k, v) in matchLabels {
             guard labels.values(of: normalizeSelectorKey(k))?.contains(v) == true else { return false }
         }

@@ -5,7 +5,7 @@ import Datapath
 extension PolicyRepository {
     /// Every policy's rules in resolver form, with rule ids assigned, and the
     /// CIDR prefixes the rules name (they get CIDR identities in the ipcache).
-    mutating func compile() -> (specs: [CompiledSpec], cidrs: Set<IPv4Prefix>) {
+    package mutating func compile() -> (specs: [CompiledSpec], cidrs: Set<IPv4Prefix>) {
         var specs: [CompiledSpec] = []
         var cidrs = Set<IPv4Prefix>()
         for policy in sorted {
@@ -43,7 +43,7 @@ extension PolicyRepository {
         return (specs, cidrs)
     }
 
-    static func compile(_ rule: PeerRule, namespace: String?, direction: UInt8, deny: Bool) -> CompiledRule {
+    package static func compile(_ rule: PeerRule, namespace: String?, direction: UInt8, deny: Bool) -> CompiledRule {
         var peers: [PeerSelector]?
         if !rule.selectsAnyPeer {
             var p: [PeerSelector] = (rule.endpoints ?? []).map { .endpoints($0.scoped(to: namespace)) }

@@ -30,7 +30,7 @@ public struct PolicyMapEntry: TableObject, Hashable {
         }
 
         /// Number of port bits the entry fixes (0...16); -1 for "any protocol".
-        var portBits: Int {
+        package var portBits: Int {
             prefixLength < 72 ? -1 : Int(prefixLength) - 80
         }
 
@@ -43,7 +43,7 @@ public struct PolicyMapEntry: TableObject, Hashable {
 
         /// True when every packet this key matches is also matched by `self`
         /// (same endpoint, direction and identity; a wider or equal block).
-        func covers(_ other: Key) -> Bool {
+        package func covers(_ other: Key) -> Bool {
             guard endpoint == other.endpoint, direction == other.direction, identity == other.identity else { return false }
             if prefixLength == UInt8(CILIUM_POLICY_PREFIX_ANY_PROTO) { return true }
             guard proto == other.proto, other.prefixLength >= prefixLength else { return false }
@@ -51,7 +51,7 @@ public struct PolicyMapEntry: TableObject, Hashable {
             return r.lowerBound <= o.lowerBound && o.upperBound <= r.upperBound
         }
 
-        var mapKey: policy_key {
+        package var mapKey: policy_key {
             var k = policy_key()
             k.prefixlen = UInt32(prefixLength)
             k.endpoint_id = endpoint.bigEndian
@@ -62,7 +62,7 @@ public struct PolicyMapEntry: TableObject, Hashable {
             return k
         }
 
-        init(_ k: policy_key) {
+        package init(_ k: policy_key) {
             self.init(endpoint: UInt16(bigEndian: k.endpoint_id), direction: k.direction, identity: UInt32(bigEndian: k.identity),
                       proto: k.protocol, prefixLength: UInt8(k.prefixlen), port: UInt16(bigEndian: k.dport))
         }
@@ -79,7 +79,7 @@ public struct PolicyMapEntry: TableObject, Hashable {
         self.ruleID = ruleID
     }
 
-    var mapValue: policy_entry {
+    package var mapValue: policy_entry {
         var v = policy_entry()
         v.verdict = UInt8(deny ? CILIUM_POLICY_DENY.rawValue : CILIUM_POLICY_ALLOW.rawValue)
         v.rule_id = ruleID
@@ -104,11 +104,11 @@ func portBlocks(_ range: ClosedRange<UInt16>) -> [(port: UInt16, bits: Int)] {
 }
 
 /// Per endpoint: which directions default to deny, and whether entries exist.
-struct EndpointPolicyFlags: TableObject, Equatable {
-    var endpoint: UInt16
-    var flags: UInt32
-    var revision: UInt32
-    var key: UInt16 { endpoint }
+package struct EndpointPolicyFlags: TableObject, Equatable {
+    package var endpoint: UInt16
+    package var flags: UInt32
+    package var revision: UInt32
+    package var key: UInt16 { endpoint }
 
-    var mapValue: policy_ep_value { policy_ep_value(flags: flags, revision: revision) }
+    package var mapValue: policy_ep_value { policy_ep_value(flags: flags, revision: revision) }
 }

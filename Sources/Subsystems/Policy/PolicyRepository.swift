@@ -28,12 +28,14 @@ public struct RuleOrigin: Codable, Sendable, Hashable {
 }
 
 /// The policies in force, their revision, and the rule table verdicts refer to.
-struct PolicyRepository: Sendable {
-    struct Name: Hashable, Sendable, Codable, Comparable {
-        var kind: PolicyKind
-        var namespace: String?
-        var name: String
-        static func < (a: Name, b: Name) -> Bool {
+package struct PolicyRepository: Sendable {
+    package init() {}
+
+    package struct Name: Hashable, Sendable, Codable, Comparable {
+        package var kind: PolicyKind
+        package var namespace: String?
+        package var name: String
+        package static func < (a: Name, b: Name) -> Bool {
             (a.namespace ?? "", a.name, a.kind.rawValue) < (b.namespace ?? "", b.name, b.kind.rawValue)
         }
     }
@@ -44,11 +46,11 @@ struct PolicyRepository: Sendable {
     private var ruleIDs: [RuleOrigin: UInt32] = [:]
     private var nextRuleID: UInt32 = 1
 
-    static func name(of p: Policy) -> Name { Name(kind: p.kind, namespace: p.namespace, name: p.name) }
+    package static func name(of p: Policy) -> Name { Name(kind: p.kind, namespace: p.namespace, name: p.name) }
 
     /// Adds or replaces policies (by kind, namespace and name) in one revision.
     @discardableResult
-    mutating func apply(_ new: [Policy]) -> UInt64 {
+    package mutating func apply(_ new: [Policy]) -> UInt64 {
         for p in new {
             let n = Self.name(of: p)
             forgetRules(of: n)
@@ -59,7 +61,7 @@ struct PolicyRepository: Sendable {
     }
 
     /// Removes matching policies; returns how many.
-    mutating func delete(where matches: (Policy) -> Bool) -> Int {
+    package mutating func delete(where matches: (Policy) -> Bool) -> Int {
         let gone = policies.filter { matches($0.value) }.map(\.key)
         for n in gone {
             forgetRules(of: n)
@@ -69,16 +71,16 @@ struct PolicyRepository: Sendable {
         return gone.count
     }
 
-    mutating func replaceAll(_ all: [Policy], revision: UInt64) {
+    package mutating func replaceAll(_ all: [Policy], revision: UInt64) {
         policies = [:]
         for p in all { policies[Self.name(of: p)] = p }
         self.revision = max(self.revision, revision)
     }
 
-    var sorted: [Policy] { policies.sorted { $0.key < $1.key }.map(\.value) }
+    package var sorted: [Policy] { policies.sorted { $0.key < $1.key }.map(\.value) }
 
     /// The stable id of a rule (the same rule keeps its id until its policy changes).
-    mutating func ruleID(_ origin: RuleOrigin) -> UInt32 {
+    package mutating func ruleID(_ origin: RuleOrigin) -> UInt32 {
         if let id = ruleIDs[origin] { return id }
         let id = nextRuleID
         nextRuleID += 1
@@ -94,5 +96,5 @@ struct PolicyRepository: Sendable {
         }
     }
 
-    var ruleCount: Int { policies.values.reduce(0) { $0 + $1.specs.count } }
+    package var ruleCount: Int { policies.values.reduce(0) { $0 + $1.specs.count } }
 }

@@ -3,7 +3,7 @@ import CBPF
 import Datapath
 
 /// A set of peers a rule names, cached with the identities it selects.
-enum PeerSelector: Hashable, Sendable {
+package enum PeerSelector: Hashable, Sendable {
     /// fromEndpoints/toEndpoints (already scoped to the policy's namespace).
     case endpoints(LabelSelector)
     case entity(PolicyEntity)
@@ -11,51 +11,51 @@ enum PeerSelector: Hashable, Sendable {
 }
 
 /// Identity numbering facts (Cilium's).
-enum IdentityScope {
-    static let world: UInt32 = 2
-    static let reservedCluster: Set<UInt32> = [1, 3, 4, 5, 6, 7, 8]
-    static let firstCluster: UInt32 = 256
+package enum IdentityScope {
+    package static let world: UInt32 = 2
+    package static let reservedCluster: Set<UInt32> = [1, 3, 4, 5, 6, 7, 8]
+    package static let firstCluster: UInt32 = 256
     /// Node-local identities (CIDR identities) start here, as upstream's local scope.
-    static let firstLocal: UInt32 = 1 << 24
+    package static let firstLocal: UInt32 = 1 << 24
 }
 
 /// One allow or deny rule after compilation: peers (nil = any peer) and the
 /// protocol/port blocks it covers (empty = every protocol and port).
-struct CompiledRule: Sendable {
-    var ruleID: UInt32
-    var direction: UInt8
-    var deny: Bool
-    var peers: [PeerSelector]?
-    var l4: [(proto: UInt8, prefixLength: UInt8, port: UInt16)]
+package struct CompiledRule: Sendable {
+    package var ruleID: UInt32
+    package var direction: UInt8
+    package var deny: Bool
+    package var peers: [PeerSelector]?
+    package var l4: [(proto: UInt8, prefixLength: UInt8, port: UInt16)]
     /// `{}`: a rule that names nothing allows (or denies) nothing.
-    var empty: Bool
+    package var empty: Bool
 }
 
 /// A policy rule with the endpoints it selects and the rules it brings.
-struct CompiledSpec: Sendable {
-    var selector: LabelSelector
-    var ingressDefaultDeny: Bool
-    var egressDefaultDeny: Bool
-    var rules: [CompiledRule]
+package struct CompiledSpec: Sendable {
+    package var selector: LabelSelector
+    package var ingressDefaultDeny: Bool
+    package var egressDefaultDeny: Bool
+    package var rules: [CompiledRule]
 }
 
 /// The computed policy of one endpoint.
-struct EndpointPolicy: Sendable, Equatable {
-    var entries: [PolicyMapEntry.Key: PolicyMapEntry]
-    var ingressEnforced: Bool
-    var egressEnforced: Bool
-    var flags: UInt32
+package struct EndpointPolicy: Sendable, Equatable {
+    package var entries: [PolicyMapEntry.Key: PolicyMapEntry]
+    package var ingressEnforced: Bool
+    package var egressEnforced: Bool
+    package var flags: UInt32
 }
 
 /// What to change in the tables after an input changed.
-struct PolicyDelta: Sendable {
-    var upserts: [PolicyMapEntry] = []
-    var deletes: [PolicyMapEntry.Key] = []
-    var flags: [EndpointPolicyFlags] = []
-    var flagDeletes: [UInt16] = []
-    var recomputedEndpoints = 0
+package struct PolicyDelta: Sendable {
+    package var upserts: [PolicyMapEntry] = []
+    package var deletes: [PolicyMapEntry.Key] = []
+    package var flags: [EndpointPolicyFlags] = []
+    package var flagDeletes: [UInt16] = []
+    package var recomputedEndpoints = 0
 
-    var isEmpty: Bool { upserts.isEmpty && deletes.isEmpty && flags.isEmpty && flagDeletes.isEmpty }
+    package var isEmpty: Bool { upserts.isEmpty && deletes.isEmpty && flags.isEmpty && flagDeletes.isEmpty }
 }
 
 /// Policy resolution: policies x identities x endpoints -> policy map entries.
@@ -63,11 +63,13 @@ struct PolicyDelta: Sendable {
 /// selects; a new identity is tested against each selection once, and only
 /// endpoints whose rules use a changed selection are recomputed. Results are
 /// diffed per endpoint, so only entries that change reach the map.
-struct PolicyResolver: Sendable {
-    enum Mode: String, Sendable { case `default`, always, never }
+package struct PolicyResolver: Sendable {
+    package init() {}
 
-    var mode: Mode = .default
-    var audit = false
+    package enum Mode: String, Sendable { case `default`, always, never }
+
+    package var mode: Mode = .default
+    package var audit = false
 
     private(set) var specs: [CompiledSpec] = []
     private(set) var identities: [UInt32: LabelSet] = [:]
@@ -77,12 +79,12 @@ struct PolicyResolver: Sendable {
     private(set) var endpoints: [UInt16: LabelSet] = [:]
     private(set) var computed: [UInt16: EndpointPolicy] = [:]
     private var selectorsOfEndpoint: [UInt16: Set<PeerSelector>] = [:]
-    var revision: UInt32 = 0
+    package var revision: UInt32 = 0
 
     // MARK: inputs
 
     /// Replaces the compiled policy; every endpoint is recomputed.
-    mutating func setSpecs(_ new: [CompiledSpec]) -> PolicyDelta {
+    package mutating func setSpecs(_ new: [CompiledSpec]) -> PolicyDelta {
         specs = new
         var used = Set<PeerSelector>()
         for s in specs { for r in s.rules { for p in r.peers ?? [] { used.insert(p) } } }
@@ -91,14 +93,14 @@ struct PolicyResolver: Sendable {
         return recompute(Array(endpoints.keys))
     }
 
-    mutating func setMode(_ mode: Mode, audit: Bool) -> PolicyDelta {
+    package mutating func setMode(_ mode: Mode, audit: Bool) -> PolicyDelta {
         self.mode = mode
         self.audit = audit
         return recompute(Array(endpoints.keys))
     }
 
     /// A new or changed identity (or a CIDR identity, with its prefix).
-    mutating func upsertIdentity(_ id: UInt32, labels: [String], cidr: IPv4Prefix? = nil) -> PolicyDelta {
+    package mutating func upsertIdentity(_ id: UInt32, labels: [String], cidr: IPv4Prefix? = nil) -> PolicyDelta {
         if let old = identities[id] { for t in old.terms { index[t]?.remove(id) } }
         let set = LabelSet(labels)
         identities[id] = set
@@ -115,7 +117,7 @@ struct PolicyResolver: Sendable {
         return recompute(endpointsUsing(changed))
     }
 
-    mutating func removeIdentity(_ id: UInt32) -> PolicyDelta {
+    package mutating func removeIdentity(_ id: UInt32) -> PolicyDelta {
         guard let old = identities.removeValue(forKey: id) else { return PolicyDelta() }
         for t in old.terms { index[t]?.remove(id) }
         cidrIdentities[id] = nil
@@ -127,14 +129,14 @@ struct PolicyResolver: Sendable {
         return recompute(endpointsUsing(changed))
     }
 
-    mutating func upsertEndpoint(_ id: UInt16, labels: [String]) -> PolicyDelta {
+    package mutating func upsertEndpoint(_ id: UInt16, labels: [String]) -> PolicyDelta {
         let set = LabelSet(labels)
         if endpoints[id] == set, computed[id] != nil { return PolicyDelta() }
         endpoints[id] = set
         return recompute([id])
     }
 
-    mutating func removeEndpoint(_ id: UInt16) -> PolicyDelta {
+    package mutating func removeEndpoint(_ id: UInt16) -> PolicyDelta {
         endpoints[id] = nil
         selectorsOfEndpoint[id] = nil
         guard let old = computed.removeValue(forKey: id) else { return PolicyDelta() }
@@ -151,7 +153,7 @@ struct PolicyResolver: Sendable {
     private func isCIDR(_ id: UInt32) -> Bool { id >= IdentityScope.firstLocal }
 
     /// Does selection `p` include identity `id`?
-    func selects(_ p: PeerSelector, _ id: UInt32) -> Bool {
+    package func selects(_ p: PeerSelector, _ id: UInt32) -> Bool {
         switch p {
         case .endpoints(let sel):
             guard id != IdentityScope.world, !isCIDR(id), let labels = identities[id] else { return false }
@@ -177,7 +179,7 @@ struct PolicyResolver: Sendable {
     }
 
     /// Every identity selection `p` includes (through the label index when it can).
-    func select(_ p: PeerSelector) -> Set<UInt32> {
+    package func select(_ p: PeerSelector) -> Set<UInt32> {
         if case .endpoints(let sel) = p, !sel.requiredTerms.isEmpty {
             var candidates: Set<UInt32>?
             for t in sel.requiredTerms.sorted(by: { (index[$0]?.count ?? 0) < (index[$1]?.count ?? 0) }) {
@@ -194,7 +196,7 @@ struct PolicyResolver: Sendable {
     // MARK: computation
 
     /// Recomputes the given endpoints and returns what changed.
-    mutating func recompute(_ ids: [UInt16]) -> PolicyDelta {
+    package mutating func recompute(_ ids: [UInt16]) -> PolicyDelta {
         var delta = PolicyDelta()
         for id in ids {
             guard let labels = endpoints[id] else { continue }
@@ -213,7 +215,7 @@ struct PolicyResolver: Sendable {
     }
 
     /// The entries and flags of one endpoint, and the selections they used.
-    func compute(endpoint: UInt16, labels: LabelSet) -> (EndpointPolicy, Set<PeerSelector>) {
+    package func compute(endpoint: UInt16, labels: LabelSet) -> (EndpointPolicy, Set<PeerSelector>) {
         var ingress = mode == .always, egress = mode == .always
         var entries: [PolicyMapEntry.Key: PolicyMapEntry] = [:]
         var used = Set<PeerSelector>()
@@ -258,7 +260,7 @@ struct PolicyResolver: Sendable {
     /// Deny wins over allow. The datapath takes the longest match per identity
     /// and a deny from either lookup; an allow narrower than a deny for the
     /// same identity would be the longest match, so it goes.
-    static func resolveDenies(_ entries: inout [PolicyMapEntry.Key: PolicyMapEntry]) {
+    package static func resolveDenies(_ entries: inout [PolicyMapEntry.Key: PolicyMapEntry]) {
         let denies = entries.values.filter(\.deny).map(\.key)
         guard !denies.isEmpty else { return }
         var byGroup: [UInt64: [PolicyMapEntry.Key]] = [:]
@@ -275,7 +277,7 @@ struct PolicyResolver: Sendable {
 
 extension IPv4Prefix {
     /// True when every address of `other` is inside `self`.
-    func covers(_ other: IPv4Prefix) -> Bool {
+    package func covers(_ other: IPv4Prefix) -> Bool {
         guard other.length >= length else { return false }
         let mask: UInt32 = length == 0 ? 0 : ~UInt32(0) << (32 - UInt32(length))
         return other.address.value & mask == address.value & mask

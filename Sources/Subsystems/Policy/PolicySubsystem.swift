@@ -263,10 +263,11 @@ public actor PolicySubsystem: StageSubsystem {
 /// Writes policy entries into `cilium_policy`, keeping the counters the
 /// datapath has accumulated: an unchanged entry is not rewritten (a periodic
 /// refresh leaves it alone), a changed one keeps its packet and byte counts.
-struct PolicyMapOperations: Operations {
-    let map: BPFMap<policy_key, policy_entry>
+package struct PolicyMapOperations: Operations {
+    package init(map: BPFMap<policy_key, policy_entry>) { self.map = map }
+    package let map: BPFMap<policy_key, policy_entry>
 
-    func update(_ e: PolicyMapEntry) async throws {
+    package func update(_ e: PolicyMapEntry) async throws {
         let k = e.key.mapKey
         var v = e.mapValue
         if let old = map.lookup(k) {
@@ -277,11 +278,11 @@ struct PolicyMapOperations: Operations {
         try map.update(k, v)
     }
 
-    func delete(_ e: PolicyMapEntry) async throws {
+    package func delete(_ e: PolicyMapEntry) async throws {
         _ = try map.delete(e.key.mapKey)
     }
 
-    func prune(desired: [PolicyMapEntry]) async throws {
+    package func prune(desired: [PolicyMapEntry]) async throws {
         let want = Set(desired.map(\.key))
         for k in map.keys() where !want.contains(PolicyMapEntry.Key(k)) {
             _ = try map.delete(k)

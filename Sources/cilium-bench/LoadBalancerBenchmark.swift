@@ -1,3 +1,5 @@
+#if canImport(LoadBalancer)
+import LoadBalancer
 import Manifests
 import CBPF
 import Datapath
@@ -102,3 +104,4 @@ public enum LoadBalancerBenchmark {
         return rows
     }
 }
+#endif

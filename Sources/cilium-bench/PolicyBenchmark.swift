@@ -1,3 +1,5 @@
+#if canImport(Policy)
+import Policy
 import Manifests
 import CBPF
 import Datapath
@@ -167,3 +169,4 @@ public enum PolicyBenchmark {
         ]
     }
 }
+#endif

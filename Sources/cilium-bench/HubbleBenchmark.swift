@@ -1,3 +1,5 @@
+#if canImport(Hubble)
+import Hubble
 import API
 import CBPF
 import Foundation
@@ -58,3 +60,4 @@ public enum HubbleBenchmark {
         ]
     }
 }
+#endif
