@@ -116,7 +116,7 @@ int cil_from_overlay(struct __sk_buff *skb)
 		src = CILIUM_ID_REMOTE_NODE;
 	/* The inner frame still carries the sending node's MACs; what goes on to
 	 * this node's stack (its router address) must count as addressed to us. */
-	bpf_skb_change_type(skb, 0 /* PACKET_HOST */);
+	bpf_skb_change_type(skb, PACKET_HOST);
 	return run_entry_with(skb, CILIUM_DIR_INGRESS, CILIUM_HOOK_TC_INGRESS, src);
 }
 
@@ -132,9 +132,10 @@ static __always_inline int encapsulate(struct __sk_buff *skb, const struct packe
 	struct bpf_tunnel_key key = {};
 	key.remote_ipv4 = bpf_ntohl(dst->tunnel_endpoint);
 	key.tunnel_id = skb->cb[CILIUM_CB_SRC_IDENTITY];
-	key.tunnel_ttl = 64;
+	key.tunnel_ttl = CILIUM_TUNNEL_TTL;
+	/* Retrieving a key (cil_from_overlay) is NO_TUNNEL_KEY; failing to set one is a write error, as upstream says. */
 	if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), BPF_F_ZERO_CSUM_TX) < 0)
-		return drop_packet(skb, CILIUM_STAGE_DELIVER, CILIUM_DROP_NO_TUNNEL_KEY, t, 0);
+		return drop_packet(skb, CILIUM_STAGE_DELIVER, CILIUM_DROP_WRITE_ERROR, t, 0);
 	stage_account(skb, CILIUM_STAGE_DELIVER);
 	count_metric(skb, CILIUM_REASON_FORWARDED, skb->cb[CILIUM_CB_DIRECTION]);
 	return bpf_redirect(cfg->vxlan_ifindex, 0);
@@ -153,7 +154,7 @@ int cil_deliver(struct __sk_buff *skb)
 	struct endpoint_key key = { .addr = t.daddr };
 	struct endpoint_value *ep = bpf_map_lookup_elem(&cilium_lxc, &key);
 	if (!ep) {
-		struct ipcache_key ik = { .prefixlen = 32, .addr = t.daddr };
+		struct ipcache_key ik = { .prefixlen = CIL_IPV4_HOST_PREFIX, .addr = t.daddr };
 		struct ipcache_value *remote = bpf_map_lookup_elem(&cilium_ipcache, &ik);
 		if (remote && remote->tunnel_endpoint) {
 			int r = encapsulate(skb, &t, remote);
@@ -172,8 +173,8 @@ int cil_deliver(struct __sk_buff *skb)
 	__u32 zero = 0;
 	struct node_config *cfg = bpf_map_lookup_elem(&cilium_node, &zero);
 	if (cfg && (cfg->flags & CILIUM_NODE_F_REWRITE_MAC) &&
-	    bpf_skb_store_bytes(skb, 0, ep->mac, 12, 0) < 0)
-		return drop_packet(skb, CILIUM_STAGE_DELIVER, CILIUM_DROP_INVALID, &t, 0);
+	    bpf_skb_store_bytes(skb, 0, ep->mac, 2 * ETH_ALEN, 0) < 0)
+		return drop_packet(skb, CILIUM_STAGE_DELIVER, CILIUM_DROP_WRITE_ERROR, &t, 0);
 	stage_account(skb, CILIUM_STAGE_DELIVER);
 	count_metric(skb, CILIUM_REASON_FORWARDED, skb->cb[CILIUM_CB_DIRECTION]);
 	return bpf_redirect_peer(ep->ifindex, 0);

@@ -21,7 +21,7 @@ char LICENSE[] SEC("license") = "GPL";
 static __always_inline int redirect_by_fib(struct __sk_buff *skb, __u32 saddr, __u32 daddr)
 {
 	struct bpf_fib_lookup fib = {};
-	fib.family = 2; /* AF_INET */
+	fib.family = AF_INET;
 	fib.ipv4_src = saddr;
 	fib.ipv4_dst = daddr;
 	fib.ifindex = skb->ingress_ifindex;
@@ -30,22 +30,29 @@ static __always_inline int redirect_by_fib(struct __sk_buff *skb, __u32 saddr, _
 		return bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
 	if (r != BPF_FIB_LKUP_RET_SUCCESS)
 		return -1;
-	if (bpf_skb_store_bytes(skb, 0, fib.dmac, 6, 0) < 0 || bpf_skb_store_bytes(skb, 6, fib.smac, 6, 0) < 0)
+	/* A failed write leaves the packet to the stack, which routes it alike. */
+	if (bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), fib.dmac, ETH_ALEN, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_source), fib.smac, ETH_ALEN, 0) < 0)
 		return -1;
 	return bpf_redirect(fib.ifindex, 0);
 }
 
 /* DSR: inserts the frontend (network order) as an IPv4 option after the
- * base header (the packet must have none yet). */
-static __always_inline int dsr_insert_option(struct __sk_buff *skb, __u32 address, __u16 port)
+ * base header. Returns 0, or the drop reason: a header with options of its
+ * own has no room for it. */
+static __always_inline __u8 dsr_insert_option(struct __sk_buff *skb, __u32 address, __u16 port)
 {
 	struct dsr_ip_header h;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, &h.ip, sizeof(h.ip)) < 0 || h.ip.ihl != 5)
-		return -1;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &h.ip, sizeof(h.ip)) < 0)
+		return CILIUM_DROP_INVALID;
+	if (h.ip.ihl != CIL_IPV4_IHL_BASE)
+		return CILIUM_DROP_DSR_IP_OPTIONS;
 	if (bpf_skb_adjust_room(skb, DSR_IPV4_OPT_LEN, BPF_ADJ_ROOM_NET, 0) < 0)
-		return -1;
+		return CILIUM_DROP_WRITE_ERROR;
 	dsr_fill_header(&h, address, port);
-	return bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0);
+	if (bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0) < 0)
+		return CILIUM_DROP_WRITE_ERROR;
+	return 0;
 }
 
 /* DSR, on the backend's node: a packet for a local workload that carries
@@ -54,15 +61,13 @@ static __always_inline void dsr_learn(struct __sk_buff *skb, const struct packet
 {
 	if (t->l4_off != ETH_HLEN + sizeof(struct iphdr) + DSR_IPV4_OPT_LEN)
 		return;
-	__u8 opt[DSR_IPV4_OPT_LEN];
-	if (bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(struct iphdr), opt, sizeof(opt)) < 0 ||
-	    opt[0] != DSR_IPV4_OPT_TYPE || opt[1] != DSR_IPV4_OPT_LEN || !local_workload(t->daddr))
+	struct dsr_ipv4_opt opt;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + sizeof(struct iphdr), &opt, sizeof(opt)) < 0 ||
+	    opt.type != DSR_IPV4_OPT_TYPE || opt.len != DSR_IPV4_OPT_LEN || !local_workload(t->daddr))
 		return;
 	struct lb4_ct_key k = { .saddr = t->saddr, .daddr = t->daddr, .sport = t->sport, .dport = t->dport,
 				.proto = t->protocol, .kind = LB_CT_DSR };
-	struct lb4_ct_value v = { .flags = LB_CT_F_DSR };
-	__builtin_memcpy(&v.client_port, &opt[2], 2);
-	__builtin_memcpy(&v.client, &opt[4], 4);
+	struct lb4_ct_value v = { .flags = LB_CT_F_DSR, .client = opt.address, .client_port = opt.port };
 	struct lb4_ct_value *known = bpf_map_lookup_elem(&cilium_lb4_ct, &k);
 	if (!known || known->client != v.client || known->client_port != v.client_port)
 		bpf_map_update_elem(&cilium_lb4_ct, &k, &v, BPF_ANY);
@@ -71,8 +76,9 @@ static __always_inline void dsr_learn(struct __sk_buff *skb, const struct packet
 /* DSR, on the backend's node: a reply leaves from the frontend, straight to the client. */
 static __always_inline int dsr_reverse(struct __sk_buff *skb, struct packet_tuple *t, const struct lb4_ct_value *ct)
 {
-	if (nat_addr(skb, t, 0, t->saddr, ct->client) < 0 || nat_port(skb, t, 0, t->sport, ct->client_port) < 0)
-		return drop_packet(skb, CILIUM_STAGE_LB, CILIUM_DROP_INVALID, t, 0);
+	__u8 err;
+	if ((err = nat_addr(skb, t, 0, t->saddr, ct->client)) || (err = nat_port(skb, t, 0, t->sport, ct->client_port)))
+		return drop_packet(skb, CILIUM_STAGE_LB, err, t, 0);
 	CB_SET(skb, CILIUM_CB_HOOK, skb->cb[CILIUM_CB_HOOK] | (CILIUM_CB_F_LB_REPLY << CILIUM_CB_FLAGS_SHIFT));
 	int r = redirect_by_fib(skb, ct->client, t->daddr);
 	if (r >= 0) {
@@ -96,12 +102,13 @@ static __always_inline int lb_reverse(struct __sk_buff *skb, struct packet_tuple
 	}
 	__u32 to = t->daddr;
 	__u16 flags = nat->flags;
-	if (nat_addr(skb, t, 0, t->saddr, from) < 0 || nat_port(skb, t, 0, t->sport, nat->port) < 0)
-		return drop_packet(skb, CILIUM_STAGE_LB, CILIUM_DROP_INVALID, t, 0);
+	__u8 err;
+	if ((err = nat_addr(skb, t, 0, t->saddr, from)) || (err = nat_port(skb, t, 0, t->sport, nat->port)))
+		return drop_packet(skb, CILIUM_STAGE_LB, err, t, 0);
 	if (ct->flags & LB_CT_F_SNAT) {
 		to = ct->client;
-		if (nat_addr(skb, t, 1, t->daddr, ct->client) < 0 || nat_port(skb, t, 1, t->dport, ct->client_port) < 0)
-			return drop_packet(skb, CILIUM_STAGE_LB, CILIUM_DROP_INVALID, t, 0);
+		if ((err = nat_addr(skb, t, 1, t->daddr, ct->client)) || (err = nat_port(skb, t, 1, t->dport, ct->client_port)))
+			return drop_packet(skb, CILIUM_STAGE_LB, err, t, 0);
 		CB_SET(skb, CILIUM_CB_DST_IDENTITY, identity_of(ct->client));
 	}
 	CB_SET(skb, CILIUM_CB_HOOK, skb->cb[CILIUM_CB_HOOK] | (CILIUM_CB_F_LB_REPLY << CILIUM_CB_FLAGS_SHIFT));
@@ -183,11 +190,12 @@ static __always_inline int lb_forward(struct __sk_buff *skb, struct packet_tuple
 		bpf_map_update_elem(&cilium_lb4_ct, &bk, &bv, BPF_ANY);
 	}
 
-	if (nat_addr(skb, t, 1, t->daddr, backend_addr) < 0 || nat_port(skb, t, 1, t->dport, backend_port) < 0)
-		return drop_packet(skb, CILIUM_STAGE_LB, CILIUM_DROP_INVALID, t, 0);
+	__u8 err;
+	if ((err = nat_addr(skb, t, 1, t->daddr, backend_addr)) || (err = nat_port(skb, t, 1, t->dport, backend_port)))
+		return drop_packet(skb, CILIUM_STAGE_LB, err, t, 0);
 	if (snat_to) {
-		if (nat_addr(skb, t, 0, t->saddr, snat_to) < 0)
-			return drop_packet(skb, CILIUM_STAGE_LB, CILIUM_DROP_INVALID, t, 0);
+		if ((err = nat_addr(skb, t, 0, t->saddr, snat_to)))
+			return drop_packet(skb, CILIUM_STAGE_LB, err, t, 0);
 		/* The far node sees this node's traffic (host -> remote-node there). */
 		CB_SET(skb, CILIUM_CB_SRC_IDENTITY, CILIUM_ID_HOST);
 		if (snat_by_fib) {
@@ -200,8 +208,8 @@ static __always_inline int lb_forward(struct __sk_buff *skb, struct packet_tuple
 	}
 	/* DSR: TCP names the frontend in its SYN only (later packets reach the
 	 * backend's node as a connection it already knows), UDP in every datagram. */
-	if (dsr && (t->protocol == IPPROTO_UDP || syn) && dsr_insert_option(skb, frontend_addr, frontend_port) < 0)
-		return drop_packet(skb, CILIUM_STAGE_LB, CILIUM_DROP_INVALID, t, 0);
+	if (dsr && (t->protocol == IPPROTO_UDP || syn) && (err = dsr_insert_option(skb, frontend_addr, frontend_port)))
+		return drop_packet(skb, CILIUM_STAGE_LB, err, t, 0);
 	CB_SET(skb, CILIUM_CB_DST_IDENTITY, identity_of(backend_addr));
 	return pipeline_next(skb);
 }

@@ -16,16 +16,16 @@
 char LICENSE[] SEC("license") = "GPL";
 
 /* Reports the verdict of a new connection (or an audited one) with the rule
- * that decided it; drops go through drop_packet with their reason. Returns
- * -1 dropped, 1 allowed and reported, 0 allowed. */
+ * that decided it; a drop goes through drop_packet_dir with its reason, the
+ * direction that decided it and the rule. Returns -1 dropped (the caller
+ * returns TC_ACT_SHOT), 1 allowed and reported, 0 allowed. */
 static __always_inline int enforce(struct __sk_buff *skb, const struct packet_tuple *t, int ct,
 				   __u16 endpoint_id, __u8 direction, __u32 peer_identity)
 {
 	struct policy_result res;
 	policy_decide(skb, t, endpoint_id, direction, peer_identity, &res);
 	if (!res.allowed) {
-		count_metric(skb, res.reason, direction);
-		emit_event_full(skb, CILIUM_EVENT_DROP, CILIUM_STAGE_POLICY, res.reason, direction, 0, t, res.rule_id);
+		drop_packet_dir(skb, CILIUM_STAGE_POLICY, res.reason, direction, t, res.rule_id);
 		return -1;
 	}
 	if (res.audited) {

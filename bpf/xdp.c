@@ -9,8 +9,12 @@
  *     and sent to the client the same way.
  * Everything else (local backends, unknown neighbours, fragments, IP options,
  * drops that need a reason and an event) passes to tc unchanged, where the
- * same maps give the same answer. Connections it opens are in cilium_lb4_ct
- * exactly as the tc stage writes them. */
+ * same maps give the same answer. Every check comes before the first byte of
+ * the packet changes, so a packet either leaves translated or passes to tc
+ * exactly as it came; the one exception (a frame grown for the DSR option
+ * that cannot be shrunk back) is a drop with its reason, like tc's.
+ * Connections it opens are in cilium_lb4_ct exactly as the tc stage writes
+ * them. */
 #include "lib/common.h"
 #include "lib/endpoints.h"
 #include "lib/ipcache.h"
@@ -50,6 +54,20 @@ static __always_inline __u16 csum_apply(__u16 check, __s64 diff)
 	return ~csum_fold((__u64)(__u16)~check + (__u64)(__u32)diff);
 }
 
+/* A drop in XDP: counted and reported like the tc stages' (the LB stage,
+ * ingress), then dropped. */
+static __always_inline int xdp_drop(struct xdp_md *ctx, __u8 reason, const struct packet_tuple *t)
+{
+	struct event_source src = {
+		.ifindex = ctx->ingress_ifindex,
+		.length = ctx->data_end - ctx->data,
+		.src_identity = identity_of(t->saddr),
+		.dst_identity = identity_of(t->daddr),
+	};
+	drop_record(&src, CILIUM_STAGE_LB, reason, CILIUM_DIR_INGRESS, t, 0);
+	return XDP_DROP;
+}
+
 struct xdp_packet {
 	struct ethhdr *eth;
 	struct iphdr *ip;
@@ -57,6 +75,29 @@ struct xdp_packet {
 	__u16 *l4_check;
 	struct packet_tuple t;
 };
+
+/* Points p at the headers of the frame: Ethernet, `ip_len` bytes of IPv4
+ * header, then p->t.protocol's header (TCP or UDP), all in bounds. */
+static __always_inline int xdp_headers(struct xdp_md *ctx, struct xdp_packet *p, __u32 ip_len)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	void *l4 = data + sizeof(struct ethhdr) + ip_len;
+	if (p->t.protocol == IPPROTO_TCP) {
+		struct tcphdr *tcp = l4;
+		if ((void *)(tcp + 1) > end)
+			return -1;
+		p->l4_check = &tcp->check;
+	} else {
+		struct udphdr *udp = l4;
+		if ((void *)(udp + 1) > end)
+			return -1;
+		p->l4_check = &udp->check;
+	}
+	p->eth = data;
+	p->ip = data + sizeof(struct ethhdr);
+	p->ports = l4;
+	return 0;
+}
 
 /* IPv4 TCP/UDP without options or fragmentation, headers in bounds. */
 static __always_inline int xdp_parse(struct xdp_md *ctx, struct xdp_packet *p)
@@ -66,30 +107,19 @@ static __always_inline int xdp_parse(struct xdp_md *ctx, struct xdp_packet *p)
 	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return -1;
 	struct iphdr *ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl != 5 || (ip->frag_off & bpf_htons(0x3fff)))
+	if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl != CIL_IPV4_IHL_BASE ||
+	    (ip->frag_off & bpf_htons(CIL_IP_MF | CIL_IP_OFFSET)))
 		return -1;
-	p->eth = eth;
-	p->ip = ip;
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+		return -1;
 	p->t.saddr = ip->saddr;
 	p->t.daddr = ip->daddr;
 	p->t.protocol = ip->protocol;
 	p->t.l4_off = sizeof(*eth) + sizeof(*ip);
-	if (ip->protocol == IPPROTO_TCP) {
-		struct tcphdr *tcp = (void *)(ip + 1);
-		if ((void *)(tcp + 1) > end)
-			return -1;
-		p->ports = (__u16 *)tcp;
-		p->l4_check = &tcp->check;
-		p->t.tcp_flags = ((__u8 *)tcp)[13];
-	} else if (ip->protocol == IPPROTO_UDP) {
-		struct udphdr *udp = (void *)(ip + 1);
-		if ((void *)(udp + 1) > end)
-			return -1;
-		p->ports = (__u16 *)udp;
-		p->l4_check = &udp->check;
-	} else {
+	if (xdp_headers(ctx, p, sizeof(*ip)) < 0)
 		return -1;
-	}
+	if (p->t.protocol == IPPROTO_TCP)
+		p->t.tcp_flags = ((__u8 *)p->ports)[CIL_TCP_FLAGS_OFF];
 	p->t.sport = p->ports[0];
 	p->t.dport = p->ports[1];
 	return 0;
@@ -117,7 +147,7 @@ static __always_inline void xdp_nat(struct xdp_packet *p, __u32 saddr, __u16 spo
  * the neighbour is known: anything else goes to the stack. */
 static __always_inline int xdp_fib(struct xdp_md *ctx, struct bpf_fib_lookup *fib, __u32 saddr, __u32 daddr)
 {
-	fib->family = 2; /* AF_INET */
+	fib->family = AF_INET;
 	fib->ipv4_src = saddr;
 	fib->ipv4_dst = daddr;
 	fib->ifindex = ctx->ingress_ifindex;
@@ -133,26 +163,27 @@ static __always_inline int xdp_send(struct xdp_md *ctx, struct xdp_packet *p, co
 	return bpf_redirect(fib->ifindex, 0);
 }
 
-/* DSR: the frontend as IPv4 option 0x9a, 8 bytes, between the IP header and
- * the TCP/UDP header (the same bytes the tc stage writes). */
-static __always_inline int xdp_insert_dsr_option(struct xdp_md *ctx, __u32 address, __u16 port)
+/* DSR: the frontend as IPv4 option 0x9a, 8 bytes, between the IP header
+ * (xdp_parse let none with options through) and the TCP/UDP header: the same
+ * bytes the tc stage writes. The first change to the packet, before the
+ * addresses are rewritten. Returns 0 with p on the grown frame; -1 with the
+ * frame as it came (no headroom: tc inserts the option); or a drop reason
+ * when a grown frame cannot be put back as it was (not seen: it only grew). */
+static __always_inline int xdp_insert_dsr_option(struct xdp_md *ctx, struct xdp_packet *p, __u32 address, __u16 port)
 {
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 	struct ethhdr eth;
 	struct dsr_ip_header h;
-	if (data + sizeof(eth) + sizeof(h.ip) > end)
+	__builtin_memcpy(&eth, p->eth, sizeof(eth));
+	__builtin_memcpy(&h.ip, p->ip, sizeof(h.ip));
+	if (bpf_xdp_adjust_head(ctx, -(int)DSR_IPV4_OPT_LEN) < 0)
 		return -1;
-	__builtin_memcpy(&eth, data, sizeof(eth));
-	__builtin_memcpy(&h.ip, data + sizeof(eth), sizeof(h.ip));
-	if (h.ip.ihl != 5 || bpf_xdp_adjust_head(ctx, -(int)DSR_IPV4_OPT_LEN) < 0)
-		return -1;
-	data = (void *)(long)ctx->data;
-	end = (void *)(long)ctx->data_end;
-	if (data + sizeof(eth) + sizeof(h) > end)
-		return -1;
+	/* Nothing is written yet: the frame as it came starts DSR_IPV4_OPT_LEN bytes in. */
+	if (xdp_headers(ctx, p, sizeof(h)) < 0)
+		return bpf_xdp_adjust_head(ctx, DSR_IPV4_OPT_LEN) < 0 ? CILIUM_DROP_WRITE_ERROR : -1;
 	dsr_fill_header(&h, address, port);
-	__builtin_memcpy(data, &eth, sizeof(eth));
-	__builtin_memcpy(data + sizeof(eth), &h, sizeof(h));
+	__builtin_memcpy(p->eth, &eth, sizeof(eth));
+	__builtin_memcpy(p->ip, &h, sizeof(h));
+	p->t.l4_off = sizeof(eth) + sizeof(h);
 	return 0;
 }
 
@@ -224,6 +255,14 @@ int cil_xdp_lb(struct xdp_md *ctx)
 	if (xdp_fib(ctx, &fib, src, backend_addr) < 0)
 		goto pass;
 
+	/* DSR: TCP names the frontend in its SYN only, UDP in every datagram. */
+	if (dsr && (t->protocol == IPPROTO_UDP || syn)) {
+		int r = xdp_insert_dsr_option(ctx, &p, t->daddr, t->dport);
+		if (r < 0)
+			goto pass;
+		if (r > 0)
+			return xdp_drop(ctx, r, t);
+	}
 	if (!known || known->backend_id != id) {
 		struct lb4_ct_value v = { .backend_id = id, .rev_nat_index = svc->rev_nat_index };
 		bpf_map_update_elem(&cilium_lb4_ct, &fk, &v, BPF_ANY);
@@ -235,17 +274,7 @@ int cil_xdp_lb(struct xdp_md *ctx)
 					   .client = t->saddr, .client_port = t->sport };
 		bpf_map_update_elem(&cilium_lb4_ct, &bk, &bv, BPF_ANY);
 	}
-	__u32 frontend_addr = t->daddr;
-	__u16 frontend_port = t->dport;
 	xdp_nat(&p, src, t->sport, backend_addr, backend_port);
-	if (dsr && (t->protocol == IPPROTO_UDP || syn)) {
-		if (xdp_insert_dsr_option(ctx, frontend_addr, frontend_port) < 0)
-			return XDP_ABORTED;
-		void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-		if (data + sizeof(struct ethhdr) > end)
-			return XDP_ABORTED;
-		p.eth = data;
-	}
 	xdp_count(LB_XDP_TRANSLATED);
 	return xdp_send(ctx, &p, &fib);
 pass:

@@ -195,13 +195,18 @@ public struct HubbleStatusModel: Codable, Sendable {
     }
 }
 
-/// Drop reasons by upstream's numbers and `flow.proto` names.
+/// Drop reasons by upstream's numbers and `flow.proto` names (enum cilium_drop_reason in
+/// bpf/include/cilium_maps.h; from 240 up, reasons upstream has no number for).
 public enum DropReasons {
     public static let names: [UInt8: (name: String, text: String)] = [
         133: ("POLICY_DENIED", "Policy denied"),
         134: ("INVALID_PACKET_DROPPED", "Invalid packet"),
+        141: ("ERROR_WRITING_TO_PACKET", "Error writing to packet"),
         147: ("ERROR_RETRIEVING_TUNNEL_KEY", "Error retrieving tunnel key"),
+        153: ("ERROR_WHILE_CORRECTING_L3_CHECKSUM", "Error while correcting L3 checksum"),
+        154: ("ERROR_WHILE_CORRECTING_L4_CHECKSUM", "Error while correcting L4 checksum"),
         158: ("SERVICE_BACKEND_NOT_FOUND", "Service backend not found"),
         181: ("POLICY_DENY", "Policy denied by denylist"),
+        240: ("DSR_IP_OPTIONS_PRESENT", "DSR option cannot be added: the packet already carries IP options"),
     ]
 }

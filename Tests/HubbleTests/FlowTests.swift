@@ -80,6 +80,45 @@ struct FlowTests {
         #expect(deny.traffic_direction == "EGRESS")
     }
 
+    /// Every drop reason the datapath has (enum cilium_drop_reason) has a name and a text for
+    /// Hubble, `cilium monitor` and the metrics; only INVALID says "Invalid packet"; each name once.
+    @Test func everyDatapathDropReasonHasAName() throws {
+        let header = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("bpf/include/cilium_maps.h")
+        let text = try String(contentsOf: header, encoding: .utf8)
+        let body = try #require(text.range(of: "enum cilium_drop_reason {").flatMap { start in
+            text[start.upperBound...].range(of: "};").map { text[start.upperBound..<$0.lowerBound] }
+        })
+        var reasons: [String: UInt8] = [:]
+        for line in body.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, parts[0].contains("CILIUM_DROP_") else { continue }
+            let digits = parts[1].prefix { $0 == " " || $0.isNumber }.trimmingCharacters(in: .whitespaces)
+            let number = UInt8(digits, radix: 10)
+            #expect(number != nil, "\(line)")
+            reasons[parts[0].trimmingCharacters(in: .whitespaces)] = number ?? 0
+        }
+        #expect(reasons.count >= 9)
+        #expect(reasons["CILIUM_DROP_INVALID"] == UInt8(CILIUM_DROP_INVALID.rawValue))
+        for (symbol, number) in reasons {
+            let name = DropReasons.names[number]
+            #expect(name != nil, "\(symbol) (\(number)) has no name")
+            if symbol != "CILIUM_DROP_INVALID" { #expect(name?.text != "Invalid packet", "\(symbol)") }
+        }
+        #expect(Set(DropReasons.names.values.map(\.name)).count == DropReasons.names.count)
+        // Upstream's numbers and flow.proto names where upstream has the reason.
+        #expect(DropReasons.names[UInt8(CILIUM_DROP_WRITE_ERROR.rawValue)]?.name == "ERROR_WRITING_TO_PACKET")
+        #expect(CILIUM_DROP_WRITE_ERROR.rawValue == 141 && CILIUM_DROP_CSUM_L3.rawValue == 153 && CILIUM_DROP_CSUM_L4.rawValue == 154)
+        let d = Self.decoder()
+        for (reason, name) in [(CILIUM_DROP_CSUM_L3, "ERROR_WHILE_CORRECTING_L3_CHECKSUM"), (CILIUM_DROP_CSUM_L4, "ERROR_WHILE_CORRECTING_L4_CHECKSUM"),
+                               (CILIUM_DROP_DSR_IP_OPTIONS, "DSR_IP_OPTIONS_PRESENT")] {
+            let f = try #require(d.decode(Self.event(CILIUM_EVENT_DROP, src: "172.30.0.100", dst: "10.0.0.3", sid: 2, did: 258,
+                                                     reason: UInt8(reason.rawValue))))
+            #expect(f.verdict == "DROPPED" && f.drop_reason_desc == name)
+            #expect(f.event_type == .init(type: 1, sub_type: Int(reason.rawValue)))
+        }
+    }
+
     @Test func tracesUDPICMPAuditAndReplies() throws {
         let d = Self.decoder()
         let trace = try #require(d.decode(Self.event(CILIUM_EVENT_TRACE, src: "10.0.0.2", dst: "10.0.0.3", sid: 257, did: 258, proto: 17, dport: 53)))

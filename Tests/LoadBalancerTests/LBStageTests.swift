@@ -1,3 +1,4 @@
+import API
 import CBPF
 import Datapath
 import Testing
@@ -242,6 +243,47 @@ import TestSupport
         // Without the option nothing is learnt: another client's reply is untouched.
         let other = Self.tcp(backend, "172.30.0.101", 8080, 40000, flags: 0x12)
         #expect(try dp.run(other).packet == other)
+    }
+
+    /// DSR names the frontend in an IPv4 option of a header that has none; a SYN that already
+    /// carries options is dropped with a reason of its own (it was "Invalid packet"), counted and
+    /// reported like every drop, and Hubble, `cilium monitor` and the metrics have its name.
+    @Test func dsrDropsASynWithIPOptionsWithItsOwnReason() async throws {
+        let root = try PinRoot("lb-dsr-opts")
+        let dp = try await Datapath(root.path)
+        let lbIP = "172.30.5.1", outside = "172.30.0.100"
+        try dp.frontend(lbIP, port: 80, rev: 5, backends: Self.backends, flags: LB_F_LOADBALANCER.rawValue)
+        try dp.setMode(LoadBalancerSubsystem.configFlags(.dsr))
+        // The SYN with one word of options (router alert: 0x94 0x04 0x00 0x00) after the base header.
+        var syn = Self.tcp(outside, lbIP, 40000, 80)
+        syn.insert(contentsOf: [0x94, 0x04, 0x00, 0x00], at: 34)
+        syn[14] = 0x46
+        let total = UInt16(syn.count - 14)
+        syn[16] = UInt8(total >> 8)
+        syn[17] = UInt8(total & 0xff)
+        let r = try await dp.runFromDevice(syn)
+        #expect(r.returnValue == 2, "TC_ACT_SHOT")
+        var it = dp.events.records.makeAsyncIterator()
+        let record = try #require(await it.next())
+        let drop = record.withUnsafeBytes { $0.loadUnaligned(as: cilium_event.self) }
+        let reason = UInt8(CILIUM_DROP_DSR_IP_OPTIONS.rawValue)
+        #expect(drop.type == UInt8(CILIUM_EVENT_DROP.rawValue))
+        #expect(drop.reason == reason)
+        #expect(drop.stage == UInt8(CILIUM_STAGE_LB.rawValue))
+        #expect(drop.direction == UInt8(CILIUM_DIR_INGRESS.rawValue))
+        #expect(drop.dport == UInt16(80).bigEndian && drop.length == UInt32(syn.count))
+        let metrics: BPFMap<UInt32, metrics_value> = try await dp.entry.map("cilium_metrics")
+        func count(_ reason: UInt8) -> UInt64 {
+            metrics.lookupPerCPU(ciliumMetricsIndex(reason: reason, direction: UInt8(CILIUM_DIR_INGRESS.rawValue)))!.reduce(0) { $0 + $1.packets }
+        }
+        #expect(count(reason) == 1)
+        #expect(count(UInt8(CILIUM_DROP_INVALID.rawValue)) == 0)
+        let name = try #require(DropReasons.names[reason])
+        #expect(name.text != DropReasons.names[UInt8(CILIUM_DROP_INVALID.rawValue)]?.text)
+        #expect(name.text.hasPrefix("DSR option cannot be added"))
+        // SNAT mode adds no option: the same SYN is translated.
+        try dp.setMode(LoadBalancerSubsystem.configFlags(.snat))
+        #expect(try await dp.runFromDevice(syn).returnValue == 0)
     }
 
     /// The XDP program (loadBalancer.acceleration native), run in a namespace

@@ -57,14 +57,24 @@ enum cilium_reserved_identity {
 	CILIUM_ID_INGRESS = 8,
 };
 
-/* Drop reasons (Cilium's numbers, so tools that know them agree). */
+/* Drop reasons (Cilium's numbers, so tools that know them agree; a reason
+ * upstream has no number for takes one from 240 up). Every one has its name
+ * and text in the agent's DropReasons table (Hubble, `cilium monitor`,
+ * metrics). INVALID is for malformed or short packets only: a failure to
+ * change a packet has a reason of its own. */
 enum cilium_drop_reason {
 	CILIUM_REASON_FORWARDED = 0,
 	CILIUM_DROP_POLICY = 133,       /* Policy denied */
 	CILIUM_DROP_INVALID = 134,      /* Invalid packet */
+	CILIUM_DROP_WRITE_ERROR = 141,  /* Error writing to packet (store, adjust room/head) */
 	CILIUM_DROP_NO_TUNNEL_KEY = 147,/* Error retrieving tunnel key */
+	CILIUM_DROP_CSUM_L3 = 153,      /* Error while correcting L3 checksum */
+	CILIUM_DROP_CSUM_L4 = 154,      /* Error while correcting L4 checksum */
 	CILIUM_DROP_NO_SERVICE = 158,   /* Service backend not found */
 	CILIUM_DROP_POLICY_DENY = 181,  /* Policy denied by denylist */
+	/* Not upstream's: DSR names the frontend in an IPv4 option of a header
+	 * that has none, and this one already has some. */
+	CILIUM_DROP_DSR_IP_OPTIONS = 240,
 };
 
 enum cilium_direction {
@@ -107,6 +117,8 @@ enum cilium_node_flags {
 
 /* The VXLAN port between nodes (upstream's). */
 #define CILIUM_TUNNEL_PORT 8472
+/* The outer TTL of tunnelled packets. */
+#define CILIUM_TUNNEL_TTL 64
 
 /* cilium_node: this node's datapath settings, one entry (key 0). */
 struct node_config {

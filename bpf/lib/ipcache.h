@@ -23,7 +23,7 @@ struct {
 
 static __always_inline __u32 identity_of(__u32 addr)
 {
-	struct ipcache_key key = { .prefixlen = 32, .addr = addr };
+	struct ipcache_key key = { .prefixlen = CIL_IPV4_HOST_PREFIX, .addr = addr };
 	struct ipcache_value *v = bpf_map_lookup_elem(&cilium_ipcache, &key);
 	return v ? v->identity : CILIUM_ID_WORLD;
 }

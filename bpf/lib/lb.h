@@ -87,8 +87,9 @@ static __always_inline int l4_csum_off(const struct packet_tuple *t)
 }
 
 /* Rewrites the source (dst = 0) or destination address, fixing the IP
- * checksum and the TCP/UDP pseudo-header checksum. */
-static __always_inline int nat_addr(struct __sk_buff *skb, const struct packet_tuple *t, int dst, __u32 old, __u32 new)
+ * checksum and the TCP/UDP pseudo-header checksum. Returns 0, or the drop
+ * reason of the step that failed. */
+static __always_inline __u8 nat_addr(struct __sk_buff *skb, const struct packet_tuple *t, int dst, __u32 old, __u32 new)
 {
 	int csum = l4_csum_off(t);
 	if (csum >= 0) {
@@ -96,14 +97,17 @@ static __always_inline int nat_addr(struct __sk_buff *skb, const struct packet_t
 		if (t->protocol == IPPROTO_UDP)
 			flags |= BPF_F_MARK_MANGLED_0;
 		if (bpf_l4_csum_replace(skb, csum, old, new, flags) < 0)
-			return -1;
+			return CILIUM_DROP_CSUM_L4;
 	}
 	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old, new, sizeof(new)) < 0)
-		return -1;
-	return bpf_skb_store_bytes(skb, dst ? IP_DST_OFF : IP_SRC_OFF, &new, sizeof(new), 0);
+		return CILIUM_DROP_CSUM_L3;
+	if (bpf_skb_store_bytes(skb, dst ? IP_DST_OFF : IP_SRC_OFF, &new, sizeof(new), 0) < 0)
+		return CILIUM_DROP_WRITE_ERROR;
+	return 0;
 }
 
-static __always_inline int nat_port(struct __sk_buff *skb, const struct packet_tuple *t, int dst, __u16 old, __u16 new)
+/* The same for the source or destination port: 0, or the drop reason. */
+static __always_inline __u8 nat_port(struct __sk_buff *skb, const struct packet_tuple *t, int dst, __u16 old, __u16 new)
 {
 	if (old == new)
 		return 0;
@@ -113,9 +117,13 @@ static __always_inline int nat_port(struct __sk_buff *skb, const struct packet_t
 		if (t->protocol == IPPROTO_UDP)
 			flags |= BPF_F_MARK_MANGLED_0;
 		if (bpf_l4_csum_replace(skb, csum, old, new, flags) < 0)
-			return -1;
+			return CILIUM_DROP_CSUM_L4;
 	}
-	return bpf_skb_store_bytes(skb, t->l4_off + (dst ? 2 : 0), &new, sizeof(new), 0);
+	/* TCP and UDP both start with the source port, then the destination port. */
+	int off = t->l4_off + (dst ? offsetof(struct udphdr, dest) : offsetof(struct udphdr, source));
+	if (bpf_skb_store_bytes(skb, off, &new, sizeof(new), 0) < 0)
+		return CILIUM_DROP_WRITE_ERROR;
+	return 0;
 }
 
 /* The Maglev hash of a flow, host-order fields: the same formula as
@@ -135,9 +143,18 @@ static __always_inline __u32 maglev_flow_hash(__u32 saddr, __u32 daddr, __u16 sp
 
 /* ---- DSR: the IPv4 header with upstream's option (tc stage and XDP) ---- */
 
+/* The option: DSR_IPV4_OPT_TYPE, DSR_IPV4_OPT_LEN, then the frontend. */
+struct dsr_ipv4_opt {
+	__u8  type;
+	__u8  len;
+	__u16 port;    /* network order */
+	__u32 address; /* network order */
+};
+_Static_assert(sizeof(struct dsr_ipv4_opt) == DSR_IPV4_OPT_LEN, "the DSR option is DSR_IPV4_OPT_LEN bytes");
+
 struct dsr_ip_header {
 	struct iphdr ip;
-	__u8 opt[DSR_IPV4_OPT_LEN];
+	struct dsr_ipv4_opt opt;
 };
 
 /* Turns a base IPv4 header (ihl 5) into one with the DSR option naming the
@@ -145,13 +162,13 @@ struct dsr_ip_header {
  * not cover IP options. */
 static __always_inline void dsr_fill_header(struct dsr_ip_header *h, __u32 address, __u16 port)
 {
-	h->ip.ihl = 5 + DSR_IPV4_OPT_LEN / 4;
+	h->ip.ihl = CIL_IPV4_IHL_BASE + DSR_IPV4_OPT_LEN / 4;
 	h->ip.tot_len = bpf_htons(bpf_ntohs(h->ip.tot_len) + DSR_IPV4_OPT_LEN);
 	h->ip.check = 0;
-	h->opt[0] = DSR_IPV4_OPT_TYPE;
-	h->opt[1] = DSR_IPV4_OPT_LEN;
-	__builtin_memcpy(&h->opt[2], &port, 2);
-	__builtin_memcpy(&h->opt[4], &address, 4);
+	h->opt.type = DSR_IPV4_OPT_TYPE;
+	h->opt.len = DSR_IPV4_OPT_LEN;
+	h->opt.port = port;
+	h->opt.address = address;
 	__u32 s = 0;
 	__u16 *w = (__u16 *)h;
 #pragma unroll
