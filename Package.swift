@@ -46,15 +46,17 @@ let package = Package(
 
         // Core
         .target(name: "Reconciler", swiftSettings: swift6),
-        .target(name: "Datapath", dependencies: ["CBPF", "Reconciler"], swiftSettings: swift6,
+        // The one reading of IPv4 text (addresses, prefixes) for the whole project.
+        .target(name: "Addressing", swiftSettings: swift6),
+        .target(name: "Datapath", dependencies: ["CBPF", "Reconciler", "Addressing"], swiftSettings: swift6,
                 plugins: ["BPFCompiler"]),
-        .target(name: "Config", dependencies: ["Yams"], swiftSettings: swift6),
+        .target(name: "Config", dependencies: ["Yams", "Addressing"], swiftSettings: swift6),
         .target(name: "KVStore", swiftSettings: swift6),
         // The Kubernetes-manifest readers' shared YAML diagnostics (Policy, LoadBalancer).
         .target(name: "ManifestYAML", dependencies: ["Yams"], swiftSettings: swift6),
         // The Kubernetes manifest readers (policies; Services and EndpointSlices) and their models:
         // what `cilium policy validate` and the subsystems share, without the datapath.
-        .target(name: "Manifests", dependencies: ["ManifestYAML", "Yams"], swiftSettings: swift6),
+        .target(name: "Manifests", dependencies: ["ManifestYAML", "Yams", "Addressing"], swiftSettings: swift6),
         .target(name: "API", dependencies: ["Config", "Datapath", "Reconciler"], swiftSettings: swift6),
     ]
     + subsystems.map { name in
@@ -84,6 +86,7 @@ let package = Package(
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "CBPF", "Reconciler", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "CNITests", dependencies: ["API", "Datapath", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore"], swiftSettings: swift6),
+        .testTarget(name: "AddressingTests", dependencies: ["Addressing", "Config", "Datapath", "Manifests"], swiftSettings: swift6),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "Config", "Datapath", "CBPF", "Networking", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),
     ]

@@ -1,3 +1,4 @@
+import Addressing
 /// Rules that involve more than one key, as the upstream agent enforces them at startup.
 struct CrossCheck: Sendable {
     /// The key the error is reported against.
@@ -34,9 +35,9 @@ let crossChecks: [CrossCheck] = [
         config in
         let maskSize = config.ipam.operator.clusterPoolIPv4MaskSize
         for text in config.ipam.operator.clusterPoolIPv4PodCIDRList {
-            guard let cidr = IPv4CIDR(text), cidr.prefixLength > maskSize else { continue }
-            return "\(maskSize) is shorter than the /\(cidr.prefixLength) pool \(text); "
-                + "use a mask size of at least \(cidr.prefixLength) or a larger pool"
+            guard case .success(let cidr) = IPv4Text.prefix(text), cidr.length > maskSize else { continue }
+            return "\(maskSize) is shorter than the /\(cidr.length) pool \(text); "
+                + "use a mask size of at least \(cidr.length) or a larger pool"
         }
         return nil
     },

@@ -1,3 +1,4 @@
+import Addressing
 import Foundation
 
 /// A 1-based line and column in the config file.
@@ -173,42 +174,14 @@ func isDNSLabel(_ text: String, maxLength: Int) -> Bool {
     return bytes.allSatisfy { alphanumeric($0) || $0 == 0x2d }
 }
 
-/// An IPv4 CIDR such as 10.0.0.0/8.
-struct IPv4CIDR: Equatable {
-    var address: UInt32
-    var prefixLength: Int
-
-    init?(_ text: String) {
-        let halves = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard halves.count == 2, let prefix = Int(halves[1]), (0...32).contains(prefix),
-              String(prefix) == halves[1] else { return nil }
-        let octets = halves[0].split(separator: ".", omittingEmptySubsequences: false)
-        guard octets.count == 4 else { return nil }
-        var address: UInt32 = 0
-        for octet in octets {
-            guard let value = UInt32(octet), value <= 255, String(value) == octet else { return nil }
-            address = address << 8 | value
-        }
-        self.address = address
-        self.prefixLength = prefix
-    }
-
-    var mask: UInt32 { prefixLength == 0 ? 0 : UInt32.max << (32 - prefixLength) }
-
-    var text: String {
-        let octets = (0..<4).map { String(address >> (24 - 8 * $0) & 0xff) }
-        return octets.joined(separator: ".") + "/\(prefixLength)"
-    }
-
+/// An IPv4 CIDR such as 10.0.0.0/8, read by the project's one IPv4 parser (`IPv4Text`).
+enum IPv4CIDR {
     /// Why `text` is not a usable CIDR, or nil when it is.
     static func problem(with text: String) -> String? {
-        guard var cidr = IPv4CIDR(text) else {
-            return "\(yamlQuoted(text)) is not an IPv4 CIDR; use ADDRESS/PREFIX like 10.0.0.0/8"
+        switch IPv4Text.prefix(text) {
+        case .success: return nil
+        case .failure(.hostBits(let network)): return "\(yamlQuoted(text)) has host bits set; use \(network)"
+        case .failure: return "\(yamlQuoted(text)) is not an IPv4 CIDR; use ADDRESS/PREFIX like 10.0.0.0/8"
         }
-        guard cidr.address & ~cidr.mask == 0 else {
-            cidr.address &= cidr.mask
-            return "\(yamlQuoted(text)) has host bits set; use \(cidr.text)"
-        }
-        return nil
     }
 }

@@ -1,3 +1,4 @@
+import Addressing
 import ManifestYAML
 import Yams
 
@@ -958,49 +959,27 @@ private struct IPv4Prefix: CustomStringConvertible {
         (0..<4).map { String((address >> (24 - 8 * $0)) & 0xFF) }.joined(separator: ".")
     }
 
-    /// Parses "a.b.c.d/n" (or a bare "a.b.c.d", meaning /32, when allowed). Host bits set, IPv6 and
-    /// anything malformed are problems with a suggestion where one exists.
+    /// Parses "a.b.c.d/n" (or a bare "a.b.c.d", meaning /32, when allowed) with the project's one IPv4
+    /// reading (`IPv4Text`). Host bits set, IPv6 and anything malformed are problems with a suggestion
+    /// where one exists.
     static func parse(_ text: String, bareAddressAllowed: Bool) throws(Problem) -> IPv4Prefix {
         let expected = "expected a.b.c.d/n with each part 0-255 and n 0-32, e.g. 10.0.0.0/8"
-        if text.contains(":") {
+        switch IPv4Text.prefix(text, bareAddress: bareAddressAllowed) {
+        case .success(let p):
+            return IPv4Prefix(address: p.address, bits: Int(p.length))
+        case .failure(.ipv6):
             throw Problem(message: "IPv6 CIDR \(text): this datapath enforces IPv4 only")
-        }
-        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count <= 2 else {
-            throw Problem(message: "\"\(text)\" is not a valid IPv4 CIDR; \(expected)")
-        }
-        guard let address = parseAddress(parts[0]) else {
-            throw Problem(message: "\"\(text)\" is not a valid IPv4 CIDR: \"\(parts[0])\" is not an IPv4 address; \(expected)")
-        }
-        guard parts.count == 2 else {
-            guard bareAddressAllowed else {
-                throw Problem(message: "\"\(text)\" has no prefix length; write \(text)/32 for one address")
+        case .failure(let problem):
+            switch problem {
+            case .noLength, .badLength, .hostBits:
+                throw Problem(message: problem.message(for: text))
+            case let .leadingZero(part, fixed):
+                throw Problem(message: "\"\(text)\" is not a valid IPv4 CIDR: \(part) has a leading zero, which some read "
+                    + "as octal; write \(fixed)")
+            default:
+                let address = text.prefix { $0 != "/" }
+                throw Problem(message: "\"\(text)\" is not a valid IPv4 CIDR: \"\(address)\" is not an IPv4 address; \(expected)")
             }
-            return IPv4Prefix(address: address, bits: 32)
         }
-        let length = parts[1]
-        guard !length.isEmpty, length.count <= 2, length.allSatisfy(\.isASCIIDigit),
-              !(length.count == 2 && length.hasPrefix("0")), let bits = Int(length), bits <= 32 else {
-            throw Problem(message: "\"\(text)\" is not a valid IPv4 CIDR: the prefix length \"\(length)\" "
-                + "must be a number 0-32")
-        }
-        let network = IPv4Prefix(address: address, bits: bits)
-        let cleared = address & network.mask
-        guard cleared == address else {
-            throw Problem(message: "\(text) has host bits set; did you mean \(format(cleared))/\(bits)?")
-        }
-        return network
-    }
-
-    private static func parseAddress(_ text: Substring) -> UInt32? {
-        let octets = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard octets.count == 4 else { return nil }
-        var address: UInt32 = 0
-        for octet in octets {
-            guard !octet.isEmpty, octet.count <= 3, octet.allSatisfy(\.isASCIIDigit),
-                  !(octet.count > 1 && octet.hasPrefix("0")), let value = UInt32(octet), value <= 255 else { return nil }
-            address = address << 8 | value
-        }
-        return address
     }
 }

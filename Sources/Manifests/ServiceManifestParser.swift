@@ -1,3 +1,4 @@
+import Addressing
 import ManifestYAML
 import Yams
 
@@ -1108,39 +1109,12 @@ private enum IPv4Address {
         var message: String
     }
 
-    /// A strict dotted quad: four decimal parts 0-255 without leading zeros. Returns the address as written.
+    /// A strict dotted quad (`IPv4Text`, the project's one reading). Returns the address as written.
     static func parse(_ text: String) -> Result<String, Problem> {
-        let expected = "write four numbers 0-255 separated by dots, e.g. 10.96.0.10"
-        if text.isEmpty {
-            return .failure(Problem(message: "an IPv4 address is required; \(expected)"))
+        switch IPv4Text.address(text) {
+        case .success: return .success(text)
+        case .failure(let problem): return .failure(Problem(message: problem.message(for: text)))
         }
-        if text.contains(":") {
-            return .failure(Problem(message: "\(text) is an IPv6 address; this datapath is IPv4 only"))
-        }
-        if text.contains("/") {
-            let address = text.prefix { $0 != "/" }
-            return .failure(Problem(message: "\"\(text)\" is a CIDR, not an address; write the address alone, "
-                + "e.g. \(address)"))
-        }
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4 else {
-            return .failure(Problem(message: "\"\(text)\" is not a valid IPv4 address; \(expected)"))
-        }
-        for part in parts {
-            guard !part.isEmpty, part.allSatisfy(\.isASCIIDigit) else {
-                return .failure(Problem(message: "\"\(text)\" is not a valid IPv4 address; \(expected)"))
-            }
-            if part.count > 1, part.hasPrefix("0") {
-                let fixed = parts.map { String(Int($0) ?? 0) }.joined(separator: ".")
-                return .failure(Problem(message: "\"\(text)\" has a part with a leading zero (\(part)), which some "
-                    + "read as octal; write \(fixed)"))
-            }
-            guard part.count <= 3, let value = Int(part), value <= 255 else {
-                return .failure(Problem(message: "\"\(text)\" is not a valid IPv4 address: \(part) is out of range "
-                    + "0-255"))
-            }
-        }
-        return .success(text)
     }
 }
 

@@ -1,3 +1,5 @@
+import Addressing
+
 // Small value types for the addresses rtnetlink carries. They are nested in `Netlink` so they do not
 // collide with address types defined elsewhere in the module.
 
@@ -12,15 +14,9 @@ extension Netlink {
             value = UInt32(a) << 24 | UInt32(b) << 16 | UInt32(c) << 8 | UInt32(d)
         }
 
-        /// Parses dotted-quad notation ("10.250.0.1").
+        /// Parses dotted-quad notation ("10.250.0.1") the project's one way (`IPv4Text`: no leading zeros).
         public init?(_ text: String) {
-            let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-            guard parts.count == 4 else { return nil }
-            var v: UInt32 = 0
-            for part in parts {
-                guard (1...3).contains(part.count), part.allSatisfy({ $0.isASCII && $0.isWholeNumber }), let octet = UInt8(part) else { return nil }
-                v = v << 8 | UInt32(octet)
-            }
+            guard case .success(let v) = IPv4Text.address(text) else { return nil }
             value = v
         }
 
@@ -49,16 +45,10 @@ extension Netlink {
             self.length = length
         }
 
-        /// Parses "a.b.c.d/n"; a bare address means /32.
+        /// Parses "a.b.c.d/n" (`IPv4Text`); a bare address means /32, host bits are kept.
         public init?(_ text: String) {
-            let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-            guard (1...2).contains(parts.count), let address = IPv4Address(String(parts[0])) else { return nil }
-            var length: UInt8 = 32
-            if parts.count == 2 {
-                guard parts[1].allSatisfy({ $0.isASCII && $0.isWholeNumber }), let l = UInt8(parts[1]), l <= 32 else { return nil }
-                length = l
-            }
-            self.init(address, length: length)
+            guard case .success(let p) = IPv4Text.prefix(text, bareAddress: true, hostBits: true) else { return nil }
+            self.init(IPv4Address(value: p.address), length: p.length)
         }
 
         /// The prefix with its host bits cleared.

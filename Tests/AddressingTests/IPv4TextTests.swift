@@ -1,0 +1,74 @@
+import Addressing
+import Config
+import Datapath
+import Manifests
+import Testing
+
+/// One reading of IPv4 text for the whole project: the config, both manifest
+/// readers and the datapath's values agree on what is an address.
+@Suite struct IPv4TextTests {
+    @Test(arguments: ["10.0.0.1", "0.0.0.0", "255.255.255.255", "192.168.1.10"])
+    func valid(_ text: String) throws {
+        let value = try IPv4Text.address(text).get()
+        #expect(IPv4Text.format(value) == text)
+        #expect(Netlink.IPv4Address(text)?.description == text)
+    }
+
+    @Test(arguments: [
+        ("010.0.0.1", IPv4Text.Problem.leadingZero(part: "010", fixed: "10.0.0.1")),
+        ("10.0.0.01", .leadingZero(part: "01", fixed: "10.0.0.1")),
+        ("10.0.0.256", .outOfRange(part: "256")),
+        ("10.0.0", .malformed),
+        ("10.0.0.1.", .malformed),
+        ("10.0.0.+1", .malformed),
+        (" 10.0.0.1", .malformed),
+        ("", .empty),
+        ("::1", .ipv6),
+        ("10.0.0.1/32", .prefixNotAddress(address: "10.0.0.1")),
+    ])
+    func invalid(_ text: String, _ problem: IPv4Text.Problem) {
+        #expect(throws: problem) { try IPv4Text.address(text).get() }
+        #expect(Netlink.IPv4Address(text) == nil)
+    }
+
+    @Test func prefixes() throws {
+        #expect(try IPv4Text.prefix("10.0.0.0/8").get() == (0x0a00_0000, 8))
+        #expect(throws: IPv4Text.Problem.hostBits(network: "10.0.0.0/8")) { try IPv4Text.prefix("10.1.2.3/8").get() }
+        #expect(try IPv4Text.prefix("10.1.2.3/8", hostBits: true).get() == (0x0a01_0203, 8))
+        #expect(throws: IPv4Text.Problem.noLength) { try IPv4Text.prefix("10.0.0.0").get() }
+        #expect(try IPv4Text.prefix("10.0.0.1", bareAddress: true).get() == (0x0a00_0001, 32))
+        for bad in ["10.0.0.0/33", "10.0.0.0/08", "10.0.0.0/", "10.0.0.0/x", "10.0.0.0/8/8"] {
+            #expect(throws: IPv4Text.Problem.self, "\(bad)") { try IPv4Text.prefix(bad).get() }
+        }
+        #expect(Netlink.IPv4Prefix("10.250.0.1/24")?.description == "10.250.0.1/24")
+        #expect(Netlink.IPv4Prefix("010.250.0.1/24") == nil)
+    }
+
+    /// "010.0.0.1" used to be 10.0.0.1 to the datapath's parser and an error to the manifest readers.
+    @Test func everyReaderRefusesALeadingZero() {
+        #expect(throws: (any Error).self) {
+            try ConfigLoader.parse(yaml: "ipam:\n  operator:\n    clusterPoolIPv4PodCIDRList: [\"010.0.0.0/8\"]\n")
+        }
+        #expect(throws: (any Error).self) {
+            try PolicyParser.parse("""
+                apiVersion: cilium.io/v2
+                kind: CiliumNetworkPolicy
+                metadata: {name: p}
+                spec:
+                  endpointSelector: {}
+                  egress: [{toCIDR: ["010.0.0.0/8"]}]
+                """, file: "p.yaml")
+        }
+        #expect(throws: (any Error).self) {
+            try ServiceManifestParser.parse("""
+                apiVersion: v1
+                kind: Service
+                metadata: {name: s, namespace: default}
+                spec:
+                  clusterIP: 010.96.0.10
+                  ports: [{port: 80}]
+                """, file: "s.yaml")
+        }
+        #expect(Netlink.IPv4Address("010.0.0.1") == nil)
+    }
+}
