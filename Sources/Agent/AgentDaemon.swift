@@ -1,3 +1,5 @@
+import HTTPTransport
+import AgentModel
 import API
 import Config
 import Datapath

@@ -1,3 +1,4 @@
+import AgentModel
 import Config
 import API
 import Config

@@ -1,4 +1,5 @@
 import Datapath
+import LinuxNet
 import Foundation
 
 /// The floor of a veth-based datapath on this kernel, measured beside ours: two "pods" whose

@@ -1,6 +1,7 @@
 import Agent
 import CBPF
 import Datapath
+import LinuxNet
 import Foundation
 import Glibc
 import Hubble

@@ -1,5 +1,7 @@
+import HTTPTransport
 import API
 import Datapath
+import LinuxNet
 import Foundation
 import Glibc
 

@@ -1,4 +1,6 @@
 #if canImport(Hubble)
+import AgentModel
+import FlowDisplay
 import Hubble
 import API
 import CBPF

@@ -1,5 +1,5 @@
 import API
-import Datapath
+import LinuxNet
 import Glibc
 
 /// ADD, DEL and CHECK. The process runs in the node's network namespace; the container's is reached

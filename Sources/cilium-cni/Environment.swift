@@ -1,4 +1,4 @@
-import Datapath
+import LinuxNet
 import Glibc
 
 /// The CNI_* environment of one invocation, validated for the command.

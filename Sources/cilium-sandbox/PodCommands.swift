@@ -1,6 +1,7 @@
 import API
 import ArgumentParser
 import Datapath
+import LinuxNet
 import Foundation
 
 extension SandboxCommand {

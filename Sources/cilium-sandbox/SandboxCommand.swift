@@ -1,8 +1,10 @@
+import HTTPTransport
 import Agent
 import API
 import ArgumentParser
 import Config
 import Datapath
+import LinuxNet
 import Foundation
 import Glibc
 

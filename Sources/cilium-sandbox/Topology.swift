@@ -1,5 +1,6 @@
 import Config
 import Datapath
+import LinuxNet
 import Foundation
 import Glibc
 

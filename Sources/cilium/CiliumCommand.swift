@@ -1,3 +1,4 @@
+import HTTPTransport
 import API
 import ArgumentParser
 import Foundation

@@ -1,3 +1,5 @@
+import FlowDisplay
+import HTTPTransport
 import API
 import Foundation
 

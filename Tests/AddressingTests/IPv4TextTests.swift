@@ -1,6 +1,7 @@
 import Addressing
 import Config
 import Datapath
+import LinuxNet
 import Manifests
 import Testing
 

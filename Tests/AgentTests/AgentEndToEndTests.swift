@@ -2,6 +2,7 @@ import API
 import Agent
 import CBPF
 import Datapath
+import LinuxNet
 import Foundation
 import Glibc
 @testable import Networking

@@ -1,5 +1,7 @@
+import FlowDisplay
 import API
 import Datapath
+import LinuxNet
 import Foundation
 import Glibc
 import Testing

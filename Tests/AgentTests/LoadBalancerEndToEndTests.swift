@@ -1,5 +1,6 @@
 import API
 import Datapath
+import LinuxNet
 import Foundation
 import Glibc
 import Testing

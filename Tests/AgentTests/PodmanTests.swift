@@ -1,6 +1,7 @@
 import Agent
 import API
 import Datapath
+import LinuxNet
 import Foundation
 import Glibc
 import Testing

@@ -2,7 +2,8 @@ import Foundation
 import Glibc
 import Synchronization
 import Testing
-@testable import API
+import API
+@testable import HTTPTransport
 
 @Suite("Unix socket HTTP transport")
 struct UnixHTTPTests {

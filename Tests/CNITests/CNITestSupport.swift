@@ -1,6 +1,8 @@
+import HTTPTransport
 import TestSupport
 import API
 import Datapath
+import LinuxNet
 import Foundation
 import Glibc
 import Synchronization

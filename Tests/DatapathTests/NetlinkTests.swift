@@ -3,6 +3,7 @@
 // (the root namespace is only read), and cleanup runs in `defer`, also when a test fails.
 
 import Datapath
+import LinuxNet
 import Foundation
 import Testing
 

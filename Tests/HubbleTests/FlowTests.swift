@@ -1,3 +1,5 @@
+import AgentModel
+import FlowDisplay
 import API
 import CBPF
 import Foundation

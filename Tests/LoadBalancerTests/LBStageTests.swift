@@ -1,6 +1,7 @@
 import API
 import CBPF
 import Datapath
+import LinuxNet
 import Testing
 import TestSupport
 @testable import LoadBalancer

@@ -1,3 +1,4 @@
+import LinuxNet
 import Manifests
 import Testing
 import TestSupport

@@ -1,6 +1,7 @@
 import Manifests
 import CBPF
 import Datapath
+import LinuxNet
 import Testing
 @testable import Policy
 

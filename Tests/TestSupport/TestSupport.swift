@@ -1,4 +1,5 @@
 import Datapath
+import LinuxNet
 import Foundation
 import Glibc
 

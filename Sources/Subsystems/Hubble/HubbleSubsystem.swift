@@ -1,7 +1,10 @@
+import HTTPTransport
+import AgentModel
 import API
 import CBPF
 import Config
 import Datapath
+import LinuxNet
 import Foundation
 import Reconciler
 

@@ -1,3 +1,5 @@
+import HTTPTransport
+import AgentModel
 import Manifests
 import API
 import CBPF

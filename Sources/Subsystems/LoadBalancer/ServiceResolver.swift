@@ -1,6 +1,7 @@
 import Manifests
 import CBPF
 import Datapath
+import LinuxNet
 import Foundation
 
 /// A workload the load balancer may send to: its address, labels and whether

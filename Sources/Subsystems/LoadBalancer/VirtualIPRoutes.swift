@@ -1,4 +1,5 @@
 import Datapath
+import LinuxNet
 
 /// Routes for the node's own traffic to service addresses: each frontend
 /// address (ClusterIP, external IP, LoadBalancer IP) /32 goes to cilium_host

@@ -1,5 +1,6 @@
 import CBPF
 import Datapath
+import LinuxNet
 import Foundation
 
 /// `loadBalancer.acceleration: native`: bpf/xdp.c in driver mode on each of

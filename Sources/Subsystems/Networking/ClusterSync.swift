@@ -1,6 +1,8 @@
+import AgentModel
 import API
 import Config
 import Datapath
+import LinuxNet
 import Foundation
 import KVStore
 import Reconciler

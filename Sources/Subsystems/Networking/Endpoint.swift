@@ -1,6 +1,7 @@
 import API
 import CBPF
 import Datapath
+import LinuxNet
 import Reconciler
 
 /// A workload endpoint on this node: the container side of a veth pair, its

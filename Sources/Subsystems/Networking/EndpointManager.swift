@@ -1,7 +1,9 @@
+import AgentModel
 import API
 import Config
 import CBPF
 import Datapath
+import LinuxNet
 import Foundation
 import KVStore
 import Reconciler

@@ -1,3 +1,4 @@
+import AgentModel
 import API
 import CBPF
 import KVStore

@@ -1,6 +1,8 @@
+import AgentModel
 import API
 import Config
 import Datapath
+import LinuxNet
 
 /// cluster-pool IPAM on one node: the node's pod CIDR (from
 /// `ipam.operator.clusterPoolIPv4PodCIDRList` cut to `clusterPoolIPv4MaskSize`),

@@ -1,6 +1,7 @@
 import Manifests
 import CBPF
 import Datapath
+import LinuxNet
 
 extension PolicyRepository {
     /// Every policy's rules in resolver form, with rule ids assigned, and the

@@ -1,7 +1,9 @@
+import AgentModel
 import Manifests
 import API
 import CBPF
 import Datapath
+import LinuxNet
 import Foundation
 import Reconciler
 

@@ -1,6 +1,7 @@
 import Manifests
 import CBPF
 import Datapath
+import LinuxNet
 
 /// A set of peers a rule names, cached with the identities it selects.
 package enum PeerSelector: Hashable, Sendable {

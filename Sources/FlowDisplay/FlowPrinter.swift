@@ -1,3 +1,4 @@
+import API
 import Foundation
 
 /// `hubble observe -o compact|dict|table|json` output, as upstream prints it.

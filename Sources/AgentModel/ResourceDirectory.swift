@@ -1,3 +1,4 @@
+import API
 import Foundation
 
 /// The resource directory as a way in for manifests (policies, services):

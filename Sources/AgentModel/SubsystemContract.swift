@@ -1,3 +1,5 @@
+import HTTPTransport
+import API
 import Datapath
 import Config
 import Reconciler

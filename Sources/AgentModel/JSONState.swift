@@ -1,3 +1,4 @@
+import API
 import Foundation
 
 /// A small JSON file under the agent's state directory, written atomically

@@ -1,4 +1,5 @@
-import Datapath
+import API
+import LinuxNet
 import Foundation
 
 /// `hubble observe` filters, with upstream's semantics: the values of one

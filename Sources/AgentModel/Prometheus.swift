@@ -1,3 +1,4 @@
+import HTTPTransport
 import Foundation
 
 /// The Prometheus text exposition format (version 0.0.4): families with

@@ -1,5 +1,7 @@
+import API
 import CBPF
 import Datapath
+import LinuxNet
 import Reconciler
 
 /// Desired content of the ipcache map: which identity a prefix has, and which

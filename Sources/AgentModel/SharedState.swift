@@ -1,3 +1,4 @@
+import API
 import Reconciler
 
 /// The state tables subsystems share (DESIGN.md: subsystems never import each

@@ -1,3 +1,4 @@
+import API
 import Foundation
 
 public struct UsageError: Error, CustomStringConvertible {
