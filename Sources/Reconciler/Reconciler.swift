@@ -27,6 +27,12 @@ public struct ReconcilerConfig: Sendable {
 /// `Operations` (in batches), failures are retried with exponential backoff,
 /// and a periodic refresh plus prune repairs drift. Reports a status per object
 /// and a health for the whole.
+///
+/// Waiting is by revision: the reconciler keeps a watermark, the table revision
+/// up to which every change has been tried once, and each failing object the
+/// revision since which it has been failing. A waiter names the table revision
+/// it needs (the table's at the call) and is resumed when the watermark reaches
+/// it; nothing polls, nothing rescans the table.
 public actor Reconciler<Ops: Operations> {
     public typealias Object = Ops.Object
     public nonisolated let name: String
@@ -39,6 +45,9 @@ public actor Reconciler<Ops: Operations> {
         var change: Change<Object>
         var attempts: Int
         var due: ContinuousClock.Instant
+        /// The revision of the oldest change to this key not yet applied: the
+        /// object has been failing since then.
+        var since: Revision
     }
     private var retries: [Object.Key: Retry] = [:]
     private var lastError: String?
@@ -49,6 +58,25 @@ public actor Reconciler<Ops: Operations> {
     private var plannedWake: ContinuousClock.Instant?
     private var lastRefresh = ContinuousClock.now
     private var initialSynced = false
+
+    /// Every table change up to this revision has been tried once (done or failing).
+    private var processed: Revision = 0
+    /// Counts starts: a change set still being applied for an earlier start
+    /// (stopped meanwhile) moves no watermark of this one.
+    private var generation = 0
+    private struct Waiter {
+        var target: Revision
+        /// waitSynced (nothing up to `target` failing), else waitSettled.
+        var synced: Bool
+        var deadline: ContinuousClock.Instant
+        var continuation: CheckedContinuation<Bool, Never>
+    }
+    /// Each continuation is resumed once: by whoever removes it from here.
+    private var waiters: [Int: Waiter] = [:]
+    private var nextWaiter = 0
+    /// One timer for the earliest waiter deadline.
+    private var waiterTimer: Task<Void, Never>?
+    private var waiterWake: ContinuousClock.Instant?
 
     public private(set) var updatesApplied = 0
     public private(set) var deletesApplied = 0
@@ -64,18 +92,19 @@ public actor Reconciler<Ops: Operations> {
     public func start() async {
         guard !running else { return }
         running = true
+        // Waiters wait for this start's initial content (and prune) too.
+        initialSynced = false
+        generation += 1
+        let generation = generation
         // The stream's first set is the current content: apply it, then prune
         // what the target holds beyond it; afterwards each change as it comes.
-        let stream = await table.changes(includeExisting: true)
+        let stream = await table.changeSets()
         tasks.append(Task { [weak self] in
             var first = true
-            for await changes in stream {
+            for await set in stream {
                 guard let self else { return }
-                await self.apply(changes)
-                if first {
-                    first = false
-                    await self.initialSyncDone()
-                }
+                await self.applyChangeSet(set, first: first, generation: generation)
+                first = false
             }
         })
     }
@@ -88,6 +117,13 @@ public actor Reconciler<Ops: Operations> {
         timer = nil
         plannedWake = nil
         retries.removeAll()
+        // Nothing will move the watermark any more: pending waits return false.
+        let pending = waiters.values
+        waiters.removeAll()
+        waiterTimer?.cancel()
+        waiterTimer = nil
+        waiterWake = nil
+        for w in pending { w.continuation.resume(returning: false) }
     }
 
     public var isRunning: Bool { running }
@@ -135,35 +171,98 @@ public actor Reconciler<Ops: Operations> {
     }
 
     /// Waits until every object in the table up to its current revision has
-    /// been applied successfully (used by tests and by READY).
+    /// been applied successfully (used by tests and by READY): the initial
+    /// content is reconciled and pruned, every change up to the table's
+    /// revision at the call has been tried, and no object is still failing
+    /// since a revision at or below it. False on timeout, when the task is
+    /// cancelled, or when the reconciler is stopped meanwhile.
     public func waitSynced(timeout: Duration = .seconds(10)) async -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if initialSynced, retries.isEmpty {
-                let all = await table.all()
-                if counts[1] >= all.count, all.allSatisfy({ statuses[$0.key] == .done }) { return true }
-            }
-            try? await Task.sleep(for: .milliseconds(5))
-        }
-        return false
+        await wait(synced: true, timeout: timeout)
     }
 
-    /// Waits until the initial content has been tried once: every object is
-    /// done or failed (and retrying), none pending. For READY, which must not
-    /// wait out a backoff for, say, a device that does not exist yet.
+    /// Waits until the initial content has been tried once and so has every
+    /// change up to the table's revision at the call: each object is done or
+    /// failed (and retrying). For READY, which must not wait out a backoff
+    /// for, say, a device that does not exist yet. False on timeout, when the
+    /// task is cancelled, or when the reconciler is stopped meanwhile.
     public func waitSettled(timeout: Duration = .seconds(10)) async -> Bool {
+        await wait(synced: false, timeout: timeout)
+    }
+
+    private func wait(synced: Bool, timeout: Duration) async -> Bool {
+        let target = await table.revision
+        if isReached(target, synced: synced) { return true }
+        let id = nextWaiter
+        nextWaiter += 1
         let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if initialSynced && counts[0] == 0 { return true }
-            try? await Task.sleep(for: .milliseconds(2))
+        return await withTaskCancellationHandler {
+            // Runs on this actor, without a suspension between the checks
+            // and the registration.
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                if isReached(target, synced: synced) { return continuation.resume(returning: true) }
+                if Task.isCancelled || timeout <= .zero { return continuation.resume(returning: false) }
+                waiters[id] = Waiter(target: target, synced: synced, deadline: deadline, continuation: continuation)
+                scheduleWaiterTimer(deadline)
+            }
+        } onCancel: {
+            Task { await self.endWaiter(id) }
         }
-        return false
+    }
+
+    /// Whether a wait for `target` is over.
+    private func isReached(_ target: Revision, synced: Bool) -> Bool {
+        guard initialSynced, processed >= target else { return false }
+        return !synced || !retries.values.contains { $0.since <= target }
+    }
+
+    /// Resumes the waiters whose revision is reached (after a change set, a
+    /// retry or a refresh).
+    private func resumeReached() {
+        guard !waiters.isEmpty, initialSynced else { return }
+        // The oldest failure, found once per pass (failing objects only).
+        var oldestFailure: Revision?
+        var reached: [Int] = []
+        for (id, w) in waiters where w.target <= processed {
+            if w.synced {
+                let oldest = oldestFailure ?? (retries.values.lazy.map(\.since).min() ?? .max)
+                oldestFailure = oldest
+                if oldest <= w.target { continue }
+            }
+            reached.append(id)
+        }
+        for id in reached {
+            waiters.removeValue(forKey: id)?.continuation.resume(returning: true)
+        }
+    }
+
+    /// Ends one wait with false (cancelled, or its deadline passed), unless it ended already.
+    private func endWaiter(_ id: Int) {
+        waiters.removeValue(forKey: id)?.continuation.resume(returning: false)
+    }
+
+    /// Makes the waiter timer fire by `deadline`. A timer already due earlier
+    /// stays (it fires, ends what expired and sleeps until the next deadline).
+    private func scheduleWaiterTimer(_ deadline: ContinuousClock.Instant) {
+        if let waiterWake, waiterTimer != nil, waiterWake <= deadline { return }
+        waiterTimer?.cancel()
+        waiterWake = deadline
+        waiterTimer = Task { [weak self] in
+            do { try await Task.sleep(until: deadline, clock: .continuous) } catch { return }
+            await self?.waiterTimerFired()
+        }
+    }
+
+    private func waiterTimerFired() {
+        waiterTimer = nil
+        waiterWake = nil
+        let now = ContinuousClock.now
+        for (id, w) in waiters where w.deadline <= now { endWaiter(id) }
+        if let next = waiters.values.lazy.map(\.deadline).min() { scheduleWaiterTimer(next) }
     }
 
     /// Runs a full refresh and prune now.
     public func refresh() async {
-        let all = await table.all()
-        await apply(all.map { Change.upsert($0, 0) })
+        await apply(await table.allAsUpserts())
         await runPrune()
         lastRefresh = .now
         schedule()
@@ -171,11 +270,20 @@ public actor Reconciler<Ops: Operations> {
 
     // MARK: - internals
 
-    private func initialSyncDone() async {
-        if config.pruneOnStart { await runPrune() }
-        initialSynced = true
-        lastRefresh = .now
-        schedule()
+    /// One change set from the table: applied, then the watermark moves to its revision.
+    private func applyChangeSet(_ set: ChangeSet<Object>, first: Bool, generation: Int) async {
+        guard running, generation == self.generation else { return }
+        await apply(set.changes)
+        if first, config.pruneOnStart { await runPrune() }
+        // Stopped (or started again) meanwhile: the watermark stays.
+        guard running, generation == self.generation else { return }
+        if first {
+            initialSynced = true
+            lastRefresh = .now
+            schedule()
+        }
+        processed = max(processed, set.revision)
+        resumeReached()
     }
 
     private func apply(_ changes: [Change<Object>]) async {
@@ -191,6 +299,14 @@ public actor Reconciler<Ops: Operations> {
             case .delete(let o, _): deletes.append(o)
             }
         }
+        // The revision of each change, for the ones that fail (rare: looked up lazily).
+        var revisions: [Object.Key: Revision]?
+        func revision(of key: Object.Key) -> Revision {
+            if revisions == nil {
+                revisions = Dictionary(changes.map { ($0.object.key, $0.revision) }, uniquingKeysWith: { _, last in last })
+            }
+            return revisions?[key] ?? 0
+        }
         var i = 0
         while i < upserts.count {
             let chunk = Array(upserts[i..<min(i + config.batchSize, upserts.count)])
@@ -203,7 +319,7 @@ public actor Reconciler<Ops: Operations> {
                 setStatus(o.key, .done)
                 if retrying { retries.removeValue(forKey: o.key) }
             }
-            for (o, err) in failed { recordFailure(.upsert(o, 0), err) }
+            for (o, err) in failed { recordFailure(.upsert(o, revision(of: o.key)), err) }
             i += config.batchSize
         }
         if !deletes.isEmpty {
@@ -215,10 +331,12 @@ public actor Reconciler<Ops: Operations> {
                 setStatus(o.key, nil)
                 retries.removeValue(forKey: o.key)
             }
-            for (o, err) in failed { recordFailure(.delete(o, 0), err) }
+            for (o, err) in failed { recordFailure(.delete(o, revision(of: o.key)), err) }
         }
         ReconcilerMetrics.setRetries(name, retries.count)
         schedule()
+        // A retry that succeeded may end a waitSynced.
+        resumeReached()
     }
 
     private func recordFailure(_ change: Change<Object>, _ error: any Error) {
@@ -226,7 +344,8 @@ public actor Reconciler<Ops: Operations> {
         let attempts = (retries[key]?.attempts ?? 0) + 1
         let message = String(describing: error)
         setStatus(key, .error(message: message, attempts: attempts))
-        retries[key] = Retry(change: change, attempts: attempts, due: .now + config.backoff(attempts: attempts))
+        retries[key] = Retry(change: change, attempts: attempts, due: .now + config.backoff(attempts: attempts),
+                             since: retries[key]?.since ?? change.revision)
         lastError = message
     }
 
@@ -265,10 +384,10 @@ public actor Reconciler<Ops: Operations> {
             var changes: [Change<Object>] = []
             for r in due {
                 let key = r.change.object.key
-                if let current = await table.get(key) {
-                    changes.append(.upsert(current, 0))
+                if let current = await table.row(key) {
+                    changes.append(.upsert(current.object, current.revision))
                 } else {
-                    changes.append(.delete(r.change.object, 0))
+                    changes.append(.delete(r.change.object, r.change.revision))
                 }
             }
             await apply(changes)

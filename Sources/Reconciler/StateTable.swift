@@ -19,6 +19,13 @@ public enum Change<Object: TableObject>: Sendable {
     }
 }
 
+/// A change set with the table revision it brings the table to: the
+/// reconciler's watermark (it has processed the table up to `revision`).
+struct ChangeSet<Object: TableObject>: Sendable {
+    var changes: [Change<Object>]
+    var revision: Revision
+}
+
 /// Desired state: objects by key, a revision that grows with every change, and
 /// change streams for watchers. A new watcher first receives every current
 /// object (as upserts), then each change as it happens; changes made in one call
@@ -27,7 +34,11 @@ public actor StateTable<Object: TableObject> {
     public nonisolated let name: String
     private var rows: [Object.Key: (object: Object, revision: Revision)] = [:]
     public private(set) var revision: Revision = 0
-    private var watchers: [Int: AsyncStream<[Change<Object>]>.Continuation] = [:]
+    private enum Watcher {
+        case changes(AsyncStream<[Change<Object>]>.Continuation)
+        case changeSets(AsyncStream<ChangeSet<Object>>.Continuation)
+    }
+    private var watchers: [Int: Watcher] = [:]
     private var nextWatcher = 0
 
     public init(name: String) {
@@ -98,6 +109,7 @@ public actor StateTable<Object: TableObject> {
 
     public func get(_ key: Object.Key) -> Object? { rows[key]?.object }
     public func revision(of key: Object.Key) -> Revision? { rows[key]?.revision }
+    func row(_ key: Object.Key) -> (object: Object, revision: Revision)? { rows[key] }
     public func all() -> [Object] { rows.values.map(\.object) }
     public var count: Int { rows.count }
 
@@ -110,11 +122,32 @@ public actor StateTable<Object: TableObject> {
         if includeExisting {
             continuation.yield(rows.values.map { .upsert($0.object, $0.revision) })
         }
-        watchers[id] = continuation
+        watchers[id] = .changes(continuation)
         continuation.onTermination = { [weak self] _ in
             Task { await self?.removeWatcher(id) }
         }
         return stream
+    }
+
+    /// As `changes(includeExisting: true)`, each set with the revision it
+    /// brings the table to. The first (the current content) carries the
+    /// revision at subscription, which deletes may have raised above every
+    /// row's own.
+    func changeSets() -> AsyncStream<ChangeSet<Object>> {
+        let (stream, continuation) = AsyncStream<ChangeSet<Object>>.makeStream()
+        let id = nextWatcher
+        nextWatcher += 1
+        continuation.yield(ChangeSet(changes: rows.values.map { .upsert($0.object, $0.revision) }, revision: revision))
+        watchers[id] = .changeSets(continuation)
+        continuation.onTermination = { [weak self] _ in
+            Task { await self?.removeWatcher(id) }
+        }
+        return stream
+    }
+
+    /// Every row as an upsert with its own revision (a refresh).
+    func allAsUpserts() -> [Change<Object>] {
+        rows.values.map { .upsert($0.object, $0.revision) }
     }
 
     public var watcherCount: Int { watchers.count }
@@ -125,12 +158,20 @@ public actor StateTable<Object: TableObject> {
 
     private func publish(_ changes: [Change<Object>]) {
         guard !changes.isEmpty else { return }
-        for continuation in watchers.values {
-            continuation.yield(changes)
+        for watcher in watchers.values {
+            switch watcher {
+            case .changes(let c): c.yield(changes)
+            case .changeSets(let c): c.yield(ChangeSet(changes: changes, revision: revision))
+            }
         }
     }
 
     deinit {
-        for continuation in watchers.values { continuation.finish() }
+        for watcher in watchers.values {
+            switch watcher {
+            case .changes(let c): c.finish()
+            case .changeSets(let c): c.finish()
+            }
+        }
     }
 }
