@@ -46,23 +46,25 @@ let package = Package(
 
         // Core
         .target(name: "Reconciler", swiftSettings: swift6),
+        // errno text and "did you mean" suggestions, one of each for the project.
+        .target(name: "Diagnostics", swiftSettings: swift6),
         // The one reading of IPv4 text (addresses, prefixes) for the whole project.
         .target(name: "Addressing", swiftSettings: swift6),
         // Netlink, namespaces, sysctls: the kernel's networking without BPF (cilium-cni needs no libbpf).
-        .target(name: "LinuxNet", dependencies: ["Addressing"], swiftSettings: swift6),
-        .target(name: "Datapath", dependencies: ["CBPF", "Reconciler", "Addressing", "LinuxNet"], swiftSettings: swift6,
+        .target(name: "LinuxNet", dependencies: ["Addressing", "Diagnostics"], swiftSettings: swift6),
+        .target(name: "Datapath", dependencies: ["CBPF", "Reconciler", "Addressing", "LinuxNet", "Diagnostics"], swiftSettings: swift6,
                 plugins: ["BPFCompiler"]),
-        .target(name: "Config", dependencies: ["Yams", "Addressing"], swiftSettings: swift6),
-        .target(name: "KVStore", swiftSettings: swift6),
+        .target(name: "Config", dependencies: ["Yams", "Addressing", "Diagnostics"], swiftSettings: swift6),
+        .target(name: "KVStore", dependencies: ["Diagnostics"], swiftSettings: swift6),
         // The Kubernetes-manifest readers' shared YAML diagnostics (Policy, LoadBalancer).
-        .target(name: "ManifestYAML", dependencies: ["Yams"], swiftSettings: swift6),
+        .target(name: "ManifestYAML", dependencies: ["Yams", "Diagnostics"], swiftSettings: swift6),
         // The Kubernetes manifest readers (policies; Services and EndpointSlices) and their models:
         // what `cilium policy validate` and the subsystems share, without the datapath.
         .target(name: "Manifests", dependencies: ["ManifestYAML", "Yams", "Addressing"], swiftSettings: swift6),
         // Wire types of the agent's API (Codable; no datapath, so the CLIs link no libbpf).
         .target(name: "API", dependencies: ["Reconciler"], swiftSettings: swift6),
         // HTTP/1.1 over the agent's unix socket (and its TCP metrics ports): server and client.
-        .target(name: "HTTPTransport", swiftSettings: swift6),
+        .target(name: "HTTPTransport", dependencies: ["Diagnostics"], swiftSettings: swift6),
         // What the agent's subsystems share: the subsystem contract, SharedState, ipcache entries, state files.
         .target(name: "AgentModel", dependencies: ["API", "HTTPTransport", "Config", "Datapath", "LinuxNet", "Reconciler", "CBPF"],
                 swiftSettings: swift6),
@@ -77,26 +79,26 @@ let package = Package(
     }
     + [
         .target(name: "Agent",
-                dependencies: ["Reconciler", "Datapath", "LinuxNet", "Config", "API", "AgentModel", "HTTPTransport", "CSystemd"] + subsystems.map { .target(name: $0) },
+                dependencies: ["Reconciler", "Datapath", "LinuxNet", "Config", "API", "AgentModel", "HTTPTransport", "Diagnostics", "CSystemd"] + subsystems.map { .target(name: $0) },
                 swiftSettings: swift6),
         .executableTarget(name: "cilium-agent", dependencies: [
             "Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swift6),
         .executableTarget(name: "cilium", dependencies: [
             "API", "HTTPTransport", "Config", "Manifests", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swift6),
         .executableTarget(name: "cilium-sandbox", dependencies: [
-            "Agent", "Datapath", "LinuxNet", "API", "HTTPTransport", "Config", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            "Agent", "Datapath", "LinuxNet", "API", "HTTPTransport", "Config", "Diagnostics", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swift6),
-        .executableTarget(name: "cilium-cni", dependencies: ["API", "HTTPTransport", "LinuxNet"], swiftSettings: swift6),
+        .executableTarget(name: "cilium-cni", dependencies: ["API", "HTTPTransport", "LinuxNet", "Diagnostics"], swiftSettings: swift6),
         .executableTarget(name: "hubble", dependencies: ["API", "HTTPTransport", "FlowDisplay"], swiftSettings: swift6),
         .executableTarget(name: "cilium-bench", dependencies: ["Agent", "Datapath", "LinuxNet", "Reconciler", "CBPF", "API", "AgentModel", "HTTPTransport", "Manifests"]
                             + present("Policy", "LoadBalancer", "Hubble"),
                           swiftSettings: swift6),
 
         .target(name: "TestSupport", dependencies: ["Datapath", "LinuxNet", "ManifestYAML", "Config"], path: "Tests/TestSupport", swiftSettings: swift6),
-        .testTarget(name: "ReconcilerTests", dependencies: ["Reconciler"], swiftSettings: swift6),
+        .testTarget(name: "ReconcilerTests", dependencies: ["Reconciler", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "CBPF", "Reconciler", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "CNITests", dependencies: ["API", "HTTPTransport", "Datapath", "LinuxNet", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "KVStoreTests", dependencies: ["KVStore"], swiftSettings: swift6),
+        .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "AddressingTests", dependencies: ["Addressing", "Config", "Datapath", "Manifests"], swiftSettings: swift6),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "AgentModel", "HTTPTransport", "FlowDisplay", "Config", "Datapath", "LinuxNet", "CBPF", "Networking", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),

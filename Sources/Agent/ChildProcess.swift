@@ -1,3 +1,4 @@
+import Diagnostics
 import Foundation
 import Glibc
 
@@ -40,7 +41,7 @@ public enum ChildProcess {
         var pid: pid_t = 0
         let r = env.map { e in posix_spawnp(&pid, argv[0], &actions, &attr, cargs, e) }
             ?? posix_spawnp(&pid, argv[0], &actions, &attr, cargs, environ)
-        guard r == 0 else { throw AgentError("cannot start \(argv[0]): \(String(cString: strerror(r)))") }
+        guard r == 0 else { throw AgentError("cannot start \(argv[0]): \(errnoText(r))") }
         return pid
     }
 

@@ -1,3 +1,4 @@
+import Diagnostics
 import Foundation
 import Glibc
 
@@ -11,7 +12,7 @@ public final class NotifyListener {
         unlink(path)
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         self.fd = fd
-        guard fd >= 0 else { throw AgentError("notify socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw AgentError("notify socket: \(errnoText(errno))") }
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in
@@ -23,7 +24,7 @@ public final class NotifyListener {
         let r = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard r == 0 else { throw AgentError("bind notify socket \(path): \(String(cString: strerror(errno)))") }
+        guard r == 0 else { throw AgentError("bind notify socket \(path): \(errnoText(errno))") }
     }
 
     deinit {

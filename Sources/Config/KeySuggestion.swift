@@ -1,3 +1,4 @@
+import Diagnostics
 extension ConfigSchema {
     /// Why a dotted path given to `--set`, `config set` or `get` is not a setting.
     func notASettingProblem(_ path: String) -> String {
@@ -61,31 +62,11 @@ extension ConfigSchema {
         let limit = max(1, min(3, name.count / 3))
         var best: (candidate: String, distance: Int)?
         for candidate in candidates {
-            let distance = editDistance(lowered, candidate.lowercased())
+            let distance = Suggestion.editDistance(lowered, candidate.lowercased())
             if distance <= limit, distance < (best?.distance ?? .max) {
                 best = (candidate, distance)
             }
         }
         return best?.candidate
     }
-}
-
-/// Optimal string alignment distance: insertions, deletions, substitutions and adjacent swaps.
-func editDistance(_ a: String, _ b: String) -> Int {
-    let a = Array(a), b = Array(b)
-    if a.isEmpty { return b.count }
-    if b.isEmpty { return a.count }
-    var table = Array(repeating: Array(repeating: 0, count: b.count + 1), count: a.count + 1)
-    for i in 0...a.count { table[i][0] = i }
-    for j in 0...b.count { table[0][j] = j }
-    for i in 1...a.count {
-        for j in 1...b.count {
-            let cost = a[i - 1] == b[j - 1] ? 0 : 1
-            table[i][j] = min(table[i - 1][j] + 1, table[i][j - 1] + 1, table[i - 1][j - 1] + cost)
-            if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
-                table[i][j] = min(table[i][j], table[i - 2][j - 2] + 1)
-            }
-        }
-    }
-    return table[a.count][b.count]
 }

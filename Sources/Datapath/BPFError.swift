@@ -1,3 +1,4 @@
+import Diagnostics
 import Glibc
 
 /// A failed BPF or system operation: what was attempted, and the kernel's answer.
@@ -16,7 +17,7 @@ public struct BPFError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String {
-        "\(operation): \(String(cString: strerror(errno)))"
+        "\(operation): \(errnoText(errno))"
     }
 }
 

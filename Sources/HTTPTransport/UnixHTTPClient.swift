@@ -1,3 +1,4 @@
+import Diagnostics
 import Foundation
 import Glibc
 import Synchronization
@@ -222,7 +223,7 @@ public struct UnixHTTPClient: Sendable {
         case .malformed(let why): .badResponse(path: socketPath, reason: why)
         case .io(let code) where code == ECONNRESET || code == EPIPE:
             .badResponse(path: socketPath, reason: "the connection was reset by the agent")
-        case .io(let code): .unreachable(path: socketPath, reason: WireError.errnoText(code))
+        case .io(let code): .unreachable(path: socketPath, reason: errnoText(code))
         }
     }
 }

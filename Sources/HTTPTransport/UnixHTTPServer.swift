@@ -1,3 +1,4 @@
+import Diagnostics
 import Dispatch
 import Foundation
 import Glibc
@@ -88,7 +89,7 @@ public final class UnixHTTPServer: Sendable {
 
     private func listenTCP(_ port: UInt16) throws(UnixHTTPServerError) {
         func fail(_ op: String, _ code: Int32) -> UnixHTTPServerError {
-            .system(operation: op, path: "tcp port \(port)", reason: WireError.errnoText(code))
+            .system(operation: op, path: "tcp port \(port)", reason: errnoText(code))
         }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw fail("socket", errno) }
@@ -137,7 +138,7 @@ public final class UnixHTTPServer: Sendable {
         let path = socketPath
         guard let addr = UnixSocket.address(path) else { throw .invalidPath(path: path) }
         func fail(_ op: String, _ code: Int32) -> UnixHTTPServerError {
-            .system(operation: op, path: path, reason: WireError.errnoText(code))
+            .system(operation: op, path: path, reason: errnoText(code))
         }
 
         let parent = (path as NSString).deletingLastPathComponent

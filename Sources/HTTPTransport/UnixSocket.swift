@@ -1,3 +1,4 @@
+import Diagnostics
 import Foundation
 import Glibc
 
@@ -10,7 +11,6 @@ enum WireError: Error, Equatable {
     case malformed(String)
     case io(Int32)              // errno
 
-    static func errnoText(_ code: Int32) -> String { String(cString: strerror(code)) }
 }
 
 /// Thin wrappers over the unix-socket syscalls used by the server and the client.
@@ -130,7 +130,7 @@ enum UnixSocket {
 struct Errno: Error, Equatable {
     let code: Int32
     init(_ code: Int32) { self.code = code }
-    var text: String { WireError.errnoText(code) }
+    var text: String { errnoText(code) }
 }
 
 /// Buffered blocking reader/writer on a connected socket, used by one thread at a time.

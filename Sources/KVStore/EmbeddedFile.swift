@@ -1,3 +1,4 @@
+import Diagnostics
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -141,7 +142,7 @@ private func describe(_ error: DecodingError) -> String {
 func atomicWrite(_ data: Data, to path: String) throws {
     let tmp = path + ".tmp"
     let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { throw FileError(description: "open \(tmp): \(errnoText(errno))") }
+    guard fd >= 0 else { throw FileError(description: "open \(tmp): \(errnoText(errno, lowercased: true))") }
     var failure: FileError?
     data.withUnsafeBytes { raw in
         var offset = 0
@@ -149,20 +150,20 @@ func atomicWrite(_ data: Data, to path: String) throws {
             let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
             if n < 0 {
                 if errno == EINTR { continue }
-                failure = FileError(description: "write \(tmp): \(errnoText(errno))")
+                failure = FileError(description: "write \(tmp): \(errnoText(errno, lowercased: true))")
                 return
             }
             offset += n
         }
     }
-    if failure == nil && fsync(fd) != 0 { failure = FileError(description: "fsync \(tmp): \(errnoText(errno))") }
+    if failure == nil && fsync(fd) != 0 { failure = FileError(description: "fsync \(tmp): \(errnoText(errno, lowercased: true))") }
     close(fd)
     if let failure {
         unlink(tmp)
         throw failure
     }
     guard rename(tmp, path) == 0 else {
-        let text = errnoText(errno)
+        let text = errnoText(errno, lowercased: true)
         unlink(tmp)
         throw FileError(description: "rename \(tmp) to \(path): \(text)")
     }

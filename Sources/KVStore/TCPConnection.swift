@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import Diagnostics
 import Glibc
 #elseif canImport(Musl)
 import Musl
@@ -11,15 +12,10 @@ struct SocketError: Error, CustomStringConvertible {
     let description: String
 
     static func errno(_ kind: Kind, _ code: Int32) -> SocketError {
-        SocketError(kind: kind, description: errnoText(code))
+        SocketError(kind: kind, description: errnoText(code, lowercased: true))
     }
 }
 
-/// strerror in Go's style ("connection refused").
-func errnoText(_ code: Int32) -> String {
-    let text = String(cString: strerror(code))
-    return text.prefix(1).lowercased() + text.dropFirst()
-}
 
 /// Milliseconds to `deadline` for poll(2); -1 without a deadline.
 private func pollTimeout(_ deadline: ContinuousClock.Instant?) -> Int32 {

@@ -1,3 +1,4 @@
+import Diagnostics
 import Glibc
 import Synchronization
 
@@ -16,7 +17,7 @@ public struct NetlinkError: Error, Sendable, Equatable, CustomStringConvertible 
     }
 
     public var description: String {
-        let text = "\(operation): \(String(cString: strerror(code)))"
+        let text = "\(operation): \(errnoText(code))"
         guard let kernelMessage, !kernelMessage.isEmpty else { return text }
         return "\(text) (\(kernelMessage))"
     }

@@ -1,3 +1,4 @@
+import Diagnostics
 import Glibc
 
 /// A failed namespace operation: what was attempted and the errno.
@@ -10,7 +11,7 @@ public struct NetworkNamespaceError: Error, Sendable, Equatable, CustomStringCon
         self.code = code
     }
 
-    public var description: String { "\(operation): \(String(cString: strerror(code)))" }
+    public var description: String { "\(operation): \(errnoText(code))" }
 }
 
 /// A network namespace, identified by a file that refers to it: /run/netns/NAME for named ones

@@ -1,3 +1,4 @@
+import Diagnostics
 import Glibc
 
 /// A failed sysctl read or write: which key, what was attempted, the errno.
@@ -6,7 +7,7 @@ public struct SysctlError: Error, Sendable, Equatable, CustomStringConvertible {
     public var operation: String
     public var code: Int32
 
-    public var description: String { "\(operation) \(key): \(String(cString: strerror(code)))" }
+    public var description: String { "\(operation) \(key): \(errnoText(code))" }
 }
 
 /// Kernel parameters under /proc/sys, by their dotted names ("net.ipv4.ip_forward").

@@ -1,3 +1,4 @@
+import Diagnostics
 import Yams
 
 /// What the Kubernetes-style manifest readers (policies, services) share:
@@ -236,33 +237,7 @@ public enum ManifestText {
 
     /// The candidate closest to `name` (ignoring case), if close enough to be a typo.
     public static func suggestion(for name: String, among candidates: [String]) -> String? {
-        let typed = Array(name.lowercased())
-        var best: (candidate: String, distance: Int)?
-        for candidate in candidates {
-            let distance = levenshtein(typed, Array(candidate.lowercased()))
-            if distance == 0 { return candidate }
-            let tolerance = min(2, max(1, candidate.count / 4))
-            if distance <= tolerance, distance < (best?.distance ?? .max) {
-                best = (candidate, distance)
-            }
-        }
-        return best?.candidate
-    }
-
-    static func levenshtein(_ a: [Character], _ b: [Character]) -> Int {
-        guard !a.isEmpty else { return b.count }
-        guard !b.isEmpty else { return a.count }
-        var row = Array(0...b.count)
-        for i in 1...a.count {
-            var diagonal = row[0]
-            row[0] = i
-            for j in 1...b.count {
-                let above = row[j]
-                row[j] = min(above + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1))
-                diagonal = above
-            }
-        }
-        return row[b.count]
+        Suggestion.closest(to: name, among: candidates)
     }
 
     /// A DNS-1123 label (namespaces, port names): lowercase alphanumerics and '-', alphanumeric at both ends, <= 63.

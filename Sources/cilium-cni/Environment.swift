@@ -1,3 +1,4 @@
+import Diagnostics
 import LinuxNet
 import Glibc
 
@@ -89,7 +90,7 @@ struct CNIEnvironment {
                 throw CNIError(.unknownContainer, "the container's network namespace \(path) does not exist",
                                details: "CNI_NETNS=\(path): the container is gone or its namespace was deleted")
             }
-            throw CNIError(.invalidEnvironment, "cannot access CNI_NETNS \(path)", details: String(cString: strerror(code)))
+            throw CNIError(.invalidEnvironment, "cannot access CNI_NETNS \(path)", details: errnoText(code))
         }
         guard namespace.exists else {
             throw CNIError(.invalidEnvironment, "CNI_NETNS \(path) is not a network namespace",

@@ -1,3 +1,4 @@
+import Diagnostics
 import HTTPTransport
 import Agent
 import API
@@ -216,7 +217,7 @@ extension SandboxCommand {
             fflush(nil)
             var cargs = argv.map { strdup($0) } + [nil]
             execv(argv[0], &cargs)
-            throw SandboxError("cannot run \(argv[0]): \(String(cString: strerror(errno)))")
+            throw SandboxError("cannot run \(argv[0]): \(errnoText(errno))")
         }
     }
 

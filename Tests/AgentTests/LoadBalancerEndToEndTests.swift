@@ -218,14 +218,6 @@ import TestSupport
             }
         }
 
-        func waitFor(_ what: String, _ condition: () throws -> Bool) throws {
-            let deadline = ContinuousClock.now + .seconds(10)
-            while ContinuousClock.now < deadline {
-                if try condition() { return }
-                Thread.sleep(forTimeInterval: 0.1)
-            }
-            throw Failure("timed out waiting until \(what)")
-        }
     }
 
     struct Failure: Error, CustomStringConvertible {

@@ -168,19 +168,14 @@ import TestSupport
             try runCapturing([sandbox, "cilium", "--name", name, node, "--", "status"]).1
                 .split(separator: "\n").first { $0.hasPrefix("KVStore:") }.map(String.init) ?? ""
         }
-        func eventually(_ seconds: Double, _ check: () throws -> Bool) rethrows -> Bool {
-            let deadline = Date().addingTimeInterval(seconds)
-            repeat { if try check() { return true }; Thread.sleep(forTimeInterval: 0.2) } while Date() < deadline
-            return try check()
-        }
         let st = try status()
         let a = try #require(st.pods.first { $0.name == "a" }), b = try #require(st.pods.first { $0.name == "b" })
         let ns = { (n: String) in try NetworkNamespace(named: n) }
-        #expect(try eventually(10) { try tcpEcho(from: ns(a.namespace), to: ns(b.namespace), address: b.address) == "hello" })
+        #expect(try eventually(.seconds(10)) { try tcpEcho(from: ns(a.namespace), to: ns(b.namespace), address: b.address) == "hello" })
 
         // etcd goes away for 30 s: agents stay up, say so, and the datapath keeps working.
         #expect(try runCapturing([sandbox, "etcd", "--name", name, "stop"]).0 == 0)
-        #expect(try eventually(10) { try kvstoreLine("node1").contains("Failure") })
+        #expect(try eventually(.seconds(10)) { try kvstoreLine("node1").contains("Failure") })
         Thread.sleep(forTimeInterval: 25)
         #expect(try runCapturing([sandbox, "status", "--name", name]).0 == 0) // both agents answer
         #expect(try tcpEcho(from: ns(a.namespace), to: ns(b.namespace), address: b.address) == "hello")
@@ -188,10 +183,10 @@ import TestSupport
 
         // etcd returns: status recovers and new state converges on both nodes.
         #expect(try runCapturing([sandbox, "etcd", "--name", name, "start"]).0 == 0)
-        #expect(try eventually(15) { try kvstoreLine("node1").contains("Ok etcd") && kvstoreLine("node2").contains("Ok etcd") })
+        #expect(try eventually(.seconds(15)) { try kvstoreLine("node1").contains("Ok etcd") && kvstoreLine("node2").contains("Ok etcd") })
         #expect(try runCapturing([sandbox, "pod", "add", "--name", name, "--node", "node2", "--pod", "c"]).0 == 0)
         let c = try #require(try status().pods.first { $0.name == "c" })
-        #expect(try eventually(15) { try tcpEcho(from: ns(a.namespace), to: ns(c.namespace), address: c.address) == "hello" })
+        #expect(try eventually(.seconds(15)) { try tcpEcho(from: ns(a.namespace), to: ns(c.namespace), address: c.address) == "hello" })
     }
 
     @Test func exhaustedPoolIsAClearCNIErrorAndLeavesNothing() throws {

@@ -91,14 +91,6 @@ import TestSupport
             try runCapturing([sandbox, "exec", "--name", name, from, "--", "busybox", "ping", "-c", "1", "-W", "1", address(to)]).0 == 0
         }
 
-        func waitFor(_ what: String, _ condition: () throws -> Bool) throws {
-            let deadline = ContinuousClock.now + .seconds(10)
-            while ContinuousClock.now < deadline {
-                if try condition() { return }
-                Thread.sleep(forTimeInterval: 0.1)
-            }
-            throw TestFailure("timed out waiting until \(what)")
-        }
     }
 
     struct TestFailure: Error, CustomStringConvertible {
@@ -136,7 +128,7 @@ import TestSupport
                 toPorts:
                 - ports: [{port: "8080", protocol: TCP}]
             """)
-        try c.waitFor("the policy denies other") { try !c.tcp("other", "echo") }
+        try waitFor("the policy denies other") { try !c.tcp("other", "echo") }
         // echo accepts (and closes) whatever reaches it on 8080; other tries to connect, 20 ms each
         // (a denied SYN fails fast, so a window of a few tens of ms is caught).
         let acceptor = try ClosingAcceptor(in: c.namespace("echo"), address: c.address("echo"), port: 8080)
@@ -408,14 +400,14 @@ import TestSupport
             return try JSONDecoder().decode(PolicyListResponse.self, from: Data(out.utf8)).policies.map(\.name)
         }
         try Self.echoClosed.write(toFile: dir.path + "/echo.yaml", atomically: true, encoding: .utf8)
-        try c.waitFor("node1 imported echo.yaml") { try names() == ["echo-closed"] }
-        try c.waitFor("node2 imported echo.yaml") { try names("node2") == ["echo-closed"] }
+        try waitFor("node1 imported echo.yaml") { try names() == ["echo-closed"] }
+        try waitFor("node2 imported echo.yaml") { try names("node2") == ["echo-closed"] }
         #expect(try !c.tcp("client", "echo"))
 
         // A broken file changes nothing and says why in status.
         try "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: x}\nspec: {endpointSelecter: {}}\n"
             .write(toFile: dir.path + "/broken.yaml", atomically: true, encoding: .utf8)
-        try c.waitFor("status names the broken file") {
+        try waitFor("status names the broken file") {
             try c.cilium("node1", ["status"]).1.contains("broken.yaml:4:")
         }
         #expect(try names() == ["echo-closed"])
@@ -424,14 +416,14 @@ import TestSupport
 
         // Removing the file removes its policy.
         try FileManager.default.removeItem(atPath: dir.path + "/echo.yaml")
-        try c.waitFor("echo-closed is gone") { try names().isEmpty }
+        try waitFor("echo-closed is gone") { try names().isEmpty }
         #expect(try c.tcp("client", "echo"))
 
         // Imported policies are kept by the agent across a restart (and enforced throughout: the maps stay pinned).
         try c.apply(Self.echoClosed)
         try c.run(["agent", "--name", c.name, "node1", "restart", "--kill"])
         #expect(try !c.tcp("client", "echo"))
-        try c.waitFor("node1 answers again") { try c.cilium("node1", ["status"]).0 == 0 }
+        try waitFor("node1 answers again") { try c.cilium("node1", ["status"]).0 == 0 }
         #expect(try names() == ["echo-closed"])
         #expect(try !c.tcp("client", "echo"))
         #expect(try c.tcp("client", "other"))

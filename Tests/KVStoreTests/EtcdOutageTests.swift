@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import KVStore
 
 /// etcd going away: operations fail with clear errors within the timeout
@@ -25,7 +26,7 @@ struct EtcdOutageTests {
             #expect(watchError?.description == "etcd \(etcd.clientURL): watch cilium/: connection refused")
 
             try await etcd.restart()
-            try await eventually("etcd answers again") { await store.status().isOK }
+            try await waitFor("etcd answers again") { await store.status().isOK }
             #expect(try await store.get(key)?.string == "n1")
             try await store.put(key, data("n1c"))
             #expect(try await store.get(key)?.string == "n1c")
@@ -50,7 +51,7 @@ struct EtcdOutageTests {
             #expect(ContinuousClock.now - start < .seconds(3))
 
             etcd.resume()
-            try await eventually("etcd answers again") { await store.status().isOK }
+            try await waitFor("etcd answers again") { await store.status().isOK }
             #expect(try await store.get("k")?.string == "v")
             // The watch opened before the pause still delivers.
             try await store.put("k", data("v2"))

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import KVStore
 
 /// The same behaviour, checked against the embedded store and against a
@@ -87,7 +88,7 @@ struct KVStoreBehaviourTests {
         #expect(try await store.get(p + "leased")?.lease == lease.id)
         let events = store.watch(prefix: p, fromRevision: start + 1)
 
-        try await eventually("the leased key disappears") { try await store.get(p + "leased") == nil }
+        try await waitFor("the leased key disappears") { try await store.get(p + "leased") == nil }
         #expect(try await store.get(p + "kept") != nil)
         let seen = try await collect(events, count: 3)
         #expect(seen.map(\.key) == [p + "leased", p + "kept", p + "leased"])
@@ -124,7 +125,7 @@ struct KVStoreBehaviourTests {
             expired.withLock { $0 = true }
         }
         try await store.revoke(lease)   // behind the keeper's back
-        try await eventually("the keeper notices") { expired.withLock { $0 } }
+        try await waitFor("the keeper notices") { () async in expired.withLock { $0 } }
         #expect(keeper.state == .expired)
     }
 

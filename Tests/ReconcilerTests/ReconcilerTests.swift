@@ -1,5 +1,6 @@
 import Reconciler
 import Testing
+import TestSupport
 
 @Suite struct ReconcilerTests {
     func fastConfig() -> ReconcilerConfig {
@@ -20,7 +21,7 @@ import Testing
         #expect(target.snapshot == [1: "a"])
         await table.upsert(Item(id: 2, value: "b"))
         await table.delete(key: 1)
-        #expect(await eventually { target.snapshot == [2: "b"] })
+        #expect(await eventually { () async in target.snapshot == [2: "b"] })
         #expect(await r.status(of: 2) == .done)
         #expect(await r.status(of: 1) == nil)
         #expect(await r.health() == .ok)
@@ -37,8 +38,8 @@ import Testing
         await table.upsert(Item(id: 7, value: "x"))
         await table.upsert(Item(id: 8, value: "y"))
         // The healthy object is not held up by the failing one.
-        #expect(await eventually { target.snapshot[8] == "y" })
-        #expect(await eventually {
+        #expect(await eventually { () async in target.snapshot[8] == "y" })
+        #expect(await eventually { () async in
             if case .error(let msg, let attempts) = await r.status(of: 7) {
                 return msg.contains("injected failure for 7") && attempts >= 1
             }
@@ -47,7 +48,7 @@ import Testing
         let h = await r.health()
         #expect(h.state == .degraded)
         #expect(h.message.contains("injected failure for 7"))
-        #expect(await eventually { await r.status(of: 7) == .done })
+        #expect(await eventually { () async in await r.status(of: 7) == .done })
         #expect(target.snapshot[7] == "x")
         #expect(await r.health() == .ok)
         // Three failures, each retry later than the last by at least the growing backoff.
@@ -76,7 +77,7 @@ import Testing
         let r = Reconciler(name: "mem", table: table, operations: target, config: fastConfig())
         await r.start()
         #expect(await r.waitSynced())
-        #expect(await eventually { target.snapshot == [1: "a", 2: "b"] })
+        #expect(await eventually { () async in target.snapshot == [1: "a", 2: "b"] })
         // Entries the table wants are updated, never deleted, by a prune.
         #expect(!target.calls.withLock { $0 }.contains("delete 1"))
         target.state.withLock { $0[50] = "drift" }
@@ -95,7 +96,7 @@ import Testing
         await r.start()
         #expect(await r.waitSynced())
         target.state.withLock { $0 = [5: "foreign"] }
-        #expect(await eventually { target.snapshot == [1: "a"] })
+        #expect(await eventually { () async in target.snapshot == [1: "a"] })
         await r.stop()
     }
 
@@ -106,9 +107,9 @@ import Testing
         let r = Reconciler(name: "mem", table: table, operations: target, config: fastConfig())
         await r.start()
         await table.upsert(Item(id: 3, value: "never"))
-        #expect(await eventually { await r.health().state == .degraded })
+        #expect(await eventually { () async in await r.health().state == .degraded })
         await table.delete(key: 3)
-        #expect(await eventually { await r.health() == .ok })
+        #expect(await eventually { () async in await r.health() == .ok })
         #expect(await r.status(of: 3) == nil)
     }
 }

@@ -1,5 +1,6 @@
 import Reconciler
 import Testing
+import TestSupport
 
 @Suite struct StateTableTests {
     @Test func revisionsGrowWithEveryChange() async {
@@ -49,7 +50,7 @@ import Testing
             #expect(await t.watcherCount == 1)
             _ = s
         }
-        #expect(await eventually { await t.watcherCount == 0 })
+        #expect(await eventually { () async in await t.watcherCount == 0 })
     }
 }
 

@@ -51,12 +51,3 @@ final class MemoryTarget: Operations, Sendable {
 
     var snapshot: [Int: String] { state.withLock { $0 } }
 }
-
-func eventually(_ timeout: Duration = .seconds(5), _ condition: () async -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(5))
-    }
-    return await condition()
-}

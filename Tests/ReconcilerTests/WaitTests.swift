@@ -1,6 +1,7 @@
 import Reconciler
 import Synchronization
 import Testing
+import TestSupport
 
 /// Holds the updates of some keys until it is opened.
 actor Gate {
@@ -69,7 +70,7 @@ final class Outcome: Sendable {
         let synced = Outcome(), settled = Outcome()
         let t1 = Task { synced.set(await r.waitSynced()) }
         let t2 = Task { settled.set(await r.waitSettled()) }
-        #expect(await eventually { await target.gate.held == 1 })
+        #expect(await eventually { () async in await target.gate.held == 1 })
         try? await Task.sleep(for: .milliseconds(50))
         #expect(synced.get == nil)
         #expect(settled.get == nil)
@@ -149,7 +150,7 @@ final class Outcome: Sendable {
         await table.upsert(Item(id: 1, value: "a"))
         let synced = Outcome()
         let waiter = Task { synced.set(await r.waitSynced()) }
-        #expect(await eventually { await target.gate.held == 1 })
+        #expect(await eventually { () async in await target.gate.held == 1 })
         // A later change (above the waiter's revision) that keeps failing.
         await table.upsert(Item(id: 2, value: "b"))
         await target.gate.open()
@@ -185,7 +186,7 @@ final class Outcome: Sendable {
         let target = GatedTarget(gated: [1])
         let r = await started(target, table)
         await table.upsert(Item(id: 1, value: "a"))
-        #expect(await eventually { await target.gate.held == 1 })
+        #expect(await eventually { () async in await target.gate.held == 1 })
         let t = ContinuousClock.now
         let waiters = (0..<20).map { i in
             Task { i % 2 == 0 ? await r.waitSynced(timeout: .seconds(60)) : await r.waitSettled(timeout: .seconds(60)) }
@@ -217,7 +218,7 @@ final class Outcome: Sendable {
         let target = GatedTarget(gated: [1])
         let r = await started(target, table)
         await table.upsert(Item(id: 1, value: "a"))
-        #expect(await eventually { await target.gate.held == 1 })
+        #expect(await eventually { () async in await target.gate.held == 1 })
         let long = Outcome()
         let longTask = Task { long.set(await r.waitSynced(timeout: .seconds(30))) }
         try? await Task.sleep(for: .milliseconds(10))
@@ -242,7 +243,7 @@ final class Outcome: Sendable {
         // 200 waiters on one held change, all resumed when it is done.
         await table.upsert(Item(id: 0, value: "held"))
         let held = (0..<200).map { i in Task { i % 2 == 0 ? await r.waitSynced() : await r.waitSettled() } }
-        #expect(await eventually { await target.gate.held == 1 })
+        #expect(await eventually { () async in await target.gate.held == 1 })
         await target.gate.open()
         for w in held { #expect(await w.value) }
         // 500 writers, each waiting for its own change, all at once.
@@ -274,7 +275,7 @@ final class Outcome: Sendable {
         try? await Task.sleep(for: .milliseconds(20))
         #expect(before.get == nil)
         await r.start()
-        #expect(await eventually { await target.gate.held == 1 })
+        #expect(await eventually { () async in await target.gate.held == 1 })
         let pending = Task { await r.waitSettled(timeout: .seconds(60)) }
         try? await Task.sleep(for: .milliseconds(20))
         await r.stop()

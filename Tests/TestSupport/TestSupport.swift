@@ -378,3 +378,51 @@ public final class VXLANCapture: @unchecked Sendable {
         }
     }
 }
+
+// MARK: - Waiting for a condition (the one implementation the suites share)
+
+/// Polls `condition` every `every` until it holds or `timeout` passes; whether it held.
+/// It sleeps its thread: from async code, the async overload (which suspends) is the one.
+@available(*, noasync, message: "sleeps its thread; write the condition as `{ () async in ... }`")
+public func eventually(_ timeout: Duration = .seconds(10), every: Duration = .milliseconds(50),
+                       _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try condition() { return true }
+        Thread.sleep(forTimeInterval: Double(every.components.attoseconds) / 1e18 + Double(every.components.seconds))
+    }
+    return try condition()
+}
+
+/// Polls `condition` every `every` until it holds or `timeout` passes; whether it held.
+public func eventually(_ timeout: Duration = .seconds(10), every: Duration = .milliseconds(50),
+                       _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: every)
+    }
+    return try await condition()
+}
+
+/// A condition that did not come true in time.
+public struct WaitTimedOut: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Like `eventually`, but throws "timed out waiting until WHAT" when the condition never held.
+@available(*, noasync, message: "sleeps its thread; write the condition as `{ () async in ... }`")
+public func waitFor(_ what: String, timeout: Duration = .seconds(10), every: Duration = .milliseconds(50),
+                    _ condition: () throws -> Bool) throws {
+    guard try eventually(timeout, every: every, condition) else {
+        throw WaitTimedOut(description: "timed out waiting until \(what) (\(timeout))")
+    }
+}
+
+/// Like `eventually`, but throws "timed out waiting until WHAT" when the condition never held.
+public func waitFor(_ what: String, timeout: Duration = .seconds(10), every: Duration = .milliseconds(50),
+                    _ condition: () async throws -> Bool) async throws {
+    guard try await eventually(timeout, every: every, condition) else {
+        throw WaitTimedOut(description: "timed out waiting until \(what) (\(timeout))")
+    }
+}

@@ -67,17 +67,6 @@ func collect(_ stream: AsyncThrowingStream<KVEvent, any Error>, count: Int,
     }
 }
 
-/// Polls `condition` until it holds or `timeout` passes.
-func eventually(timeout: Duration = .seconds(10), _ what: String,
-                _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(100))
-    }
-    throw TestFailure("not within \(timeout): \(what)")
-}
-
 /// The error `body` throws, with how long it took.
 func failure(of body: () async throws -> Void) async -> (KVStoreError?, Duration) {
     let start = ContinuousClock.now
