@@ -253,7 +253,12 @@ public actor AgentDaemon {
                 recs += await s.reconcilers()
             }
         }
-        let overall = Health.worst(host.order.map { name in
+        // Turned on by the config but left out of this build (scripts/check-modularity.sh builds such agents).
+        for flag in enabledFlags where subsystems[flag.subsystem] == nil && config.enabledSubsystems.contains(flag.subsystem) {
+            let why = "not built into this agent, but the config turns it on (\(flag.rule)); turn it off or run an agent built with it"
+            subs[flag.subsystem] = SubsystemStatus(enabled: true, state: .error, message: why, summary: "Failure: \(why)")
+        }
+        let overall = Health.worst((host.order + subs.keys.filter { !host.order.contains($0) }.sorted()).map { name in
             let s = subs[name]!
             return Health(s.state, s.state == .ok || s.state == .disabled ? "" : "\(name): \(s.message)")
         })

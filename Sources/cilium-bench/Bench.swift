@@ -4,9 +4,6 @@ import Datapath
 import LinuxNet
 import Foundation
 import Glibc
-import Hubble
-import LoadBalancer
-import Policy
 import Reconciler
 
 /// `make bench`: the foundation's figures, each next to its target.
@@ -31,18 +28,17 @@ struct Bench {
             return
         }
         if only == "lb" {
-            for (what, result, target) in try await programming() + LoadBalancerBenchmark.run().map({ ($0.measure, $0.result, $0.target) })
-                    + ServiceConnections.run(bin: binDirectory()) {
+            for (what, result, target) in try await SubsystemRows.loadBalancer(bin: binDirectory()) {
                 print(pad(what, 58) + pad(result, 26) + target)
             }
             return
         }
         if only == "hubble" {
-            for (what, result, target) in HubbleBenchmark.run() { print(pad(what, 58) + pad(result, 26) + target) }
+            for (what, result, target) in SubsystemRows.hubble() { print(pad(what, 58) + pad(result, 26) + target) }
             return
         }
         if only == "policy" {
-            for (what, result, target) in try await PolicyBenchmark.run() { print(pad(what, 58) + pad(result, 26) + target) }
+            for (what, result, target) in try await SubsystemRows.policy() { print(pad(what, 58) + pad(result, 26) + target) }
             return
         }
         if only == "reconciler" {
@@ -61,11 +57,9 @@ struct Bench {
             .deletingLastPathComponent().path
         rows += try await PodPaths.run(bin: bin)
         rows += try CrossNode.run(bin: bin)
-        rows += try await PolicyBenchmark.run().map { ($0.measure, $0.result, $0.target) }
-        rows += try await programming()
-        rows += try await LoadBalancerBenchmark.run().map { ($0.measure, $0.result, $0.target) }
-        rows += try ServiceConnections.run(bin: bin)
-        rows += HubbleBenchmark.run(events: BenchMode.pick(1_000_000, quick: 100_000)).map { ($0.measure, $0.result, $0.target) }
+        rows += try await SubsystemRows.policy()
+        rows += try await SubsystemRows.loadBalancer(bin: bin)
+        rows += SubsystemRows.hubble(events: BenchMode.pick(1_000_000, quick: 100_000))
         print("")
         print(pad("measure", 58) + pad("result", 26) + "target")
         for (what, result, target) in rows { print(pad(what, 58) + pad(result, 26) + target) }
@@ -74,17 +68,6 @@ struct Bench {
             print("cilium-bench: \(missing.count) figure(s) not produced: \(missing.map(\.0).joined(separator: "; "))")
             exit(1)
         }
-    }
-
-    /// Services x 10 backends into our maps (resolver and reconcilers, as the agent does) against
-    /// `nft -f` of kube-proxy's nftables ruleset for the same services.
-    static func programming() async throws -> [(String, String, String)] {
-        let count = BenchMode.pick(10_000, quick: 1000)
-        let ours = try await LoadBalancerBenchmark.programServices(count: count, backends: 10)
-        let nft = try KubeProxyNFTables.programmingTime(count: count, backends: 10)
-        return [("LB: program \(count) services x 10 backends into the maps",
-                 String(format: "%.2f s (resolve %.2f s) vs nft -f %.2f s (%.2fx)", ours.total, ours.resolve, nft, nft / ours.total),
-                 "< 1 s, < nft -f")]
     }
 
     static func binDirectory() -> String {

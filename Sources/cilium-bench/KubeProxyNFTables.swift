@@ -1,3 +1,4 @@
+#if canImport(LoadBalancer)
 import Datapath
 import LinuxNet
 import Foundation
@@ -85,3 +86,4 @@ enum KubeProxyNFTables {
         return try load(ruleset(services), into: ns, scratch: scratch)
     }
 }
+#endif

@@ -1,3 +1,4 @@
+#if canImport(LoadBalancer)
 import Datapath
 import LinuxNet
 import Foundation
@@ -318,3 +319,4 @@ enum ServiceConnections {
         return rows
     }
 }
+#endif
