@@ -99,6 +99,10 @@ public actor AgentDaemon {
     private func startDatapath() async throws {
         try FileManager.default.createDirectory(atPath: config.agent.stateDir, withIntermediateDirectories: true)
         for s in subsystems.values { await s.configure(from: config, at: place) }
+        // What an earlier agent left of a subsystem this config disables goes first.
+        for name in host.order.reversed() where !config.enabledSubsystems.contains(name) {
+            await subsystems[name]!.removeLeftovers(bpfRoot: config.bpf.root)
+        }
         await host.apply(enabled: config.enabledSubsystems)
         if case .failed(let why) = await host.state(of: "networking") {
             throw AgentError("datapath: \(why)")

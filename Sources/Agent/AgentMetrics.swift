@@ -15,7 +15,7 @@ enum AgentMetrics {
         p.family("cilium_drop_bytes_total", .counter, "Total dropped bytes, tagged by drop reason and ingress/egress direction")
         p.family("cilium_forward_count_total", .counter, "Total forwarded packets, tagged by ingress/egress direction")
         p.family("cilium_forward_bytes_total", .counter, "Total forwarded bytes, tagged by ingress/egress direction")
-        if let map = try? BPFMap<UInt32, metrics_value>(pinned: bpfRoot + "/cilium_metrics") {
+        if let map = try? NetworkingMaps.metrics.open(bpfRoot: bpfRoot) {
             for index in UInt32(0)..<UInt32(CILIUM_METRICS_ENTRIES) {
                 guard let perCPU = map.lookupPerCPU(index) else { continue }
                 let packets = perCPU.reduce(UInt64(0)) { $0 &+ $1.packets }, bytes = perCPU.reduce(UInt64(0)) { $0 &+ $1.bytes }

@@ -34,6 +34,13 @@ public final class NotifyListener {
 
     /// Waits for a datagram containing READY=1; returns every message seen.
     /// Fails early when the process dies.
+    /// Discards datagrams already queued (an earlier process's READY=1 after a reload must not
+    /// pass for the next process's).
+    public func drain() {
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while recv(fd, &buf, buf.count, Int32(MSG_DONTWAIT)) > 0 {}
+    }
+
     public func waitReady(pid: Int32, timeout: Duration) -> (ready: Bool, messages: [String]) {
         wait(for: "READY=1", pid: pid, timeout: timeout)
     }

@@ -50,6 +50,9 @@ public protocol AgentSubsystem: Subsystem {
     associatedtype Section: Equatable & Sendable
     /// Extracts the section from the validated configuration (pure).
     static func section(of config: AgentConfig) -> Section
+    /// The maps and the directory under the bpf root that this subsystem alone creates,
+    /// fills, prunes and removes (no two subsystems declare the same pin).
+    nonisolated var owns: PinOwnership { get }
     /// Called before every start with the section in force.
     func configure(_ context: SubsystemContext<Section>) async
     /// The subsystem's line(s) in `cilium status`.
@@ -59,6 +62,9 @@ public protocol AgentSubsystem: Subsystem {
     /// Agent shutdown (SIGTERM, crash-safe restart): release handles but leave
     /// the datapath in place so traffic and enforcement continue.
     func shutdown() async
+    /// At agent start, for a subsystem the config leaves disabled: remove what an
+    /// earlier agent left of its datapath (its slot, its links; only its own pins).
+    func removeLeftovers(bpfRoot: String) async
     /// API paths (prefixes) this subsystem serves, e.g. "/v1/endpoint".
     nonisolated var apiPrefixes: [String] { get }
     /// Handles a request under one of `apiPrefixes` while the subsystem runs.
@@ -68,6 +74,7 @@ public protocol AgentSubsystem: Subsystem {
 extension AgentSubsystem {
     public func reconcilers() async -> [ReconcilerStatus] { [] }
     public func shutdown() async { await stop() }
+    public func removeLeftovers(bpfRoot: String) async {}
     public nonisolated var apiPrefixes: [String] { [] }
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
         .error(status: 404, message: "no API endpoint \(request.method) \(request.path)")
@@ -110,5 +117,6 @@ extension StageSubsystem {
 
     public func stop() async { await stage.uninstall() }
     public func shutdown() async { await stage.release() }
+    public func removeLeftovers(bpfRoot: String) async { await stage.removeLeftover(bpfRoot: bpfRoot) }
     public func health() async -> Health { await stage.health }
 }

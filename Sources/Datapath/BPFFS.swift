@@ -1,3 +1,4 @@
+import Foundation
 import CBPF
 import Glibc
 
@@ -37,6 +38,17 @@ public enum BPFFS {
                 throw BPFError("mkdir \(current)", errno: errno)
             }
         }
+    }
+
+    /// Moves the pins in `legacy` whose names start with one of `prefixes` into `directory`
+    /// (a rename within bpffs: links stay attached, maps keep their content), and removes
+    /// `legacy` once nothing is left in it. An upgraded agent adopts an older layout this way.
+    public static func adoptPins(from legacy: String, prefixes: [String], into directory: String) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: legacy)) ?? []
+        where prefixes.contains(where: { name.hasPrefix($0) }) {
+            rename(legacy + "/" + name, directory + "/" + name)
+        }
+        rmdir(legacy)
     }
 
     /// Removes a pin directory and everything pinned in it (unpinning drops the

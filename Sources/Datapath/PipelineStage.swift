@@ -38,6 +38,14 @@ public actor PipelineStage {
         await release()
     }
 
+    /// Empties the slot in `bpfRoot` whoever filled it: an earlier agent's stage for a
+    /// subsystem this agent starts disabled.
+    public func removeLeftover(bpfRoot: String) async {
+        if let calls = try? ProgramArray(pinned: bpfRoot + "/cilium_calls"), calls.programID(slot: slot) != nil {
+            calls.clear(slot: slot)
+        }
+    }
+
     /// Drops this process's handles; the slot keeps the program (agent restart).
     public func release() async {
         await object?.close()

@@ -61,6 +61,7 @@ final class AgentUnderTest {
         log.seekToEndOfFile()
         p.standardOutput = log
         p.standardError = log
+        notify.drain()
         try p.run()
         process = p
         let (ready, messages) = notify.waitReady(pid: p.processIdentifier, timeout: timeout)

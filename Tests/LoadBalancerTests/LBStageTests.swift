@@ -2,6 +2,7 @@ import API
 import CBPF
 import Datapath
 import LinuxNet
+import Foundation
 import Testing
 import TestSupport
 @testable import LoadBalancer
@@ -357,5 +358,22 @@ import TestSupport
         }
         let stats = try #require(XDPAcceleration.counters(bpfRoot: root.path))
         #expect(stats == XDPAcceleration.Counters(translated: 2, reversed: 1, passed: 3))
+    }
+}
+
+@Suite struct LoadBalancerPinTests {
+    /// Agents before the load balancer had a directory of its own pinned its socket-LB and XDP links
+    /// under `<bpf root>/links`, beside Networking's; an upgraded agent adopts its own and only those.
+    @Test func legacyLinksAreAdoptedIntoItsOwnDirectory() throws {
+        let root = try PinRoot("lb-legacy")
+        try BPFFS.makeDirectories(root.path + "/links")
+        let standIn = try BPFMap<UInt32, UInt32>.create(type: BPF_MAP_TYPE_ARRAY, name: "stand_in", maxEntries: 1)
+        for pin in ["sock4-connect", "xdp-eth0", "ingress-eth0"] {
+            #expect(bpf_obj_pin(standIn.fd, root.path + "/links/" + pin) == 0)
+        }
+        try SocketLB.adoptLegacyPins(bpfRoot: root.path)
+        let own = try FileManager.default.contentsOfDirectory(atPath: root.path + "/loadbalancer/links")
+        #expect(Set(own) == ["sock4-connect", "xdp-eth0"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root.path + "/links") == ["ingress-eth0"])
     }
 }

@@ -8,6 +8,7 @@ import Reconciler
 /// them; connecting to remote etcd comes with the cluster-mesh issue.
 public actor ClusterMeshSubsystem: AgentSubsystem {
     public nonisolated let name = "clustermesh"
+    public nonisolated let owns = PinOwnership(maps: [], directory: "clustermesh")
     public nonisolated let dependencies = ["networking"]
     private var context: SubsystemContext<Section>?
     private var running = false

@@ -11,6 +11,7 @@ import Reconciler
 /// way here) and no ESP (IPsec cannot run on this kernel).
 public actor EncryptionSubsystem: StageSubsystem {
     public nonisolated let name = "encryption"
+    public nonisolated let owns = PinOwnership(maps: [], directory: "encryption")
     public nonisolated let dependencies = ["networking"]
     public private(set) var context: SubsystemContext<Section>?
     public nonisolated let stage = PipelineStage(object: "encrypt", program: "cil_stage_encrypt", slot: CILIUM_STAGE_ENCRYPT)

@@ -10,6 +10,7 @@ import Reconciler
 /// attachment to the host's devices come with their own issue.
 public actor HostFirewallSubsystem: StageSubsystem {
     public nonisolated let name = "hostfirewall"
+    public nonisolated let owns = PinOwnership(maps: [], directory: "hostfirewall")
     public nonisolated let dependencies = ["networking"]
     public private(set) var context: SubsystemContext<Section>?
     public nonisolated let stage = PipelineStage(object: "hostfw", program: "cil_stage_hostfw", slot: CILIUM_STAGE_HOSTFW)

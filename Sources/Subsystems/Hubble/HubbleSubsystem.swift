@@ -15,6 +15,8 @@ import Reconciler
 /// reads them through GET /v1/flows.
 public actor HubbleSubsystem: AgentSubsystem {
     public nonisolated let name = "hubble"
+    /// Nothing pinned: it reads Networking's event ring and counters through `NetworkingMaps`.
+    public nonisolated let owns = PinOwnership(maps: [], directory: "hubble")
     public nonisolated let dependencies = ["networking"]
     public nonisolated let apiPrefixes = ["/v1/flows", "/v1/hubble"]
     private var context: SubsystemContext<Section>?
@@ -94,9 +96,9 @@ public actor HubbleSubsystem: AgentSubsystem {
             }
             uiServer = server
         }
-        let reader = try RingBufferReader(pinned: context.bpfRoot + "/cilium_events")
+        let reader = try NetworkingMaps.openEvents(bpfRoot: context.bpfRoot)
         self.reader = reader
-        datapathMetrics = try? BPFMap(pinned: context.bpfRoot + "/cilium_metrics")
+        datapathMetrics = try? NetworkingMaps.metrics.open(bpfRoot: context.bpfRoot)
         consumer = Task { [weak self] in
             for await record in reader.records {
                 guard let self else { return }

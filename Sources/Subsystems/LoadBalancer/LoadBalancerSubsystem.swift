@@ -17,6 +17,11 @@ public actor LoadBalancerSubsystem: StageSubsystem {
     public nonisolated let name = "loadbalancer"
     public nonisolated let dependencies = ["networking"]
     public nonisolated let apiPrefixes = ["/v1/service", "/v1/map/lb"]
+    public nonisolated var owns: PinOwnership { Self.ownership }
+    static let ownership = PinOwnership(
+        maps: ["cilium_lb4_services", "cilium_lb4_backends", "cilium_lb4_reverse_nat", "cilium_lb4_maglev", "cilium_lb4_affinity",
+               "cilium_lb4_config", "cilium_lb4_ct", "cilium_lb4_sock_revnat", "cilium_lb4_xdp_stats"],
+        directory: "loadbalancer")
     public private(set) var context: SubsystemContext<Section>?
     public nonisolated let stage = PipelineStage(object: "lb", program: "cil_stage_lb", slot: CILIUM_STAGE_LB)
 
@@ -85,6 +90,7 @@ public actor LoadBalancerSubsystem: StageSubsystem {
             throw SubsystemError("loadbalancer: \(error)")
         }
         try await stage.install(bpfRoot: context.bpfRoot)
+        try SocketLB.adoptLegacyPins(bpfRoot: context.bpfRoot)
         let root = context.bpfRoot
         let config = try BPFMap<UInt32, lb4_config>(pinned: root + "/cilium_lb4_config")
         try config.update(0, lb4_config(maglev_size: UInt32(c.maglev.tableSize), maglev_seed: MaglevTable.flowSeed(seed),
@@ -167,6 +173,14 @@ public actor LoadBalancerSubsystem: StageSubsystem {
         Task { [weak self] in
             for await _ in stream { await self?.recompute() }
         }
+    }
+
+    /// Disabled at agent start: the last agent's socket-LB hooks, XDP links and stage go.
+    public func removeLeftovers(bpfRoot: String) async {
+        try? SocketLB.adoptLegacyPins(bpfRoot: bpfRoot)
+        SocketLB.detach(bpfRoot: bpfRoot)
+        XDPAcceleration.detachAll(bpfRoot: bpfRoot)
+        await stage.removeLeftover(bpfRoot: bpfRoot)
     }
 
     public func stop() async {

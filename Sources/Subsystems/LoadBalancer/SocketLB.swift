@@ -26,14 +26,23 @@ enum SocketLB {
         throw SocketLBError("no cgroup2 mount found; mount one (mount -t cgroup2 none /sys/fs/cgroup/unified) or set cgroup.hostRoot")
     }
 
-    static func pinPath(_ bpfRoot: String, _ hook: String) -> String { "\(bpfRoot)/links/\(hook)" }
+    static func pinPath(_ bpfRoot: String, _ hook: String) -> String {
+        "\(LoadBalancerSubsystem.ownership.links(bpfRoot: bpfRoot))/\(hook)"
+    }
+
+    /// Agents before this layout pinned the hooks and XDP links under `<bpf root>/links`;
+    /// an upgraded agent adopts them into the load balancer's own directory.
+    static func adoptLegacyPins(bpfRoot: String) throws {
+        let links = LoadBalancerSubsystem.ownership.links(bpfRoot: bpfRoot)
+        try BPFFS.makeDirectories(links)
+        BPFFS.adoptPins(from: bpfRoot + "/links", prefixes: hooks.map(\.pin) + [XDPAcceleration.pinPrefix], into: links)
+    }
 
     /// Loads bpf/sock.c against the pinned LB maps and attaches (or swaps) every hook.
     static func attach(bpfRoot: String, cgroup: String) async throws {
         guard FileManager.default.fileExists(atPath: cgroup + "/cgroup.procs") else {
             throw SocketLBError("cgroup.hostRoot \(cgroup) is not a cgroup v2 directory (no cgroup.procs there)")
         }
-        try FileManager.default.createDirectory(atPath: bpfRoot + "/links", withIntermediateDirectories: true)
         let object = try BPFObject(embedded: "sock", pinRoot: bpfRoot)
         defer { Task { await object.close() } }
         for h in hooks {

@@ -9,7 +9,7 @@ import Foundation
 enum XDPAcceleration {
     static let pinPrefix = "xdp-"
 
-    static func linkDirectory(_ bpfRoot: String) -> String { bpfRoot + "/links" }
+    static func linkDirectory(_ bpfRoot: String) -> String { LoadBalancerSubsystem.ownership.links(bpfRoot: bpfRoot) }
 
     /// bpffs refuses '.' in names, which device names (VLANs) may have.
     static func pinPath(_ bpfRoot: String, device: String) -> String {
@@ -21,7 +21,6 @@ enum XDPAcceleration {
         guard !devices.isEmpty else {
             throw XDPAccelerationError("loadBalancer.acceleration is native but `devices` is empty: name the node's devices (e.g. devices: [eth0]) or set loadBalancer.acceleration to disabled")
         }
-        try FileManager.default.createDirectory(atPath: linkDirectory(bpfRoot), withIntermediateDirectories: true)
         let object = try BPFObject(embedded: "xdp", pinRoot: bpfRoot)
         defer { Task { await object.close() } }
         let program = try await object.program("cil_xdp_lb")

@@ -45,21 +45,13 @@ public struct DeviceLinkOperations: Operations {
         fromOverlay = try await entry.program("cil_from_overlay")
         self.linkDirectory = Self.linkDirectory(bpfRoot)
         try BPFFS.makeDirectories(linkDirectory)
-        Self.adoptLegacyPins(bpfRoot: bpfRoot, into: linkDirectory)
+        // Agents before this layout pinned device links straight under `<bpf root>/links`,
+        // beside the LoadBalancer's; an upgraded agent adopts them.
+        BPFFS.adoptPins(from: bpfRoot + "/links", prefixes: [TCDirection.ingress.rawValue + "-", TCDirection.egress.rawValue + "-"],
+                        into: linkDirectory)
     }
 
-    static func linkDirectory(_ bpfRoot: String) -> String { bpfRoot + "/networking/links" }
-
-    /// Agents before this layout pinned device links straight under `<bpf root>/links`, beside the
-    /// LoadBalancer's. Those pins (`ingress-…`, `egress-…`) move into Networking's own directory
-    /// (a rename within bpffs: the links stay attached), so an upgraded agent adopts them.
-    static func adoptLegacyPins(bpfRoot: String, into directory: String) {
-        let legacy = bpfRoot + "/links"
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: legacy)) ?? []
-        where name.hasPrefix(TCDirection.ingress.rawValue + "-") || name.hasPrefix(TCDirection.egress.rawValue + "-") {
-            rename(legacy + "/" + name, directory + "/" + name)
-        }
-    }
+    static func linkDirectory(_ bpfRoot: String) -> String { NetworkingSubsystem.ownership.links(bpfRoot: bpfRoot) }
 
     func pinPath(_ a: DeviceAttachment) -> String { "\(linkDirectory)/\(a.key)" }
 

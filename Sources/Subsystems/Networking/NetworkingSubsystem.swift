@@ -17,6 +17,12 @@ public actor NetworkingSubsystem: AgentSubsystem {
     public nonisolated let name = "networking"
     public nonisolated let dependencies: [String] = []
     public nonisolated let apiPrefixes = ["/v1/ipam", "/v1/endpoint", "/v1/identity", "/v1/node", "/v1/map/"]
+    /// The pipeline's shared maps: tail calls, conntrack, endpoints, ipcache, node, events, counters.
+    public nonisolated var owns: PinOwnership { Self.ownership }
+    static let ownership = PinOwnership(
+        maps: ["cilium_calls", "cilium_ct", "cilium_lxc", "cilium_ipcache", "cilium_node", "cilium_stage_stats",
+               NetworkingMaps.events, NetworkingMaps.metrics.name],
+        directory: "networking")
 
     /// Desired ipcache content (shared: Policy adds its CIDR prefixes).
     private var ipcache: StateTable<IPCacheEntry> { context!.shared.ipcache }

@@ -16,6 +16,7 @@ public actor PolicySubsystem: StageSubsystem {
     public nonisolated let name = "policy"
     public nonisolated let dependencies = ["networking"]
     public nonisolated let apiPrefixes = ["/v1/policy"]
+    public nonisolated let owns = PinOwnership(maps: ["cilium_policy", "cilium_policy_ep", "cilium_policy_node"], directory: "policy")
     public private(set) var context: SubsystemContext<Section>?
     public nonisolated let stage = PipelineStage(object: "policy", program: "cil_stage_policy", slot: CILIUM_STAGE_POLICY)
 
