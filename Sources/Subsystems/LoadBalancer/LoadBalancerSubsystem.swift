@@ -13,7 +13,7 @@ import Reconciler
 /// become frontends, backends, reverse-NAT entries and Maglev tables; the LB
 /// stage (slot CILIUM_STAGE_LB) translates each connection once and its
 /// replies back.
-public actor LoadBalancerSubsystem: StageSubsystem {
+public actor LoadBalancerSubsystem: SteppedSubsystem {
     public nonisolated let name = "loadbalancer"
     public nonisolated let dependencies = ["networking"]
     public nonisolated let apiPrefixes = ["/v1/service", "/v1/map/lb"]
@@ -42,6 +42,7 @@ public actor LoadBalancerSubsystem: StageSubsystem {
     private var lastError: String?
     /// Where the socket LB hooks are attached (nil: socket LB off).
     private var socketCgroup: String?
+    private var maglevSeed: [UInt8] = []
 
     public init() {}
 
@@ -68,84 +69,86 @@ public actor LoadBalancerSubsystem: StageSubsystem {
 
     private var state: JSONState<ServiceStore.Persisted> { JSONState(path: (context?.stateDir ?? "/tmp") + "/services.json") }
 
-    public func start() async throws {
-        guard let context else { throw SubsystemError("loadbalancer: not configured") }
-        let c = context.section
-        let seed: [UInt8]
-        do {
+    /// The start, step by step (`SteppedSubsystem` runs them and takes them back).
+    public enum Step: String, CaseIterable, Sendable, CustomStringConvertible {
+        case savedServices = "saved services"
+        case stage = "LB stage"
+        case settings = "lb4_config"
+        case reconcilers = "map reconcilers"
+        case watchers = "shared tables"
+        case socketLB = "socket LB"
+        case xdp = "XDP acceleration"
+        case directory = "resource directory"
+        public var description: String { rawValue }
+    }
+
+    public var taken: [Step] = []
+    public var bpfRoot: String? { context?.bpfRoot }
+
+    public func run(_ step: Step) async throws {
+        guard let context else { throw SubsystemError("not configured") }
+        let c = context.section, root = context.bpfRoot
+        switch step {
+        case .savedServices:
             // "" (the default): derived from the cluster name, so every node of a cluster builds the same tables.
-            seed = try MaglevTable.decodeSeed(c.maglev.hashSeed) ?? MaglevTable.seed(fromClusterName: c.clusterName)
-        } catch {
-            throw SubsystemError("loadbalancer: \(error)")
-        }
-        resolver.maglev = c.loadBalancer.algorithm == .maglev
-        resolver.maglevSize = c.maglev.tableSize
-        resolver.maglevSeed = seed
-        do {
+            maglevSeed = try MaglevTable.decodeSeed(c.maglev.hashSeed) ?? MaglevTable.seed(fromClusterName: c.clusterName)
+            resolver.maglev = c.loadBalancer.algorithm == .maglev
+            resolver.maglevSize = c.maglev.tableSize
+            resolver.maglevSeed = maglevSeed
             if let saved = try state.load() {
                 store = ServiceStore(saved)
                 resolver.ids = saved.ids
             }
-        } catch {
-            throw SubsystemError("loadbalancer: \(error)")
-        }
-        try await stage.install(bpfRoot: context.bpfRoot)
-        try SocketLB.adoptLegacyPins(bpfRoot: context.bpfRoot)
-        let root = context.bpfRoot
-        let config = try BPFMap<UInt32, lb4_config>(pinned: root + "/cilium_lb4_config")
-        try config.update(0, lb4_config(maglev_size: UInt32(c.maglev.tableSize), maglev_seed: MaglevTable.flowSeed(seed),
-                                        flags: Self.configFlags(c.loadBalancer.mode), pad: 0))
-        let s = Reconciler(name: "lb-frontends", table: slots, operations: BPFMapOperations(
-            map: try BPFMap<lb4_key, lb4_service>(pinned: root + "/cilium_lb4_services"), key: { $0.mapKey }, value: { $0.mapValue }))
-        let b = Reconciler(name: "lb-backends", table: backends, operations: BPFMapOperations(
-            map: try BPFMap<UInt32, lb4_backend>(pinned: root + "/cilium_lb4_backends"), key: { $0.id }, value: { $0.mapValue }))
-        let n = Reconciler(name: "lb-reverse-nat", table: reverseNAT, operations: BPFMapOperations(
-            map: try BPFMap<UInt16, lb4_reverse_nat>(pinned: root + "/cilium_lb4_reverse_nat"), key: { $0.id }, value: { $0.mapValue }))
-        let m = Reconciler(name: "lb-maglev", table: maglevTables,
-                           operations: MaglevOperations(outer: try BPFMap<UInt16, UInt32>(pinned: root + "/cilium_lb4_maglev")))
-        // The tables are filled before the reconcilers start: their first
-        // prune must see everything wanted (an agent restart keeps open
-        // connections' entries). Backends before the frontends that name them.
-        await recompute()
-        await b.start()
-        await n.start()
-        await m.start()
-        await s.start()
-        slotReconciler = s
-        backendReconciler = b
-        natReconciler = n
-        maglevReconciler = m
-        watchers.append(follow(await context.shared.endpoints.changes()))
-        watchers.append(follow(await context.shared.ipcache.changes()))
-        watchers.append(follow(await context.shared.identities.changes()))
-        if c.socketLB.enabled {
-            do {
+        case .stage:
+            try await stage.install(bpfRoot: root)
+            try SocketLB.adoptLegacyPins(bpfRoot: root)
+        case .settings:
+            let config = try BPFMap<UInt32, lb4_config>(pinned: root + "/cilium_lb4_config")
+            try config.update(0, lb4_config(maglev_size: UInt32(c.maglev.tableSize), maglev_seed: MaglevTable.flowSeed(maglevSeed),
+                                            flags: Self.configFlags(c.loadBalancer.mode), pad: 0))
+        case .reconcilers:
+            let s = Reconciler(name: "lb-frontends", table: slots, operations: BPFMapOperations(
+                map: try BPFMap<lb4_key, lb4_service>(pinned: root + "/cilium_lb4_services"), key: { $0.mapKey }, value: { $0.mapValue }))
+            let b = Reconciler(name: "lb-backends", table: backends, operations: BPFMapOperations(
+                map: try BPFMap<UInt32, lb4_backend>(pinned: root + "/cilium_lb4_backends"), key: { $0.id }, value: { $0.mapValue }))
+            let n = Reconciler(name: "lb-reverse-nat", table: reverseNAT, operations: BPFMapOperations(
+                map: try BPFMap<UInt16, lb4_reverse_nat>(pinned: root + "/cilium_lb4_reverse_nat"), key: { $0.id }, value: { $0.mapValue }))
+            let m = Reconciler(name: "lb-maglev", table: maglevTables,
+                               operations: MaglevOperations(outer: try BPFMap<UInt16, UInt32>(pinned: root + "/cilium_lb4_maglev")))
+            // The tables are filled before the reconcilers start: their first
+            // prune must see everything wanted (an agent restart keeps open
+            // connections' entries). Backends before the frontends that name them.
+            await recompute()
+            await b.start()
+            await n.start()
+            await m.start()
+            await s.start()
+            slotReconciler = s
+            backendReconciler = b
+            natReconciler = n
+            maglevReconciler = m
+        case .watchers:
+            watchers.append(follow(await context.shared.endpoints.changes()))
+            watchers.append(follow(await context.shared.ipcache.changes()))
+            watchers.append(follow(await context.shared.identities.changes()))
+        case .socketLB:
+            if c.socketLB.enabled {
                 let cg = try SocketLB.cgroupRoot(c.cgroup.hostRoot)
                 try await SocketLB.attach(bpfRoot: root, cgroup: cg)
                 socketCgroup = cg
-            } catch {
-                await halt()
-                await stage.uninstall()
-                throw SubsystemError("loadbalancer: socket LB: \(error)")
-            }
-        } else {
-            SocketLB.detach(bpfRoot: root)
-            socketCgroup = nil
-        }
-        if c.loadBalancer.acceleration == .native {
-            do {
-                try await XDPAcceleration.attach(bpfRoot: root, devices: c.devices)
-            } catch {
-                await halt()
+            } else {
                 SocketLB.detach(bpfRoot: root)
-                await stage.uninstall()
-                throw SubsystemError("loadbalancer: XDP acceleration: \(error)")
+                socketCgroup = nil
             }
-        } else {
-            XDPAcceleration.detachAll(bpfRoot: root)
-        }
-        let dir = c.resourceDirectory
-        if !dir.isEmpty {
+        case .xdp:
+            if c.loadBalancer.acceleration == .native {
+                try await XDPAcceleration.attach(bpfRoot: root, devices: c.devices)
+            } else {
+                XDPAcceleration.detachAll(bpfRoot: root)
+            }
+        case .directory:
+            let dir = c.resourceDirectory
+            guard !dir.isEmpty else { return }
             // Service and EndpointSlice files in the resource directory: a file that does not parse, or a
             // conflicting frontend, changes nothing.
             let d = ResourceDirectory(path: dir, wants: { $0.range(of: #"kind:\s*"?(Service|EndpointSlice)\b"#, options: .regularExpression) != nil }) {
@@ -168,6 +171,44 @@ public actor LoadBalancerSubsystem: StageSubsystem {
         }
     }
 
+    public func undo(_ step: Step) async {
+        switch step {
+        case .savedServices, .settings: break
+        case .stage: await stage.uninstall()
+        case .reconcilers:
+            await release(step)
+            routes.removeAll()
+        case .watchers, .directory: await release(step)
+        case .socketLB:
+            if let bpfRoot { SocketLB.detach(bpfRoot: bpfRoot) }
+            socketCgroup = nil
+        case .xdp:
+            if let bpfRoot { XDPAcceleration.detachAll(bpfRoot: bpfRoot) }
+        }
+    }
+
+    public func release(_ step: Step) async {
+        switch step {
+        case .savedServices, .settings, .socketLB, .xdp: break // pinned links outlive the agent
+        case .stage: await stage.release()
+        case .reconcilers:
+            await slotReconciler?.stop()
+            await backendReconciler?.stop()
+            await natReconciler?.stop()
+            await maglevReconciler?.stop()
+            slotReconciler = nil
+            backendReconciler = nil
+            natReconciler = nil
+            maglevReconciler = nil
+        case .watchers:
+            for w in watchers { w.cancel() }
+            watchers = []
+        case .directory:
+            await directory?.stop()
+            directory = nil
+        }
+    }
+
     /// Recomputes on every change set of a shared table (selector services follow the workloads).
     private func follow<T: TableObject>(_ stream: AsyncStream<[Change<T>]>) -> Task<Void, Never> {
         Task { [weak self] in
@@ -181,37 +222,6 @@ public actor LoadBalancerSubsystem: StageSubsystem {
         SocketLB.detach(bpfRoot: bpfRoot)
         XDPAcceleration.detachAll(bpfRoot: bpfRoot)
         await stage.removeLeftover(bpfRoot: bpfRoot)
-    }
-
-    public func stop() async {
-        await halt()
-        routes.removeAll()
-        if let root = context?.bpfRoot {
-            SocketLB.detach(bpfRoot: root)
-            XDPAcceleration.detachAll(bpfRoot: root)
-        }
-        socketCgroup = nil
-        await stage.uninstall()
-    }
-
-    public func shutdown() async {
-        await halt()
-        await stage.release()
-    }
-
-    private func halt() async {
-        for w in watchers { w.cancel() }
-        watchers = []
-        await directory?.stop()
-        directory = nil
-        await slotReconciler?.stop()
-        await backendReconciler?.stop()
-        await natReconciler?.stop()
-        await maglevReconciler?.stop()
-        slotReconciler = nil
-        backendReconciler = nil
-        natReconciler = nil
-        maglevReconciler = nil
     }
 
     public func health() async -> Health {

@@ -12,7 +12,7 @@ import Reconciler
 /// CiliumClusterwideNetworkPolicy from the API (`cilium policy import`) and the
 /// resource directory, resolved per endpoint into the `cilium_policy` map that
 /// the policy stage (slot CILIUM_STAGE_POLICY) enforces.
-public actor PolicySubsystem: StageSubsystem {
+public actor PolicySubsystem: SteppedSubsystem {
     public nonisolated let name = "policy"
     public nonisolated let dependencies = ["networking"]
     public nonisolated let apiPrefixes = ["/v1/policy"]
@@ -25,6 +25,7 @@ public actor PolicySubsystem: StageSubsystem {
     private var flagReconciler: Reconciler<BPFMapOperations<EndpointPolicyFlags, UInt16, policy_ep_value>>?
     private var policyMap: BPFMap<policy_key, policy_entry>?
     private var watchers: [Task<Void, Never>] = []
+    private var nodeStateWatcher: Task<Void, Never>?
     private var directory: ResourceDirectory?
 
     public init() {}
@@ -44,50 +45,73 @@ public actor PolicySubsystem: StageSubsystem {
 
     public func configure(_ context: SubsystemContext<Section>) { self.context = context }
 
-    public func start() async throws {
-        guard let context else { throw SubsystemError("policy: not configured") }
-        try await stage.install(bpfRoot: context.bpfRoot)
-        let mode = PolicyResolver.Mode(rawValue: context.section.enforcementMode.rawValue) ?? .default
-        let engine: PolicyEngine
-        do {
-            engine = try PolicyEngine(shared: context.shared, stateFile: context.stateDir + "/policies.json",
-                                      mode: mode, audit: context.section.auditMode)
-        } catch {
-            throw SubsystemError("policy: cannot read \(context.stateDir)/policies.json: \(error)")
-        }
-        self.engine = engine
-        let map = try BPFMap<policy_key, policy_entry>(pinned: context.bpfRoot + "/cilium_policy")
-        let epMap = try BPFMap<UInt16, policy_ep_value>(pinned: context.bpfRoot + "/cilium_policy_ep")
-        policyMap = map
+    /// The start, step by step (`SteppedSubsystem` runs them and takes them back).
+    public enum Step: String, CaseIterable, Sendable, CustomStringConvertible {
+        case stage = "policy stage"
+        case engine = "policy engine"
+        case watchers = "shared tables"
+        case reconcilers = "map reconcilers"
+        case nodeState = "node policy state"
+        case directory = "resource directory"
+        public var description: String { rawValue }
+    }
 
-        // Identities before endpoints: an endpoint's rules select peers by
-        // identity. The current content is resolved before the reconcilers
-        // start, so their first prune keeps every entry still wanted (an
-        // agent restart never lifts enforcement); the watchers follow changes.
-        await engine.load()
-        for r in await context.shared.identities.all() { await engine.identityChanged(.upsert(r, 0)) }
-        for e in await context.shared.endpoints.all() { await engine.endpointChanged(.upsert(e, 0)) }
-        watchers.append(follow(await context.shared.identities.changes()) { await engine.identityChanged($0) })
-        watchers.append(follow(await context.shared.endpoints.changes()) { await engine.endpointChanged($0) })
+    public var taken: [Step] = []
+    public var bpfRoot: String? { context?.bpfRoot }
 
-        let r = Reconciler(name: "policy-map", table: engine.entries, operations: PolicyMapOperations(map: map))
-        let f = Reconciler(name: "policy-endpoints", table: engine.flags,
-                           operations: BPFMapOperations(map: epMap, key: { $0.endpoint }, value: { $0.mapValue }))
-        await r.start()
-        await f.start()
-        entryReconciler = r
-        flagReconciler = f
-        // The node-wide state the stage checks first: no endpoint with any policy flag means no per-endpoint lookups.
-        let nodeState = try BPFMap<UInt32, UInt32>(pinned: context.bpfRoot + "/cilium_policy_node")
-        let flags = engine.flags
-        watchers.append(Task {
-            for await _ in await flags.changes() {
-                let some = await flags.all().contains { $0.flags != 0 }
-                try? nodeState.update(0, some ? CILIUM_POLICY_NODE_SOME.rawValue : CILIUM_POLICY_NODE_NONE.rawValue)
+    public func run(_ step: Step) async throws {
+        guard let context else { throw SubsystemError("not configured") }
+        switch step {
+        case .stage:
+            try await stage.install(bpfRoot: context.bpfRoot)
+        case .engine:
+            let mode = PolicyResolver.Mode(rawValue: context.section.enforcementMode.rawValue) ?? .default
+            let engine: PolicyEngine
+            do {
+                engine = try PolicyEngine(shared: context.shared, stateFile: context.stateDir + "/policies.json",
+                                          mode: mode, audit: context.section.auditMode)
+            } catch {
+                throw SubsystemError("cannot read \(context.stateDir)/policies.json: \(error)")
             }
-        })
-        let dir = context.section.resourceDirectory
-        if !dir.isEmpty {
+            self.engine = engine
+            // Identities before endpoints: an endpoint's rules select peers by
+            // identity. The current content is resolved before the reconcilers
+            // start, so their first prune keeps every entry still wanted (an
+            // agent restart never lifts enforcement); the watchers follow changes.
+            await engine.load()
+            for r in await context.shared.identities.all() { await engine.identityChanged(.upsert(r, 0)) }
+            for e in await context.shared.endpoints.all() { await engine.endpointChanged(.upsert(e, 0)) }
+        case .watchers:
+            guard let engine else { return }
+            watchers.append(follow(await context.shared.identities.changes()) { await engine.identityChanged($0) })
+            watchers.append(follow(await context.shared.endpoints.changes()) { await engine.endpointChanged($0) })
+        case .reconcilers:
+            guard let engine else { return }
+            let map = try BPFMap<policy_key, policy_entry>(pinned: context.bpfRoot + "/cilium_policy")
+            let epMap = try BPFMap<UInt16, policy_ep_value>(pinned: context.bpfRoot + "/cilium_policy_ep")
+            policyMap = map
+            let r = Reconciler(name: "policy-map", table: engine.entries, operations: PolicyMapOperations(map: map))
+            let f = Reconciler(name: "policy-endpoints", table: engine.flags,
+                               operations: BPFMapOperations(map: epMap, key: { $0.endpoint }, value: { $0.mapValue }))
+            await r.start()
+            await f.start()
+            entryReconciler = r
+            flagReconciler = f
+        case .nodeState:
+            guard let engine else { return }
+            // The node-wide state the stage checks first: no endpoint with any policy flag means no per-endpoint lookups.
+            let nodeState = try BPFMap<UInt32, UInt32>(pinned: context.bpfRoot + "/cilium_policy_node")
+            let flags = engine.flags
+            nodeStateWatcher = Task {
+                for await _ in await flags.changes() {
+                    let some = await flags.all().contains { $0.flags != 0 }
+                    try? nodeState.update(0, some ? CILIUM_POLICY_NODE_SOME.rawValue : CILIUM_POLICY_NODE_NONE.rawValue)
+                }
+            }
+        case .directory:
+            guard let engine else { return }
+            let dir = context.section.resourceDirectory
+            guard !dir.isEmpty else { return }
             // Policy files in the resource directory: a file that does not parse changes nothing.
             let d = ResourceDirectory(path: dir, wants: { $0.contains("CiliumNetworkPolicy") || $0.contains("CiliumClusterwideNetworkPolicy") }) { files in
                 var all: [Policy] = []
@@ -104,6 +128,46 @@ public actor PolicySubsystem: StageSubsystem {
         }
     }
 
+    /// Disabled: the stage leaves its slot, and the node state says "unknown" again.
+    public func undo(_ step: Step) async {
+        await release(step)
+        switch step {
+        case .stage: await stage.uninstall()
+        case .engine:
+            engine = nil
+            await context?.shared.endpointPolicy.replaceAll([])
+        case .nodeState:
+            if let bpfRoot { try? BPFMap<UInt32, UInt32>(pinned: bpfRoot + "/cilium_policy_node").update(0, CILIUM_POLICY_NODE_UNKNOWN.rawValue) }
+        case .watchers, .reconcilers, .directory: break
+        }
+    }
+
+    /// Agent shutdown, or a reload: the handles go, the stage and the maps stay and keep enforcing
+    /// until the next start (here or in the next agent) converges them.
+    public func release(_ step: Step) async {
+        switch step {
+        case .stage: await stage.release()
+        case .engine: break
+        case .watchers:
+            for w in watchers { w.cancel() }
+            watchers = []
+        case .reconcilers:
+            await entryReconciler?.stop()
+            await flagReconciler?.stop()
+            entryReconciler = nil
+            flagReconciler = nil
+            policyMap = nil
+        case .nodeState:
+            nodeStateWatcher?.cancel()
+            nodeStateWatcher = nil
+        case .directory:
+            await directory?.stop()
+            directory = nil
+        }
+    }
+
+    public func removeLeftovers(bpfRoot: String) async { await stage.removeLeftover(bpfRoot: bpfRoot) }
+
     private func follow<T: TableObject>(_ stream: AsyncStream<[Change<T>]>,
                                         _ apply: @escaping @Sendable (Change<T>) async -> Void) -> Task<Void, Never> {
         Task {
@@ -111,34 +175,6 @@ public actor PolicySubsystem: StageSubsystem {
                 for c in batch { await apply(c) }
             }
         }
-    }
-
-    public func stop() async {
-        for w in watchers { w.cancel() }
-        watchers = []
-        await directory?.stop()
-        directory = nil
-        await entryReconciler?.stop()
-        await flagReconciler?.stop()
-        entryReconciler = nil
-        flagReconciler = nil
-        engine = nil
-        policyMap = nil
-        await context?.shared.endpointPolicy.replaceAll([])
-        if let root = context?.bpfRoot { try? BPFMap<UInt32, UInt32>(pinned: root + "/cilium_policy_node").update(0, CILIUM_POLICY_NODE_UNKNOWN.rawValue) }
-        await stage.uninstall()
-    }
-
-    /// Agent shutdown, or a reload: the handles go, the stage and the maps stay and keep enforcing
-    /// until the next start (here or in the next agent) converges them.
-    public func shutdown() async {
-        for w in watchers { w.cancel() }
-        watchers = []
-        await directory?.stop()
-        directory = nil
-        await entryReconciler?.stop()
-        await flagReconciler?.stop()
-        await stage.release()
     }
 
     public func health() async -> Health {
