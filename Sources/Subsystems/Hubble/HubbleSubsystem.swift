@@ -13,7 +13,7 @@ import Reconciler
 /// the policies that decided it, from the shared tables) and keeps the most
 /// recent flows in a ring of `hubble.eventBufferCapacity`. `hubble observe`
 /// reads them through GET /v1/flows.
-public actor HubbleSubsystem: AgentSubsystem {
+public actor HubbleSubsystem: SteppedSubsystem {
     public nonisolated let name = "hubble"
     /// Nothing pinned: it reads Networking's event ring and counters through `NetworkingMaps`.
     public nonisolated let owns = PinOwnership(maps: [], directory: "hubble")
@@ -52,25 +52,40 @@ public actor HubbleSubsystem: AgentSubsystem {
 
     public func configure(_ context: SubsystemContext<Section>) { self.context = context }
 
-    public func start() async throws {
-        guard let context else { throw SubsystemError("hubble: not configured") }
-        ring = FlowRing(capacity: context.section.eventBufferCapacity)
-        decoder = FlowDecoder()
-        decoder.names.nodeName = context.nodeName
-        decoder.names.tunnel = context.section.routingMode == .tunnel
-        undecoded = 0
-        startedAt = .now
-        let shared = context.shared
-        watchers = [watch(await shared.identities.changes()), watch(await shared.endpoints.changes()),
-                    watch(await shared.ipcache.changes()), watch(await shared.policyRules.changes())]
-        let wanted = context.section.metrics.enabled
-        let unknown = HubbleMetrics.unknown(wanted)
-        guard unknown.isEmpty else {
-            throw SubsystemError("hubble.metrics.enabled: unknown metric \(unknown.joined(separator: ", ")); "
-                                 + "known are \(HubbleMetrics.known.joined(separator: ", "))")
-        }
-        metrics = HubbleMetrics(wanted)
-        if !wanted.isEmpty {
+    /// The start, step by step (`SteppedSubsystem` runs them and takes them back).
+    public enum Step: String, CaseIterable, Sendable, CustomStringConvertible {
+        case flows = "flow store"
+        case names = "shared tables"
+        case metrics = "hubble.metrics"
+        case ui = "hubble.ui"
+        case events = "event ring"
+        public var description: String { rawValue }
+    }
+
+    public var taken: [Step] = []
+    public var bpfRoot: String? { context?.bpfRoot }
+
+    public func run(_ step: Step) async throws {
+        guard let context else { throw SubsystemError("not configured") }
+        switch step {
+        case .flows:
+            let unknown = HubbleMetrics.unknown(context.section.metrics.enabled)
+            guard unknown.isEmpty else {
+                throw SubsystemError("hubble.metrics.enabled: unknown metric \(unknown.joined(separator: ", ")); known are \(HubbleMetrics.known.joined(separator: ", "))")
+            }
+            ring = FlowRing(capacity: context.section.eventBufferCapacity)
+            decoder = FlowDecoder()
+            decoder.names.nodeName = context.nodeName
+            decoder.names.tunnel = context.section.routingMode == .tunnel
+            metrics = HubbleMetrics(context.section.metrics.enabled)
+            undecoded = 0
+            startedAt = .now
+        case .names:
+            let shared = context.shared
+            watchers = [watch(await shared.identities.changes()), watch(await shared.endpoints.changes()),
+                        watch(await shared.ipcache.changes()), watch(await shared.policyRules.changes())]
+        case .metrics:
+            guard !context.section.metrics.enabled.isEmpty else { return }
             let server = UnixHTTPServer(tcpPort: UInt16(context.section.metrics.port)) { [weak self] request in
                 guard request.path == "/metrics" else { return .error(status: 404, message: "metrics are at /metrics") }
                 return await self?.renderMetrics() ?? .error(status: 503, message: "hubble is stopping")
@@ -78,11 +93,11 @@ public actor HubbleSubsystem: AgentSubsystem {
             do {
                 try server.start()
             } catch {
-                throw SubsystemError("hubble.metrics.port \(context.section.metrics.port): \(error)")
+                throw SubsystemError("port \(context.section.metrics.port): \(error)")
             }
             metricsServer = server
-        }
-        if context.section.ui.enabled {
+        case .ui:
+            guard context.section.ui.enabled else { return }
             let server = UnixHTTPServer(tcpPort: UInt16(context.section.ui.port)) { [weak self] request in
                 guard let self else { return .error(status: 503, message: "hubble is stopping") }
                 return await self.serveUI(request)
@@ -90,25 +105,48 @@ public actor HubbleSubsystem: AgentSubsystem {
             do {
                 try server.start()
             } catch {
-                await metricsServer?.stop()
-                metricsServer = nil
-                throw SubsystemError("hubble.ui.port \(context.section.ui.port): \(error)")
+                throw SubsystemError("port \(context.section.ui.port): \(error)")
             }
             uiServer = server
-        }
-        let reader = try NetworkingMaps.openEvents(bpfRoot: context.bpfRoot)
-        self.reader = reader
-        datapathMetrics = try? NetworkingMaps.metrics.open(bpfRoot: context.bpfRoot)
-        consumer = Task { [weak self] in
-            for await record in reader.records {
-                guard let self else { return }
-                guard record.count >= MemoryLayout<cilium_event>.size else {
-                    await self.countUndecoded()
-                    continue
+        case .events:
+            let reader = try NetworkingMaps.openEvents(bpfRoot: context.bpfRoot)
+            self.reader = reader
+            datapathMetrics = try? NetworkingMaps.metrics.open(bpfRoot: context.bpfRoot)
+            consumer = Task { [weak self] in
+                for await record in reader.records {
+                    guard let self else { return }
+                    guard record.count >= MemoryLayout<cilium_event>.size else {
+                        await self.countUndecoded()
+                        continue
+                    }
+                    let event = record.withUnsafeBytes { $0.loadUnaligned(as: cilium_event.self) }
+                    await self.record(event)
                 }
-                let event = record.withUnsafeBytes { $0.loadUnaligned(as: cilium_event.self) }
-                await self.record(event)
             }
+        }
+    }
+
+    /// Hubble has no datapath of its own: undoing a step is letting it go.
+    public func undo(_ step: Step) async { await release(step) }
+
+    public func release(_ step: Step) async {
+        switch step {
+        case .flows: break
+        case .names:
+            for w in watchers { w.cancel() }
+            watchers = []
+        case .metrics:
+            await metricsServer?.stop()
+            metricsServer = nil
+        case .ui:
+            await uiServer?.stop()
+            uiServer = nil
+        case .events:
+            reader?.stop()
+            consumer?.cancel()
+            reader = nil
+            consumer = nil
+            datapathMetrics = nil
         }
     }
 
@@ -161,20 +199,6 @@ public actor HubbleSubsystem: AgentSubsystem {
 
     private func flowsResponse(after: UInt64) -> HTTPResponse {
         .json(FlowsResponse(flows: ring.records(after: after).map { FlowRecord(seq: $0.seq, flow: decoder.flow($0)) }, status: statusModel()))
-    }
-
-    public func stop() async {
-        reader?.stop()
-        consumer?.cancel()
-        await metricsServer?.stop()
-        metricsServer = nil
-        await uiServer?.stop()
-        uiServer = nil
-        for w in watchers { w.cancel() }
-        watchers = []
-        reader = nil
-        consumer = nil
-        datapathMetrics = nil
     }
 
     public func health() async -> Health { reader == nil ? .stopped : .ok }
