@@ -13,7 +13,7 @@ import Reconciler
 /// events, metrics, ipcache, endpoints), the node's devices and its workload
 /// endpoints. Starting it mounts bpffs when needed, loads (or adopts) the
 /// pinned maps, adopts persisted endpoints and reconciles maps and links.
-public actor NetworkingSubsystem: AgentSubsystem {
+public actor NetworkingSubsystem: SteppedSubsystem {
     public nonisolated let name = "networking"
     public nonisolated let dependencies: [String] = []
     public nonisolated let apiPrefixes = ["/v1/ipam", "/v1/endpoint", "/v1/identity", "/v1/node", "/v1/map/"]
@@ -65,62 +65,112 @@ public actor NetworkingSubsystem: AgentSubsystem {
         self.context = context
     }
 
-    public func start() async throws {
-        guard let context else { throw SubsystemError("networking: not configured") }
-        try BPFFS.prepare(root: context.bpfRoot)
-        let entry = try BPFObject(embedded: "entry", pinRoot: context.bpfRoot)
-        self.entry = entry
+    /// The start, step by step (`SteppedSubsystem` runs them and takes them back). Networking is
+    /// never disabled, so undoing a step is letting it go: the datapath stays for the next agent.
+    public enum Step: String, CaseIterable, Sendable, CustomStringConvertible {
+        case entry = "entry programs"
+        case ipcache
+        case cluster = "cluster state"
+        case endpoints
+        case devices
+        case delivery = "delivery stage"
+        public var description: String { rawValue }
+    }
 
-        // Reserved identities are known everywhere; everything outside known
-        // prefixes is the world (reserved identity 2).
-        await context.shared.identities.upsert(contentsOf: LocalIdentityAllocator.reserved.map {
-            IdentityRecord(id: $0.0, labels: [$0.1])
-        })
-        await ipcache.upsert(IPCacheEntry(prefix: .default, identity: UInt32(CILIUM_ID_WORLD.rawValue)))
-        let ipcacheMap: BPFMap<ipcache_key, ipcache_value> = try await entry.map("cilium_ipcache")
-        ipcacheReconciler = try await startReconciler(Reconciler(
-            name: "ipcache", table: ipcache,
-            operations: BPFMapOperations(map: ipcacheMap, key: { $0.mapKey }, value: { $0.mapValue })))
+    public var taken: [Step] = []
+    public var bpfRoot: String? { context?.bpfRoot }
+    /// The node's address and pod CIDR, found by the cluster step for the later ones.
+    private var address: IPv4Address?
+    private var podCIDR: IPv4Prefix?
 
-        // Cluster state first: the pod CIDR is claimed there.
-        let sync = try ClusterSync(config: context.section, node: context.nodeName, stateDir: context.stateDir, shared: context.shared)
-        let podCIDR = try await sync.claimPodCIDR(saved: PodAddressAllocator.savedCIDR(stateFile: context.stateDir + "/ipam.json"),
-                                                 config: context.section)
-        let address = nodeAddress(context.section)
-        if let address {
-            // This node's own address is the host; other nodes see it as remote-node.
-            await ipcache.upsert(IPCacheEntry(prefix: IPv4Prefix(address, length: 32), identity: UInt32(CILIUM_ID_HOST.rawValue)))
+    public func run(_ step: Step) async throws {
+        guard let context else { throw SubsystemError("not configured") }
+        switch step {
+        case .entry:
+            try BPFFS.prepare(root: context.bpfRoot)
+            entry = try BPFObject(embedded: "entry", pinRoot: context.bpfRoot)
+        case .ipcache:
+            guard let entry else { return }
+            // Reserved identities are known everywhere; everything outside known
+            // prefixes is the world (reserved identity 2).
+            await context.shared.identities.upsert(contentsOf: LocalIdentityAllocator.reserved.map {
+                IdentityRecord(id: $0.0, labels: [$0.1])
+            })
+            await ipcache.upsert(IPCacheEntry(prefix: .default, identity: UInt32(CILIUM_ID_WORLD.rawValue)))
+            let ipcacheMap: BPFMap<ipcache_key, ipcache_value> = try await entry.map("cilium_ipcache")
+            ipcacheReconciler = try await startReconciler(Reconciler(
+                name: "ipcache", table: ipcache,
+                operations: BPFMapOperations(map: ipcacheMap, key: { $0.mapKey }, value: { $0.mapValue })))
+        case .cluster:
+            // Cluster state first: the pod CIDR is claimed there.
+            let sync = try ClusterSync(config: context.section, node: context.nodeName, stateDir: context.stateDir, shared: context.shared)
+            let podCIDR = try await sync.claimPodCIDR(saved: PodAddressAllocator.savedCIDR(stateFile: context.stateDir + "/ipam.json"),
+                                                     config: context.section)
+            address = nodeAddress(context.section)
+            if let address {
+                // This node's own address is the host; other nodes see it as remote-node.
+                await ipcache.upsert(IPCacheEntry(prefix: IPv4Prefix(address, length: 32), identity: UInt32(CILIUM_ID_HOST.rawValue)))
+            }
+            await sync.start(nodeAddress: address, podCIDR: podCIDR)
+            self.podCIDR = podCIDR
+            cluster = sync
+        case .endpoints:
+            guard let entry, let sync = cluster, let podCIDR else { return }
+            let manager = try EndpointManager(stateDir: context.stateDir, podCIDR: podCIDR,
+                                              shared: context.shared, attachments: deviceAttachments, cluster: sync,
+                                              resourceDirectory: context.section.resourceDirectory)
+            try await manager.setUpRouter()
+            try await manager.restore()
+            endpointManager = manager
+            let lxcMap: BPFMap<endpoint_key, endpoint_value> = try await entry.map("cilium_lxc")
+            endpointReconciler = try await startReconciler(Reconciler(
+                name: "endpoints", table: manager.endpoints,
+                operations: BPFMapOperations(map: lxcMap, key: { $0.mapKey }, value: { $0.mapValue })))
+        case .devices:
+            guard let entry, let manager = endpointManager else { return }
+            let netdevs = context.section.devices.flatMap {
+                [DeviceAttachment(device: $0, direction: .ingress), DeviceAttachment(device: $0, direction: .egress)]
+            }
+            let overlay = try await setUpOverlay(entry: entry, mode: context.section.routingMode,
+                                                 flags: context.section.rewriteDeliveryMAC ? CILIUM_NODE_F_REWRITE_MAC.rawValue : 0,
+                                                 address: address)
+            await deviceAttachments.replaceAll(netdevs + overlay + (await manager.attachmentsForEndpoints()))
+            let d = Reconciler(name: "devices", table: deviceAttachments,
+                               operations: try await DeviceLinkOperations(entry: entry, bpfRoot: context.bpfRoot))
+            await d.start()
+            // A missing device is not fatal: the reconciler retries and status says which.
+            _ = await d.waitSettled(timeout: .seconds(5))
+            deviceReconciler = d
+        case .delivery:
+            guard let entry else { return }
+            // Local delivery is the pipeline's last stage.
+            try ProgramArray(pinned: context.bpfRoot + "/cilium_calls")
+                .set(slot: CILIUM_STAGE_DELIVER.rawValue, program: try await entry.program("cil_deliver"))
         }
-        await sync.start(nodeAddress: address, podCIDR: podCIDR)
-        cluster = sync
-        let manager = try EndpointManager(stateDir: context.stateDir, podCIDR: podCIDR,
-                                          shared: context.shared, attachments: deviceAttachments, cluster: sync,
-                                          resourceDirectory: context.section.resourceDirectory)
-        try await manager.setUpRouter()
-        try await manager.restore()
-        endpointManager = manager
-        let lxcMap: BPFMap<endpoint_key, endpoint_value> = try await entry.map("cilium_lxc")
-        endpointReconciler = try await startReconciler(Reconciler(
-            name: "endpoints", table: manager.endpoints,
-            operations: BPFMapOperations(map: lxcMap, key: { $0.mapKey }, value: { $0.mapValue })))
+    }
 
-        let netdevs = context.section.devices.flatMap {
-            [DeviceAttachment(device: $0, direction: .ingress), DeviceAttachment(device: $0, direction: .egress)]
+    public func undo(_ step: Step) async { await release(step) }
+
+    public func release(_ step: Step) async {
+        switch step {
+        case .entry:
+            await entry?.close()
+            entry = nil
+        case .ipcache:
+            await ipcacheReconciler?.stop()
+            ipcacheReconciler = nil
+        case .cluster:
+            await cluster?.stop()
+            cluster = nil
+        case .endpoints:
+            await endpointReconciler?.stop()
+            endpointReconciler = nil
+            endpointManager = nil
+        case .devices:
+            await deviceReconciler?.stop()
+            deviceReconciler = nil
+        case .delivery: break
         }
-        let overlay = try await setUpOverlay(entry: entry, mode: context.section.routingMode,
-                                             flags: context.section.rewriteDeliveryMAC ? CILIUM_NODE_F_REWRITE_MAC.rawValue : 0,
-                                             address: address)
-        await deviceAttachments.replaceAll(netdevs + overlay + (await manager.attachmentsForEndpoints()))
-        let d = Reconciler(name: "devices", table: deviceAttachments,
-                           operations: try await DeviceLinkOperations(entry: entry, bpfRoot: context.bpfRoot))
-        await d.start()
-        // A missing device is not fatal: the reconciler retries and status says which.
-        _ = await d.waitSettled(timeout: .seconds(5))
-        deviceReconciler = d
-
-        // Local delivery is the pipeline's last stage.
-        try ProgramArray(pinned: context.bpfRoot + "/cilium_calls")
-            .set(slot: CILIUM_STAGE_DELIVER.rawValue, program: try await entry.program("cil_deliver"))
     }
 
     /// The node's address: the first IPv4 address of its first device. Other
@@ -167,23 +217,9 @@ public actor NetworkingSubsystem: AgentSubsystem {
         await r.start()
         guard await r.waitSynced(timeout: .seconds(5)) else {
             await r.stop()
-            throw SubsystemError("networking: \(r.name) did not reach its BPF map: \(await r.health().message)")
+            throw SubsystemError("\(r.name) did not reach its BPF map: \(await r.health().message)")
         }
         return r
-    }
-
-    public func stop() async {
-        await cluster?.stop()
-        cluster = nil
-        await ipcacheReconciler?.stop()
-        await endpointReconciler?.stop()
-        await deviceReconciler?.stop()
-        ipcacheReconciler = nil
-        endpointReconciler = nil
-        deviceReconciler = nil
-        endpointManager = nil
-        await entry?.close()
-        entry = nil
     }
 
     public func health() async -> Health {
@@ -235,8 +271,6 @@ public actor NetworkingSubsystem: AgentSubsystem {
         if let d = deviceReconciler { out.append(await d.statusReport(subsystem: name)) }
         return out
     }
-
-    public func shutdown() async { await stop() }
 
     // MARK: - API
 
