@@ -12,11 +12,11 @@ import Reconciler
 /// - `shutdown` (agent stop, or a reload) releases them in reverse: handles go,
 ///   the datapath stays for the next start.
 public protocol SteppedSubsystem: AgentSubsystem {
-    associatedtype Step: CaseIterable & Sendable & CustomStringConvertible
+    associatedtype Step: StartStep
     /// The steps the current start has taken, in order.
     var taken: [Step] { get set }
-    /// Where this agent pins (set by `configure`).
-    var bpfRoot: String? { get }
+    /// What `configure` handed over (nil before).
+    var context: SubsystemContext<Section>? { get }
     func run(_ step: Step) async throws
     /// The subsystem is being disabled: remove what `run` put in place.
     func undo(_ step: Step) async
@@ -24,7 +24,18 @@ public protocol SteppedSubsystem: AgentSubsystem {
     func release(_ step: Step) async
 }
 
+/// A subsystem's start steps: an enum whose cases, in order, are the steps and whose raw
+/// values name them in errors ("loadbalancer: socket LB: ...").
+public protocol StartStep: CaseIterable, Sendable, CustomStringConvertible, RawRepresentable<String> {}
+
+extension StartStep {
+    public var description: String { rawValue }
+}
+
 extension SteppedSubsystem {
+    /// Where this agent pins (nil before `configure`).
+    public var bpfRoot: String? { context?.bpfRoot }
+
     public func start() async throws {
         for step in taken.reversed() { await release(step) }
         taken = []

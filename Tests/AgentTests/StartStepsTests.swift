@@ -7,9 +7,8 @@ import Testing
 
 /// A subsystem made of three steps that records what the protocol does with them.
 private actor Recorder: SteppedSubsystem {
-    enum Step: String, CaseIterable, Sendable, CustomStringConvertible {
+    enum Step: String, StartStep {
         case stage, maps, links
-        var description: String { rawValue }
     }
     struct Section: Equatable, Sendable {}
 
@@ -17,7 +16,8 @@ private actor Recorder: SteppedSubsystem {
     nonisolated let dependencies: [String] = []
     nonisolated let owns = PinOwnership(maps: [], directory: "recorder")
     var taken: [Step] = []
-    var bpfRoot: String? { "/nonexistent" }
+    var context: SubsystemContext<Section>? = SubsystemContext(section: Section(), nodeName: "n", bpfRoot: "/nonexistent",
+                                                               stateDir: "/nonexistent", shared: SharedState())
     var failing: Step?
     var log: [String] = []
 

@@ -19,7 +19,7 @@ public actor HubbleSubsystem: SteppedSubsystem {
     public nonisolated let owns = PinOwnership(maps: [], directory: "hubble")
     public nonisolated let dependencies = ["networking"]
     public nonisolated let apiPrefixes = ["/v1/flows", "/v1/hubble"]
-    private var context: SubsystemContext<Section>?
+    public private(set) var context: SubsystemContext<Section>?
     private var reader: RingBufferReader?
     private var consumer: Task<Void, Never>?
     private var watchers: [Task<Void, Never>] = []
@@ -53,17 +53,15 @@ public actor HubbleSubsystem: SteppedSubsystem {
     public func configure(_ context: SubsystemContext<Section>) { self.context = context }
 
     /// The start, step by step (`SteppedSubsystem` runs them and takes them back).
-    public enum Step: String, CaseIterable, Sendable, CustomStringConvertible {
+    public enum Step: String, StartStep {
         case flows = "flow store"
         case names = "shared tables"
         case metrics = "hubble.metrics"
         case ui = "hubble.ui"
         case events = "event ring"
-        public var description: String { rawValue }
     }
 
     public var taken: [Step] = []
-    public var bpfRoot: String? { context?.bpfRoot }
 
     public func run(_ step: Step) async throws {
         guard let context else { throw SubsystemError("not configured") }

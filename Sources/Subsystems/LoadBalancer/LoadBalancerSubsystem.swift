@@ -70,7 +70,7 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
     private var state: JSONState<ServiceStore.Persisted> { JSONState(path: (context?.stateDir ?? "/tmp") + "/services.json") }
 
     /// The start, step by step (`SteppedSubsystem` runs them and takes them back).
-    public enum Step: String, CaseIterable, Sendable, CustomStringConvertible {
+    public enum Step: String, StartStep {
         case savedServices = "saved services"
         case stage = "LB stage"
         case settings = "lb4_config"
@@ -79,11 +79,9 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
         case socketLB = "socket LB"
         case xdp = "XDP acceleration"
         case directory = "resource directory"
-        public var description: String { rawValue }
     }
 
     public var taken: [Step] = []
-    public var bpfRoot: String? { context?.bpfRoot }
 
     public func run(_ step: Step) async throws {
         guard let context else { throw SubsystemError("not configured") }

@@ -28,7 +28,7 @@ public actor NetworkingSubsystem: SteppedSubsystem {
     private var ipcache: StateTable<IPCacheEntry> { context!.shared.ipcache }
     /// Desired entry-program attachments on devices and endpoint veths.
     public let deviceAttachments = StateTable<DeviceAttachment>(name: "devices")
-    private var context: SubsystemContext<Section>?
+    public private(set) var context: SubsystemContext<Section>?
     private var entry: BPFObject?
     private var endpointManager: EndpointManager?
     private var cluster: ClusterSync?
@@ -67,18 +67,16 @@ public actor NetworkingSubsystem: SteppedSubsystem {
 
     /// The start, step by step (`SteppedSubsystem` runs them and takes them back). Networking is
     /// never disabled, so undoing a step is letting it go: the datapath stays for the next agent.
-    public enum Step: String, CaseIterable, Sendable, CustomStringConvertible {
+    public enum Step: String, StartStep {
         case entry = "entry programs"
         case ipcache
         case cluster = "cluster state"
         case endpoints
         case devices
         case delivery = "delivery stage"
-        public var description: String { rawValue }
     }
 
     public var taken: [Step] = []
-    public var bpfRoot: String? { context?.bpfRoot }
     /// The node's address and pod CIDR, found by the cluster step for the later ones.
     private var address: IPv4Address?
     private var podCIDR: IPv4Prefix?

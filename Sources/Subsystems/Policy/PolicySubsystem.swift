@@ -46,18 +46,16 @@ public actor PolicySubsystem: SteppedSubsystem {
     public func configure(_ context: SubsystemContext<Section>) { self.context = context }
 
     /// The start, step by step (`SteppedSubsystem` runs them and takes them back).
-    public enum Step: String, CaseIterable, Sendable, CustomStringConvertible {
+    public enum Step: String, StartStep {
         case stage = "policy stage"
         case engine = "policy engine"
         case watchers = "shared tables"
         case reconcilers = "map reconcilers"
         case nodeState = "node policy state"
         case directory = "resource directory"
-        public var description: String { rawValue }
     }
 
     public var taken: [Step] = []
-    public var bpfRoot: String? { context?.bpfRoot }
 
     public func run(_ step: Step) async throws {
         guard let context else { throw SubsystemError("not configured") }
