@@ -17,7 +17,8 @@ public protocol SteppedSubsystem: AgentSubsystem {
     var taken: [Step] { get set }
     /// What `configure` handed over (nil before).
     var context: SubsystemContext<Section>? { get }
-    func run(_ step: Step) async throws
+    /// Takes one step with the section in force (start passes the context; a step never finds it missing).
+    func run(_ step: Step, in context: SubsystemContext<Section>) async throws
     /// The subsystem is being disabled: remove what `run` put in place.
     func undo(_ step: Step) async
     /// Agent shutdown, a reload, or a failed start: let go of what `run` holds, keep the datapath.
@@ -37,11 +38,12 @@ extension SteppedSubsystem {
     public var bpfRoot: String? { context?.bpfRoot }
 
     public func start() async throws {
+        guard let context else { throw SubsystemError("\(name): started before the agent configured it") }
         for step in taken.reversed() { await release(step) }
         taken = []
         for step in Step.allCases {
             do {
-                try await run(step)
+                try await run(step, in: context)
             } catch {
                 for done in taken.reversed() { await release(done) }
                 taken = []

@@ -107,6 +107,18 @@ public actor Reconciler<Ops: Operations> {
                 first = false
             }
         })
+        // A table still waiting for a source's first full view is pruned once it has it.
+        if config.pruneOnStart, !(await table.isInitialized) {
+            let initialized = await table.initialization()
+            tasks.append(Task { [weak self] in
+                for await _ in initialized { await self?.pruneAfterInitialization(generation: generation) }
+            })
+        }
+    }
+
+    private func pruneAfterInitialization(generation: Int) async {
+        guard running, generation == self.generation else { return }
+        await runPrune()
     }
 
     public func stop() {
@@ -398,7 +410,10 @@ public actor Reconciler<Ops: Operations> {
         }
     }
 
+    /// Removes from the target what the table does not hold, unless a source of the table has
+    /// not written its first full view yet (then what is missing may be on its way).
     private func runPrune() async {
+        guard await table.isInitialized else { return }
         do {
             try await ops.prune(desired: await table.all())
             prunes += 1

@@ -41,8 +41,45 @@ public actor StateTable<Object: TableObject> {
     private var watchers: [Int: Watcher] = [:]
     private var nextWatcher = 0
 
+    /// Sources that have not finished their first full sync into this table (a kvstore's
+    /// initial listing). Until they have, the table is not initialized: its reconcilers
+    /// apply what is there but prune nothing, so a restarted agent keeps the datapath's
+    /// entries from those sources (statedb: prune waits until the table is initialized).
+    private var pendingInitializers: Set<String> = []
+    private var initializationWatchers: [AsyncStream<Void>.Continuation] = []
+
     public init(name: String) {
         self.name = name
+    }
+
+    /// `source` will fill this table; it is not initialized until `source` says so.
+    public func registerInitializer(_ source: String) {
+        pendingInitializers.insert(source)
+    }
+
+    /// `source` has written its first full view.
+    public func markInitialized(_ source: String) {
+        guard pendingInitializers.remove(source) != nil, pendingInitializers.isEmpty else { return }
+        for w in initializationWatchers {
+            w.yield()
+            w.finish()
+        }
+        initializationWatchers = []
+    }
+
+    /// Every registered source has written its first full view.
+    public var isInitialized: Bool { pendingInitializers.isEmpty }
+
+    /// Yields once (and ends) when the table is initialized; at once if it is.
+    public func initialization() -> AsyncStream<Void> {
+        let (stream, continuation) = AsyncStream<Void>.makeStream()
+        if pendingInitializers.isEmpty {
+            continuation.yield()
+            continuation.finish()
+        } else {
+            initializationWatchers.append(continuation)
+        }
+        return stream
     }
 
     @discardableResult
@@ -55,6 +92,10 @@ public actor StateTable<Object: TableObject> {
     /// consumers can apply it without coalescing.
     @discardableResult
     public func upsert<S: Sequence>(contentsOf objects: S) -> Revision where S.Element == Object {
+        upsertAll(objects)
+    }
+
+    private func upsertAll<S: Sequence>(_ objects: S) -> Revision where S.Element == Object {
         let start = revision
         var changes: [Change<Object>] = []
         changes.reserveCapacity(objects.underestimatedCount)
@@ -71,6 +112,28 @@ public actor StateTable<Object: TableObject> {
         }
         publish(changes)
         return revision
+    }
+
+    /// As `upsert(_:)`; an object equal to the stored one is no change (see `upsert(contentsOf:)`).
+    @discardableResult
+    public func upsert(_ object: Object) -> Revision where Object: Equatable {
+        upsert(contentsOf: [object])
+    }
+
+    /// As the general `upsert(contentsOf:)`, but an object equal to the one stored under its key
+    /// is no change: it keeps its revision and is not announced, so a no-op event (a kvstore key
+    /// put again unchanged) costs no reconciler, recompute or file write downstream.
+    @discardableResult
+    public func upsert<S: Sequence>(contentsOf objects: S) -> Revision where S.Element == Object, Object: Equatable {
+        var pending: [Object.Key: Object] = [:]
+        var changed: [Object] = []
+        for object in objects {
+            let current = pending[object.key] ?? rows[object.key]?.object
+            guard current != object else { continue }
+            pending[object.key] = object
+            changed.append(object)
+        }
+        return upsertAll(changed)
     }
 
     @discardableResult
@@ -104,7 +167,7 @@ public actor StateTable<Object: TableObject> {
     public func replaceChanged(_ objects: [Object]) -> Revision where Object: Equatable {
         let keep = Set(objects.map(\.key))
         delete(keys: rows.keys.filter { !keep.contains($0) })
-        return upsert(contentsOf: objects.filter { rows[$0.key]?.object != $0 })
+        return upsert(contentsOf: objects)
     }
 
     public func get(_ key: Object.Key) -> Object? { rows[key]?.object }

@@ -27,7 +27,7 @@ private actor Recorder: SteppedSubsystem {
     func health() -> Health { .ok }
     func fail(at step: Step?) { failing = step }
 
-    func run(_ step: Step) throws {
+    func run(_ step: Step, in context: SubsystemContext<Section>) throws {
         if step == failing { throw SubsystemError("no room") }
         log.append("run \(step)")
     }

@@ -3,14 +3,6 @@ import Testing
 import TestSupport
 
 @Suite struct ReconcilerTests {
-    func fastConfig() -> ReconcilerConfig {
-        var c = ReconcilerConfig()
-        c.minBackoff = .milliseconds(20)
-        c.maxBackoff = .milliseconds(200)
-        c.refreshInterval = nil
-        return c
-    }
-
     @Test func appliesInitialContentAndChanges() async {
         let table = StateTable<Item>(name: "items")
         await table.upsert(Item(id: 1, value: "a"))

@@ -51,3 +51,12 @@ final class MemoryTarget: Operations, Sendable {
 
     var snapshot: [Int: String] { state.withLock { $0 } }
 }
+
+/// Short backoffs and no periodic refresh, for tests.
+func fastConfig() -> ReconcilerConfig {
+    var c = ReconcilerConfig()
+    c.minBackoff = .milliseconds(20)
+    c.maxBackoff = .milliseconds(200)
+    c.refreshInterval = nil
+    return c
+}

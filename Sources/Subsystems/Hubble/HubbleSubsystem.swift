@@ -63,8 +63,7 @@ public actor HubbleSubsystem: SteppedSubsystem {
 
     public var taken: [Step] = []
 
-    public func run(_ step: Step) async throws {
-        guard let context else { throw SubsystemError("not configured") }
+    public func run(_ step: Step, in context: SubsystemContext<Section>) async throws {
         switch step {
         case .flows:
             let unknown = HubbleMetrics.unknown(context.section.metrics.enabled)

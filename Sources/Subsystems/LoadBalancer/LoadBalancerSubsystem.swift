@@ -43,6 +43,8 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
     /// Where the socket LB hooks are attached (nil: socket LB off).
     private var socketCgroup: String?
     private var maglevSeed: [UInt8] = []
+    /// What services.json holds (nil: not written by this start).
+    private var lastPersisted: ServiceStore.Persisted?
 
     public init() {}
 
@@ -83,8 +85,7 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
 
     public var taken: [Step] = []
 
-    public func run(_ step: Step) async throws {
-        guard let context else { throw SubsystemError("not configured") }
+    public func run(_ step: Step, in context: SubsystemContext<Section>) async throws {
         let c = context.section, root = context.bpfRoot
         switch step {
         case .savedServices:
@@ -96,6 +97,7 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
             if let saved = try state.load() {
                 store = ServiceStore(saved)
                 resolver.ids = saved.ids
+                lastPersisted = saved
             }
         case .stage:
             try await stage.install(bpfRoot: root)
@@ -295,9 +297,14 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
         persist()
     }
 
+    /// Writes services.json when what it holds changed (a recompute for a workload or
+    /// ipcache change rewrote all of it before, megabytes at 10k services).
     private func persist() {
+        let persisted = store.persisted(ids: resolver.ids)
+        guard persisted != lastPersisted else { return }
         do {
-            try state.save(store.persisted(ids: resolver.ids))
+            try state.save(persisted)
+            lastPersisted = persisted
         } catch {
             lastError = "cannot save services to \(state.path): \(error)"
         }

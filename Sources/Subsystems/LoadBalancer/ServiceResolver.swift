@@ -39,7 +39,7 @@ package struct ResolvedBackend: Sendable, Hashable {
 package struct ServiceResolver: Sendable {
     package init() {}
 
-    package struct IDs: Codable, Sendable {
+    package struct IDs: Codable, Sendable, Equatable {
         package var frontends: [String: UInt16] = [:]
         package var backends: [String: UInt32] = [:]
         /// Backends no service names any more, and since when (seconds): they

@@ -5,7 +5,7 @@ import Foundation
 /// each came from, and the ids the resolver handed out; persisted in the
 /// agent's state directory so a restarted agent keeps them.
 struct ServiceStore: Sendable {
-    struct Persisted: Codable {
+    struct Persisted: Codable, Equatable {
         var services: [ServiceManifest]
         var slices: [EndpointSliceManifest]
         var sources: [String: String]

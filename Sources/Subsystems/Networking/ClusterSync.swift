@@ -53,18 +53,23 @@ actor ClusterSync {
     private var routerAddress: IPv4Address?
 
     init(config: NetworkingSubsystem.Section, node: String, stateDir: String, shared: SharedState) throws {
-        if config.etcd.enabled {
-            store = try EtcdKVStore(endpoints: config.etcd.endpoints, timeout: .seconds(3))
-        } else {
-            store = try EmbeddedKVStore(path: stateDir + "/kvstore.json")
-        }
-        cluster = config.clusterName
+        let store: any KVStore = config.etcd.enabled
+            ? try EtcdKVStore(endpoints: config.etcd.endpoints, timeout: .seconds(3))
+            : try EmbeddedKVStore(path: stateDir + "/kvstore.json")
+        self.init(store: store, cluster: config.clusterName, node: node, shared: shared,
+                  directRoutes: config.routingMode == .native && config.autoDirectNodeRoutes,
+                  tunnelRoutes: config.routingMode == .tunnel)
+    }
+
+    init(store: any KVStore, cluster: String, node: String, shared: SharedState, directRoutes: Bool = false, tunnelRoutes: Bool = false) {
+        self.store = store
+        self.cluster = cluster
         self.node = node
         self.ipcache = shared.ipcache
         self.identities = shared.identities
         identityLabels = IdentityAllocator(store: store)
-        directRoutes = config.routingMode == .native && config.autoDirectNodeRoutes
-        tunnelRoutes = config.routingMode == .tunnel
+        self.directRoutes = directRoutes
+        self.tunnelRoutes = tunnelRoutes
     }
 
     /// Claims a pod CIDR for this node: the one it had (kept in its IPAM state)
@@ -137,8 +142,13 @@ actor ClusterSync {
             .sorted { $0.name < $1.name }
     }
 
-    /// One round: make sure our lease and records exist, read everything, apply
-    /// it, then follow changes until the store fails.
+    /// The ipcache is not initialized (its reconciler prunes nothing) until this source's first
+    /// full listing is in it: a restarted agent keeps the other nodes' entries meanwhile.
+    static let ipcacheSource = "kvstore"
+
+    /// One round: make sure our lease and records exist; list everything once (or, after a
+    /// reconnect, resume the watch after the last revision seen), then apply each change as
+    /// it comes, a burst as one batch, until the store fails.
     private func syncOnce() async {
         do {
             if lease == nil || keeper?.state != .running {
@@ -155,44 +165,123 @@ actor ClusterSync {
             for (ip, record) in ownIPs {
                 try await store.put(KVKeys.ip(ip), try JSONEncoder().encode(record), lease: lease)
             }
-            let nodes = try await store.list(prefix: KVKeys.nodes(cluster: cluster))
-            let ips = try await store.list(prefix: KVKeys.ips())
-            await applyNodes(nodes.pairs)
-            await applyIPs(ips.pairs)
+            if seenRevision == nil {
+                let nodes = try await store.list(prefix: KVKeys.nodes(cluster: cluster))
+                let ips = try await store.list(prefix: KVKeys.ips())
+                await applyFullList(nodes: nodes.pairs, ips: ips.pairs)
+                // Events between the two reads come again; applying one twice changes nothing.
+                seenRevision = min(nodes.revision, ips.revision)
+                lists += 1
+                await ipcache.markInitialized(Self.ipcacheSource)
+            }
             lastError = nil
-            let from = max(nodes.revision, ips.revision) + 1
-            for try await _ in store.watch(prefix: KVKeys.root, fromRevision: from) {
-                // Any change: re-read the two prefixes (small) and apply the difference.
-                await applyNodes(try await store.list(prefix: KVKeys.nodes(cluster: cluster)).pairs)
-                await applyIPs(try await store.list(prefix: KVKeys.ips()).pairs)
+            for try await event in store.watch(prefix: KVKeys.root, fromRevision: (seenRevision ?? 0) + 1) {
+                enqueue(event)
                 if keeper?.state != .running { break }
             }
+            await flush()
+        } catch let error as KVStoreError {
+            await flush()
+            if case .compacted = error.kind { seenRevision = nil }
+            lastError = "\(error)"
         } catch {
+            await flush()
             lastError = "\(error)"
         }
     }
 
-    private func applyNodes(_ pairs: [KVPair]) async {
-        var seen: [String: NodeRecord] = [:]
-        for p in pairs {
-            guard let r = try? JSONDecoder().decode(NodeRecord.self, from: p.value), r.name != node else { continue }
-            seen[r.name] = r
+    /// The store revision this node's view is at (nil: list before watching).
+    private var seenRevision: Int64?
+    /// Full listings done (the first, and after a compaction).
+    private(set) var lists = 0
+    /// Watch events applied one by one since the start.
+    private(set) var eventsApplied = 0
+    private var pending: [KVEvent] = []
+    private var flushScheduled = false
+
+    /// A burst of events (a bulk write) is applied as one batch, 20 ms after its first event.
+    private func enqueue(_ event: KVEvent) {
+        pending.append(event)
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        Task { [weak self] in
+            try? await Task.sleep(for: .milliseconds(20))
+            await self?.flush()
         }
-        let nl = try? Netlink()
-        for (name, old) in remoteNodes where seen[name] != old {
-            if let a = IPv4Address(old.address) { await ipcache.delete(key: IPv4Prefix(a, length: 32)) }
-            if let cidr = IPv4Prefix(old.podCIDR) {
-                await ipcache.delete(key: cidr.network)
-                if directRoutes { try? nl?.deleteRoute(Netlink.Route(destination: cidr, gateway: IPv4Address(old.address))) }
-                if tunnelRoutes { try? nl?.deleteRoute(Netlink.Route(destination: cidr, gateway: Self.tunnelNextHop.address)) }
+    }
+
+    private func flush() async {
+        flushScheduled = false
+        guard !pending.isEmpty else { return }
+        let events = pending
+        pending = []
+        var nodes: [String: NodeRecord?] = [:]
+        var ips: [String: IPRecord?] = [:]
+        let nodesPrefix = KVKeys.nodes(cluster: cluster), ipsPrefix = KVKeys.ips()
+        for event in events {
+            if let name = KVKeys.suffix(of: event.key, after: nodesPrefix) {
+                if case .put(let pair) = event, let r = try? JSONDecoder().decode(NodeRecord.self, from: pair.value) {
+                    nodes[name] = .some(r)
+                } else {
+                    nodes[name] = .some(nil)
+                }
+            } else if let ip = KVKeys.suffix(of: event.key, after: ipsPrefix) {
+                if case .put(let pair) = event, let r = try? JSONDecoder().decode(IPRecord.self, from: pair.value) {
+                    ips[ip] = .some(r)
+                } else {
+                    ips[ip] = .some(nil)
+                }
             }
+            seenRevision = max(seenRevision ?? 0, event.revision)
         }
-        for (_, r) in seen {
-            guard let a = IPv4Address(r.address) else { continue }
-            await ipcache.upsert(IPCacheEntry(prefix: IPv4Prefix(a, length: 32), identity: 6))
+        eventsApplied += events.count
+        await applyNodes(nodes)
+        await applyIPs(ips)
+    }
+
+    /// A full listing: what it lacks is gone, the rest is set.
+    private func applyFullList(nodes: [KVPair], ips: [KVPair]) async {
+        var nodeDelta: [String: NodeRecord?] = Dictionary(uniqueKeysWithValues: remoteNodes.keys.map { ($0, nil) })
+        let nodesPrefix = KVKeys.nodes(cluster: cluster)
+        for p in nodes {
+            guard let r = try? JSONDecoder().decode(NodeRecord.self, from: p.value), let name = KVKeys.suffix(of: p.key, after: nodesPrefix) else { continue }
+            nodeDelta[name] = .some(r)
+        }
+        let ipsPrefix = KVKeys.ips()
+        var ipDelta: [String: IPRecord?] = Dictionary(uniqueKeysWithValues: remoteIPs.keys.map { ($0, nil) })
+        for p in ips {
+            guard let r = try? JSONDecoder().decode(IPRecord.self, from: p.value), let ip = KVKeys.suffix(of: p.key, after: ipsPrefix) else { continue }
+            ipDelta[ip] = .some(r)
+        }
+        await applyNodes(nodeDelta)
+        await applyIPs(ipDelta)
+    }
+
+    /// Applies what changed about some nodes (nil: the node is gone): their addresses and pod
+    /// CIDRs in the ipcache, and their routes.
+    private func applyNodes(_ delta: [String: NodeRecord?]) async {
+        guard !delta.isEmpty else { return }
+        let nl = try? Netlink()
+        var deletes: [IPv4Prefix] = []
+        var upserts: [IPCacheEntry] = []
+        for (name, new) in delta where name != node {
+            let new = new.flatMap { $0.name == node ? nil : $0 }
+            let old = remoteNodes[name]
+            guard old != new else { continue }
+            if let old {
+                if let a = IPv4Address(old.address) { deletes.append(IPv4Prefix(a, length: 32)) }
+                if let cidr = IPv4Prefix(old.podCIDR) {
+                    deletes.append(cidr.network)
+                    if directRoutes { try? nl?.deleteRoute(Netlink.Route(destination: cidr, gateway: IPv4Address(old.address))) }
+                    if tunnelRoutes { try? nl?.deleteRoute(Netlink.Route(destination: cidr, gateway: Self.tunnelNextHop.address)) }
+                }
+            }
+            remoteNodes[name] = new
+            guard let r = new, let a = IPv4Address(r.address) else { continue }
+            upserts.append(IPCacheEntry(prefix: IPv4Prefix(a, length: 32), identity: 6))
             guard let cidr = IPv4Prefix(r.podCIDR) else { continue }
             // The rest of its pod CIDR (its router, pods not yet known) is behind that node.
-            await ipcache.upsert(IPCacheEntry(prefix: cidr, identity: 2, tunnelEndpoint: a))
+            upserts.append(IPCacheEntry(prefix: cidr, identity: 2, tunnelEndpoint: a))
             if directRoutes, let nl {
                 try? nl.replaceRoute(Netlink.Route(destination: cidr, gateway: a))
             }
@@ -201,27 +290,35 @@ actor ClusterSync {
                                                    source: routerAddress))
             }
         }
-        remoteNodes = seen
+        let kept = Set(upserts.map(\.key))
+        await ipcache.delete(keys: deletes.filter { !kept.contains($0) })
+        await ipcache.upsert(contentsOf: upserts)
     }
 
-    private func applyIPs(_ pairs: [KVPair]) async {
-        var seen: [String: IPRecord] = [:]
+    /// Applies what changed about some endpoint addresses (nil: gone). This node's own
+    /// addresses are not remote.
+    private func applyIPs(_ delta: [String: IPRecord?]) async {
+        guard !delta.isEmpty else { return }
         let mine = nodeAddress?.description
-        for p in pairs {
-            guard let r = try? JSONDecoder().decode(IPRecord.self, from: p.value), r.hostIP != mine else { continue }
-            seen[String(p.key.dropFirst(KVKeys.ips().count))] = r
+        var deletes: [IPv4Prefix] = []
+        var upserts: [IPCacheEntry] = []
+        var newIdentities = Set<UInt32>()
+        for (ip, new) in delta {
+            let new = new.flatMap { $0.hostIP == mine ? nil : $0 }
+            guard remoteIPs[ip] != new, let a = IPv4Address(ip) else { continue }
+            remoteIPs[ip] = new
+            guard let r = new else {
+                deletes.append(IPv4Prefix(a, length: 32))
+                continue
+            }
+            upserts.append(IPCacheEntry(prefix: IPv4Prefix(a, length: 32), identity: r.identity,
+                                        tunnelEndpoint: IPv4Address(r.hostIP), podNamespace: r.k8sNamespace, podName: r.k8sPodName))
+            newIdentities.insert(r.identity)
         }
-        for ip in remoteIPs.keys where seen[ip] == nil {
-            if let a = IPv4Address(ip) { await ipcache.delete(key: IPv4Prefix(a, length: 32)) }
-        }
-        for (ip, r) in seen where remoteIPs[ip] != r {
-            guard let a = IPv4Address(ip) else { continue }
-            await ipcache.upsert(IPCacheEntry(prefix: IPv4Prefix(a, length: 32), identity: r.identity,
-                                              tunnelEndpoint: IPv4Address(r.hostIP), podNamespace: r.k8sNamespace, podName: r.k8sPodName))
-        }
-        remoteIPs = seen
+        await ipcache.delete(keys: deletes)
+        await ipcache.upsert(contentsOf: upserts)
         // Policy matches other nodes' endpoints by their identity's labels.
-        for id in Set(seen.values.map(\.identity)) where await identities.get(id) == nil {
+        for id in newIdentities where await identities.get(id) == nil {
             if let labels = try? await identityLabels.lookup(id: Int(id)) {
                 await identities.upsert(IdentityRecord(id: id, labels: labels.map(LocalIdentityAllocator.normalize).sorted()))
             }

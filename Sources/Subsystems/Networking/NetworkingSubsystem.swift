@@ -81,8 +81,7 @@ public actor NetworkingSubsystem: SteppedSubsystem {
     private var address: IPv4Address?
     private var podCIDR: IPv4Prefix?
 
-    public func run(_ step: Step) async throws {
-        guard let context else { throw SubsystemError("not configured") }
+    public func run(_ step: Step, in context: SubsystemContext<Section>) async throws {
         switch step {
         case .entry:
             try BPFFS.prepare(root: context.bpfRoot)
@@ -95,6 +94,8 @@ public actor NetworkingSubsystem: SteppedSubsystem {
                 IdentityRecord(id: $0.0, labels: [$0.1])
             })
             await ipcache.upsert(IPCacheEntry(prefix: .default, identity: UInt32(CILIUM_ID_WORLD.rawValue)))
+            // The other nodes' entries come from the kvstore: nothing is pruned until its first listing is in.
+            await ipcache.registerInitializer(ClusterSync.ipcacheSource)
             let ipcacheMap: BPFMap<ipcache_key, ipcache_value> = try await entry.map("cilium_ipcache")
             ipcacheReconciler = try await startReconciler(Reconciler(
                 name: "ipcache", table: ipcache,

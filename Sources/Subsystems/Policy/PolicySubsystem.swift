@@ -57,8 +57,7 @@ public actor PolicySubsystem: SteppedSubsystem {
 
     public var taken: [Step] = []
 
-    public func run(_ step: Step) async throws {
-        guard let context else { throw SubsystemError("not configured") }
+    public func run(_ step: Step, in context: SubsystemContext<Section>) async throws {
         switch step {
         case .stage:
             try await stage.install(bpfRoot: context.bpfRoot)
