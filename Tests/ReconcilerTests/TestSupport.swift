@@ -53,10 +53,10 @@ final class MemoryTarget: Operations, Sendable {
 }
 
 /// Short backoffs and no periodic refresh, for tests.
-func fastConfig() -> ReconcilerConfig {
+func fastConfig(minBackoff: Duration = .milliseconds(20), maxBackoff: Duration = .milliseconds(200)) -> ReconcilerConfig {
     var c = ReconcilerConfig()
-    c.minBackoff = .milliseconds(20)
-    c.maxBackoff = .milliseconds(200)
+    c.minBackoff = minBackoff
+    c.maxBackoff = maxBackoff
     c.refreshInterval = nil
     return c
 }

@@ -47,13 +47,7 @@ final class Outcome: Sendable {
 }
 
 @Suite struct WaitTests {
-    func config() -> ReconcilerConfig {
-        var c = ReconcilerConfig()
-        c.minBackoff = .milliseconds(10)
-        c.maxBackoff = .milliseconds(40)
-        c.refreshInterval = nil
-        return c
-    }
+    func config() -> ReconcilerConfig { fastConfig(minBackoff: .milliseconds(10), maxBackoff: .milliseconds(40)) }
 
     func started(_ target: GatedTarget, _ table: StateTable<Item>) async -> Reconciler<GatedTarget> {
         let r = Reconciler(name: "wait", table: table, operations: target, config: config())
