@@ -51,8 +51,9 @@ public actor AgentDaemon {
         self.host = try SubsystemHost(list)
     }
 
-    private var place: AgentPlace {
-        AgentPlace(nodeName: nodeName, bpfRoot: config.bpf.root, stateDir: config.agent.stateDir, shared: shared)
+    /// Where the agent lives, the same for every subsystem.
+    private var place: SubsystemContext<Void> {
+        SubsystemContext(section: (), nodeName: nodeName, bpfRoot: config.bpf.root, stateDir: config.agent.stateDir, shared: shared)
     }
 
     /// Runs until SIGTERM/SIGINT. Returns the process exit code.

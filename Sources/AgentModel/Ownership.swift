@@ -16,7 +16,6 @@ public struct PinOwnership: Sendable, Equatable {
         self.directory = directory
     }
 
-    public func path(bpfRoot: String) -> String { "\(bpfRoot)/\(directory)" }
     /// Where it pins its BPF links.
     public func links(bpfRoot: String) -> String { "\(bpfRoot)/\(directory)/links" }
 }

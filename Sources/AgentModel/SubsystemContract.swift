@@ -23,20 +23,10 @@ public struct SubsystemContext<Section: Sendable>: Sendable {
         self.stateDir = stateDir
         self.shared = shared
     }
-}
 
-/// Where the agent lives; the same for every subsystem.
-public struct AgentPlace: Sendable {
-    public var nodeName: String
-    public var bpfRoot: String
-    public var stateDir: String
-    public var shared: SharedState
-
-    public init(nodeName: String, bpfRoot: String, stateDir: String, shared: SharedState) {
-        self.nodeName = nodeName
-        self.bpfRoot = bpfRoot
-        self.stateDir = stateDir
-        self.shared = shared
+    /// The same place with another section (the agent holds a `SubsystemContext<Void>`).
+    public func with<Other: Sendable>(section: Other) -> SubsystemContext<Other> {
+        SubsystemContext<Other>(section: section, nodeName: nodeName, bpfRoot: bpfRoot, stateDir: stateDir, shared: shared)
     }
 }
 
@@ -81,9 +71,8 @@ extension AgentSubsystem {
     }
 
     /// Hands this subsystem its section of `config`.
-    public func configure(from config: AgentConfig, at place: AgentPlace) async {
-        await configure(SubsystemContext(section: Self.section(of: config), nodeName: place.nodeName,
-                                         bpfRoot: place.bpfRoot, stateDir: place.stateDir, shared: place.shared))
+    public func configure(from config: AgentConfig, at place: SubsystemContext<Void>) async {
+        await configure(place.with(section: Self.section(of: config)))
     }
 
     /// Whether the settings this subsystem reads differ between the two configurations.

@@ -218,7 +218,8 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
 
     /// Disabled at agent start: the last agent's socket-LB hooks, XDP links and stage go.
     public func removeLeftovers(bpfRoot: String) async {
-        try? SocketLB.adoptLegacyPins(bpfRoot: bpfRoot)
+        // An earlier agent's links may still be in the old layout (<bpf root>/links).
+        if FileManager.default.fileExists(atPath: bpfRoot + "/links") { try? SocketLB.adoptLegacyPins(bpfRoot: bpfRoot) }
         SocketLB.detach(bpfRoot: bpfRoot)
         XDPAcceleration.detachAll(bpfRoot: bpfRoot)
         await stage.removeLeftover(bpfRoot: bpfRoot)
