@@ -90,7 +90,7 @@ let package = Package(
             swiftSettings: swift6),
         .executableTarget(name: "cilium-cni", dependencies: ["API", "HTTPTransport", "LinuxNet", "Diagnostics"], swiftSettings: swift6),
         .executableTarget(name: "hubble", dependencies: ["API", "HTTPTransport", "FlowDisplay"], swiftSettings: swift6),
-        .executableTarget(name: "cilium-bench", dependencies: ["Agent", "Datapath", "LinuxNet", "Reconciler", "CBPF", "API", "AgentModel", "HTTPTransport", "FlowDisplay", "Manifests"]
+        .executableTarget(name: "cilium-bench", dependencies: ["Agent", "Datapath", "KVStore", "LinuxNet", "Reconciler", "CBPF", "API", "AgentModel", "HTTPTransport", "FlowDisplay", "Manifests"]
                             + present("Policy", "LoadBalancer", "Hubble"),
                           swiftSettings: swift6),
 

@@ -76,6 +76,18 @@ public final class EtcdKVStore: KVStore {
         return Int(r.deleted?.value ?? 0)
     }
 
+    /// Puts (a value) and deletes (nil) in one transaction: one revision, one event each for
+    /// the watchers. etcd takes at most 128 operations per transaction (`--max-txn-ops`).
+    @discardableResult
+    public func write(batch: [(key: String, value: Data?)]) async throws -> Int64 {
+        let ops: [[String: Any]] = batch.map { op in
+            if let value = op.value { return ["request_put": EtcdRequest.put(op.key, value, lease: nil)] }
+            return ["request_delete_range": ["key": EtcdRequest.base64(op.key)]]
+        }
+        let r = try await call("/v3/kv/txn", ["compare": [] as [Any], "success": ops], "write \(batch.count) keys", EtcdTxnResponse.self)
+        return r.header?.revision?.value ?? 0
+    }
+
     private func txn(compare: [String: Any], success: [String: Any], operation: String) async throws -> Bool {
         let r = try await call("/v3/kv/txn", ["compare": [compare], "success": [success]], operation, EtcdTxnResponse.self)
         return r.succeeded ?? false

@@ -15,6 +15,18 @@ struct Bench {
         let count = args.firstIndex(of: "--objects").flatMap { Int(args[$0 + 1]) } ?? BenchMode.pick(1_000_000, quick: 20_000)
         var rows: [(String, String, String)] = []
         let only = args.firstIndex(of: "--only").map { args[$0 + 1] }
+        if let i = args.firstIndex(of: "--scale-inner") {
+            // The scale scenario's measuring part, started by ScaleBenchmark.run inside etcd's namespace.
+            do { try await ScaleBenchmark.inner(sandbox: args[i + 1], bin: binDirectory()) } catch {
+                FileHandle.standardError.write(Data("scale: \(error)\n".utf8))
+                exit(1)
+            }
+            return
+        }
+        if only == "scale" {
+            for (what, result, target) in try ScaleBenchmark.run(bin: binDirectory()) { print(pad(what, 58) + pad(result, 26) + target) }
+            return
+        }
         if only == "pods" {
             // Only the datapath comparisons (quicker when working on the datapath).
             let bin = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
@@ -57,6 +69,7 @@ struct Bench {
             .deletingLastPathComponent().path
         rows += try await PodPaths.run(bin: bin)
         rows += try CrossNode.run(bin: bin)
+        rows += try ScaleBenchmark.run(bin: bin)
         rows += try await SubsystemRows.policy()
         rows += try await SubsystemRows.loadBalancer(bin: bin)
         rows += SubsystemRows.hubble(events: BenchMode.pick(1_000_000, quick: 100_000))
