@@ -45,6 +45,11 @@ public enum IPv4Text {
 
     /// A strict dotted quad, as a.b.c.d = a<<24 | b<<16 | c<<8 | d.
     public static func address(_ text: some StringProtocol) -> Result<UInt32, Problem> {
+        // The common case in one pass over the bytes (services resolve 100k backends at a time);
+        // anything unusual goes the long way below, which names the problem.
+        if let value = text.utf8.withContiguousStorageIfAvailable(wellFormed) ?? wellFormed(Array(text.utf8)) {
+            return .success(value)
+        }
         if text.isEmpty { return .failure(.empty) }
         if text.contains(":") { return .failure(.ipv6) }
         if let slash = text.firstIndex(of: "/") { return .failure(.prefixNotAddress(address: String(text[..<slash]))) }
@@ -61,6 +66,30 @@ public enum IPv4Text {
             value = value << 8 | octet
         }
         return .success(value)
+    }
+
+    /// A dotted quad with nothing to say about it, or nil.
+    private static func wellFormed(_ bytes: some Collection<UInt8>) -> UInt32? {
+        var value: UInt32 = 0, octet: UInt32 = 0, digits = 0, dots = 0, leadingZero = false
+        for b in bytes {
+            if b == 0x2E {
+                guard digits > 0, dots < 3 else { return nil }
+                value = value << 8 | octet
+                octet = 0
+                digits = 0
+                dots += 1
+            } else if b >= 0x30 && b <= 0x39 {
+                if digits == 1 && leadingZero { return nil }
+                if digits == 0 { leadingZero = b == 0x30 }
+                octet = octet * 10 + UInt32(b - 0x30)
+                digits += 1
+                guard octet <= 255 else { return nil }
+            } else {
+                return nil
+            }
+        }
+        guard dots == 3, digits > 0 else { return nil }
+        return value << 8 | octet
     }
 
     /// "a.b.c.d/n". With `bareAddress`, "a.b.c.d" means /32; with `hostBits`

@@ -67,6 +67,7 @@ public actor AgentDaemon {
             await shutdownSubsystems()
             return 1
         }
+        await waitForClusterState()
         let line = await statusLine()
         lastStatusLine = line
         notifier.ready(status: line)
@@ -109,6 +110,22 @@ public actor AgentDaemon {
             throw AgentError("datapath: \(why)")
         }
     }
+
+    /// READY follows the first full view of the cluster state (the kvstore's listing into the
+    /// ipcache), so an agent never says ready with part of the other nodes missing; meanwhile the
+    /// pinned ipcache keeps serving what the last agent left. An unreachable kvstore (the listing
+    /// failed) or `firstSyncWait` without an answer lets READY go on, with the reason in status.
+    private func waitForClusterState() async {
+        let ipcache = shared.ipcache
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { for await _ in await ipcache.initializationSettled() { break } }
+            group.addTask { try? await Task.sleep(for: Self.firstSyncWait) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    static let firstSyncWait: Duration = .seconds(10)
 
     private func startAPI() throws {
         let server = UnixHTTPServer(socketPath: config.agent.socketPath) { [weak self] request in

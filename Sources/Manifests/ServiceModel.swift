@@ -37,6 +37,30 @@ public struct ServicePortSpec: Codable, Sendable, Hashable {
     public enum TargetPort: Codable, Sendable, Hashable {
         case number(UInt16)
         case name(String)
+
+        /// As in a manifest: 8080 or "http".
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.singleValueContainer()
+            switch self {
+            case .number(let n): try c.encode(n)
+            case .name(let n): try c.encode(n)
+            }
+        }
+
+        private enum Old: Codable { case number(UInt16), name(String) }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let n = try? c.decode(UInt16.self) { self = .number(n) }
+            else if let n = try? c.decode(String.self) { self = .name(n) }
+            else {
+                // The form services.json had before ({"number": {"_0": 8080}}).
+                switch try c.decode(Old.self) {
+                case .number(let n): self = .number(n)
+                case .name(let n): self = .name(n)
+                }
+            }
+        }
     }
 
     public init(name: String? = nil, port: UInt16, proto: ServiceProtocol = .tcp, targetPort: TargetPort? = nil, nodePort: UInt16? = nil) {
@@ -85,6 +109,42 @@ public struct ServiceManifest: Codable, Sendable, Hashable {
     }
 
     public var qualifiedName: String { "\(namespace)/\(name)" }
+
+    private enum CodingKeys: String, CodingKey {
+        case name, namespace, type, clusterIP, externalIPs, loadBalancerIPs, ports, selector, affinityTimeout
+        case externalTrafficPolicy, internalTrafficPolicy
+    }
+
+    /// What is at its default is left out (services.json holds 10k of these at scale).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        if namespace != "default" { try c.encode(namespace, forKey: .namespace) }
+        if type != .clusterIP { try c.encode(type, forKey: .type) }
+        try c.encodeIfPresent(clusterIP, forKey: .clusterIP)
+        if !externalIPs.isEmpty { try c.encode(externalIPs, forKey: .externalIPs) }
+        if !loadBalancerIPs.isEmpty { try c.encode(loadBalancerIPs, forKey: .loadBalancerIPs) }
+        try c.encode(ports, forKey: .ports)
+        try c.encodeIfPresent(selector, forKey: .selector)
+        try c.encodeIfPresent(affinityTimeout, forKey: .affinityTimeout)
+        if externalTrafficPolicy != .cluster { try c.encode(externalTrafficPolicy, forKey: .externalTrafficPolicy) }
+        if internalTrafficPolicy != .cluster { try c.encode(internalTrafficPolicy, forKey: .internalTrafficPolicy) }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(name: try c.decode(String.self, forKey: .name),
+                  namespace: try c.decodeIfPresent(String.self, forKey: .namespace) ?? "default",
+                  type: try c.decodeIfPresent(ServiceType.self, forKey: .type) ?? .clusterIP,
+                  clusterIP: try c.decodeIfPresent(String.self, forKey: .clusterIP),
+                  externalIPs: try c.decodeIfPresent([String].self, forKey: .externalIPs) ?? [],
+                  loadBalancerIPs: try c.decodeIfPresent([String].self, forKey: .loadBalancerIPs) ?? [],
+                  ports: try c.decode([ServicePortSpec].self, forKey: .ports),
+                  selector: try c.decodeIfPresent([String: String].self, forKey: .selector),
+                  affinityTimeout: try c.decodeIfPresent(UInt32.self, forKey: .affinityTimeout),
+                  externalTrafficPolicy: try c.decodeIfPresent(TrafficPolicy.self, forKey: .externalTrafficPolicy) ?? .cluster,
+                  internalTrafficPolicy: try c.decodeIfPresent(TrafficPolicy.self, forKey: .internalTrafficPolicy) ?? .cluster)
+    }
 }
 
 /// A `discovery.k8s.io/v1 EndpointSlice`: backends of the service named by
@@ -116,6 +176,36 @@ public struct EndpointSliceManifest: Codable, Sendable, Hashable {
             self.serving = serving ?? ready
             self.terminating = terminating
             self.nodeName = nodeName
+        }
+
+        private enum CodingKeys: String, CodingKey { case addresses, ready, serving, terminating, nodeName }
+
+        /// The usual endpoint (one address, ready, on no named node) is stored as its address
+        /// alone: services.json at 10k services x 10 backends is a tenth of the size, and the
+        /// agent reads it again on every start.
+        public func encode(to encoder: any Encoder) throws {
+            if addresses.count == 1, ready, serving, !terminating, nodeName == nil {
+                var c = encoder.singleValueContainer()
+                try c.encode(addresses[0])
+                return
+            }
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(addresses, forKey: .addresses)
+            try c.encode(ready, forKey: .ready)
+            try c.encode(serving, forKey: .serving)
+            try c.encode(terminating, forKey: .terminating)
+            try c.encodeIfPresent(nodeName, forKey: .nodeName)
+        }
+
+        public init(from decoder: any Decoder) throws {
+            if let address = try? decoder.singleValueContainer().decode(String.self) {
+                self.init(addresses: [address])
+                return
+            }
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(addresses: try c.decode([String].self, forKey: .addresses), ready: try c.decode(Bool.self, forKey: .ready),
+                      serving: try c.decode(Bool.self, forKey: .serving), terminating: try c.decode(Bool.self, forKey: .terminating),
+                      nodeName: try c.decodeIfPresent(String.self, forKey: .nodeName))
         }
     }
 

@@ -60,15 +60,50 @@ public actor StateTable<Object: TableObject> {
     /// `source` has written its first full view.
     public func markInitialized(_ source: String) {
         guard pendingInitializers.remove(source) != nil, pendingInitializers.isEmpty else { return }
-        for w in initializationWatchers {
+        initializationFailure = nil
+        for w in initializationWatchers + settleWatchers {
             w.yield()
             w.finish()
         }
         initializationWatchers = []
+        settleWatchers = []
     }
+
+    /// `source` cannot give its first full view now (its store is unreachable): the table stays
+    /// uninitialized (nothing is pruned), but whoever waits to report readiness need not wait on.
+    public func initializationFailed(_ source: String, reason: String) {
+        guard pendingInitializers.contains(source) else { return }
+        initializationFailure = "\(source): \(reason)"
+        for w in settleWatchers {
+            w.yield()
+            w.finish()
+        }
+        settleWatchers = []
+    }
+
+    private var initializationFailure: String?
+    private var settleWatchers: [AsyncStream<Void>.Continuation] = []
 
     /// Every registered source has written its first full view.
     public var isInitialized: Bool { pendingInitializers.isEmpty }
+
+    /// Why the table is not initialized yet (nil: it is).
+    public var initializationPending: String? {
+        guard !pendingInitializers.isEmpty else { return nil }
+        return initializationFailure ?? "waiting for the first full view of \(pendingInitializers.sorted().joined(separator: ", "))"
+    }
+
+    /// Yields once (and ends) when the table is initialized or a source said it cannot be yet.
+    public func initializationSettled() -> AsyncStream<Void> {
+        let (stream, continuation) = AsyncStream<Void>.makeStream()
+        if pendingInitializers.isEmpty || initializationFailure != nil {
+            continuation.yield()
+            continuation.finish()
+        } else {
+            settleWatchers.append(continuation)
+        }
+        return stream
+    }
 
     /// Yields once (and ends) when the table is initialized; at once if it is.
     public func initialization() -> AsyncStream<Void> {
@@ -99,6 +134,7 @@ public actor StateTable<Object: TableObject> {
         let start = revision
         var changes: [Change<Object>] = []
         changes.reserveCapacity(objects.underestimatedCount)
+        rows.reserveCapacity(rows.count + objects.underestimatedCount)
         var repeated = false
         for object in objects {
             revision += 1
@@ -127,6 +163,8 @@ public actor StateTable<Object: TableObject> {
     public func upsert<S: Sequence>(contentsOf objects: S) -> Revision where S.Element == Object, Object: Equatable {
         var pending: [Object.Key: Object] = [:]
         var changed: [Object] = []
+        pending.reserveCapacity(objects.underestimatedCount)
+        changed.reserveCapacity(objects.underestimatedCount)
         for object in objects {
             let current = pending[object.key] ?? rows[object.key]?.object
             guard current != object else { continue }
@@ -156,8 +194,7 @@ public actor StateTable<Object: TableObject> {
     /// Replaces the whole content: objects not in `objects` are deleted.
     @discardableResult
     public func replaceAll(_ objects: [Object]) -> Revision {
-        let keep = Set(objects.map(\.key))
-        delete(keys: rows.keys.filter { !keep.contains($0) })
+        deleteAllBut(objects)
         return upsert(contentsOf: objects)
     }
 
@@ -165,9 +202,14 @@ public actor StateTable<Object: TableObject> {
     /// objects keep their revision (their reconcilers do nothing).
     @discardableResult
     public func replaceChanged(_ objects: [Object]) -> Revision where Object: Equatable {
+        deleteAllBut(objects)
+        return upsert(contentsOf: objects)
+    }
+
+    private func deleteAllBut(_ objects: [Object]) {
+        guard !rows.isEmpty else { return }
         let keep = Set(objects.map(\.key))
         delete(keys: rows.keys.filter { !keep.contains($0) })
-        return upsert(contentsOf: objects)
     }
 
     public func get(_ key: Object.Key) -> Object? { rows[key]?.object }

@@ -28,7 +28,12 @@ enum ScaleBenchmark {
     static func run(bin: String) throws -> [Row] {
         let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         let sandbox = "sc\(tag.prefix(6))"
-        defer { _ = PodPaths.shell([bin + "/cilium-sandbox", "down", "--name", sandbox]) }
+        // CILIUM_BENCH_KEEP=1 leaves the sandbox up, to look into it (`cilium-sandbox down --name NAME` removes it).
+        let keep = ProcessInfo.processInfo.environment["CILIUM_BENCH_KEEP"] == "1"
+        defer {
+            if keep { FileHandle.standardError.write(Data("scale: sandbox \(sandbox) kept\n".utf8)) }
+            else { _ = PodPaths.shell([bin + "/cilium-sandbox", "down", "--name", sandbox]) }
+        }
         let up = PodPaths.shell([bin + "/cilium-sandbox", "up", "--name", sandbox, "--nodes", "2",
                                  "--set", "kubeProxyReplacement=true", "--set", "prometheus.enabled=true"])
         guard up.0 == 0 else { throw BenchError("cannot build the scale sandbox: \(up.1)") }
@@ -231,6 +236,7 @@ enum ScaleBenchmark {
         emit(&rows, ("scale: agent idle again after that bulk write",
                      idle.map { String(format: "%.1f s after the last write (%.2f CPU-s in all)", $0 + (synced - written), node.cpu - cpu0) }
                         ?? "not measured: still busy 120 s later", "< 10 s"))
+        emit(&rows, ("scale: RSS at \(e) endpoints", String(format: "%.1f MB", node.rssMB), ""))
 
         // 2. One event at a time: an endpoint changes identity.
         func singleEvents(_ count: Int, salt: Int) async throws -> (cpuMS: Double, p50: Double, p99: Double) {
@@ -313,7 +319,6 @@ enum ScaleBenchmark {
                          ms.count == seen.count ? String(format: "p50 %.0f ms, p99 %.0f ms", percentile(ms, 50), percentile(ms, 99))
                                                 : "not measured: \(seen.count - ms.count) of \(seen.count) never arrived", "p99 < 500 ms"))
         }
-        let full = map.count
 
         // 5. Services: 10,000 x 10 backends (the endpoints), through `cilium service apply`.
         progress("\(sizes.services) services")
@@ -344,6 +349,7 @@ enum ScaleBenchmark {
         // 6. Restarts: graceful and kill -9, the ipcache sampled every 50 ms meanwhile.
         for kill in [false, true] {
             progress("restart\(kill ? " --kill" : "")")
+            let full = node.ipcache()?.count ?? 0
             let sampler = Sampler(node: node)
             let r0 = now()
             let r = PodPaths.shell([bin + "/cilium-sandbox", "agent", "--name", sandbox, "node1", "restart"] + (kill ? ["--kill"] : []))

@@ -43,8 +43,8 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
     /// Where the socket LB hooks are attached (nil: socket LB off).
     private var socketCgroup: String?
     private var maglevSeed: [UInt8] = []
-    /// What services.json holds (nil: not written by this start).
-    private var lastPersisted: ServiceStore.Persisted?
+    /// What services.json holds: the store at this revision, with these ids (nil: unknown).
+    private var persistedAt: (revision: Int, ids: ServiceResolver.IDs)?
 
     public init() {}
 
@@ -97,7 +97,7 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
             if let saved = try state.load() {
                 store = ServiceStore(saved)
                 resolver.ids = saved.ids
-                lastPersisted = saved
+                persistedAt = (store.revision, saved.ids)
             }
         case .stage:
             try await stage.install(bpfRoot: root)
@@ -128,9 +128,17 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
             natReconciler = n
             maglevReconciler = m
         case .watchers:
-            watchers.append(follow(await context.shared.endpoints.changes()))
-            watchers.append(follow(await context.shared.ipcache.changes()))
-            watchers.append(follow(await context.shared.identities.changes()))
+            // The recompute of the step before read these tables: only what changed since matters (the
+            // tables' current content again would be a second full resolve, 0.3 s at 10k services).
+            let shared = context.shared
+            watchers.append(follow(await shared.endpoints.changes(includeExisting: false)))
+            // Other nodes' workloads matter only to selector services: a change elsewhere is no work.
+            watchers.append(follow(await shared.ipcache.changes(includeExisting: false)) { [weak self] in await self?.selectorsCare(about: $0) ?? false })
+            watchers.append(follow(await shared.identities.changes(includeExisting: false)) { [weak self] in await self?.selectorsCare(about: $0) ?? false })
+            let now = await (shared.endpoints.revision, shared.ipcache.revision, shared.identities.revision)
+            if now.0 != workloadRevisions.0 || (!selectorLabelSets.isEmpty && (now.1, now.2) != (workloadRevisions.1, workloadRevisions.2)) {
+                await recompute()
+            }
         case .socketLB:
             if c.socketLB.enabled {
                 let cg = try SocketLB.cgroupRoot(c.cgroup.hostRoot)
@@ -209,11 +217,42 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
         }
     }
 
-    /// Recomputes on every change set of a shared table (selector services follow the workloads).
-    private func follow<T: TableObject>(_ stream: AsyncStream<[Change<T>]>) -> Task<Void, Never> {
+    /// Recomputes on every change set of a shared table that `matters` (selector services follow
+    /// the workloads).
+    private func follow<T: TableObject>(_ stream: AsyncStream<[Change<T>]>,
+                                        matters: @escaping @Sendable ([Change<T>]) async -> Bool = { _ in true }) -> Task<Void, Never> {
         Task { [weak self] in
-            for await _ in stream { await self?.recompute() }
+            for await changes in stream where await matters(changes) { await self?.recompute() }
         }
+    }
+
+    /// What selector services pick by (label sets), and the remote workloads they picked at the
+    /// last recompute (addresses, identities): a change to anything else changes no backend.
+    private var selectorLabelSets: [[String]] = []
+    /// The revisions of the endpoints, ipcache and identities tables the last recompute read.
+    private var workloadRevisions: (UInt64, UInt64, UInt64) = (0, 0, 0)
+    private var selectedAddresses = Set<UInt32>()
+    private var selectedIdentities = Set<UInt32>()
+
+    private func selectorsCare(about changes: [Change<IPCacheEntry>]) async -> Bool {
+        guard !selectorLabelSets.isEmpty else { return false }
+        // A large batch (a first listing, a bulk write) is one recompute anyway.
+        guard changes.count <= 64, let shared = context?.shared else { return true }
+        for c in changes {
+            let e = c.object
+            if selectedAddresses.contains(e.prefix.address.value) { return true }
+            guard case .upsert = c, e.prefix.length == 32, e.identity >= 256 else { continue }
+            if let labels = await shared.identities.get(e.identity)?.labels, picked(labels) { return true }
+        }
+        return false
+    }
+
+    private func selectorsCare(about changes: [Change<IdentityRecord>]) -> Bool {
+        changes.contains { selectedIdentities.contains($0.object.id) || picked($0.object.labels) }
+    }
+
+    private func picked(_ labels: [String]) -> Bool {
+        selectorLabelSets.contains { $0.allSatisfy(labels.contains) }
     }
 
     /// Disabled at agent start: the last agent's socket-LB hooks, XDP links and stage go.
@@ -246,6 +285,7 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
     /// other nodes' endpoints known from the cluster state (ipcache + identities).
     private func workloads() async -> [Workload] {
         guard let shared = context?.shared else { return [] }
+        workloadRevisions = await (shared.endpoints.revision, shared.ipcache.revision, shared.identities.revision)
         var out: [Workload] = []
         var seen = Set<UInt32>()
         for ep in await shared.endpoints.all() {
@@ -253,10 +293,20 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
             out.append(Workload(address: a, labels: ep.labels, local: true))
             seen.insert(a)
         }
+        // Only selector services use other nodes' workloads.
+        let withSlices = Set(store.slices.values.map { "\($0.namespace)/\($0.serviceName)" })
+        selectorLabelSets = store.services.values.filter { !withSlices.contains($0.qualifiedName) }.compactMap(ServiceResolver.selectorLabels)
+        selectedAddresses = []
+        selectedIdentities = []
+        guard !selectorLabelSets.isEmpty else { return out }
         let identities = Dictionary(uniqueKeysWithValues: await shared.identities.all().map { ($0.id, $0.labels) })
         for e in await shared.ipcache.all() where e.prefix.length == 32 && e.tunnelEndpoint != nil && e.identity >= 256 {
             guard !seen.contains(e.prefix.address.value), let labels = identities[e.identity] else { continue }
             out.append(Workload(address: e.prefix.address.value, labels: labels, local: false))
+            if picked(labels) {
+                selectedAddresses.insert(e.prefix.address.value)
+                selectedIdentities.insert(e.identity)
+            }
         }
         return out
     }
@@ -299,13 +349,13 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
     }
 
     /// Writes services.json when what it holds changed (a recompute for a workload or
-    /// ipcache change rewrote all of it before, megabytes at 10k services).
+    /// ipcache change rewrote all of it before, megabytes at 10k services). The store's
+    /// revision says whether it changed: no copy of it is kept to compare with.
     private func persist() {
-        let persisted = store.persisted(ids: resolver.ids)
-        guard persisted != lastPersisted else { return }
+        if let p = persistedAt, p.revision == store.revision, p.ids == resolver.ids { return }
         do {
-            try state.save(persisted)
-            lastPersisted = persisted
+            try state.save(store.persisted(ids: resolver.ids))
+            persistedAt = (store.revision, resolver.ids)
         } catch {
             lastError = "cannot save services to \(state.path): \(error)"
         }

@@ -67,6 +67,13 @@ package struct ServiceResolver: Sendable {
 
     package static func ipv4(_ s: String) -> UInt32? { IPv4Address(s)?.value }
 
+    /// The labels a workload needs to back `svc` by its selector (nil: no selector). Only a
+    /// service without EndpointSlices picks its backends so.
+    package static func selectorLabels(of svc: ServiceManifest) -> [String]? {
+        guard let selector = svc.selector, !selector.isEmpty else { return nil }
+        return selector.map { "k8s:\($0.key)=\($0.value)" } + ["k8s:io.kubernetes.pod.namespace=\(svc.namespace)"]
+    }
+
     /// "10.0.1.5:8080/TCP" -> (address, port, protocol number).
     package static func parseBackendKey(_ key: String) -> (UInt32, UInt16, UInt8)? {
         let parts = key.split(separator: "/")
@@ -139,14 +146,13 @@ package struct ServiceResolver: Sendable {
                             }
                         }
                     }
-                } else if let selector = svc.selector, !selector.isEmpty {
+                } else if let wanted = Self.selectorLabels(of: svc) {
                     let port: UInt16
                     switch sp.targetPort {
                     case .number(let n)?: port = n
                     case .name?: continue // a named port needs an EndpointSlice to say which number
                     case nil: port = sp.port
                     }
-                    let wanted = selector.map { "k8s:\($0.key)=\($0.value)" } + ["k8s:io.kubernetes.pod.namespace=\(svc.namespace)"]
                     for w in workloads where wanted.allSatisfy(w.labels.contains) {
                         candidates.append((w.address, port, LB_BACKEND_ACTIVE, w.local))
                     }

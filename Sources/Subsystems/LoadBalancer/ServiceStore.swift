@@ -18,7 +18,11 @@ struct ServiceStore: Sendable {
     /// "svc:ns/name" or "slice:ns/name" -> "api" or "directory".
     private(set) var sources: [String: String] = [:]
     /// Operator-set backend states ("10.0.1.5:8080/TCP" -> maintenance/quarantined/active).
-    var backendStates: [String: UInt32] = [:]
+    var backendStates: [String: UInt32] = [:] {
+        didSet { if backendStates != oldValue { revision += 1 } }
+    }
+    /// Grows with every change of what services.json holds (but the resolver's ids).
+    private(set) var revision = 0
 
     static func sliceKey(_ s: EndpointSliceManifest) -> String { "\(s.namespace)/\(s.name)" }
 
@@ -29,19 +33,23 @@ struct ServiceStore: Sendable {
             for (k, _) in services where sources["svc:" + k] == source && !svcNames.contains(k) {
                 services[k] = nil
                 sources["svc:" + k] = nil
+                revision += 1
             }
             for (k, _) in slices where sources["slice:" + k] == source && !sliceNames.contains(k) {
                 slices[k] = nil
                 sources["slice:" + k] = nil
+                revision += 1
             }
         }
-        for s in docs.services {
+        for s in docs.services where services[s.qualifiedName] != s || sources["svc:" + s.qualifiedName] != source {
             services[s.qualifiedName] = s
             sources["svc:" + s.qualifiedName] = source
+            revision += 1
         }
-        for s in docs.slices {
+        for s in docs.slices where slices[Self.sliceKey(s)] != s || sources["slice:" + Self.sliceKey(s)] != source {
             slices[Self.sliceKey(s)] = s
             sources["slice:" + Self.sliceKey(s)] = source
+            revision += 1
         }
     }
 
@@ -49,6 +57,7 @@ struct ServiceStore: Sendable {
     mutating func delete(name: String, namespace: String) -> Bool {
         let key = "\(namespace)/\(name)"
         guard services.removeValue(forKey: key) != nil else { return false }
+        revision += 1
         sources["svc:" + key] = nil
         for (k, s) in slices where s.namespace == namespace && s.serviceName == name {
             slices[k] = nil

@@ -167,10 +167,12 @@ actor ClusterSync {
             }
             if seenRevision == nil {
                 let nodes = try await store.list(prefix: KVKeys.nodes(cluster: cluster))
+                let identities = try await store.list(prefix: KVKeys.identitiesPrefix)
                 let ips = try await store.list(prefix: KVKeys.ips())
+                await applyIdentities(identities.pairs.map { ($0.key, $0.value) })
                 await applyFullList(nodes: nodes.pairs, ips: ips.pairs)
-                // Events between the two reads come again; applying one twice changes nothing.
-                seenRevision = min(nodes.revision, ips.revision)
+                // Events between the reads come again; applying one twice changes nothing.
+                seenRevision = min(nodes.revision, identities.revision, ips.revision)
                 lists += 1
                 await ipcache.markInitialized(Self.ipcacheSource)
             }
@@ -187,6 +189,10 @@ actor ClusterSync {
         } catch {
             await flush()
             lastError = "\(error)"
+        }
+        if lists == 0, let lastError {
+            // No listing yet: the ipcache keeps what it holds (no prune), and READY need not wait.
+            await ipcache.initializationFailed(Self.ipcacheSource, reason: lastError)
         }
     }
 
@@ -217,8 +223,12 @@ actor ClusterSync {
         pending = []
         var nodes: [String: NodeRecord?] = [:]
         var ips: [String: IPRecord?] = [:]
+        var identities: [(String, Data)] = []
         let nodesPrefix = KVKeys.nodes(cluster: cluster), ipsPrefix = KVKeys.ips()
         for event in events {
+            if case .put(let pair) = event, pair.key.hasPrefix(KVKeys.identitiesPrefix) {
+                identities.append((pair.key, pair.value))
+            }
             if let name = KVKeys.suffix(of: event.key, after: nodesPrefix) {
                 if case .put(let pair) = event, let r = try? JSONDecoder().decode(NodeRecord.self, from: pair.value) {
                     nodes[name] = .some(r)
@@ -235,8 +245,22 @@ actor ClusterSync {
             seenRevision = max(seenRevision ?? 0, event.revision)
         }
         eventsApplied += events.count
+        await applyIdentities(identities)
         await applyNodes(nodes)
         await applyIPs(ips)
+    }
+
+    /// Identities of the cluster (`cilium/state/identities/v1/id/<id>`: the label list) into the
+    /// identities table: policy matches other nodes' endpoints by their labels. A deleted
+    /// identity stays until nothing refers to it (identity lifecycle is not this sync's job).
+    private func applyIdentities(_ pairs: [(key: String, value: Data)]) async {
+        let records = pairs.compactMap { key, value -> IdentityRecord? in
+            guard let id = UInt32(KVKeys.suffix(of: key, after: KVKeys.identitiesPrefix) ?? "") else { return nil }
+            return IdentityRecord(id: id, labels: KVKeys.labels(fromList: String(decoding: value, as: UTF8.self))
+                .map(LocalIdentityAllocator.normalize).sorted())
+        }
+        guard !records.isEmpty else { return }
+        await identities.upsert(contentsOf: records)
     }
 
     /// A full listing: what it lacks is gone, the rest is set.
@@ -317,7 +341,8 @@ actor ClusterSync {
         }
         await ipcache.delete(keys: deletes)
         await ipcache.upsert(contentsOf: upserts)
-        // Policy matches other nodes' endpoints by their identity's labels.
+        // Policy matches other nodes' endpoints by their identity's labels (listed and followed
+        // with the rest; one missing here was written after its endpoint).
         for id in newIdentities where await identities.get(id) == nil {
             if let labels = try? await identityLabels.lookup(id: Int(id)) {
                 await identities.upsert(IdentityRecord(id: id, labels: labels.map(LocalIdentityAllocator.normalize).sorted()))

@@ -237,6 +237,11 @@ public actor NetworkingSubsystem: SteppedSubsystem {
                        "devices: \(devices.isEmpty ? "none" : devices.joined(separator: ", ")) (entry programs on TCX links)"]
         if let cidr = context?.section.ipv4NativeRoutingCIDR, !cidr.isEmpty { details.append("IPv4 native routing CIDR: \(cidr)") }
         var state = h.state, message = h.message
+        if let pending = await ipcache.initializationPending {
+            let line = "ipcache not synced with the cluster yet (\(pending)): what it holds stays, nothing is pruned"
+            details.append(line)
+            if state == .ok { state = .degraded; message = line }
+        }
         if let m = endpointManager {
             details.append("endpoints: \(await m.endpoints.count)")
             if let problem = await m.forwardingProblem {
