@@ -67,7 +67,7 @@ public actor AgentDaemon {
             await shutdownSubsystems()
             return 1
         }
-        await waitForClusterState()
+        await settleSubsystems()
         let line = await statusLine()
         lastStatusLine = line
         notifier.ready(status: line)
@@ -111,17 +111,15 @@ public actor AgentDaemon {
         }
     }
 
-    /// READY follows the first full view of the cluster state (the kvstore's listing into the
-    /// ipcache), so an agent never says ready with part of the other nodes missing; meanwhile the
-    /// pinned ipcache keeps serving what the last agent left. An unreachable kvstore (the listing
-    /// failed) or `firstSyncWait` without an answer lets READY go on, with the reason in status.
-    private func waitForClusterState() async {
-        let ipcache = shared.ipcache
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { for await _ in await ipcache.initializationSettled() { break } }
-            group.addTask { try? await Task.sleep(for: Self.firstSyncWait) }
-            await group.next()
-            group.cancelAll()
+    /// READY follows each running subsystem's first full sync (for Networking, the kvstore's
+    /// listing of the other nodes, in the BPF ipcache), so an agent never says ready with part of
+    /// the cluster missing; meanwhile the pinned maps keep serving what the last agent left. A
+    /// source that cannot be reached (the listing failed) or `firstSyncWait` lets READY go on,
+    /// with the reason in status.
+    private func settleSubsystems() async {
+        let deadline = ContinuousClock.now + Self.firstSyncWait
+        for name in host.order where await host.state(of: name) == .running {
+            await subsystems[name]?.settle(until: deadline)
         }
     }
 

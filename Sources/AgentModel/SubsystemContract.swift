@@ -59,6 +59,10 @@ public protocol AgentSubsystem: Subsystem {
     nonisolated var apiPrefixes: [String] { get }
     /// Handles a request under one of `apiPrefixes` while the subsystem runs.
     func handle(_ request: HTTPRequest) async -> HTTPResponse
+    /// Before READY: returns once the state this start began to fetch is in the datapath (its
+    /// sources' first full views listed, its reconcilers caught up), or once a source says it
+    /// cannot be fetched now, or at `deadline`. READY then means "the datapath is complete".
+    func settle(until deadline: ContinuousClock.Instant) async
 }
 
 extension AgentSubsystem {
@@ -66,6 +70,7 @@ extension AgentSubsystem {
     public func shutdown() async { await stop() }
     public func removeLeftovers(bpfRoot: String) async {}
     public nonisolated var apiPrefixes: [String] { [] }
+    public func settle(until deadline: ContinuousClock.Instant) async {}
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
         .error(status: 404, message: "no API endpoint \(request.method) \(request.path)")
     }

@@ -163,6 +163,17 @@ public final class EmbeddedKVStore: KVStore {
         }
     }
 
+    @discardableResult
+    public func write(batch: [(key: String, value: Data?)]) async throws -> Int64 {
+        try mutate("write \(batch.count) keys") { state, _ in
+            var events: [KVEvent] = []
+            for op in batch {
+                if let value = op.value { events += try state.put(op.key, value, lease: nil) } else { events += state.delete([op.key]) }
+            }
+            return (state.revision, events)
+        }
+    }
+
     public func create(_ key: String, _ value: Data, lease: Lease?) async throws -> Bool {
         try mutate("create \(key)") { state, _ in
             guard state.entries[key] == nil else { return (false, []) }

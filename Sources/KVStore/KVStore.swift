@@ -23,6 +23,10 @@ public protocol KVStore: Sendable {
     /// Deletes the key; returns whether it existed.
     @discardableResult
     func delete(_ key: String) async throws -> Bool
+    /// Puts (a value) and deletes (nil) as one write: etcd makes it one transaction (at most
+    /// 128 operations, its `--max-txn-ops`); the embedded store saves its file once.
+    @discardableResult
+    func write(batch: [(key: String, value: Data?)]) async throws -> Int64
     /// Deletes every key under `prefix`; returns how many there were.
     @discardableResult
     func deletePrefix(_ prefix: String) async throws -> Int

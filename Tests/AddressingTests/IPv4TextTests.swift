@@ -15,6 +15,32 @@ import Testing
         #expect(Netlink.IPv4Address(text)?.description == text)
     }
 
+    /// The one-pass reading of the usual case agrees with the careful one on every kind of input.
+    @Test func theFastPathAgreesWithTheCarefulOne() {
+        var inputs = ["0.0.0.0", "255.255.255.255", "1.2.3.4", "01.2.3.4", "1.2.3.04", "0.0.0.00", "1.2.3", "1.2.3.4.5", "1..2.3",
+                      ".1.2.3", "1.2.3.", "256.1.1.1", "1.2.3.2555", "1.2.3.1000", "1.2.3.-1", "1.2.3.4 ", "a.b.c.d", "", ".", "...",
+                      "1.2.3.4/8", "::ffff:1.2.3.4", "99999999999.1.1.1", "1.2.3.٣"]
+        var rng = SystemRandomNumberGenerator()
+        let alphabet = Array("0123456789.")
+        for _ in 0..<2000 {
+            inputs.append(String((0..<Int.random(in: 1...15, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! }))
+        }
+        for text in inputs {
+            let careful: UInt32? = {
+                let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+                guard parts.count == 4 else { return nil }
+                var v: UInt32 = 0
+                for p in parts {
+                    guard !p.isEmpty, p.count <= 3, p.allSatisfy({ $0.isASCII && $0.isNumber }), p == "0" || !p.hasPrefix("0"),
+                          let o = UInt32(p), o <= 255 else { return nil }
+                    v = v << 8 | o
+                }
+                return v
+            }()
+            #expect((try? IPv4Text.address(text).get()) == careful, "\(text)")
+        }
+    }
+
     @Test(arguments: [
         ("010.0.0.1", IPv4Text.Problem.leadingZero(part: "010", fixed: "10.0.0.1")),
         ("10.0.0.01", .leadingZero(part: "01", fixed: "10.0.0.1")),

@@ -51,6 +51,44 @@ import TestSupport
         #expect(await sync.lists == 1)
     }
 
+    /// Identities are listed with the rest and followed by their events (before, each new
+    /// identity of an endpoint cost one kvstore read: 1,000 sequential reads at 15k endpoints).
+    @Test func identitiesAreListedAndFollowed() async throws {
+        let dir = try TempDir("cluster-sync-ids")
+        let store = try EmbeddedKVStore(path: dir.path + "/kvstore.json")
+        for id in 300..<310 {
+            _ = try await store.put(KVKeys.identity(id), KVKeys.labelList(["k8s:app=a\(id)", "k8s:io.kubernetes.pod.namespace=default"]))
+        }
+        _ = try await store.put(KVKeys.ip("10.77.0.1"), try Self.record(305), lease: nil)
+        let shared = SharedState()
+        let sync = ClusterSync(store: store, cluster: "default", node: "me", shared: shared)
+        await sync.start(nodeAddress: nil, podCIDR: IPv4Prefix("10.0.1.0/24")!)
+        defer { Task { await sync.stop() } }
+        try await waitFor("the listing is in") { await sync.lists == 1 }
+        #expect(await shared.identities.get(300)?.labels == ["k8s:app=a300", "k8s:io.kubernetes.pod.namespace=default"])
+        #expect(await shared.identities.get(309) != nil)
+        let applied = await sync.eventsApplied
+        _ = try await store.put(KVKeys.identity(400), KVKeys.labelList(["app=new"]))
+        try await waitFor("the new identity is in the table") { await shared.identities.get(400) != nil }
+        #expect(await shared.identities.get(400)?.labels == ["k8s:app=new"])
+        #expect(await sync.eventsApplied > applied)
+        #expect(await sync.lists == 1)
+    }
+
+    /// A new agent says READY only once the other nodes' endpoints are in its BPF ipcache.
+    @Test func readyFollowsTheFirstListing() async throws {
+        let agent = try AgentUnderTest("ready-sync")
+        try FileManager.default.createDirectory(atPath: agent.dir.path + "/state", withIntermediateDirectories: true)
+        do {
+            let store = try EmbeddedKVStore(path: agent.dir.path + "/state/kvstore.json")
+            try await store.write(batch: (0..<5000).map { i in (KVKeys.ip("10.78.\(i / 250).\(i % 250 + 1)"), try Self.record(300)) })
+        }
+        _ = try agent.start()
+        defer { agent.stop() }
+        let map = try BPFMap<ipcache_key, ipcache_value>(pinned: agent.bpfRoot + "/cilium_ipcache")
+        #expect(map.count >= 5000, "READY with \(map.count) ipcache entries")
+    }
+
     /// kill -9 and a graceful restart of an agent whose kvstore holds 500 endpoints of another
     /// node: sampled every millisecond or so, its BPF ipcache never loses them (before, the
     /// ipcache reconciler's first prune ran before the first listing and emptied it for a while).

@@ -23,6 +23,29 @@ import TestSupport
         #expect(seen.count == 1 && seen.first?.map(\.object.id) == [2], "\(seen)")
     }
 
+    /// A source that cannot list (its store is down) releases whoever waits to say READY, but the
+    /// table stays uninitialized: nothing is pruned until the listing is in.
+    @Test func aFailedListingSettlesTheWaitButDoesNotInitialize() async throws {
+        let table = StateTable<Item>(name: "items")
+        await table.registerInitializer("kvstore")
+        let settled = Task { for await _ in await table.initializationSettled() { return true }; return false }
+        try await Task.sleep(for: .milliseconds(20))
+        #expect(await table.initializationPending == "waiting for the first full view of kvstore")
+        await table.initializationFailed("kvstore", reason: "connection refused")
+        #expect(await settled.value)
+        #expect(!(await table.isInitialized))
+        #expect(await table.initializationPending == "kvstore: connection refused")
+        // A source that never registered says nothing about this table.
+        await table.initializationFailed("other", reason: "x")
+        #expect(await table.initializationPending == "kvstore: connection refused")
+        await table.markInitialized("kvstore")
+        #expect(await table.isInitialized)
+        #expect(await table.initializationPending == nil)
+        var n = 0
+        for await _ in await table.initializationSettled() { n += 1 }
+        #expect(n == 1)
+    }
+
     @Test func noPruneBeforeTheTableIsInitialized() async throws {
         let table = StateTable<Item>(name: "items")
         await table.registerInitializer("kvstore")

@@ -226,6 +226,20 @@ public actor NetworkingSubsystem: SteppedSubsystem {
         return Health.worst([await r.health(), await e.health(), await d.health(), await c.health()])
     }
 
+    /// The other nodes' entries (the kvstore's first listing) are in the BPF ipcache, or the
+    /// kvstore could not be listed (status says so; nothing is pruned meanwhile).
+    public func settle(until deadline: ContinuousClock.Instant) async {
+        let ipcache = ipcache
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { for await _ in await ipcache.initializationSettled() { break } }
+            group.addTask { try? await Task.sleep(until: deadline) }
+            await group.next()
+            group.cancelAll()
+        }
+        let left = deadline - .now
+        if left > .zero { _ = await ipcacheReconciler?.waitSettled(timeout: left) }
+    }
+
     public func status() async -> SubsystemStatus {
         let h = await health()
         let mode = context?.section.routingMode.rawValue ?? "tunnel"
