@@ -81,6 +81,10 @@ public final class EmbeddedKVStore: KVStore {
     private func mutate<R: Sendable>(_ operation: String,
                                      _ body: (inout EmbeddedState, ContinuousClock.Instant) throws -> (R, [KVEvent])) throws -> R {
         let source = self.source, path = self.path
+        // Watchers that fell behind are told after the lock is released (ending a stream runs its
+        // onTermination, which takes the lock).
+        var behind: [(AsyncThrowingStream<KVEvent, any Error>.Continuation, KVStoreError)] = []
+        defer { for (c, e) in behind { c.finish(throwing: e) } }
         return try inner.withLock { inner in
             guard !inner.closed else {
                 throw KVStoreError(.closed, source: source, operation: operation, reason: "store is closed")
@@ -111,7 +115,7 @@ public final class EmbeddedKVStore: KVStore {
             inner.state.dirty = false
             if !events.isEmpty {
                 inner.state.record(events)
-                Self.publish(events, to: &inner.watchers)
+                behind = publish(events, to: &inner.watchers)
             }
             return result
         }
@@ -121,11 +125,34 @@ public final class EmbeddedKVStore: KVStore {
         try mutate(operation) { state, _ in (body(state), []) }
     }
 
-    private static func publish(_ events: [KVEvent], to watchers: inout [Int: Watcher]) {
+    /// Hands the events to their watchers; returns those that fell behind, to be told so.
+    private func publish(_ events: [KVEvent], to watchers: inout [Int: Watcher])
+        -> [(AsyncThrowingStream<KVEvent, any Error>.Continuation, KVStoreError)] {
+        var behind: [(AsyncThrowingStream<KVEvent, any Error>.Continuation, KVStoreError)] = []
         for event in events {
             for (id, watcher) in watchers where EmbeddedState.matches(event.key, prefix: watcher.prefix) {
-                if case .terminated = watcher.continuation.yield(event) { watchers[id] = nil }
+                switch Self.offer(event, to: watcher.continuation, source: source, prefix: watcher.prefix) {
+                case .taken: continue
+                case .gone: watchers[id] = nil
+                case .behind(let e):
+                    watchers[id] = nil
+                    behind.append((watcher.continuation, e))
+                }
             }
+        }
+        return behind
+    }
+
+    private enum Offer { case taken, gone, behind(KVStoreError) }
+
+    /// Hands `event` to a watcher's buffer.
+    private static func offer(_ event: KVEvent, to continuation: AsyncThrowingStream<KVEvent, any Error>.Continuation,
+                              source: String, prefix: String) -> Offer {
+        switch continuation.yield(event) {
+        case .enqueued: return .taken
+        case .dropped: return .behind(KVWatchBuffer.fellBehind(at: event.revision, source: source, operation: "watch \(prefix)"))
+        case .terminated: return .gone
+        @unknown default: return .taken
         }
     }
 
@@ -231,7 +258,7 @@ public final class EmbeddedKVStore: KVStore {
     }
 
     public func watch(prefix: String, fromRevision: Int64?) -> AsyncThrowingStream<KVEvent, any Error> {
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: KVEvent.self)
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: KVEvent.self, bufferingPolicy: .bufferingOldest(KVWatchBuffer.limit))
         let id = inner.withLock { inner in
             inner.nextWatcherID += 1
             return inner.nextWatcherID
@@ -251,7 +278,11 @@ public final class EmbeddedKVStore: KVStore {
                                         reason: "required revision \(fromRevision) has been compacted (kept from \(compacted + 1))")
                 }
                 for event in past where EmbeddedState.matches(event.key, prefix: prefix) {
-                    continuation.yield(event)
+                    switch Self.offer(event, to: continuation, source: source, prefix: prefix) {
+                    case .taken: continue
+                    case .gone: return nil
+                    case .behind(let e): return e
+                    }
                 }
             }
             inner.watchers[id] = Watcher(prefix: prefix, continuation: continuation)

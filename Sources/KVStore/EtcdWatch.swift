@@ -6,7 +6,7 @@ extension EtcdKVStore {
     /// A dropped connection ends the stream with `.unavailable`; resume with
     /// `fromRevision:` one past the last event seen.
     public func watch(prefix: String, fromRevision: Int64?) -> AsyncThrowingStream<KVEvent, any Error> {
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: KVEvent.self)
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: KVEvent.self, bufferingPolicy: .bufferingOldest(KVWatchBuffer.limit))
         let cancel = CancelHandle()
         continuation.onTermination = { _ in cancel.cancel() }
         var create: [String: Any] = EtcdRequest.prefixRange(prefix)
@@ -98,7 +98,13 @@ extension EtcdKVStore {
                                reason: "watch canceled by server: \(result.cancelReason ?? "no reason given")")
         }
         for event in result.events ?? [] {
-            if case .terminated = continuation.yield(try event.event()) { return false }
+            let e = try event.event()
+            switch continuation.yield(e) {
+            case .terminated: return false
+            case .dropped: throw KVWatchBuffer.fellBehind(at: e.revision, source: source, operation: operation)
+            case .enqueued: continue
+            @unknown default: continue
+            }
         }
         return true
     }

@@ -50,6 +50,18 @@ public protocol KVStore: Sendable {
     func status() async -> KVStoreHealth
 }
 
+/// How many events a watch holds for a consumer that has not taken them yet. A consumer that
+/// falls further behind gets `.fellBehind` (after the events before) and resumes from its last
+/// revision: memory stays bounded during a burst, nothing is lost.
+public enum KVWatchBuffer {
+    public static let limit = 16_384
+
+    static func fellBehind(at revision: Int64, source: String, operation: String) -> KVStoreError {
+        KVStoreError(.fellBehind(resumeFrom: revision), source: source, operation: operation,
+                     reason: "the watcher fell \(limit) events behind; resume from revision \(revision)")
+    }
+}
+
 extension KVStore {
     @discardableResult
     public func put(_ key: String, _ value: Data) async throws -> Int64 {

@@ -9,6 +9,10 @@ public struct KVStoreError: Error, Sendable, Hashable, CustomStringConvertible {
         case timeout
         /// The revision a watch asked for is no longer kept.
         case compacted(revision: Int64)
+        /// A watcher did not keep up: its buffer (`KVWatchBuffer.limit` events) was full. Nothing is
+        /// lost: resume the watch from `resumeFrom` (the revision of the first event it did not get;
+        /// events of that revision before it come again).
+        case fellBehind(resumeFrom: Int64)
         /// The lease does not exist (expired or revoked).
         case leaseNotFound
         /// The server answered with an error (HTTP status).

@@ -280,3 +280,15 @@ public actor StateTable<Object: TableObject> {
         }
     }
 }
+
+extension StateTable {
+    /// Waits until the table is initialized, a source said it cannot be yet, or `deadline`.
+    public nonisolated func initializationSettled(until deadline: ContinuousClock.Instant) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { for await _ in await self.initializationSettled() { break } }
+            group.addTask { try? await Task.sleep(until: deadline) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+}

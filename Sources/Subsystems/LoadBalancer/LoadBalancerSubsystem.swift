@@ -115,6 +115,12 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
                 map: try BPFMap<UInt16, lb4_reverse_nat>(pinned: root + "/cilium_lb4_reverse_nat"), key: { $0.id }, value: { $0.mapValue }))
             let m = Reconciler(name: "lb-maglev", table: maglevTables,
                                operations: MaglevOperations(outer: try BPFMap<UInt16, UInt32>(pinned: root + "/cilium_lb4_maglev")))
+            // Selector services pick other nodes' workloads from the cluster state: the first
+            // recompute waits for its first listing (or its failure), or it would take their
+            // backends out of the maps of a restarted agent.
+            if store.services.values.contains(where: { ServiceResolver.selectorLabels(of: $0) != nil }) {
+                await context.shared.ipcache.initializationSettled(until: .now + .seconds(10))
+            }
             // The tables are filled before the reconcilers start: their first
             // prune must see everything wanted (an agent restart keeps open
             // connections' entries). Backends before the frontends that name them.

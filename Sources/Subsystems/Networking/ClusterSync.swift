@@ -106,7 +106,8 @@ actor ClusterSync {
         loop = Task { [weak self] in
             while !Task.isCancelled {
                 guard let self else { return }
-                await self.syncOnce()
+                // A watch that fell behind resumes at once; after a failure, a second's pause.
+                if await self.syncOnce() { continue }
                 try? await Task.sleep(for: .seconds(1))
             }
         }
@@ -149,7 +150,8 @@ actor ClusterSync {
     /// One round: make sure our lease and records exist; list everything once (or, after a
     /// reconnect, resume the watch after the last revision seen), then apply each change as
     /// it comes, a burst as one batch, until the store fails.
-    private func syncOnce() async {
+    /// Returns true when the watch should resume at once (it fell behind a burst: nothing is lost).
+    private func syncOnce() async -> Bool {
         do {
             if lease == nil || keeper?.state != .running {
                 keeper?.stop()
@@ -157,7 +159,7 @@ actor ClusterSync {
                 lease = l
                 keeper = LeaseKeeper(store: store, lease: l)
             }
-            guard let lease else { return }
+            guard let lease else { return false }
             if let nodeAddress, let podCIDR {
                 let me = NodeRecord(name: node, address: nodeAddress.description, podCIDR: podCIDR.description)
                 try await store.put(KVKeys.node(cluster: cluster, name: node), try JSONEncoder().encode(me), lease: lease)
@@ -174,6 +176,7 @@ actor ClusterSync {
                 // Events between the reads come again; applying one twice changes nothing.
                 seenRevision = min(nodes.revision, identities.revision, ips.revision)
                 lists += 1
+                await self.identities.markInitialized(Self.ipcacheSource)
                 await ipcache.markInitialized(Self.ipcacheSource)
             }
             lastError = nil
@@ -184,6 +187,12 @@ actor ClusterSync {
             await flush()
         } catch let error as KVStoreError {
             await flush()
+            if case .fellBehind(let revision) = error.kind {
+                // Events of that revision already applied come again: applying one twice changes nothing.
+                seenRevision = min(seenRevision ?? 0, revision - 1)
+                fellBehind += 1
+                return true
+            }
             if case .compacted = error.kind { seenRevision = nil }
             lastError = "\(error)"
         } catch {
@@ -193,8 +202,13 @@ actor ClusterSync {
         if lists == 0, let lastError {
             // No listing yet: the ipcache keeps what it holds (no prune), and READY need not wait.
             await ipcache.initializationFailed(Self.ipcacheSource, reason: lastError)
+            await identities.initializationFailed(Self.ipcacheSource, reason: lastError)
         }
+        return false
     }
+
+    /// Times the watch fell behind a burst and resumed.
+    private(set) var fellBehind = 0
 
     /// The store revision this node's view is at (nil: list before watching).
     private var seenRevision: Int64?

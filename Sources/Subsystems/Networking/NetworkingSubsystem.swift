@@ -96,6 +96,7 @@ public actor NetworkingSubsystem: SteppedSubsystem {
             await ipcache.upsert(IPCacheEntry(prefix: .default, identity: UInt32(CILIUM_ID_WORLD.rawValue)))
             // The other nodes' entries come from the kvstore: nothing is pruned until its first listing is in.
             await ipcache.registerInitializer(ClusterSync.ipcacheSource)
+            await context.shared.identities.registerInitializer(ClusterSync.ipcacheSource)
             let ipcacheMap: BPFMap<ipcache_key, ipcache_value> = try await entry.map("cilium_ipcache")
             ipcacheReconciler = try await startReconciler(Reconciler(
                 name: "ipcache", table: ipcache,
@@ -229,13 +230,7 @@ public actor NetworkingSubsystem: SteppedSubsystem {
     /// The other nodes' entries (the kvstore's first listing) are in the BPF ipcache, or the
     /// kvstore could not be listed (status says so; nothing is pruned meanwhile).
     public func settle(until deadline: ContinuousClock.Instant) async {
-        let ipcache = ipcache
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { for await _ in await ipcache.initializationSettled() { break } }
-            group.addTask { try? await Task.sleep(until: deadline) }
-            await group.next()
-            group.cancelAll()
-        }
+        await ipcache.initializationSettled(until: deadline)
         let left = deadline - .now
         if left > .zero { _ = await ipcacheReconciler?.waitSettled(timeout: left) }
     }

@@ -147,12 +147,39 @@ actor PolicyEngine {
         }
     }
 
+    /// While the cluster's identities are not listed yet (a restart), the entries the last agent
+    /// left stay in the map (nothing is pruned) and each endpoint's flags say "look entries up"
+    /// in both directions: an entry for an identity not known yet still decides.
+    private var holding = false
+    /// The flags as computed, whatever `holding` writes.
+    private var exactFlags: [UInt16: EndpointPolicyFlags] = [:]
+
+    func hold(until source: String) async {
+        holding = true
+        await entries.registerInitializer(source)
+    }
+
+    /// The identities are listed and resolved: exact flags, and the stale entries may go.
+    func release(_ source: String) async {
+        guard holding else { return }
+        holding = false
+        await flags.upsert(contentsOf: Array(exactFlags.values))
+        await entries.markInitialized(source)
+    }
+
+    static let lookEverythingUp = CILIUM_POLICY_F_INGRESS_ENTRIES.rawValue | CILIUM_POLICY_F_EGRESS_ENTRIES.rawValue
+        | CILIUM_POLICY_F_INGRESS_ANY.rawValue | CILIUM_POLICY_F_EGRESS_ANY.rawValue
+
     private func applyDelta(_ d: PolicyDelta) async {
         guard !d.isEmpty else { return }
         if !d.deletes.isEmpty { await entries.delete(keys: d.deletes) }
         if !d.upserts.isEmpty { await entries.upsert(contentsOf: d.upserts) }
+        for k in d.flagDeletes { exactFlags[k] = nil }
+        for f in d.flags { exactFlags[f.endpoint] = f }
         if !d.flagDeletes.isEmpty { await flags.delete(keys: d.flagDeletes) }
-        if !d.flags.isEmpty { await flags.upsert(contentsOf: d.flags) }
+        if !d.flags.isEmpty {
+            await flags.upsert(contentsOf: holding ? d.flags.map { var f = $0; f.flags |= Self.lookEverythingUp; return f } : d.flags)
+        }
         for f in d.flags {
             await shared.endpointPolicy.upsert(EndpointPolicyState(
                 endpointID: f.endpoint, ingressEnforced: f.flags & CILIUM_POLICY_F_INGRESS.rawValue != 0,

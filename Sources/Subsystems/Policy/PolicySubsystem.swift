@@ -57,6 +57,9 @@ public actor PolicySubsystem: SteppedSubsystem {
 
     public var taken: [Step] = []
 
+    /// The initializer of the policy entries table: the cluster's identities, listed.
+    static let clusterIdentities = "cluster identities"
+
     public func run(_ step: Step, in context: SubsystemContext<Section>) async throws {
         switch step {
         case .stage:
@@ -71,6 +74,10 @@ public actor PolicySubsystem: SteppedSubsystem {
                 throw SubsystemError("cannot read \(context.stateDir)/policies.json: \(error)")
             }
             self.engine = engine
+            // Other nodes' identities come from the kvstore: until they are listed, the policy map
+            // keeps what the last agent left (no prune) and every endpoint looks entries up (a
+            // restarted agent keeps admitting remote pods meanwhile).
+            if !(await context.shared.identities.isInitialized) { await engine.hold(until: Self.clusterIdentities) }
             // Identities before endpoints: an endpoint's rules select peers by
             // identity. The current content is resolved before the reconcilers
             // start, so their first prune keeps every entry still wanted (an
@@ -82,6 +89,14 @@ public actor PolicySubsystem: SteppedSubsystem {
             guard let engine else { return }
             watchers.append(follow(await context.shared.identities.changes()) { await engine.identityChanged($0) })
             watchers.append(follow(await context.shared.endpoints.changes()) { await engine.endpointChanged($0) })
+            // Held (see .engine) until the cluster's identities are listed and resolved.
+            let identities = context.shared.identities
+            watchers.append(Task {
+                for await _ in await identities.initialization() {}
+                guard !Task.isCancelled else { return }
+                for r in await identities.all() { await engine.identityChanged(.upsert(r, 0)) }
+                await engine.release(Self.clusterIdentities)
+            })
         case .reconcilers:
             guard let engine else { return }
             let map = try BPFMap<policy_key, policy_entry>(pinned: context.bpfRoot + "/cilium_policy")
