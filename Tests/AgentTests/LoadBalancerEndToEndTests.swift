@@ -171,6 +171,22 @@ import TestSupport
             try runCapturing([sandbox, "cilium", "--name", name, node, "--"] + args)
         }
 
+        /// A policy on every node: the app=web pods admit only these apps.
+        func admitToWeb(from apps: [String]) throws {
+            let file = files.path + "/web-from-\(apps.joined(separator: "-")).yaml"
+            try """
+            apiVersion: cilium.io/v2
+            kind: CiliumNetworkPolicy
+            metadata: {name: web-from-\(apps.joined(separator: "-"))}
+            spec:
+              endpointSelector: {matchLabels: {app: web}}
+              ingress:
+              - fromEndpoints: [\(apps.map { "{matchLabels: {app: \($0)}}" }.joined(separator: ", "))]
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+            let (code, out) = try cilium("all", ["policy", "import", file])
+            guard code == 0 else { throw Failure("policy import failed: \(out)") }
+        }
+
         /// Applies manifests on every node.
         func apply(_ yaml: String) throws {
             let file = files.path + "/s\(UInt32.random(in: 0...UInt32.max)).yaml"
@@ -426,20 +442,7 @@ import TestSupport
     /// restarted agent has listed the cluster's identities again.
     @Test func aStreamToAPodOnAnotherNodeLosesNothingAcrossAgentRestarts() throws {
         let c = try Cluster()
-        let policy = c.files.path + "/web-from-web.yaml"
-        try """
-        apiVersion: cilium.io/v2
-        kind: CiliumNetworkPolicy
-        metadata: {name: web-from-web}
-        spec:
-          endpointSelector: {matchLabels: {app: web}}
-          ingress:
-          - fromEndpoints:
-            - matchLabels: {app: web}
-            - matchLabels: {app: client}
-        """.write(toFile: policy, atomically: true, encoding: .utf8)
-        let (code, out) = try c.cilium("all", ["policy", "import", policy])
-        #expect(code == 0, "\(out)")
+        try c.admitToWeb(from: ["web", "client"])
         let tcp = TCPTransfer()
         try tcp.start(from: c.namespace("client"), to: c.namespace("web2"), address: c.pods["web2"]!.address, duration: .seconds(8))
         let udp = try UDPStream(from: c.namespace("client"), to: c.namespace("web2"), address: c.pods["web2"]!.address)
@@ -474,18 +477,7 @@ import TestSupport
         try waitFor("node1 knows the remote pod") {
             try c.run(["cilium", "--name", c.name, "node1", "--", "bpf", "ipcache", "list"]).contains(remote.address + "/32")
         }
-        let policy = c.files.path + "/web-from-remote.yaml"
-        try """
-        apiVersion: cilium.io/v2
-        kind: CiliumNetworkPolicy
-        metadata: {name: web-from-remote}
-        spec:
-          endpointSelector: {matchLabels: {app: web}}
-          ingress:
-          - fromEndpoints:
-            - matchLabels: {app: remote}
-        """.write(toFile: policy, atomically: true, encoding: .utf8)
-        #expect(try c.cilium("all", ["policy", "import", policy]).0 == 0)
+        try c.admitToWeb(from: ["remote"])
         let before = try UDPStream(from: NetworkNamespace(named: remote.namespace), to: c.namespace("web1"), address: c.pods["web1"]!.address)
         before.start(interval: .milliseconds(1))
         Thread.sleep(forTimeInterval: 0.3)
