@@ -54,13 +54,13 @@ let package = Package(
         .target(name: "LinuxNet", dependencies: ["Addressing", "Diagnostics"], swiftSettings: swift6),
         .target(name: "Datapath", dependencies: ["CBPF", "Reconciler", "Addressing", "LinuxNet", "Diagnostics"], swiftSettings: swift6,
                 plugins: ["BPFCompiler"]),
-        .target(name: "Config", dependencies: ["Yams", "Addressing", "Diagnostics"], swiftSettings: swift6),
+        .target(name: "Config", dependencies: ["Yams", "Addressing", "Diagnostics", "ManifestYAML"], swiftSettings: swift6),
         .target(name: "KVStore", dependencies: ["Diagnostics"], swiftSettings: swift6),
         // The Kubernetes-manifest readers' shared YAML diagnostics (Policy, LoadBalancer).
         .target(name: "ManifestYAML", dependencies: ["Yams", "Diagnostics"], swiftSettings: swift6),
         // The Kubernetes manifest readers (policies; Services and EndpointSlices) and their models:
         // what `cilium policy validate` and the subsystems share, without the datapath.
-        .target(name: "Manifests", dependencies: ["ManifestYAML", "Yams", "Addressing"], swiftSettings: swift6),
+        .target(name: "Manifests", dependencies: ["ManifestYAML", "Yams", "Addressing", "Diagnostics"], swiftSettings: swift6),
         // Wire types of the agent's API (Codable; no datapath, so the CLIs link no libbpf).
         .target(name: "API", dependencies: ["Reconciler"], swiftSettings: swift6),
         // HTTP/1.1 over the agent's unix socket (and its TCP metrics ports): server and client.
@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "CBPF", "Reconciler", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "CNITests", dependencies: ["API", "HTTPTransport", "Datapath", "LinuxNet", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "AddressingTests", dependencies: ["Addressing", "Config", "Datapath", "Manifests"], swiftSettings: swift6),
+        .testTarget(name: "AddressingTests", dependencies: ["Addressing", "Config", "Datapath", "Manifests", "Diagnostics"], swiftSettings: swift6),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "AgentModel", "HTTPTransport", "FlowDisplay", "Config", "Datapath", "LinuxNet", "CBPF", "Networking", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),
     ]

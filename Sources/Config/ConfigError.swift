@@ -1,3 +1,4 @@
+import Diagnostics
 /// A problem with the node's configuration.
 ///
 /// `description` is one line shaped `WHERE: KEY: what is wrong; what is allowed`, where WHERE is
@@ -36,8 +37,8 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .position(file, line, column): return "\(file):\(line):\(column): \(keyed)"
         case let .file(file): return "\(file): \(keyed)"
         // The KEY=VALUE text names the key unless the problem is about another one.
-        case let .override(text): return "--set \(text): \(naming(text))"
-        case let .setting(text): return "\(text): \(naming(text))"
+        case let .override(text): return "--set \(Suggestion.excerpt(text)): \(naming(text))"
+        case let .setting(text): return "\(Suggestion.excerpt(text)): \(naming(text))"
         case .none: return keyed
         }
     }

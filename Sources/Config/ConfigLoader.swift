@@ -1,4 +1,5 @@
 import Foundation
+import ManifestYAML
 import Yams
 
 /// A validated value and where it was set.
@@ -41,6 +42,7 @@ public enum ConfigLoader {
     static func settings(fromYAML yaml: String, file: String) throws(ConfigError) -> [String: ProvidedValue] {
         var values: [String: ProvidedValue] = [:]
         guard let root = try compose(yaml, file: file) else { return values }
+        if let at = root.beyondExpansionBudget() { throw ConfigError(origin: origin(of: at, in: file), problem: Node.expansionProblem) }
         switch root {
         case .mapping(let mapping):
             try walk(mapping, section: "", file: file, into: &values)

@@ -4,19 +4,19 @@ extension ConfigSchema {
     func notASettingProblem(_ path: String) -> String {
         if isSection(path) {
             let inside = keys(under: path).map(\.path).joined(separator: ", ")
-            return "\"\(path)\" is a section, not a setting; use one of its keys: \(inside)"
+            return "\"\(Suggestion.excerpt(path))\" is a section, not a setting; use one of its keys: \(inside)"
         }
         if let guess = nearestKey(to: path) {
-            return "unknown key \"\(path)\" (did you mean \"\(guess)\"?)"
+            return "unknown key \"\(Suggestion.excerpt(path))\" (did you mean \"\(guess)\"?)"
         }
         let parts = path.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         for depth in stride(from: parts.count - 1, to: 0, by: -1) {
             let section = parts[..<depth].joined(separator: ".")
             if isSection(section) {
-                return "unknown key \"\(path)\"; \(section) has \(children(of: section).joined(separator: ", "))"
+                return "unknown key \"\(Suggestion.excerpt(path))\"; \(section) has \(children(of: section).joined(separator: ", "))"
             }
         }
-        return "unknown key \"\(path)\"; top-level keys are \(children(of: "").joined(separator: ", "))"
+        return "unknown key \"\(Suggestion.excerpt(path))\"; top-level keys are \(children(of: "").joined(separator: ", "))"
     }
 
     /// Why a mapping key `name` found in the file under `section` ("" = top level) is not allowed.
@@ -24,20 +24,20 @@ extension ConfigSchema {
         let path = section.isEmpty ? name : section + "." + name
         if name.contains("."), key(path) != nil || isSection(path) {
             let parts = path.split(separator: ".")
-            return "unknown key \"\(path)\"; dotted names are not expanded in the file, "
+            return "unknown key \"\(Suggestion.excerpt(path))\"; dotted names are not expanded in the file, "
                 + "nest it as \(parts.map { "\($0):" }.joined(separator: " "))"
         }
         if let guess = nearest(to: name, among: children(of: section)) {
             let full = section.isEmpty ? guess : section + "." + guess
-            return "unknown key \"\(path)\" (did you mean \"\(full)\"?)"
+            return "unknown key \"\(Suggestion.excerpt(path))\" (did you mean \"\(full)\"?)"
         }
         if let guess = keyEnding(with: name) {
-            return "unknown key \"\(path)\" (did you mean \"\(guess)\"?)"
+            return "unknown key \"\(Suggestion.excerpt(path))\" (did you mean \"\(guess)\"?)"
         }
         let known = children(of: section).joined(separator: ", ")
         return section.isEmpty
-            ? "unknown key \"\(path)\"; top-level keys are \(known)"
-            : "unknown key \"\(path)\"; \(section) has \(known)"
+            ? "unknown key \"\(Suggestion.excerpt(path))\"; top-level keys are \(known)"
+            : "unknown key \"\(Suggestion.excerpt(path))\"; \(section) has \(known)"
     }
 
     /// The setting or section path nearest to `path`, if any is close.
@@ -58,10 +58,12 @@ extension ConfigSchema {
 
     /// The candidate closest to `name`, when the edit distance is small for its length.
     func nearest(to name: String, among candidates: [String]) -> String? {
+        guard name.utf8.count <= Suggestion.longestName else { return nil }
         let lowered = name.lowercased()
         let limit = max(1, min(3, name.count / 3))
         var best: (candidate: String, distance: Int)?
         for candidate in candidates {
+            guard abs(candidate.count - lowered.count) <= limit else { continue }
             let distance = Suggestion.editDistance(lowered, candidate.lowercased())
             if distance <= limit, distance < (best?.distance ?? .max) {
                 best = (candidate, distance)

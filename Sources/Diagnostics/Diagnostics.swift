@@ -30,15 +30,28 @@ public enum Suggestion {
         return table[a.count][b.count]
     }
 
+    /// Names longer than this get no suggestion: no candidate is that long, and the distance
+    /// table grows with the square of the length (a 1 MB name took seconds).
+    public static let longestName = 256
+
+    /// `text` as an error message quotes it: whole when short, else its start and its length.
+    public static func excerpt(_ text: String, limit: Int = 80) -> String {
+        guard text.utf8.count > limit else { return text }
+        return String(text.prefix(limit)) + "... (\(text.utf8.count) bytes)"
+    }
+
     /// The candidate closest to `name` (ignoring case), if close enough to be a typo: an exact
     /// match, or within 1 edit (2 for names of 8 characters or more).
     public static func closest(to name: String, among candidates: [String]) -> String? {
+        guard name.utf8.count <= longestName else { return nil }
         let typed = name.lowercased()
         var best: (candidate: String, distance: Int)?
         for candidate in candidates {
+            let tolerance = min(2, max(1, candidate.count / 4))
+            // The distance is at least the difference in length.
+            guard abs(candidate.count - typed.count) <= tolerance || candidate.lowercased() == typed else { continue }
             let distance = editDistance(typed, candidate.lowercased())
             if distance == 0 { return candidate }
-            let tolerance = min(2, max(1, candidate.count / 4))
             if distance <= tolerance, distance < (best?.distance ?? .max) {
                 best = (candidate, distance)
             }

@@ -1,3 +1,4 @@
+import Diagnostics
 import Addressing
 import ManifestYAML
 import Yams
@@ -150,6 +151,7 @@ private struct PolicyReader {
                 throw yamlError(error)
             }
             guard let root else { break }
+            if let at = root.beyondExpansionBudget() { throw fail(at, Node.expansionProblem) }
             policies += try document(root)
         }
         return policies
@@ -604,7 +606,7 @@ private struct PolicyReader {
                 throw fail(item, "\(itemPath): world-ipv6 selects IPv6 peers: this datapath enforces IPv4 only")
             } else {
                 let hint = ManifestText.endOfSentence(suggesting: ManifestText.suggestion(for: name, among: PolicyFields.entities))
-                throw fail(item, "\(itemPath): unknown entity \"\(name)\"\(hint) Entities are "
+                throw fail(item, "\(itemPath): unknown entity \"\(Suggestion.excerpt(name))\"\(hint) Entities are "
                     + PolicyFields.entities.joined(separator: ", "))
             }
         }

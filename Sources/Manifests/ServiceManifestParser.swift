@@ -140,6 +140,7 @@ private struct ManifestReader {
                 throw yamlError(error)
             }
             guard let root else { break }
+            if let at = root.beyondExpansionBudget() { throw fail(at, Node.expansionProblem) }
             try document(root, into: &documents)
         }
         return documents

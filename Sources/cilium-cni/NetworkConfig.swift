@@ -1,3 +1,4 @@
+import Diagnostics
 import Foundation
 
 /// The CNI spec versions this plugin speaks. Results for 0.3.x/0.4.0 carry `ips[].version`.
@@ -72,7 +73,8 @@ struct NetworkConfig {
         do {
             root = try JSONDecoder().decode(JSONValue.self, from: data)
         } catch {
-            throw CNIError(.decodingFailure, "network configuration on stdin is not valid JSON", details: jsonErrorText(error))
+            throw CNIError(.decodingFailure, "network configuration on stdin is not valid JSON",
+                           details: JSONSyntax.firstProblem(in: data).map { "\($0)" } ?? jsonErrorText(error))
         }
         guard case .object = root else {
             throw CNIError(.decodingFailure, "network configuration must be a JSON object, got \(root.typeName)")
@@ -96,10 +98,10 @@ struct NetworkConfig {
             guard case .number(let n) = mtu, n == n.rounded() else {
                 throw CNIError(.decodingFailure, "field \"mtu\" must be an integer, got \(mtu.typeName)")
             }
-            guard (68...65535).contains(n) else {
-                throw CNIError(.invalidConfig, "invalid field \"mtu\": \(Int(n))", details: "it must be between 68 and 65535")
+            guard (68...65535).contains(n), let value = UInt32(exactly: n) else {
+                throw CNIError(.invalidConfig, "invalid field \"mtu\": \(Self.text(n))", details: "it must be between 68 and 65535")
             }
-            config.mtu = UInt32(n)
+            config.mtu = value
         }
         // runtimeConfig (capabilities) is accepted; the plugin declares none, so nothing in it is used.
         if let runtimeConfig = root["runtimeConfig"], runtimeConfig != .null {
@@ -175,10 +177,10 @@ struct NetworkConfig {
                 guard case .object = item else { throw CNIError(.decodingFailure, "field \"\(field)\" must be an object") }
                 var interface: Int?
                 if let index = item["interface"], index != .null {
-                    guard case .number(let n) = index, n >= 0, n == n.rounded() else {
-                        throw CNIError(.decodingFailure, "field \"\(field).interface\" must be a non-negative integer")
+                    guard case .number(let n) = index, n >= 0, n == n.rounded(), let value = Int(exactly: n), value <= Int(Int32.max) else {
+                        throw CNIError(.decodingFailure, "field \"\(field).interface\" must be a non-negative integer (an index into interfaces)")
                     }
-                    interface = Int(n)
+                    interface = value
                 }
                 result.ips.append(.init(address: try requiredString(item, "address", field: "\(field).address"),
                                         gateway: try optionalString(item, "gateway", field: "\(field).gateway"),
@@ -205,6 +207,12 @@ struct NetworkConfig {
             throw CNIError(.decodingFailure, "field \"\(field ?? key)\" must be a string, got \(value.typeName)")
         }
         return s
+    }
+
+    /// A JSON number as the user wrote it, near enough: 1400, 1e+19, 1.5.
+    static func text(_ n: Double) -> String {
+        if let i = Int(exactly: n) { return String(i) }
+        return "\(n)"
     }
 
     private static func jsonErrorText(_ error: any Error) -> String {

@@ -91,7 +91,13 @@ struct PolicyCommand: ParsableCommand {
             var failed = false
             for file in files {
                 do {
-                    let policies = try PolicyParser.parse(try PolicyCommand.read(file), file: file == "-" ? "stdin" : file)
+                    let name = file == "-" ? "stdin" : file
+                    let policies = try PolicyParser.parse(try PolicyCommand.read(file), file: name)
+                    guard !policies.isEmpty else {
+                        FileHandle.standardError.write(Data("\(name):1:1: no policy in it (empty, null or only comments); a policy has apiVersion, kind, metadata.name and spec\n".utf8))
+                        failed = true
+                        continue
+                    }
                     print("\(file): valid (\(policies.map(\.qualifiedName).joined(separator: ", ")))")
                 } catch {
                     FileHandle.standardError.write(Data("\(error)\n".utf8))

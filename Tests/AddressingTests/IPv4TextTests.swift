@@ -1,3 +1,5 @@
+import Diagnostics
+import Foundation
 import Addressing
 import Config
 import Datapath
@@ -97,5 +99,53 @@ import Testing
                 """, file: "s.yaml")
         }
         #expect(Netlink.IPv4Address("010.0.0.1") == nil)
+    }
+}
+
+/// Issue 16: where JSON breaks, and suggestions that cost nothing for absurd input.
+@Suite struct DiagnosticsTests {
+    @Test(arguments: [
+        ("{\"a\": 1,\n \"b\": 2 x}", 2, 9, "expected ',' or '}', found 'x'"),
+        ("", 1, 1, "expected a value, found the end of the text"),
+        ("[1, 2", 1, 6, "expected ',' or ']', found the end of the text"),
+        ("{\"a\" 1}", 1, 6, "expected ':' after the key, found '1'"),
+        ("{a: 1}", 1, 2, "expected a key in quotes, found 'a'"),
+        ("[01]", 1, 3, "expected ',' or ']', found '1'"),
+        ("[1.]", 1, 4, "expected a digit after '.', found ']'"),
+        ("\"\\q\"", 1, 3, "invalid escape \\q"),
+        ("\"abc", 1, 5, "unterminated string"),
+        ("tru", 1, 1, "expected a value, found 't'"),
+        ("{} {}", 1, 4, "unexpected '{' after the value"),
+        ("[\"é\" x]", 1, 6, "expected ',' or ']', found 'x'"),
+    ])
+    func jsonProblems(_ text: String, _ line: Int, _ column: Int, _ message: String) {
+        #expect(JSONSyntax.firstProblem(in: Array(text.utf8)) == .init(line: line, column: column, message: message))
+    }
+
+    /// It agrees with Foundation on what is JSON: valid documents and one-byte mutations of them.
+    @Test func agreesWithFoundation() {
+        let docs = [#"{"cniVersion":"1.0.0","name":"c","plugins":[{"type":"x","mtu":1500,"ok":true,"n":null,"f":-1.5e-3}]}"#,
+                    #"[[[[]]],{},"\u00e9\n",0,-0,1e10]"#]
+        var rng = SystemRandomNumberGenerator()
+        for doc in docs {
+            #expect(JSONSyntax.firstProblem(in: Array(doc.utf8)) == nil)
+            for _ in 0..<500 {
+                var bytes = Array(doc.utf8)
+                bytes[Int.random(in: 0..<bytes.count, using: &rng)] = Array("{}[]:,\" 0a-.e\\".utf8).randomElement(using: &rng)!
+                let foundation = (try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])) != nil
+                // Foundation is lenient where RFC 8259 is not (a trailing comma): what it refuses, this
+                // locates; what this calls valid, it reads.
+                let problem = JSONSyntax.firstProblem(in: bytes)
+                #expect(foundation || problem != nil, "\(String(decoding: bytes, as: UTF8.self))")
+            }
+        }
+    }
+
+    @Test func noSuggestionWorkForAbsurdNames() {
+        let start = ContinuousClock.now
+        #expect(Suggestion.closest(to: String(repeating: "y", count: 4 << 20), among: ["world", "cluster", "host"]) == nil)
+        #expect(Suggestion.closest(to: "wrold", among: ["world", "cluster", "host"]) == "world")
+        #expect(ContinuousClock.now - start < .seconds(1))
+        #expect(Suggestion.excerpt(String(repeating: "z", count: 1000)).count < 120)
     }
 }

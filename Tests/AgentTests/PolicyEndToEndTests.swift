@@ -452,5 +452,12 @@ import TestSupport
         #expect(failed.0 == 1)
         #expect(failed.1.contains("bad.yaml:9:"), "\(failed.1)")
         #expect(failed.1.contains("TCP"), "\(failed.1)")
+        // Nothing in a file is not a valid policy (issue 16: each said "valid ()").
+        for (i, text) in ["", "null\n", "# only a comment\n", "---\n"].enumerated() {
+            let empty = dir.path + "/empty\(i).yaml"
+            try text.write(toFile: empty, atomically: true, encoding: .utf8)
+            let r = try runCapturing([cli, "policy", "validate", empty])
+            #expect(r.0 == 1 && r.1.contains("empty\(i).yaml:1:1: no policy in it"), "\(text.debugDescription): \(r.1)")
+        }
     }
 }

@@ -219,6 +219,21 @@ struct CNIPluginTests {
         #expect(badMTU.code == 6, "\(badMTU)")
         #expect(badMTU.msg.contains("mtu"))
 
+        // Numbers no integer type holds (issue 16: the plugin trapped, exit 132, no JSON): the spec's error.
+        for (raw, field) in [(#"{"cniVersion":"1.0.0","name":"c","type":"cilium-cni","mtu":1e19}"#, "mtu"),
+                             (#"{"cniVersion":"1.0.0","name":"c","type":"cilium-cni","mtu":-1e300}"#, "mtu"),
+                             (#"{"cniVersion":"1.0.0","name":"c","type":"cilium-cni","prevResult":{"cniVersion":"1.0.0","ips":[{"address":"10.0.0.2/24","interface":1e30}]}}"#,
+                              "interface")] {
+            for command in ["ADD", "GC", "CHECK"] {
+                let run = try await f.run(command, stdin: Data(raw.utf8))
+                #expect(run.status == 1 && run.code != nil, "\(command) \(raw): \(run)")
+                #expect(run.msg.contains(field), "\(run)")
+            }
+        }
+        // Where the JSON breaks, by line and column.
+        let broken = try await f.run("ADD", stdin: Data("{\"cniVersion\": \"1.0.0\",\n \"name\": \"c\" x}".utf8))
+        #expect(broken.details == "line 2, column 14: expected ',' or '}', found 'x'", "\(broken)")
+
         let badLabel = try await f.run("ADD", config: f.config(extra: ["args": ["cni": ["labels": ["novalue"]]]]))
         #expect(badLabel.code == 6, "\(badLabel)")
         #expect(badLabel.msg.contains("args.cni.labels[0]"))

@@ -39,6 +39,14 @@ struct OverrideTests {
         #expect(try ConfigLoader.parse(yaml: "", overrides: ["agent.nodeName="]).agent.nodeName == "")
     }
 
+    /// Issue 16: a 100,000-character key took 14.7 s (a quadratic suggestion) and was printed whole.
+    @Test func anAbsurdKeyIsRefusedAtOnceAndQuotedShort() {
+        let start = ContinuousClock.now
+        let text = message("", overrides: [String(repeating: "k", count: 100_000) + "=1"]) ?? ""
+        #expect(ContinuousClock.now - start < .seconds(1))
+        #expect(text.count < 600 && text.contains("(100002 bytes)"), "\(text.prefix(300))")
+    }
+
     @Test("errors name the --set")
     func errors() {
         #expect(message("", overrides: ["hubble.enabled=maybe"])

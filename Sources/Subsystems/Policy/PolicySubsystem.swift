@@ -231,7 +231,9 @@ public actor PolicySubsystem: SteppedSubsystem {
             }
             do {
                 let policies = try PolicyParser.parse(text, file: source)
-                guard !policies.isEmpty else { return .error(status: 400, message: "\(source): no policy in the input") }
+                guard !policies.isEmpty else {
+                    return .error(status: 400, message: "\(source):1:1: no policy in it (empty, null or only comments); a policy has apiVersion, kind, metadata.name and spec")
+                }
                 let rev = await engine.apply(policies, source: "api")
                 return .json(PolicyImportResponse(revision: rev, policies: policies.map(\.qualifiedName)))
             } catch {
