@@ -3,6 +3,7 @@ import AgentModel
 import API
 import Config
 import Datapath
+import Diagnostics
 import Foundation
 import Glibc
 import Reconciler
@@ -99,7 +100,10 @@ public actor AgentDaemon {
     }
 
     private func startDatapath() async throws {
-        try FileManager.default.createDirectory(atPath: config.agent.stateDir, withIntermediateDirectories: true)
+        if let why = Self.makeDirectories(config.agent.stateDir) {
+            throw AgentError("agent.stateDir: cannot create \(config.agent.stateDir): \(why); "
+                             + "set agent.stateDir to a directory the agent can write")
+        }
         for s in subsystems.values { await s.configure(from: config, at: place) }
         // What an earlier agent left of a subsystem this config disables goes first.
         for name in host.order.reversed() where !config.enabledSubsystems.contains(name) {
@@ -124,6 +128,19 @@ public actor AgentDaemon {
     }
 
     static let firstSyncWait: Duration = .seconds(10)
+
+    /// `mkdir -p`; nil when the directory is there, else why not in errno's words ("Permission
+    /// denied"): Foundation's error on Linux says only "NSCocoaErrorDomain error 512".
+    static func makeDirectories(_ path: String) -> String? {
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            prefix += "/" + part
+            if mkdir(prefix, 0o755) != 0, errno != EEXIST { return errnoText(errno) }
+        }
+        var st = stat()
+        guard stat(path, &st) == 0 else { return errnoText(errno) }
+        return st.st_mode & S_IFMT == S_IFDIR ? nil : errnoText(ENOTDIR)
+    }
 
     private func startAPI() throws {
         let server = UnixHTTPServer(socketPath: config.agent.socketPath) { [weak self] request in

@@ -1,3 +1,4 @@
+import Diagnostics
 import Foundation
 import ManifestYAML
 import Yams
@@ -76,7 +77,8 @@ public enum ConfigLoader {
     static func duplicateKey(among names: [String], in yaml: String, file: String) -> ConfigError? {
         var stack: [(indent: Int, key: String)] = []
         var seen: [String: Int] = [:] // dotted path -> first line
-        for (i, raw) in yaml.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // "\r\n" is one Character: a CRLF file's lines split on it too.
+        for (i, raw) in yaml.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             let line = raw.drop { $0 == " " }
             let indent = raw.count - line.count
             guard !line.isEmpty, !line.hasPrefix("#"), !line.hasPrefix("-"), let colon = line.firstIndex(of: ":") else { continue }
@@ -101,6 +103,11 @@ public enum ConfigLoader {
             let while_ = context.map { " (\($0.text) at line \($0.mark.line), column \($0.mark.column))" } ?? ""
             return ConfigError(origin: .position(file: file, line: mark.line, column: mark.column),
                                problem: "invalid YAML: \(problem)\(while_)")
+        case let .duplicatedKeysInMapping(duplicates, context):
+            // Where the line-based search found nothing (a flow mapping, {a: 1, a: 2}): Yams' mark.
+            let names = duplicates.map { "\"\(Suggestion.excerpt($0))\"" }.joined(separator: ", ")
+            return ConfigError(origin: .position(file: file, line: context.mark.line, column: context.mark.column),
+                               problem: "duplicate key \(names) in this mapping; keep one")
         case let .reader(problem, offset, _, yaml):
             guard let offset else { return ConfigError(origin: .file(file), problem: "invalid YAML: \(problem)") }
             var line = 1, column = 1
@@ -110,7 +117,8 @@ public enum ConfigLoader {
             return ConfigError(origin: .position(file: file, line: line, column: column),
                                problem: "invalid YAML: \(problem)")
         default:
-            return ConfigError(origin: .file(file), problem: "invalid YAML: \(error)")
+            // Never the whole text (some of Yams' descriptions quote it).
+            return ConfigError(origin: .file(file), problem: "invalid YAML: \(Suggestion.excerpt("\(error)", limit: 200))")
         }
     }
 

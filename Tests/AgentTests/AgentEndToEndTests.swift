@@ -330,6 +330,15 @@ func slotID(_ agent: AgentUnderTest, _ stage: cilium_stage) throws -> UInt32? {
         #expect(agent.log.contains("maglev.tableSize"))
     }
 
+    /// Issue 16: an unwritable state directory printed Foundation's NSCocoaErrorDomain dump and no key.
+    @Test func anUnwritableStateDirIsNamedInWords() throws {
+        let agent = try AgentUnderTest("statedir")
+        #expect(throws: TestFailure.self) { try agent.start(timeout: .seconds(10), arguments: ["--set", "agent.stateDir=/dev/null/state"]) }
+        #expect(agent.process?.terminationStatus == 1)
+        #expect(agent.log.contains("agent.stateDir: cannot create /dev/null/state: Not a directory"), "\(agent.log.suffix(500))")
+        #expect(!agent.log.contains("NSCocoaErrorDomain"))
+    }
+
     @Test func setOverridesTheFileAndABadSetRefusesToStart() throws {
         let agent = try AgentUnderTest("setflag")
         try agent.start(arguments: ["--set", "hubble.enabled=false", "--set", "hostFirewall.enabled=true"])

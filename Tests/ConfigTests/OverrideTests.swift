@@ -47,6 +47,17 @@ struct OverrideTests {
         #expect(text.count < 600 && text.contains("(100002 bytes)"), "\(text.prefix(300))")
     }
 
+    /// Issue 16: a duplicate key in a flow mapping, or in a CRLF file, printed the whole file and no place.
+    @Test func duplicateKeysAreLocatedInFlowMappingsAndCRLFFiles() {
+        let padding = String(repeating: "# a comment line to make the file long\n", count: 300)
+        let flow = message(padding + "hubble: {enabled: true, enabled: false}\n") ?? ""
+        #expect(flow.hasPrefix("node.yaml:301:"), "\(flow.prefix(200))")
+        #expect(flow.contains("duplicate key \"enabled\"") && flow.count < 300, "\(flow.prefix(300))")
+        let crlf = message((padding + "hubble:\n  enabled: true\n  enabled: false\n").replacingOccurrences(of: "\n", with: "\r\n")) ?? ""
+        #expect(crlf.hasPrefix("node.yaml:303:3: duplicate key \"hubble.enabled\""), "\(crlf.prefix(300))")
+        #expect(crlf.count < 300)
+    }
+
     @Test("errors name the --set")
     func errors() {
         #expect(message("", overrides: ["hubble.enabled=maybe"])
