@@ -433,8 +433,15 @@ private struct PolicyReader {
                     guard !label.name.isEmpty else {
                         throw fail(label.key, "\(fieldPath): a label key cannot be empty")
                     }
-                    selector.matchLabels[label.name] = isNull(label.value)
+                    if let why = LabelText.keyProblem(label.name) {
+                        throw fail(label.key, "\(fieldPath): \"\(Suggestion.excerpt(label.name))\" is not a label key: \(why)")
+                    }
+                    let value = isNull(label.value)
                         ? "" : try string(label.value, path: join(fieldPath, label.name), what: "a label value")
+                    if let why = LabelText.valueProblem(value) {
+                        throw fail(label.value, "\(join(fieldPath, label.name)): \"\(Suggestion.excerpt(value))\" is not a label value: \(why)")
+                    }
+                    selector.matchLabels[label.name] = value
                 }
             case "matchExpressions":
                 if isNull(entry.value) { continue }
@@ -463,7 +470,11 @@ private struct PolicyReader {
             if isNull(entry.value) { continue }
             switch entry.name {
             case "key":
-                key = try string(entry.value, path: fieldPath, what: "a label key")
+                let k = try string(entry.value, path: fieldPath, what: "a label key")
+                if let why = LabelText.keyProblem(k) {
+                    throw fail(entry.value, "\(fieldPath): \"\(Suggestion.excerpt(k))\" is not a label key: \(why)")
+                }
+                key = k
             case "operator":
                 let name = try string(entry.value, path: fieldPath, what: "an operator")
                 let all: [LabelSelector.Operator] = [.in, .notIn, .exists, .doesNotExist]
@@ -477,7 +488,11 @@ private struct PolicyReader {
             default: // values
                 valuesNode = entry.value
                 for (index, item) in try list(entry.value, path: fieldPath, of: "label values").enumerated() {
-                    values.append(try string(item, path: "\(fieldPath)[\(index)]", what: "a label value"))
+                    let v = try string(item, path: "\(fieldPath)[\(index)]", what: "a label value")
+                    if let why = LabelText.valueProblem(v) {
+                        throw fail(item, "\(fieldPath)[\(index)]: \"\(Suggestion.excerpt(v))\" is not a label value: \(why)")
+                    }
+                    values.append(v)
                 }
             }
         }

@@ -117,6 +117,16 @@ struct NetworkConfig {
     }
 
     /// args.cni.labels (CNI CONVENTIONS): [{"key": k, "value": v}] or, as a shorthand, ["k=v"].
+    /// Kubernetes' rules for a pod label (the same as policy selectors apply).
+    private static func checkLabel(_ key: String, _ value: String, field: String) throws(CNIError) {
+        if let why = LabelText.keyProblem(key) {
+            throw CNIError(.invalidConfig, "invalid field \"\(field)\": \"\(Suggestion.excerpt(key))\" is not a label key", details: why)
+        }
+        if let why = LabelText.valueProblem(value) {
+            throw CNIError(.invalidConfig, "invalid field \"\(field)\": \"\(Suggestion.excerpt(value))\" is not a label value", details: why)
+        }
+    }
+
     private static func parseLabels(_ root: JSONValue) throws(CNIError) -> [String] {
         guard let args = root["args"], args != .null else { return [] }
         guard case .object = args else { throw CNIError(.decodingFailure, "field \"args\" must be an object, got \(args.typeName)") }
@@ -131,9 +141,10 @@ struct NetworkConfig {
             let field = "args.cni.labels[\(i)]"
             switch item {
             case .string(let s):
-                guard s.contains("="), !s.hasPrefix("=") else {
-                    throw CNIError(.decodingFailure, "field \"\(field)\" must be \"key=value\", got \"\(s)\"")
+                guard let eq = s.firstIndex(of: "="), eq != s.startIndex else {
+                    throw CNIError(.decodingFailure, "field \"\(field)\" must be \"key=value\", got \"\(Suggestion.excerpt(s))\"")
                 }
+                try checkLabel(String(s[..<eq]), String(s[s.index(after: eq)...]), field: field)
                 result.append(s)
             case .object:
                 guard case .string(let key)? = item["key"], !key.isEmpty else {
@@ -142,6 +153,7 @@ struct NetworkConfig {
                 guard case .string(let value)? = item["value"] else {
                     throw CNIError(.decodingFailure, "field \"\(field).value\" must be a string")
                 }
+                try checkLabel(key, value, field: field)
                 result.append("\(key)=\(value)")
             default:
                 throw CNIError(.decodingFailure,

@@ -234,6 +234,12 @@ struct CNIPluginTests {
         let broken = try await f.run("ADD", stdin: Data("{\"cniVersion\": \"1.0.0\",\n \"name\": \"c\" x}".utf8))
         #expect(broken.details == "line 2, column 14: expected ',' or '}', found 'x'", "\(broken)")
 
+        // Kubernetes' label rules (issue 16: `$(id)`, NUL bytes and megabytes were accepted).
+        for (label, what) in [("app=$(id)", "label value"), ("ap\u{0}p=x", "label key"), ("app=" + String(repeating: "v", count: 100_000), "label value")] {
+            let refused = try await f.run("ADD", config: f.config(extra: ["args": ["cni": ["labels": [label]]]]))
+            #expect(refused.status == 1 && refused.msg.contains(what) && refused.msg.count < 300, "\(refused.msg.prefix(300))")
+        }
+
         let badLabel = try await f.run("ADD", config: f.config(extra: ["args": ["cni": ["labels": ["novalue"]]]]))
         #expect(badLabel.code == 6, "\(badLabel)")
         #expect(badLabel.msg.contains("args.cni.labels[0]"))

@@ -59,4 +59,39 @@ import TestSupport
         }
         #expect(ContinuousClock.now - start < .seconds(1))
     }
+
+    /// Kubernetes' label rules, in selectors: a NUL byte, a megabyte and `$(id)` were accepted.
+    @Test(arguments: ["app\u{0}x", "$(id)", String(repeating: "a", count: 64), "-app", "Upper.Case/x", "k8s:", "K8S:app"])
+    func badLabelKeysAreRefused(_ key: String) {
+        let text = """
+            {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "l"},
+             "spec": {"endpointSelector": {"matchLabels": {\(String(decoding: try! JSONEncoder().encode(key), as: UTF8.self)): "x"}}}}
+            """
+        #expect(throws: PolicyError.self, "\(key.debugDescription)") { try PolicyParser.parse(text, file: "l.json") }
+    }
+
+    @Test(arguments: ["app\u{0}", "$(id)", String(repeating: "v", count: 1 << 20), "a b"])
+    func badLabelValuesAreRefused(_ value: String) {
+        let text = """
+            {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "l"},
+             "spec": {"endpointSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": [\(String(decoding: try! JSONEncoder().encode(value), as: UTF8.self))]}]}}}
+            """
+        do {
+            _ = try PolicyParser.parse(text, file: "l.json")
+            Issue.record("accepted \(value.prefix(20).debugDescription)")
+        } catch {
+            #expect(error.description.contains("is not a label value") && error.description.count < 600, "\(error.description.prefix(300))")
+        }
+    }
+
+    @Test func usualLabelKeysRead() throws {
+        for key in ["app", "k8s:app", "any:app", "app.kubernetes.io/name", "k8s:io.kubernetes.pod.namespace", "reserved:host",
+                    "io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name", "A_b-c.9"] {
+            let text = """
+                {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "l"},
+                 "spec": {"endpointSelector": {"matchLabels": {"\(key)": "v-1.x_Y"}}}}
+                """
+            #expect(try PolicyParser.parse(text, file: "l.json").count == 1, "\(key)")
+        }
+    }
 }
