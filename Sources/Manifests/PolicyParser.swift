@@ -29,6 +29,10 @@ public enum PolicyParser {
 private enum PolicyFields {
     static let apiVersion = "cilium.io/v2"
     static let topLevel = ["apiVersion", "kind", "metadata", "spec", "specs"]
+    static let metadata = ["name", "namespace", "labels"]
+    /// The rest of Kubernetes' ObjectMeta: accepted, not used.
+    static let otherMetadata = ["annotations", "uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp",
+                                "deletionGracePeriodSeconds", "generateName", "ownerReferences", "finalizers", "managedFields", "selfLink"]
     static let list = ["apiVersion", "kind", "metadata", "items"]
     static let rule = ["endpointSelector", "ingress", "ingressDeny", "egress", "egressDeny",
                        "enableDefaultDeny", "labels", "description"]
@@ -320,10 +324,19 @@ private struct PolicyReader {
                 for label in map.entries {
                     let value = isNull(label.value)
                         ? "" : try string(label.value, path: join(fieldPath, label.name), what: "a label value")
+                    if let why = LabelText.keyProblem(label.name) {
+                        throw fail(label.key, "\(fieldPath): \"\(Suggestion.excerpt(label.name))\" is not a label key: \(why)")
+                    }
+                    if let why = LabelText.valueProblem(value) {
+                        throw fail(label.value, "\(join(fieldPath, label.name)): \"\(Suggestion.excerpt(value))\" is not a label value: \(why)")
+                    }
                     labels.append("\(label.name)=\(value)")
                 }
+            case _ where PolicyFields.otherMetadata.contains(field.name):
+                break // annotations, uid, resourceVersion, ...: Kubernetes' own, not ours
             default:
-                break // annotations, uid, resourceVersion, generation, creationTimestamp, ...: not ours
+                // A typo here would land the policy somewhere else (namespce: prod -> default).
+                throw unknownField(field, in: path, allowed: PolicyFields.metadata + PolicyFields.otherMetadata)
             }
         }
         guard let name else {
@@ -918,7 +931,7 @@ private struct PolicyReader {
 
     private func unknownField(_ entry: Fields.Entry, in path: String, allowed: [String],
                               unsupported: [String] = []) -> PolicyError {
-        var problem = "\(at(path))unknown field \"\(entry.name)\""
+        var problem = "\(at(path))unknown field \"\(Suggestion.excerpt(entry.name))\""
             + ManifestText.endOfSentence(suggesting: ManifestText.suggestion(for: entry.name, among: allowed + unsupported))
         if !allowed.isEmpty {
             problem += " Allowed here: \(allowed.joined(separator: ", "))"

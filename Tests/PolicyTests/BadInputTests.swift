@@ -94,4 +94,27 @@ import TestSupport
             #expect(try PolicyParser.parse(text, file: "l.json").count == 1, "\(key)")
         }
     }
+
+    /// A typo in metadata landed the policy in "default" (issue 16); Kubernetes' own fields still pass.
+    @Test func unknownMetadataFieldsAreRefused() throws {
+        let typo = """
+            apiVersion: cilium.io/v2
+            kind: CiliumNetworkPolicy
+            metadata: {name: p, namespce: prod}
+            spec: {endpointSelector: {}}
+            """
+        do {
+            _ = try PolicyParser.parse(typo, file: "p.yaml")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.description.hasPrefix("p.yaml:3:21: metadata: unknown field \"namespce\"; did you mean namespace?"), "\(error)")
+        }
+        let kube = """
+            apiVersion: cilium.io/v2
+            kind: CiliumNetworkPolicy
+            metadata: {name: p, namespace: prod, annotations: {a: b}, uid: x, resourceVersion: "1", generation: 2}
+            spec: {endpointSelector: {}}
+            """
+        #expect(try PolicyParser.parse(kube, file: "p.yaml").first?.namespace == "prod")
+    }
 }
