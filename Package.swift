@@ -66,7 +66,7 @@ let package = Package(
         // HTTP/1.1 over the agent's unix socket (and its TCP metrics ports): server and client.
         .target(name: "HTTPTransport", dependencies: ["Diagnostics"], swiftSettings: swift6),
         // What the agent's subsystems share: the subsystem contract, SharedState, ipcache entries, state files.
-        .target(name: "AgentModel", dependencies: ["API", "HTTPTransport", "Config", "Datapath", "LinuxNet", "Reconciler", "CBPF"],
+        .target(name: "AgentModel", dependencies: ["API", "HTTPTransport", "Config", "Datapath", "LinuxNet", "Reconciler", "CBPF", "Diagnostics"],
                 swiftSettings: swift6),
         // `hubble observe`'s filters and printer (also the agent's server-side filter).
         .target(name: "FlowDisplay", dependencies: ["API", "LinuxNet"], swiftSettings: swift6),
@@ -84,7 +84,7 @@ let package = Package(
         .executableTarget(name: "cilium-agent", dependencies: [
             "Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swift6),
         .executableTarget(name: "cilium", dependencies: [
-            "API", "HTTPTransport", "Config", "Manifests", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swift6),
+            "API", "HTTPTransport", "Config", "Manifests", "Diagnostics", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swift6),
         .executableTarget(name: "cilium-sandbox", dependencies: [
             "Agent", "Datapath", "LinuxNet", "API", "HTTPTransport", "Config", "Diagnostics", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swift6),

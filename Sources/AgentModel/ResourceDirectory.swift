@@ -1,4 +1,5 @@
 import API
+import Diagnostics
 import Foundation
 
 /// The resource directory as a way in for manifests (policies, services):
@@ -38,13 +39,23 @@ public actor ResourceDirectory {
 
     public func scan() async {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
-        let files: [File] = names.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") || $0.hasSuffix(".json") }.compactMap { name in
+        var files: [File] = []
+        for name in names where name.hasSuffix(".yaml") || name.hasSuffix(".yml") || name.hasSuffix(".json") {
             let file = path + "/" + name
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8), wants(text) else { return nil }
-            return (file, text)
+            guard let data = FileManager.default.contents(atPath: file) else { continue }
+            switch UTF8Text.decode(data, file: file) {
+            case .success(let text): if wants(text) { files.append((file, text)) }
+            case .failure(let error):
+                // Not skipped silently: what is in force stays, and status says which file and where.
+                lastError = "resource directory: \(error) (the resources in force stay as they were)"
+                return
+            }
         }
         let sig = files.map { "\($0.path)\u{0}\($0.text.hashValue)" }
-        guard sig != signature else { return }
+        guard sig != signature else {
+            lastError = nil // what is in force is what the directory holds (a refused file is gone)
+            return
+        }
         if let error = await apply(files) {
             lastError = "resource directory: \(error)"
         } else {

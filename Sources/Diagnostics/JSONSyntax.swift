@@ -141,3 +141,31 @@ public enum JSONSyntax {
     private static func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
     private static func isHex(_ c: UInt8) -> Bool { isDigit(c) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46) }
 }
+
+/// Text files read strictly: invalid UTF-8 is refused with its place, never replaced silently
+/// (the config loader refuses it; policies and services now do the same).
+public enum UTF8Text {
+    /// The text, or why not: "FILE:LINE:COLUMN: not UTF-8 (byte 0xff); save the file as UTF-8".
+    public static func decode(_ bytes: some Collection<UInt8>, file: String) -> Result<String, UTF8Error> {
+        let b = Array(bytes)
+        if let text = String(validating: b, as: UTF8.self) { return .success(text) }
+        // Find the first byte that does not start or continue a valid sequence.
+        var i = 0, line = 1, column = 1
+        while i < b.count {
+            let c = b[i]
+            let length = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0
+            var ok = length > 0 && i + length <= b.count
+            if ok && length > 1 { ok = String(validating: b[i..<i + length], as: UTF8.self) != nil }
+            guard ok else {
+                return .failure(UTF8Error(description: "\(file):\(line):\(column): not UTF-8 (byte 0x\(String(c, radix: 16))); save the file as UTF-8"))
+            }
+            if c == 0x0A { line += 1; column = 1 } else { column += 1 }
+            i += length
+        }
+        return .failure(UTF8Error(description: "\(file): not UTF-8; save the file as UTF-8"))
+    }
+
+    public struct UTF8Error: Error, CustomStringConvertible, Sendable {
+        public var description: String
+    }
+}

@@ -1,5 +1,6 @@
 import API
 import ArgumentParser
+import Diagnostics
 import Foundation
 import Manifests
 
@@ -11,13 +12,17 @@ struct PolicyCommand: ParsableCommand {
 
     /// The text of FILE, or of stdin for "-".
     static func read(_ file: String) throws -> String {
+        let data: Data
         if file == "-" {
-            return String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        } else {
+            guard let d = FileManager.default.contents(atPath: file) else {
+                throw CLIError("cannot read \(file): no such file or not readable")
+            }
+            data = d
         }
-        guard let data = FileManager.default.contents(atPath: file) else {
-            throw CLIError("cannot read \(file): no such file or not readable")
-        }
-        return String(decoding: data, as: UTF8.self)
+        // Invalid UTF-8 is refused with its place, as the config loader does (never replaced).
+        return try UTF8Text.decode(data, file: file == "-" ? "stdin" : file).get()
     }
 
     struct Import: ParsableCommand {

@@ -141,6 +141,16 @@ import Testing
         }
     }
 
+    @Test func invalidUTF8IsPlaced() {
+        #expect((try? UTF8Text.decode(Array("a: é\n".utf8), file: "f").get()) == "a: é\n")
+        let bad: [UInt8] = Array("a: 1\nb: x".utf8) + [0xFF] + Array("\n".utf8)
+        #expect(throws: UTF8Text.UTF8Error.self) { try UTF8Text.decode(bad, file: "f.yaml").get() }
+        if case .failure(let e) = UTF8Text.decode(bad, file: "f.yaml") {
+            #expect(e.description == "f.yaml:2:5: not UTF-8 (byte 0xff); save the file as UTF-8")
+        }
+        if case .failure(let e) = UTF8Text.decode([0x61, 0xC3], file: "t") { #expect(e.description.hasPrefix("t:1:2: not UTF-8 (byte 0xc3)")) }
+    }
+
     @Test func noSuggestionWorkForAbsurdNames() {
         let start = ContinuousClock.now
         #expect(Suggestion.closest(to: String(repeating: "y", count: 4 << 20), among: ["world", "cluster", "host"]) == nil)

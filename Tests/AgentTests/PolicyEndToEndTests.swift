@@ -452,6 +452,13 @@ import TestSupport
         #expect(failed.0 == 1)
         #expect(failed.1.contains("bad.yaml:9:"), "\(failed.1)")
         #expect(failed.1.contains("TCP"), "\(failed.1)")
+        // Invalid UTF-8 is refused with its place (issue 16: it was replaced silently).
+        let latin1 = dir.path + "/latin1.yaml"
+        var bytes = Array((Self.header + "x\n").utf8)
+        bytes.insert(0xE9, at: bytes.count - 2)
+        try Data(bytes).write(to: URL(fileURLWithPath: latin1))
+        let notUTF8 = try runCapturing([cli, "policy", "validate", latin1])
+        #expect(notUTF8.0 == 1 && notUTF8.1.contains("latin1.yaml:") && notUTF8.1.contains("not UTF-8 (byte 0xe9)"), "\(notUTF8.1)")
         // Nothing in a file is not a valid policy (issue 16: each said "valid ()").
         for (i, text) in ["", "null\n", "# only a comment\n", "---\n"].enumerated() {
             let empty = dir.path + "/empty\(i).yaml"
