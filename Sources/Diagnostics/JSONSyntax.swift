@@ -78,6 +78,15 @@ public enum JSONSyntax {
             }
             return nil
         }
+        /// A member's key and its colon.
+        func key() -> Problem? {
+            guard i < b.count, b[i] == 0x22 else { return problem("expected a key in quotes, found \(found())") }
+            if let p = string() { return p }
+            skipSpace()
+            guard i < b.count, b[i] == 0x3A else { return problem("expected ':' after the key, found \(found())") }
+            i += 1
+            return nil
+        }
         // The open containers: true for an object.
         var stack: [Bool] = []
         var expectValue = true
@@ -95,13 +104,7 @@ public enum JSONSyntax {
                         expectValue = false
                     } else {
                         stack.append(object)
-                        if object {
-                            guard i < b.count, b[i] == 0x22 else { return problem("expected a key in quotes, found \(found())") }
-                            if let p = string() { return p }
-                            skipSpace()
-                            guard i < b.count, b[i] == 0x3A else { return problem("expected ':' after the key, found \(found())") }
-                            i += 1
-                        }
+                        if object, let p = key() { return p }
                         skipSpace()
                         continue
                     }
@@ -120,14 +123,8 @@ public enum JSONSyntax {
             if b[i] == 0x2C {
                 i += 1
                 skipSpace()
-                if object {
-                    guard i < b.count, b[i] == 0x22 else { return problem("expected a key in quotes, found \(found())") }
-                    if let p = string() { return p }
-                    skipSpace()
-                    guard i < b.count, b[i] == 0x3A else { return problem("expected ':' after the key, found \(found())") }
-                    i += 1
-                    skipSpace()
-                }
+                if object, let p = key() { return p }
+                skipSpace()
                 expectValue = true
             } else if b[i] == (object ? 0x7D : 0x5D) {
                 i += 1
