@@ -116,6 +116,36 @@ public struct ManifestSource: Sendable {
         self.text = text
     }
 
+    /// The largest document a reader parses: Kubernetes keeps an object under 1.5 MiB (etcd's
+    /// request limit); twice that leaves room, and a bigger one (5 MB took seconds and hundreds
+    /// of MB to parse) is refused before any parsing.
+    public static let largestDocument = 3 << 20
+
+    /// Refuses a document (the text between `---` lines) larger than `largestDocument`.
+    public func checkDocumentSizes() throws(ManifestError) {
+        guard text.utf8.count > Self.largestDocument else { return }
+        var start = 0, startLine = 1, line = 1, atLineStart = true, offset = 0
+        let bytes = Array(text.utf8)
+        func check(until end: Int) throws(ManifestError) {
+            if end - start > Self.largestDocument {
+                throw ManifestError(file: file, line: startLine, column: 1,
+                                    problem: "this document is \(end - start) bytes; at most \(Self.largestDocument) are read "
+                                        + "(Kubernetes keeps an object under 1.5 MiB); split it into several documents")
+            }
+        }
+        while offset < bytes.count {
+            if atLineStart, bytes.count - offset >= 3, bytes[offset] == 0x2D, bytes[offset + 1] == 0x2D, bytes[offset + 2] == 0x2D {
+                try check(until: offset)
+                start = offset
+                startLine = line
+            }
+            atLineStart = bytes[offset] == 0x0A
+            if atLineStart { line += 1 }
+            offset += 1
+        }
+        try check(until: bytes.count)
+    }
+
     /// The problem at `node` (its line and column).
     public func error(at node: Node, _ problem: String) -> ManifestError {
         ManifestError(file: file, line: node.mark?.line ?? 1, column: node.mark?.column ?? 1, problem: problem)

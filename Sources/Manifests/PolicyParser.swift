@@ -140,6 +140,7 @@ private struct PolicyReader {
     let text: String
 
     func readAll() throws(PolicyError) -> [Policy] {
+        try source.checkDocumentSizes()
         let parser: Parser
         do {
             parser = try Parser(yaml: text, resolver: .default, constructor: .default, encoding: .utf8)

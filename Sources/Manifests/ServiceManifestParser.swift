@@ -125,6 +125,7 @@ private struct ManifestReader {
     }
 
     func readAll() throws(ServiceManifestError) -> ServiceDocuments {
+        try source.checkDocumentSizes()
         let parser: Parser
         do {
             parser = try Parser(yaml: text, resolver: .default, constructor: .default, encoding: .utf8)

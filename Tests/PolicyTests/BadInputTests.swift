@@ -117,4 +117,19 @@ import TestSupport
             """
         #expect(try PolicyParser.parse(kube, file: "p.yaml").first?.namespace == "prod")
     }
+
+    /// A 5 MB policy took seconds and hundreds of MB to parse; it is refused before parsing.
+    @Test func aFiveMegabyteDocumentIsRefusedAtOnce() {
+        let rule = "  - fromEndpoints: [{matchLabels: {app: x}}]\n"
+        let text = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: big}\nspec:\n  endpointSelector: {}\n  ingress:\n"
+            + String(repeating: rule, count: 5_000_000 / rule.utf8.count)
+        let start = ContinuousClock.now
+        do {
+            _ = try PolicyParser.parse("# a small first document\n---\n" + text, file: "big.yaml")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.description.hasPrefix("big.yaml:2:1: this document is "), "\(error.description.prefix(200))")
+        }
+        #expect(ContinuousClock.now - start < .seconds(1))
+    }
 }
