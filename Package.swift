@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "CBPF", "Reconciler", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "CNITests", dependencies: ["API", "HTTPTransport", "Datapath", "LinuxNet", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "AddressingTests", dependencies: ["Addressing", "Config", "Datapath", "Manifests", "Diagnostics"], swiftSettings: swift6),
+        .testTarget(name: "AddressingTests", dependencies: ["Addressing", "Config", "Datapath", "Manifests", "Diagnostics", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "AgentModel", "HTTPTransport", "FlowDisplay", "Config", "Datapath", "LinuxNet", "CBPF", "Networking", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),
     ]

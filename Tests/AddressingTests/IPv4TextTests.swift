@@ -6,6 +6,7 @@ import Datapath
 import LinuxNet
 import Manifests
 import Testing
+import TestSupport
 
 /// One reading of IPv4 text for the whole project: the config, both manifest
 /// readers and the datapath's values agree on what is an address.
@@ -138,6 +139,20 @@ import Testing
                 let problem = JSONSyntax.firstProblem(in: bytes)
                 #expect(foundation || problem != nil, "\(String(decoding: bytes, as: UTF8.self))")
             }
+        }
+    }
+
+    /// The readers every input meets first: no trap, no slow input (issue 16's fuzzing).
+    @Test func fuzzJSONSyntaxUTF8AndAddresses() {
+        let seeds = [Fuzzer.repositoryFile("config/cilium-cni.conflist"),
+                     #"{"cniVersion":"1.0.0","name":"c","type":"cilium-cni","mtu":1400,"args":{"cni":{"labels":["app=web"]}},"prevResult":{"ips":[{"address":"10.0.0.2/24","interface":0}]}}"#,
+                     "10.0.0.1", "10.96.0.0/12"]
+        Fuzzer.run("JSON syntax, UTF-8 and IPv4 text", seeds: seeds) { text in
+            _ = JSONSyntax.firstProblem(in: Array(text.utf8))
+            _ = UTF8Text.decode(Array(text.utf8), file: "f")
+            _ = IPv4Text.address(text)
+            _ = IPv4Text.prefix(text, bareAddress: true)
+            _ = LabelText.keyProblem(text)
         }
     }
 
