@@ -50,7 +50,9 @@ struct Bench {
             return
         }
         if only == "policy" {
-            for (what, result, target) in try await SubsystemRows.policy() { print(pad(what, 58) + pad(result, 26) + target) }
+            for (what, result, target) in try await SubsystemRows.policy() + BadInputBenchmark.run() {
+                print(pad(what, 58) + pad(result, 26) + target)
+            }
             return
         }
         if only == "reconciler" {
@@ -71,6 +73,7 @@ struct Bench {
         rows += try CrossNode.run(bin: bin)
         rows += try ScaleBenchmark.run(bin: bin)
         rows += try await SubsystemRows.policy()
+        rows += BadInputBenchmark.run()
         rows += try await SubsystemRows.loadBalancer(bin: bin)
         rows += SubsystemRows.hubble(events: BenchMode.pick(1_000_000, quick: 100_000))
         print("")
