@@ -88,7 +88,9 @@ let package = Package(
         .executableTarget(name: "cilium-sandbox", dependencies: [
             "Agent", "Datapath", "LinuxNet", "API", "HTTPTransport", "Config", "Diagnostics", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swift6),
-        .executableTarget(name: "cilium-cni", dependencies: ["API", "HTTPTransport", "LinuxNet", "Diagnostics"], swiftSettings: swift6),
+        // The network configuration reader, a library so that tests can fuzz it in-process.
+        .target(name: "CNIConfig", dependencies: ["Diagnostics"], swiftSettings: swift6),
+        .executableTarget(name: "cilium-cni", dependencies: ["API", "HTTPTransport", "LinuxNet", "Diagnostics", "CNIConfig"], swiftSettings: swift6),
         .executableTarget(name: "hubble", dependencies: ["API", "HTTPTransport", "FlowDisplay"], swiftSettings: swift6),
         .executableTarget(name: "cilium-bench", dependencies: ["Agent", "Datapath", "KVStore", "LinuxNet", "Reconciler", "CBPF", "API", "AgentModel", "HTTPTransport", "FlowDisplay", "Manifests"]
                             + present("Policy", "LoadBalancer", "Hubble"),
@@ -97,7 +99,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Datapath", "LinuxNet", "ManifestYAML", "Config"], path: "Tests/TestSupport", swiftSettings: swift6),
         .testTarget(name: "ReconcilerTests", dependencies: ["Reconciler", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "CBPF", "Reconciler", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "CNITests", dependencies: ["API", "HTTPTransport", "Datapath", "LinuxNet", "TestSupport"], swiftSettings: swift6),
+        .testTarget(name: "CNITests", dependencies: ["API", "HTTPTransport", "Datapath", "LinuxNet", "TestSupport", "CNIConfig"], swiftSettings: swift6),
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "AddressingTests", dependencies: ["Addressing", "Config", "Datapath", "Manifests", "Diagnostics", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "TestSupport"], swiftSettings: swift6),

@@ -1,3 +1,4 @@
+import CNIConfig
 import HTTPTransport
 import API
 import Foundation

@@ -1,3 +1,4 @@
+import CNIConfig
 import Foundation
 
 /// The ADD result (SPEC "Success"): one host and one container interface, one IPv4 address, a default route.

@@ -1,3 +1,4 @@
+import CNIConfig
 import Foundation
 import Glibc
 

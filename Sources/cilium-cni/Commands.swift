@@ -1,3 +1,4 @@
+import CNIConfig
 import API
 import LinuxNet
 import Glibc

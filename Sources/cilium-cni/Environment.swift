@@ -1,3 +1,4 @@
+import CNIConfig
 import Diagnostics
 import LinuxNet
 import Glibc

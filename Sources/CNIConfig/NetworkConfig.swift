@@ -2,14 +2,14 @@ import Diagnostics
 import Foundation
 
 /// The CNI spec versions this plugin speaks. Results for 0.3.x/0.4.0 carry `ips[].version`.
-let supportedVersions = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
-let defaultAgentSocket = "/var/run/cilium/cilium.sock"
+package let supportedVersions = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+package let defaultAgentSocket = "/var/run/cilium/cilium.sock"
 
 /// A JSON value with its exact type, so decoding errors can name the field and what was wrong.
-enum JSONValue: Decodable {
+package enum JSONValue: Decodable {
     case null, bool(Bool), number(Double), string(String), array([JSONValue]), object([String: JSONValue])
 
-    init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null }
         else if let b = try? c.decode(Bool.self) { self = .bool(b) }
@@ -19,7 +19,7 @@ enum JSONValue: Decodable {
         else { self = .object(try c.decode([String: JSONValue].self)) }
     }
 
-    var typeName: String {
+    package var typeName: String {
         switch self {
         case .null: "null"
         case .bool: "a boolean"
@@ -30,33 +30,33 @@ enum JSONValue: Decodable {
         }
     }
 
-    subscript(key: String) -> JSONValue? {
+    package subscript(key: String) -> JSONValue? {
         if case .object(let o) = self { return o[key] }
         return nil
     }
 }
 
 /// The parts of the network configuration (stdin) cilium-cni uses.
-struct NetworkConfig {
-    var cniVersion: String
-    var name: String
-    var type: String
-    var agentSocket: String
-    var mtu: UInt32?
+package struct NetworkConfig {
+    package var cniVersion: String
+    package var name: String
+    package var type: String
+    package var agentSocket: String
+    package var mtu: UInt32?
     /// "key=value", from args.cni.labels.
-    var labels: [String]
-    var prevResult: PrevResult?
+    package var labels: [String]
+    package var prevResult: PrevResult?
 
     /// The expected state from a previous ADD's result.
-    struct PrevResult {
-        struct Interface { var name: String; var mac: String?; var sandbox: String? }
-        struct IP { var address: String; var gateway: String?; var interface: Int? }
-        var interfaces: [Interface]
-        var ips: [IP]
+    package struct PrevResult {
+        package struct Interface { package var name: String; package var mac: String?; package var sandbox: String? }
+        package struct IP { package var address: String; package var gateway: String?; package var interface: Int? }
+        package var interfaces: [Interface]
+        package var ips: [IP]
     }
 
     /// The cniVersion from stdin, if it can be read at all (for error objects and VERSION).
-    static func peekVersion(_ data: Data) -> String? {
+    package static func peekVersion(_ data: Data) -> String? {
         guard let value = try? JSONDecoder().decode(JSONValue.self, from: data),
               case .string(let v)? = value["cniVersion"] else { return nil }
         return v
@@ -64,7 +64,7 @@ struct NetworkConfig {
 
     /// Parses and validates stdin. Malformed JSON or a field of the wrong type: code 6 naming the field;
     /// a well-formed but unusable value: code 7; an unsupported cniVersion: code 1.
-    static func parse(_ data: Data) throws(CNIError) -> NetworkConfig {
+    package static func parse(_ data: Data) throws(CNIError) -> NetworkConfig {
         guard !data.isEmpty else {
             throw CNIError(.decodingFailure, "empty network configuration on stdin",
                            details: "the runtime must send the network configuration as JSON on stdin")
@@ -222,7 +222,7 @@ struct NetworkConfig {
     }
 
     /// A JSON number as the user wrote it, near enough: 1400, 1e+19, 1.5.
-    static func text(_ n: Double) -> String {
+    package static func text(_ n: Double) -> String {
         if let i = Int(exactly: n) { return String(i) }
         return "\(n)"
     }

@@ -2,18 +2,18 @@ import Foundation
 
 /// A CNI error object (SPEC "Error"): printed on stdout, exit status 1.
 /// Codes 0-99 are the spec's well-known ones; 100+ are this plugin's.
-struct CNIError: Error, CustomStringConvertible {
-    var code: Int
-    var msg: String
-    var details: String
+package struct CNIError: Error, CustomStringConvertible {
+    package var code: Int
+    package var msg: String
+    package var details: String
 
-    init(_ code: Code, _ msg: String, details: String = "") {
+    package init(_ code: Code, _ msg: String, details: String = "") {
         self.code = code.rawValue
         self.msg = msg
         self.details = details
     }
 
-    enum Code: Int {
+    package enum Code: Int {
         // Well-known codes of the CNI spec.
         case incompatibleVersion = 1
         case unsupportedField = 2
@@ -37,9 +37,9 @@ struct CNIError: Error, CustomStringConvertible {
         case checkFailed = 104
     }
 
-    var description: String { details.isEmpty ? msg : "\(msg): \(details)" }
+    package var description: String { details.isEmpty ? msg : "\(msg): \(details)" }
 
-    func json(cniVersion: String) -> Data {
+    package func json(cniVersion: String) -> Data {
         var object: [String: Any] = ["cniVersion": cniVersion, "code": code, "msg": msg]
         if !details.isEmpty { object["details"] = details }
         return (try? JSONSerialization.data(withJSONObject: object,
