@@ -96,24 +96,27 @@ public struct Fuzzer {
         return Double(line.split(separator: " ").dropFirst().first ?? "0").map { $0 / 1024 } ?? 0
     }
 
-    /// A small seeded generator (reproducible runs).
-    struct SplitMix {
-        var state: UInt64
-        init(_ seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
+    typealias SplitMix = SeededGenerator
 
     /// A file of the repository (seeds live with the project).
     public static func repositoryFile(_ path: String, from file: String = #filePath) -> String {
         var dir = URL(fileURLWithPath: file).deletingLastPathComponent()
         while dir.path != "/" && !FileManager.default.fileExists(atPath: dir.path + "/Package.swift") { dir.deleteLastPathComponent() }
         return (try? String(contentsOfFile: dir.path + "/" + path, encoding: .utf8)) ?? ""
+    }
+}
+
+/// SplitMix64: a small seeded generator, so that failures reproduce.
+public struct SeededGenerator: RandomNumberGenerator {
+    public var state: UInt64
+    public init(_ seed: UInt64) { state = seed }
+    public init(state: UInt64) { self.state = state }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
 #endif
