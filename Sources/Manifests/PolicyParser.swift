@@ -321,18 +321,7 @@ private struct PolicyReader {
                 }
                 namespace = value
             case "labels":
-                let map = try self.fields(field.value, path: fieldPath, what: "a mapping of label keys to values")
-                for label in map.entries {
-                    let value = isNull(label.value)
-                        ? "" : try string(label.value, path: join(fieldPath, label.name), what: "a label value")
-                    if let why = LabelText.keyProblem(label.name) {
-                        throw fail(label.key, "\(fieldPath): \"\(Suggestion.excerpt(label.name))\" is not a label key: \(why)")
-                    }
-                    if let why = LabelText.valueProblem(value) {
-                        throw fail(label.value, "\(join(fieldPath, label.name)): \"\(Suggestion.excerpt(value))\" is not a label value: \(why)")
-                    }
-                    labels.append("\(label.name)=\(value)")
-                }
+                labels = try labelMap(field.value, path: fieldPath).map { "\($0.key)=\($0.value)" }
             case _ where PolicyFields.otherMetadata.contains(field.name):
                 break // annotations, uid, resourceVersion, ...: Kubernetes' own, not ours
             default:
@@ -442,21 +431,7 @@ private struct PolicyReader {
             switch entry.name {
             case "matchLabels":
                 if isNull(entry.value) { continue }
-                let labels = try self.fields(entry.value, path: fieldPath, what: "a mapping of label keys to values")
-                for label in labels.entries {
-                    guard !label.name.isEmpty else {
-                        throw fail(label.key, "\(fieldPath): a label key cannot be empty")
-                    }
-                    if let why = LabelText.keyProblem(label.name) {
-                        throw fail(label.key, "\(fieldPath): \"\(Suggestion.excerpt(label.name))\" is not a label key: \(why)")
-                    }
-                    let value = isNull(label.value)
-                        ? "" : try string(label.value, path: join(fieldPath, label.name), what: "a label value")
-                    if let why = LabelText.valueProblem(value) {
-                        throw fail(label.value, "\(join(fieldPath, label.name)): \"\(Suggestion.excerpt(value))\" is not a label value: \(why)")
-                    }
-                    selector.matchLabels[label.name] = value
-                }
+                for (key, value) in try labelMap(entry.value, path: fieldPath) { selector.matchLabels[key] = value }
             case "matchExpressions":
                 if isNull(entry.value) { continue }
                 for (index, item) in try list(entry.value, path: fieldPath, of: "label requirements").enumerated() {
@@ -484,11 +459,7 @@ private struct PolicyReader {
             if isNull(entry.value) { continue }
             switch entry.name {
             case "key":
-                let k = try string(entry.value, path: fieldPath, what: "a label key")
-                if let why = LabelText.keyProblem(k) {
-                    throw fail(entry.value, "\(fieldPath): \"\(Suggestion.excerpt(k))\" is not a label key: \(why)")
-                }
-                key = k
+                key = try labelKey(entry.value, path: fieldPath)
             case "operator":
                 let name = try string(entry.value, path: fieldPath, what: "an operator")
                 let all: [LabelSelector.Operator] = [.in, .notIn, .exists, .doesNotExist]
@@ -502,11 +473,7 @@ private struct PolicyReader {
             default: // values
                 valuesNode = entry.value
                 for (index, item) in try list(entry.value, path: fieldPath, of: "label values").enumerated() {
-                    let v = try string(item, path: "\(fieldPath)[\(index)]", what: "a label value")
-                    if let why = LabelText.valueProblem(v) {
-                        throw fail(item, "\(fieldPath)[\(index)]: \"\(Suggestion.excerpt(v))\" is not a label value: \(why)")
-                    }
-                    values.append(v)
+                    values.append(try labelValue(item, path: "\(fieldPath)[\(index)]"))
                 }
             }
         }
@@ -898,6 +865,34 @@ private struct PolicyReader {
         let hint = ManifestText.endOfSentence(suggesting: ManifestText.suggestion(for: text, among: names.names))
         throw fail(typeNode, "\(typePath): unknown \(family) ICMP type \"\(text)\"\(hint) Use a number 0-255 "
             + "or one of: \(names.names.joined(separator: ", "))")
+    }
+
+    // MARK: Labels (Kubernetes' rules, with Cilium's source: prefix on keys)
+
+    /// A mapping of label keys to values (metadata.labels, matchLabels).
+    private func labelMap(_ node: Node, path: String) throws(PolicyError) -> [(key: String, value: String)] {
+        var labels: [(key: String, value: String)] = []
+        for label in try fields(node, path: path, what: "a mapping of label keys to values").entries {
+            labels.append((try labelKey(label.key, path: path), try labelValue(label.value, path: join(path, label.name))))
+        }
+        return labels
+    }
+
+    private func labelKey(_ node: Node, path: String) throws(PolicyError) -> String {
+        let key = isNull(node) ? "" : try string(node, path: path, what: "a label key")
+        if let why = LabelText.keyProblem(key) {
+            throw fail(node, "\(path): \"\(Suggestion.excerpt(key))\" is not a label key: \(why)")
+        }
+        return key
+    }
+
+    /// A label value; null is the empty value.
+    private func labelValue(_ node: Node, path: String) throws(PolicyError) -> String {
+        let value = isNull(node) ? "" : try string(node, path: path, what: "a label value")
+        if let why = LabelText.valueProblem(value) {
+            throw fail(node, "\(path): \"\(Suggestion.excerpt(value))\" is not a label value: \(why)")
+        }
+        return value
     }
 
     // MARK: Node helpers

@@ -34,9 +34,5 @@ enum BadInputBenchmark {
     }
 
     /// The process's peak RSS (VmHWM), MB.
-    static func peakRSS() -> Double {
-        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-        let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
-        return Double(line.split(separator: " ").dropFirst().first ?? "0").map { $0 / 1024 } ?? 0
-    }
+    static func peakRSS() -> Double { Bench.rssMB("self", "VmHWM:") }
 }

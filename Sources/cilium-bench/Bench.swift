@@ -263,15 +263,10 @@ struct Bench {
             guard ready else { throw AgentError("agent did not become READY: \(msgs)") }
             return (p, seconds(ContinuousClock.now - t) * 1000)
         }
-        func rssMB(_ pid: Int32, _ field: String = "VmRSS:") -> Double {
-            let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-            let line = status.split(separator: "\n").first { $0.hasPrefix(field) } ?? ""
-            return Double(line.split(separator: " ").dropFirst().first ?? "0").map { $0 / 1024 } ?? 0
-        }
         let (cold, coldMS) = try start()
         Thread.sleep(forTimeInterval: 3)
-        let rss = rssMB(cold.processIdentifier)
-        let anon = rssMB(cold.processIdentifier, "RssAnon:")
+        let rss = rssMB(String(cold.processIdentifier))
+        let anon = rssMB(String(cold.processIdentifier), "RssAnon:")
         kill(cold.processIdentifier, SIGKILL)
         cold.waitUntilExit()
         let (warm, warmMS) = try start()
@@ -282,6 +277,13 @@ struct Bench {
             ("agent start to READY, adopting pins after kill -9", String(format: "%.0f ms", warmMS), "< 1 s"),
             ("agent idle RSS (3 s after READY)", String(format: "%.1f MB (%.1f MB anonymous)", rss, anon), "< 30 MB"),
         ]
+    }
+
+    /// A memory figure of a process from /proc/PID/status (VmRSS, RssAnon, VmHWM...), MB.
+    static func rssMB(_ pid: String, _ field: String = "VmRSS:") -> Double {
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix(field) } ?? ""
+        return Double(line.split(separator: " ").dropFirst().first ?? "0").map { $0 / 1024 } ?? 0
     }
 
     static func seconds(_ d: Duration) -> Double {

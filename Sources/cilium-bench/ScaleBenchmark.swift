@@ -86,11 +86,7 @@ enum ScaleBenchmark {
             return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
         }
 
-        var rssMB: Double {
-            let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-            let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-            return Double(line.split(separator: " ").dropFirst().first ?? "0").map { $0 / 1024 } ?? 0
-        }
+        var rssMB: Double { Bench.rssMB(String(pid)) }
 
         /// The pinned ipcache, opened again each time (a restarted agent may have replaced it).
         func ipcache() -> BPFMap<ipcache_key, ipcache_value>? { try? BPFMap(pinned: ipcachePin) }

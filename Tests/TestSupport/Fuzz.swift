@@ -37,6 +37,8 @@ public struct Fuzzer {
                            sourceLocation: SourceLocation = #_sourceLocation, _ body: (String) -> Void) -> Report {
         let seed = UInt64(ProcessInfo.processInfo.environment["CILIUM_FUZZ_SEED"] ?? "") ?? UInt64.random(in: 0...UInt64.max)
         var rng = SplitMix(seed)
+        // A seed file that moved would silently weaken the run.
+        if let i = seeds.firstIndex(where: \.isEmpty) { Issue.record("fuzz \(target): seed \(i) is empty", sourceLocation: sourceLocation) }
         let corpus = seeds.map { Array($0.utf8) }
         let rss0 = rssMB()
         var slowest: Duration = .zero, growth = 0.0
@@ -99,10 +101,8 @@ public struct Fuzzer {
     typealias SplitMix = SeededGenerator
 
     /// A file of the repository (seeds live with the project).
-    public static func repositoryFile(_ path: String, from file: String = #filePath) -> String {
-        var dir = URL(fileURLWithPath: file).deletingLastPathComponent()
-        while dir.path != "/" && !FileManager.default.fileExists(atPath: dir.path + "/Package.swift") { dir.deleteLastPathComponent() }
-        return (try? String(contentsOfFile: dir.path + "/" + path, encoding: .utf8)) ?? ""
+    public static func repositoryFile(_ path: String) -> String {
+        (try? String(contentsOfFile: repositoryRoot() + "/" + path, encoding: .utf8)) ?? ""
     }
 }
 

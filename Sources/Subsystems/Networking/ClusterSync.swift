@@ -190,7 +190,6 @@ actor ClusterSync {
             if case .fellBehind(let revision) = error.kind {
                 // Events of that revision already applied come again: applying one twice changes nothing.
                 seenRevision = min(seenRevision ?? 0, revision - 1)
-                fellBehind += 1
                 return true
             }
             if case .compacted = error.kind { seenRevision = nil }
@@ -207,8 +206,6 @@ actor ClusterSync {
         return false
     }
 
-    /// Times the watch fell behind a burst and resumed.
-    private(set) var fellBehind = 0
 
     /// The store revision this node's view is at (nil: list before watching).
     private var seenRevision: Int64?
