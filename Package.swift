@@ -32,6 +32,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // C modules
@@ -65,6 +66,13 @@ let package = Package(
         .target(name: "API", dependencies: ["Reconciler"], swiftSettings: swift6),
         // HTTP/1.1 over the agent's unix socket (and its TCP metrics ports): server and client.
         .target(name: "HTTPTransport", dependencies: ["Diagnostics"], swiftSettings: swift6),
+        // The agent's HTTP servers (API socket, metrics ports, service map page) on swift-nio, with
+        // limits; only the agent links it, the CLIs keep the small client above.
+        .target(name: "HTTPServing", dependencies: ["HTTPTransport", "Diagnostics",
+                                                   .product(name: "NIOCore", package: "swift-nio"),
+                                                   .product(name: "NIOPosix", package: "swift-nio"),
+                                                   .product(name: "NIOHTTP1", package: "swift-nio")],
+                swiftSettings: swift6),
         // What the agent's subsystems share: the subsystem contract, SharedState, ipcache entries, state files.
         .target(name: "AgentModel", dependencies: ["API", "HTTPTransport", "Config", "Datapath", "LinuxNet", "Reconciler", "CBPF", "Diagnostics"],
                 swiftSettings: swift6),
@@ -72,14 +80,14 @@ let package = Package(
         .target(name: "FlowDisplay", dependencies: ["API", "LinuxNet"], swiftSettings: swift6),
     ]
     + subsystems.map { name in
-        .target(name: name, dependencies: ["Reconciler", "Datapath", "LinuxNet", "Config", "API", "AgentModel", "HTTPTransport", "KVStore"]
+        .target(name: name, dependencies: ["Reconciler", "Datapath", "LinuxNet", "Config", "API", "AgentModel", "HTTPTransport", "HTTPServing", "KVStore"]
                     + (["Policy", "LoadBalancer"].contains(name) ? ["Yams", "ManifestYAML", "Manifests"] : [])
                     + (name == "Hubble" ? ["FlowDisplay"] : []),
                 path: "Sources/Subsystems/\(name)", swiftSettings: swift6)
     }
     + [
         .target(name: "Agent",
-                dependencies: ["Reconciler", "Datapath", "LinuxNet", "Config", "API", "AgentModel", "HTTPTransport", "Diagnostics", "CSystemd"] + subsystems.map { .target(name: $0) },
+                dependencies: ["Reconciler", "Datapath", "LinuxNet", "Config", "API", "AgentModel", "HTTPTransport", "HTTPServing", "Diagnostics", "CSystemd"] + subsystems.map { .target(name: $0) },
                 swiftSettings: swift6),
         .executableTarget(name: "cilium-agent", dependencies: [
             "Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swift6),
@@ -99,11 +107,11 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Datapath", "LinuxNet", "ManifestYAML", "Config"], path: "Tests/TestSupport", swiftSettings: swift6),
         .testTarget(name: "ReconcilerTests", dependencies: ["Reconciler", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "CBPF", "Reconciler", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "CNITests", dependencies: ["API", "HTTPTransport", "Datapath", "LinuxNet", "TestSupport", "CNIConfig"], swiftSettings: swift6),
+        .testTarget(name: "CNITests", dependencies: ["API", "HTTPTransport", "HTTPServing", "Datapath", "LinuxNet", "TestSupport", "CNIConfig"], swiftSettings: swift6),
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "AddressingTests", dependencies: ["Addressing", "Config", "Datapath", "Manifests", "Diagnostics", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "AgentModel", "HTTPTransport", "FlowDisplay", "Config", "Datapath", "LinuxNet", "CBPF", "Networking", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "AgentModel", "HTTPTransport", "HTTPServing", "FlowDisplay", "Config", "Datapath", "LinuxNet", "CBPF", "Networking", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),
     ]
     + tests(of: "LoadBalancer", .testTarget(name: "LoadBalancerTests", dependencies: ["LoadBalancer", "API", "AgentModel", "Datapath", "LinuxNet", "CBPF", "TestSupport"], swiftSettings: swift6))
     + tests(of: "Policy", .testTarget(name: "PolicyTests", dependencies: ["Policy", "API", "AgentModel", "Datapath", "LinuxNet", "CBPF", "TestSupport"], swiftSettings: swift6))

@@ -1,3 +1,4 @@
+import HTTPServing
 import HTTPTransport
 import AgentModel
 import API
@@ -33,8 +34,8 @@ public actor AgentDaemon {
     private let subsystems: [String: any AgentSubsystem]
     private let host: SubsystemHost
     private let notifier = SystemdNotifier()
-    private var server: UnixHTTPServer?
-    private var metricsServer: UnixHTTPServer?
+    private var server: HTTPServer?
+    private var metricsServer: HTTPServer?
     private var lastReloadError: String?
     private var reloads = 0
     private var lastStatusLine = ""
@@ -143,7 +144,7 @@ public actor AgentDaemon {
     }
 
     private func startAPI() throws {
-        let server = UnixHTTPServer(socketPath: config.agent.socketPath) { [weak self] request in
+        let server = HTTPServer(socketPath: config.agent.socketPath) { [weak self] request in
             guard let self else { return .error(status: 503, message: "agent is stopping") }
             return await self.handle(request)
         }
@@ -156,7 +157,7 @@ public actor AgentDaemon {
     private func startMetrics() throws {
         guard config.prometheus.enabled else { return }
         let root = config.bpf.root, shared = shared
-        let metrics = UnixHTTPServer(tcpPort: UInt16(config.prometheus.port)) { request in
+        let metrics = HTTPServer(tcpPort: UInt16(config.prometheus.port)) { request in
             guard request.path == "/metrics" else { return .error(status: 404, message: "metrics are at /metrics") }
             return await AgentMetrics.render(bpfRoot: root, shared: shared).response
         }

@@ -284,5 +284,10 @@ enum HTTPWire {
         return Data(head.utf8)
     }
 
-    static func bodyless(_ status: Int) -> Bool { (100..<200).contains(status) || status == 204 || status == 304 }
+    static func bodyless(_ status: Int) -> Bool { HTTPResponse.isBodyless(status) }
+}
+
+extension HTTPResponse {
+    /// 1xx, 204 and 304 responses carry no body (and no Content-Length).
+    public static func isBodyless(_ status: Int) -> Bool { (100..<200).contains(status) || status == 204 || status == 304 }
 }

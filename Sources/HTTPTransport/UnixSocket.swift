@@ -14,11 +14,11 @@ enum WireError: Error, Equatable {
 }
 
 /// Thin wrappers over the unix-socket syscalls used by the server and the client.
-enum UnixSocket {
+package enum UnixSocket {
     /// sun_path holds 108 bytes including the terminating NUL.
-    static let maxPathLength = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
+    package static let maxPathLength = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
 
-    static func address(_ path: String) -> sockaddr_un? {
+    package static func address(_ path: String) -> sockaddr_un? {
         let bytes = Array(path.utf8)
         guard !bytes.isEmpty, bytes.count <= maxPathLength, !bytes.contains(0) else { return nil }
         var addr = sockaddr_un()
@@ -28,13 +28,13 @@ enum UnixSocket {
     }
 
     /// A new blocking, close-on-exec stream socket; returns errno on failure.
-    static func makeSocket() -> Result<Int32, Errno> {
+    package static func makeSocket() -> Result<Int32, Errno> {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         return fd >= 0 ? .success(fd) : .failure(Errno(errno))
     }
 
     /// pipe2/accept4 are GNU extensions that Glibc's module does not export.
-    static func setCloseOnExec(_ fd: Int32) { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    package static func setCloseOnExec(_ fd: Int32) { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
 
     static func makePipe() -> (read: Int32, write: Int32)? {
         var fds: [Int32] = [-1, -1]
@@ -44,7 +44,7 @@ enum UnixSocket {
         return (fds[0], fds[1])
     }
 
-    static func withSockaddr<R>(_ addr: sockaddr_un, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+    package static func withSockaddr<R>(_ addr: sockaddr_un, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
         var addr = addr
         return withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -54,7 +54,7 @@ enum UnixSocket {
     }
 
     /// Connects to `path`. With a timeout, connect/send block at most that long.
-    static func connect(path: String, timeout: TimeInterval?) -> Result<Int32, Errno> {
+    package static func connect(path: String, timeout: TimeInterval?) -> Result<Int32, Errno> {
         guard let addr = address(path) else { return .failure(Errno(ENAMETOOLONG)) }
         let fd: Int32
         switch makeSocket() {
@@ -127,10 +127,10 @@ enum UnixSocket {
 }
 
 /// errno value wrapper.
-struct Errno: Error, Equatable {
-    let code: Int32
-    init(_ code: Int32) { self.code = code }
-    var text: String { errnoText(code) }
+package struct Errno: Error, Equatable {
+    package let code: Int32
+    package init(_ code: Int32) { self.code = code }
+    package var text: String { errnoText(code) }
 }
 
 /// Buffered blocking reader/writer on a connected socket, used by one thread at a time.

@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 import API
 @testable import HTTPTransport
+import HTTPServing
 
 @Suite("Unix socket HTTP transport")
 struct UnixHTTPTests {
@@ -17,7 +18,7 @@ struct UnixHTTPTests {
         "/tmp/uhttp-\(tag)-\(UUID().uuidString.prefix(8)).sock"
     }
 
-    static let router: UnixHTTPServer.Handler = { request in
+    static let router: HTTPServer.Handler = { request in
         switch (request.method, request.path) {
         case ("GET", "/v1/healthz"):
             return .json(["status": "ok", "a-first": "yes"])
@@ -57,10 +58,10 @@ struct UnixHTTPTests {
     }
 
     /// Runs `body` with a started server; always stops it.
-    static func withServer(_ tag: String, handler: @escaping UnixHTTPServer.Handler = router,
-                           _ body: (UnixHTTPServer, UnixHTTPClient) async throws -> Void) async throws {
+    static func withServer(_ tag: String, handler: @escaping HTTPServer.Handler = router,
+                           _ body: (HTTPServer, UnixHTTPClient) async throws -> Void) async throws {
         let path = socketPath(tag)
-        let server = UnixHTTPServer(socketPath: path, handler: handler)
+        let server = HTTPServer(socketPath: path, handler: handler)
         try server.start()
         do {
             try await body(server, UnixHTTPClient(socketPath: path, timeout: 10))
@@ -205,11 +206,11 @@ struct UnixHTTPTests {
             #expect(mirrored.status == 200)
             #expect(mirrored.body == body)
 
-            let atLimit = try await client.send(method: "POST", path: "/v1/size", body: Data(count: UnixHTTPServer.maxBodySize))
+            let atLimit = try await client.send(method: "POST", path: "/v1/size", body: Data(count: HTTPServerLimits().maxBodyBytes))
             #expect(atLimit.status == 200)
-            #expect(String(decoding: atLimit.body, as: UTF8.self).contains("\(UnixHTTPServer.maxBodySize)"))
+            #expect(String(decoding: atLimit.body, as: UTF8.self).contains("\(HTTPServerLimits().maxBodyBytes)"))
 
-            let over = try await client.send(method: "POST", path: "/v1/size", body: Data(count: UnixHTTPServer.maxBodySize + 1))
+            let over = try await client.send(method: "POST", path: "/v1/size", body: Data(count: HTTPServerLimits().maxBodyBytes + 1))
             #expect(over.status == 413)
             #expect(APIClientError.message(fromBody: over.body).contains("exceeds"))
         }
@@ -250,7 +251,7 @@ struct UnixHTTPTests {
         let dir = "/tmp/uhttp-dir-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/run/agent.sock"
-        let server = UnixHTTPServer(socketPath: path, handler: Self.router)
+        let server = HTTPServer(socketPath: path, handler: Self.router)
         try server.start()
         defer { server.stop() }
         var st = stat()
@@ -267,22 +268,22 @@ struct UnixHTTPTests {
         let client = UnixHTTPClient(socketPath: path, timeout: 5)
         #expect(throws: APIClientError.connectionRefused(path: path)) { try client.send(path: "/v1/healthz") }
 
-        let server = UnixHTTPServer(socketPath: path, handler: Self.router)
+        let server = HTTPServer(socketPath: path, handler: Self.router)
         try server.start()
         defer { server.stop() }
         #expect(try await client.send(path: "/v1/healthz").status == 200)
     }
 
     @Test func secondServerOnLivePathIsRefused() async throws {
-        try await Self.withServer("dup") { (server: UnixHTTPServer, client: UnixHTTPClient) async throws in
-            let second = UnixHTTPServer(socketPath: server.socketPath, handler: Self.router)
-            let error = #expect(throws: UnixHTTPServerError.self) { try second.start() }
+        try await Self.withServer("dup") { (server: HTTPServer, client: UnixHTTPClient) async throws in
+            let second = HTTPServer(socketPath: server.socketPath, handler: Self.router)
+            let error = #expect(throws: HTTPServerError.self) { try second.start() }
             #expect(error == .alreadyRunning(path: server.socketPath))
             let text = error?.description ?? ""
             #expect(text.contains("unix://\(server.socketPath)"))
             #expect(text.contains("another cilium-agent seems to be running there"))
             #expect(try await client.send(path: "/v1/healthz").status == 200)  // first one untouched
-            #expect(throws: UnixHTTPServerError.alreadyStarted(path: server.socketPath)) { try server.start() }
+            #expect(throws: HTTPServerError.alreadyStarted(path: server.socketPath)) { try server.start() }
         }
     }
 
@@ -290,14 +291,14 @@ struct UnixHTTPTests {
         let path = Self.socketPath("file")
         defer { unlink(path) }
         #expect(FileManager.default.createFile(atPath: path, contents: Data("keep".utf8)))
-        let server = UnixHTTPServer(socketPath: path, handler: Self.router)
-        #expect(throws: UnixHTTPServerError.notASocket(path: path)) { try server.start() }
+        let server = HTTPServer(socketPath: path, handler: Self.router)
+        #expect(throws: HTTPServerError.notASocket(path: path)) { try server.start() }
         #expect(FileManager.default.contents(atPath: path) == Data("keep".utf8))
     }
 
     @Test func stopRemovesSocketFileAndCanRestart() async throws {
         let path = Self.socketPath("stop")
-        let server = UnixHTTPServer(socketPath: path, handler: Self.router)
+        let server = HTTPServer(socketPath: path, handler: Self.router)
         try server.start()
         let client = UnixHTTPClient(socketPath: path, timeout: 5)
         // An idle keep-alive connection must not keep stop() waiting.
@@ -320,7 +321,7 @@ struct UnixHTTPTests {
 
     @Test func stopWaitsForInFlightRequest() async throws {
         let path = Self.socketPath("drain")
-        let server = UnixHTTPServer(socketPath: path, handler: Self.router)
+        let server = HTTPServer(socketPath: path, handler: Self.router)
         try server.start()
         let client = UnixHTTPClient(socketPath: path, timeout: 5)
         async let slow = client.send(path: "/v1/slow")
@@ -346,7 +347,7 @@ struct UnixHTTPTests {
     @Test func streamEndsWhenClientDisconnects() async throws {
         let terminated = Mutex(false)
         let source = Mutex<AsyncStream<Data>.Continuation?>(nil)
-        let handler: UnixHTTPServer.Handler = { _ in
+        let handler: HTTPServer.Handler = { _ in
             .stream(AsyncStream { continuation in
                 continuation.onTermination = { _ in terminated.withLock { $0 = true } }
                 continuation.yield(Data("first\n".utf8))
@@ -368,11 +369,11 @@ struct UnixHTTPTests {
     }
 
     @Test func stopEndsOpenStreams() async throws {
-        let handler: UnixHTTPServer.Handler = { _ in
+        let handler: HTTPServer.Handler = { _ in
             .stream(AsyncStream { continuation in continuation.yield(Data("x\n".utf8)) })  // never finishes
         }
         let path = Self.socketPath("stopstream")
-        let server = UnixHTTPServer(socketPath: path, handler: handler)
+        let server = HTTPServer(socketPath: path, handler: handler)
         try server.start()
         let stream = UnixHTTPClient(socketPath: path).stream(path: "/v1/flows")
         var iterator = stream.makeAsyncIterator()

@@ -1,3 +1,4 @@
+import HTTPServing
 import HTTPTransport
 import TestSupport
 import API
@@ -101,7 +102,7 @@ final class Fixture {
     let directory: String
     let socket: String
     let agent = StubAgent()
-    private(set) var server: UnixHTTPServer?
+    private(set) var server: HTTPServer?
 
     init(startAgent: Bool = true) throws {
         let n = Fixture.counterLock.withLock { c -> Int in c += 1; return c }
@@ -124,7 +125,7 @@ final class Fixture {
 
     func startAgent() throws {
         let agent = self.agent
-        let server = UnixHTTPServer(socketPath: socket) { request in agent.handle(request) }
+        let server = HTTPServer(socketPath: socket) { request in agent.handle(request) }
         try server.start()
         self.server = server
     }

@@ -1,3 +1,4 @@
+import HTTPServing
 import HTTPTransport
 import AgentModel
 import API
@@ -29,8 +30,8 @@ public actor HubbleSubsystem: SteppedSubsystem {
     private var undecoded: UInt64 = 0
     private var startedAt = ContinuousClock.now
     private var metrics = HubbleMetrics([])
-    private var metricsServer: UnixHTTPServer?
-    private var uiServer: UnixHTTPServer?
+    private var metricsServer: HTTPServer?
+    private var uiServer: HTTPServer?
     /// The datapath's counters: events the ring buffer had no room for are counted there.
     private var datapathMetrics: BPFMap<UInt32, metrics_value>?
 
@@ -83,7 +84,7 @@ public actor HubbleSubsystem: SteppedSubsystem {
                         watch(await shared.ipcache.changes()), watch(await shared.policyRules.changes())]
         case .metrics:
             guard !context.section.metrics.enabled.isEmpty else { return }
-            let server = UnixHTTPServer(tcpPort: UInt16(context.section.metrics.port)) { [weak self] request in
+            let server = HTTPServer(tcpPort: UInt16(context.section.metrics.port)) { [weak self] request in
                 guard request.path == "/metrics" else { return .error(status: 404, message: "metrics are at /metrics") }
                 return await self?.renderMetrics() ?? .error(status: 503, message: "hubble is stopping")
             }
@@ -95,7 +96,7 @@ public actor HubbleSubsystem: SteppedSubsystem {
             metricsServer = server
         case .ui:
             guard context.section.ui.enabled else { return }
-            let server = UnixHTTPServer(tcpPort: UInt16(context.section.ui.port)) { [weak self] request in
+            let server = HTTPServer(tcpPort: UInt16(context.section.ui.port)) { [weak self] request in
                 guard let self else { return .error(status: 503, message: "hubble is stopping") }
                 return await self.serveUI(request)
             }

@@ -1,0 +1,80 @@
+import NIOCore
+import Synchronization
+
+/// The open connections of one listener: the connection cap, eviction of the connection that has
+/// waited longest without a request, and what `stop()` closes at once or waits for.
+final class ConnectionRegistry: Sendable {
+    enum Phase: Sendable {
+        /// Waiting for a request, or part of a head received: closed first when the cap is reached.
+        case waiting
+        /// A request is being read, handled or answered.
+        case busy
+        /// A streaming response: ends only when the client or the server stops.
+        case streaming
+    }
+
+    private struct Entry {
+        let channel: any Channel
+        var phase: Phase
+        var since: NIODeadline
+    }
+
+    private struct State {
+        var entries: [ObjectIdentifier: Entry] = [:]
+        var stopping = false
+        var refused = 0
+        var evicted = 0
+    }
+
+    let limit: Int
+    private let state = Mutex(State())
+
+    init(limit: Int) { self.limit = max(1, limit) }
+
+    enum Admission { case admitted(evicting: (any Channel)?), refused }
+
+    /// Counts `channel` in, closing the longest-waiting connection to make room at the cap.
+    func admit(_ channel: any Channel) -> Admission {
+        state.withLock { s in
+            if s.stopping { s.refused += 1; return .refused }
+            var evicting: (any Channel)?
+            if s.entries.count >= limit {
+                let oldest = s.entries.filter { $0.value.phase == .waiting }.min { $0.value.since < $1.value.since }
+                guard let oldest else { s.refused += 1; return .refused }
+                s.entries[oldest.key] = nil
+                s.evicted += 1
+                evicting = oldest.value.channel
+            }
+            s.entries[ObjectIdentifier(channel)] = Entry(channel: channel, phase: .waiting, since: .now())
+            return .admitted(evicting: evicting)
+        }
+    }
+
+    func set(_ channel: any Channel, _ phase: Phase) {
+        state.withLock { s in
+            let id = ObjectIdentifier(channel)
+            guard s.entries[id] != nil else { return }
+            s.entries[id]!.phase = phase
+            s.entries[id]!.since = .now()
+        }
+    }
+
+    func remove(_ channel: any Channel) {
+        state.withLock { _ = $0.entries.removeValue(forKey: ObjectIdentifier(channel)) }
+    }
+
+    var isStopping: Bool { state.withLock { $0.stopping } }
+    var count: Int { state.withLock { $0.entries.count } }
+    var counters: (refused: Int, evicted: Int) { state.withLock { ($0.refused, $0.evicted) } }
+
+    /// Refuses new connections from now on; returns the connections that are not in the middle
+    /// of a request (to be closed now). Busy ones close after their response.
+    func beginStop() -> [any Channel] {
+        state.withLock { s in
+            s.stopping = true
+            return s.entries.values.filter { $0.phase != .busy }.map(\.channel)
+        }
+    }
+
+    var all: [any Channel] { state.withLock { $0.entries.values.map(\.channel) } }
+}
