@@ -73,8 +73,10 @@ let package = Package(
                                                    .product(name: "NIOPosix", package: "swift-nio"),
                                                    .product(name: "NIOHTTP1", package: "swift-nio")],
                 swiftSettings: swift6),
+        // Thousands of idle client connections: the servers' load test and benchmark.
+        .target(name: "ConnectionFlood", swiftSettings: swift6),
         // What the agent's subsystems share: the subsystem contract, SharedState, ipcache entries, state files.
-        .target(name: "AgentModel", dependencies: ["API", "HTTPTransport", "Config", "Datapath", "LinuxNet", "Reconciler", "CBPF", "Diagnostics"],
+        .target(name: "AgentModel", dependencies: ["API", "HTTPTransport", "HTTPServing", "Config", "Datapath", "LinuxNet", "Reconciler", "CBPF", "Diagnostics"],
                 swiftSettings: swift6),
         // `hubble observe`'s filters and printer (also the agent's server-side filter).
         .target(name: "FlowDisplay", dependencies: ["API", "LinuxNet"], swiftSettings: swift6),
@@ -100,7 +102,7 @@ let package = Package(
         .target(name: "CNIConfig", dependencies: ["Diagnostics"], swiftSettings: swift6),
         .executableTarget(name: "cilium-cni", dependencies: ["API", "HTTPTransport", "LinuxNet", "Diagnostics", "CNIConfig"], swiftSettings: swift6),
         .executableTarget(name: "hubble", dependencies: ["API", "HTTPTransport", "FlowDisplay"], swiftSettings: swift6),
-        .executableTarget(name: "cilium-bench", dependencies: ["Agent", "Datapath", "KVStore", "LinuxNet", "Reconciler", "CBPF", "API", "AgentModel", "HTTPTransport", "FlowDisplay", "Manifests"]
+        .executableTarget(name: "cilium-bench", dependencies: ["Agent", "Datapath", "KVStore", "LinuxNet", "Reconciler", "CBPF", "API", "AgentModel", "HTTPTransport", "FlowDisplay", "Manifests", "ConnectionFlood"]
                             + present("Policy", "LoadBalancer", "Hubble"),
                           swiftSettings: swift6),
 
@@ -111,7 +113,7 @@ let package = Package(
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "AddressingTests", dependencies: ["Addressing", "Config", "Datapath", "Manifests", "Diagnostics", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "AgentModel", "HTTPTransport", "HTTPServing", "FlowDisplay", "Config", "Datapath", "LinuxNet", "CBPF", "Networking", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "AgentModel", "HTTPTransport", "HTTPServing", "ConnectionFlood", "FlowDisplay", "Config", "Datapath", "LinuxNet", "CBPF", "Networking", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),
     ]
     + tests(of: "LoadBalancer", .testTarget(name: "LoadBalancerTests", dependencies: ["LoadBalancer", "API", "AgentModel", "Datapath", "LinuxNet", "CBPF", "TestSupport"], swiftSettings: swift6))
     + tests(of: "Policy", .testTarget(name: "PolicyTests", dependencies: ["Policy", "API", "AgentModel", "Datapath", "LinuxNet", "CBPF", "TestSupport"], swiftSettings: swift6))

@@ -61,6 +61,7 @@ public actor AgentDaemon {
     /// Runs until SIGTERM/SIGINT. Returns the process exit code.
     public func run() async -> Int32 {
         let signals = SignalEvents.stream()
+        Self.raiseOpenFileLimit()
         do {
             try await startDatapath()
             try startAPI()
@@ -132,6 +133,17 @@ public actor AgentDaemon {
 
     /// `mkdir -p`; nil when the directory is there, else why not in errno's words ("Permission
     /// denied"): Foundation's error on Linux says only "NSCocoaErrorDomain error 512".
+    /// Every connection of every listener is a descriptor (`agent.http.maxConnections` per
+    /// listener): the soft limit (1024 under systemd) goes up to the hard one, as Go's runtime does.
+    static func raiseOpenFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = min(limit.rlim_max, 1 << 20)
+        if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) != 0 {
+            Log.warning("cannot raise the open-file limit to \(limit.rlim_cur): \(errnoText(errno))")
+        }
+    }
+
     static func makeDirectories(_ path: String) -> String? {
         var prefix = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/") {
@@ -144,7 +156,7 @@ public actor AgentDaemon {
     }
 
     private func startAPI() throws {
-        let server = HTTPServer(socketPath: config.agent.socketPath) { [weak self] request in
+        let server = HTTPServer(socketPath: config.agent.socketPath, limits: HTTPServerLimits(config.agent.http)) { [weak self] request in
             guard let self else { return .error(status: 503, message: "agent is stopping") }
             return await self.handle(request)
         }
@@ -157,7 +169,7 @@ public actor AgentDaemon {
     private func startMetrics() throws {
         guard config.prometheus.enabled else { return }
         let root = config.bpf.root, shared = shared
-        let metrics = HTTPServer(tcpPort: UInt16(config.prometheus.port)) { request in
+        let metrics = HTTPServer(tcpPort: UInt16(config.prometheus.port), limits: HTTPServerLimits(config.agent.http)) { request in
             guard request.path == "/metrics" else { return .error(status: 404, message: "metrics are at /metrics") }
             return await AgentMetrics.render(bpfRoot: root, shared: shared).response
         }

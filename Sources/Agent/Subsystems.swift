@@ -64,6 +64,12 @@ let agentSettings: [String: AgentSetting] = [
     "agent.socketPath": .needsAgentRestart,
     "agent.stateDir": .needsAgentRestart,
     "agent.nodeName": .needsAgentRestart,
+    // The servers keep their limits for their lifetime (Hubble's follow the agent's).
+    "agent.http.maxConnections": .needsAgentRestart,
+    "agent.http.headerTimeoutSeconds": .needsAgentRestart,
+    "agent.http.idleTimeoutSeconds": .needsAgentRestart,
+    "agent.http.maxHeadBytes": .needsAgentRestart,
+    "agent.http.maxBodyBytes": .needsAgentRestart,
     "bpf.root": .needsAgentRestart,
     // Identities, nodes and the pod CIDR claim are keyed by them.
     "cluster.name": .needsAgentRestart,

@@ -14,6 +14,18 @@ public struct AgentConfig: Codable, Sendable, Equatable {
         public var nodeName = ""
         /// Kubernetes manifests the agent reads (pods' labels); "" for none.
         public var resourceDirectory = ""
+        public var http = HTTP()
+        public init() {}
+    }
+
+    /// Limits of every HTTP listener of the agent: the API socket, the Prometheus ports and the
+    /// service map page (each listener has its own connection count).
+    public struct HTTP: Codable, Sendable, Equatable {
+        public var maxConnections = 8192
+        public var headerTimeoutSeconds = 10
+        public var idleTimeoutSeconds = 120
+        public var maxHeadBytes = 65536
+        public var maxBodyBytes = 16_777_216
         public init() {}
     }
 

@@ -1,3 +1,4 @@
+import Glibc
 import NIOCore
 import Synchronization
 
@@ -33,13 +34,14 @@ final class ConnectionRegistry: Sendable {
 
     enum Admission { case admitted(evicting: (any Channel)?), refused }
 
-    /// Counts `channel` in, closing the longest-waiting connection to make room at the cap.
+    /// Counts `channel` in, closing the longest-waiting connection to make room at the cap (this
+    /// listener's, or the process's descriptor budget shared by every listener).
     func admit(_ channel: any Channel) -> Admission {
         state.withLock { s in
             if s.stopping { s.refused += 1; return .refused }
             var evicting: (any Channel)?
-            if s.entries.count >= limit {
-                let oldest = s.entries.filter { $0.value.phase == .waiting }.min { $0.value.since < $1.value.since }
+            if s.entries.count >= limit || !DescriptorBudget.take() {
+                let oldest = s.entries.lazy.filter { $0.value.phase == .waiting }.min { $0.value.since < $1.value.since }
                 guard let oldest else { s.refused += 1; return .refused }
                 s.entries[oldest.key] = nil
                 s.evicted += 1
@@ -60,7 +62,8 @@ final class ConnectionRegistry: Sendable {
     }
 
     func remove(_ channel: any Channel) {
-        state.withLock { _ = $0.entries.removeValue(forKey: ObjectIdentifier(channel)) }
+        let removed = state.withLock { $0.entries.removeValue(forKey: ObjectIdentifier(channel)) != nil }
+        if removed { DescriptorBudget.give() }
     }
 
     var isStopping: Bool { state.withLock { $0.stopping } }
@@ -77,4 +80,29 @@ final class ConnectionRegistry: Sendable {
     }
 
     var all: [any Channel] { state.withLock { $0.entries.values.map(\.channel) } }
+}
+
+/// Connections of all listeners together stay below the process's open-file limit (less a
+/// reserve for maps, netlink, etcd and files): past it, accept() would fail for every listener,
+/// the API socket included, while waiting connections hold the descriptors.
+enum DescriptorBudget {
+    static let reserve = 512
+    static let limit: Int = {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        return max(64, Int(clamping: limit.rlim_cur) - reserve)
+    }()
+    private static let used = Atomic<Int>(0)
+
+    static func take() -> Bool {
+        var current = used.load(ordering: .relaxed)
+        while current < limit {
+            let (exchanged, original) = used.compareExchange(expected: current, desired: current + 1, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    static func give() { used.subtract(1, ordering: .relaxed) }
 }

@@ -44,11 +44,13 @@ public actor HubbleSubsystem: SteppedSubsystem {
         public var ui: AgentConfig.Hubble.UI
         /// Flows name the overlay only in tunnel mode.
         public var routingMode: RoutingMode
+        /// The limits of the metrics and UI listeners (`agent.http.*`).
+        public var http: AgentConfig.HTTP
     }
 
     public static func section(of c: AgentConfig) -> Section {
         Section(eventBufferCapacity: c.hubble.eventBufferCapacity, metrics: c.hubble.metrics, ui: c.hubble.ui,
-                routingMode: c.routingMode)
+                routingMode: c.routingMode, http: c.agent.http)
     }
 
     public func configure(_ context: SubsystemContext<Section>) { self.context = context }
@@ -84,7 +86,8 @@ public actor HubbleSubsystem: SteppedSubsystem {
                         watch(await shared.ipcache.changes()), watch(await shared.policyRules.changes())]
         case .metrics:
             guard !context.section.metrics.enabled.isEmpty else { return }
-            let server = HTTPServer(tcpPort: UInt16(context.section.metrics.port)) { [weak self] request in
+            let server = HTTPServer(tcpPort: UInt16(context.section.metrics.port),
+                                    limits: HTTPServerLimits(context.section.http)) { [weak self] request in
                 guard request.path == "/metrics" else { return .error(status: 404, message: "metrics are at /metrics") }
                 return await self?.renderMetrics() ?? .error(status: 503, message: "hubble is stopping")
             }
@@ -96,7 +99,8 @@ public actor HubbleSubsystem: SteppedSubsystem {
             metricsServer = server
         case .ui:
             guard context.section.ui.enabled else { return }
-            let server = HTTPServer(tcpPort: UInt16(context.section.ui.port)) { [weak self] request in
+            let server = HTTPServer(tcpPort: UInt16(context.section.ui.port),
+                                    limits: HTTPServerLimits(context.section.http)) { [weak self] request in
                 guard let self else { return .error(status: 503, message: "hubble is stopping") }
                 return await self.serveUI(request)
             }
