@@ -7,17 +7,65 @@ import NIOHTTP1
 /// before the decoder sees them (the head timer starts at the first byte, a body that keeps
 /// coming keeps the connection alive) and whether a head is still incomplete after them (the
 /// head size limit also covers the request line, which the decoder's own limits do not).
+///
+/// The HTTP decoder (about 2 KB with its parser state) is only added once a first head is
+/// complete: until then the gate keeps the bytes itself, so that a connection that sends
+/// nothing or half a head costs little more than its socket.
 final class ByteGate: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
     weak var owner: RequestHandler?
+    private let makeDecoder: () -> any ChannelHandler
+    private var pending: ByteBuffer?
+    /// How far `pending` has been searched for the end of the head.
+    private var searched = 0
+    private var decoding = false
+
+    init(makeDecoder: @escaping () -> any ChannelHandler) { self.makeDecoder = makeDecoder }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let owner, owner.acceptsBytes else { return }
-        owner.bytesArriving(unwrapInboundIn(data).readableBytes)
-        context.fireChannelRead(data)
+        var bytes = unwrapInboundIn(data)
+        owner.bytesArriving(bytes.readableBytes)
+        if decoding {
+            context.fireChannelRead(data)
+        } else {
+            // Copied to a buffer of its own size: the read buffer is sized for big reads.
+            if pending == nil { pending = context.channel.allocator.buffer(capacity: bytes.readableBytes) }
+            pending!.writeBuffer(&bytes)
+            if headEnds(in: pending!) {
+                decoding = true
+                do {
+                    try context.pipeline.syncOperations.addHandler(makeDecoder(), position: .after(self))
+                } catch {
+                    return context.close(promise: nil)
+                }
+                let buffered = pending!
+                pending = nil
+                context.fireChannelRead(wrapInboundOut(buffered))
+            }
+        }
         owner.bytesArrived()
+    }
+
+    /// A blank line (CRLF CRLF, or bare LFs) in what has come so far; each byte is looked at once.
+    private func headEnds(in buffer: ByteBuffer) -> Bool {
+        let view = buffer.readableBytesView
+        var i = view.startIndex + max(0, searched - 3)
+        defer { searched = view.count }
+        var previousLF = false  // the three bytes before the new ones are read again
+        while i < view.endIndex {
+            let byte = view[i]
+            if byte == UInt8(ascii: "\n") {
+                if previousLF { return true }
+                previousLF = true
+            } else if byte != UInt8(ascii: "\r") {
+                previousLF = false
+            }
+            i += 1
+        }
+        return false
     }
 }
 
@@ -48,7 +96,10 @@ final class RequestHandler: ChannelInboundHandler {
     private var inFlight = false
     private var streaming = false
     private var closing = false
-    private var readTimer: Scheduled<Void>?
+    /// When the connection is closed unless bytes come (the listener's sweep looks at the copy in
+    /// the registry: no timer object per waiting connection), and what the client is told then.
+    private var readDeadline: (at: NIODeadline, status: Int?, what: String, after: Duration)?
+    private var closeFallback: Scheduled<Void>?
     private var streamTask: Task<Void, Never>?
 
     init(handler: @escaping HTTPServer.Handler, limits: HTTPServerLimits, registry: ConnectionRegistry) {
@@ -60,6 +111,8 @@ final class RequestHandler: ChannelInboundHandler {
     // MARK: pipeline events
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    /// The context holds this handler: dropping it here breaks the cycle when the channel closes.
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func channelActive(context: ChannelHandlerContext) {
         armReadTimer(limits.idleTimeout, status: nil)
@@ -69,7 +122,7 @@ final class RequestHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         closing = true
-        readTimer?.cancel()
+        closeFallback?.cancel()
         streamTask?.cancel()
         registry.remove(context.channel)
         context.fireChannelInactive()
@@ -88,6 +141,7 @@ final class RequestHandler: ChannelInboundHandler {
             guard !inFlight && queue.isEmpty else { return }  // pipelined: counted from its turn
             reading = .head
             headBytes = count
+            if let context { registry.set(context.channel, .head) }
             armReadTimer(limits.headerTimeout, status: 408)
         case .head:
             headBytes += count
@@ -117,7 +171,7 @@ final class RequestHandler: ChannelInboundHandler {
             guard let (head, body) = current else { return }
             current = nil
             reading = .done
-            readTimer?.cancel()
+            cancelReadDeadline()
             queue.append(Queued(request: HTTPRequest(method: head.method.rawValue, target: Self.originForm(head.uri)!,
                                                      headers: Self.headers(head.headers), body: Data(body.readableBytesView)),
                                 keepAlive: head.isKeepAlive))
@@ -241,20 +295,32 @@ final class RequestHandler: ChannelInboundHandler {
     }
 
     private func armReadTimer(_ after: Duration, status: Int?) {
-        readTimer?.cancel()
         guard let context else { return }
-        let what = reading == .head ? "request head not complete" : "no request"
-        readTimer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(after)) { [self] in
-            guard !closing, !inFlight else { return }
-            if let status { fail(status, "\(what) within \(after)") } else { close() }
-        }
+        let what = reading == .head ? "request head not complete" : reading == .body ? "request body stalled" : "no request"
+        let at = NIODeadline.now() + TimeAmount(after)
+        readDeadline = (at, status, what, after)
+        registry.setDeadline(context.channel, at)
+    }
+
+    private func cancelReadDeadline() {
+        guard readDeadline != nil, let context else { return }
+        readDeadline = nil
+        registry.setDeadline(context.channel, .distantFuture)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is ConnectionRegistry.DeadlinePassed else { return context.fireUserInboundEventTriggered(event) }
+        guard let deadline = readDeadline, !closing, !inFlight else { return }
+        guard deadline.at <= .now() else { return registry.setDeadline(context.channel, deadline.at) }
+        readDeadline = nil
+        if let status = deadline.status { fail(status, "\(deadline.what) within \(deadline.after)") } else { close() }
     }
 
     /// Answers with an error and closes: the rest of what the client sent cannot be trusted.
     private func fail(_ status: Int, _ message: String) {
         guard let context, !closing else { return }
         closing = true
-        readTimer?.cancel()
+        cancelReadDeadline()
         queue.removeAll()
         let response = HTTPResponse.error(status: status, message: message)
         var head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status))
@@ -265,17 +331,19 @@ final class RequestHandler: ChannelInboundHandler {
             // A response is already on its way; nothing more can be said on this connection.
             return context.close(promise: nil)
         }
+        let channel = context.channel
+        // Closed after the answer is written, or after 5 s of a client that does not read it.
+        // (Armed first: the write may complete, and the channel close, before writeAndFlush returns.)
+        closeFallback = context.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: response.body)))), promise: nil)
-        let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in channel.close(promise: nil) }
-        context.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
     }
 
     private func close() {
         guard let context else { return }
         closing = true
-        readTimer?.cancel()
+        cancelReadDeadline()
         context.close(promise: nil)
     }
 

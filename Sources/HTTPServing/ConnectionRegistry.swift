@@ -6,8 +6,10 @@ import Synchronization
 /// waited longest without a request, and what `stop()` closes at once or waits for.
 final class ConnectionRegistry: Sendable {
     enum Phase: Sendable {
-        /// Waiting for a request, or part of a head received: closed first when the cap is reached.
+        /// Waiting for a request: closed first when the cap is reached, and at once by `stop()`.
         case waiting
+        /// Part of a head received: closed first when the cap is reached; `stop()` lets it finish.
+        case head
         /// A request is being read, handled or answered.
         case busy
         /// A streaming response: ends only when the client or the server stops.
@@ -18,7 +20,12 @@ final class ConnectionRegistry: Sendable {
         let channel: any Channel
         var phase: Phase
         var since: NIODeadline
+        /// The connection's read deadline (its handler's is the truth; this is for the sweep).
+        var deadline = NIODeadline.distantFuture
     }
+
+    /// Sent through a connection's pipeline when its read deadline has passed.
+    struct DeadlinePassed: Sendable {}
 
     private struct State {
         var entries: [ObjectIdentifier: Entry] = [:]
@@ -41,7 +48,7 @@ final class ConnectionRegistry: Sendable {
             if s.stopping { s.refused += 1; return .refused }
             var evicting: (any Channel)?
             if s.entries.count >= limit || !DescriptorBudget.take() {
-                let oldest = s.entries.lazy.filter { $0.value.phase == .waiting }.min { $0.value.since < $1.value.since }
+                let oldest = s.entries.lazy.filter { $0.value.phase == .waiting || $0.value.phase == .head }.min { $0.value.since < $1.value.since }
                 guard let oldest else { s.refused += 1; return .refused }
                 s.entries[oldest.key] = nil
                 s.evicted += 1
@@ -61,6 +68,27 @@ final class ConnectionRegistry: Sendable {
         }
     }
 
+    func setDeadline(_ channel: any Channel, _ deadline: NIODeadline) {
+        state.withLock { s in
+            let id = ObjectIdentifier(channel)
+            guard s.entries[id] != nil else { return }
+            s.entries[id]!.deadline = deadline
+        }
+    }
+
+    /// Tells every connection whose read deadline has passed (on its own event loop).
+    func sweep(now: NIODeadline = .now()) {
+        let due = state.withLock { s in
+            var due: [any Channel] = []
+            for (id, entry) in s.entries where entry.deadline <= now {
+                s.entries[id]!.deadline = .distantFuture
+                due.append(entry.channel)
+            }
+            return due
+        }
+        for channel in due { channel.pipeline.fireUserInboundEventTriggered(DeadlinePassed()) }
+    }
+
     func remove(_ channel: any Channel) {
         let removed = state.withLock { $0.entries.removeValue(forKey: ObjectIdentifier(channel)) != nil }
         if removed { DescriptorBudget.give() }
@@ -71,11 +99,11 @@ final class ConnectionRegistry: Sendable {
     var counters: (refused: Int, evicted: Int) { state.withLock { ($0.refused, $0.evicted) } }
 
     /// Refuses new connections from now on; returns the connections that are not in the middle
-    /// of a request (to be closed now). Busy ones close after their response.
+    /// of a request (to be closed now). The others close after their response.
     func beginStop() -> [any Channel] {
         state.withLock { s in
             s.stopping = true
-            return s.entries.values.filter { $0.phase != .busy }.map(\.channel)
+            return s.entries.values.filter { $0.phase == .waiting || $0.phase == .streaming }.map(\.channel)
         }
     }
 
@@ -106,3 +134,4 @@ enum DescriptorBudget {
 
     static func give() { used.subtract(1, ordering: .relaxed) }
 }
+

@@ -50,6 +50,7 @@ public final class HTTPServer: Sendable {
         var starting = false
         var channel: (any Channel)?
         var registry: ConnectionRegistry?
+        var sweeper: RepeatedTask?
         var socketID: (dev: UInt, ino: UInt) = (0, 0)
     }
 
@@ -111,9 +112,16 @@ public final class HTTPServer: Sendable {
                 throw HTTPServerError.system(operation: "serving the socket", path: path, reason: "\(error)")
             }
         }
+        // Read deadlines are checked a few times per timeout (at most every second), by one task
+        // per listener instead of a timer per connection.
+        let tick = min(Duration.seconds(1), min(limits.headerTimeout, limits.idleTimeout) / 4)
+        let sweeper = channel.eventLoop.scheduleRepeatedTask(initialDelay: TimeAmount(tick), delay: TimeAmount(tick)) { _ in
+            registry.sweep()
+        }
         state.withLock {
             $0.channel = channel
             $0.registry = registry
+            $0.sweeper = sweeper
             $0.socketID = socketID
         }
     }
@@ -141,13 +149,13 @@ public final class HTTPServer: Sendable {
                     evicting?.close(promise: nil)
                 }
                 do {
-                    let gate = ByteGate()
+                    let gate = ByteGate {
+                        ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: decoderLimits))
+                    }
                     let requests = RequestHandler(handler: handler, limits: limits, registry: registry)
                     gate.owner = requests
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(gate)
-                    try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes,
-                                                                                limitConfiguration: decoderLimits)))
                     try sync.addHandler(HTTPResponseEncoder())
                     try sync.addHandler(requests)
                     return channel.eventLoop.makeSucceededVoidFuture()
@@ -235,7 +243,8 @@ public final class HTTPServer: Sendable {
     public func stop(drainTimeout: TimeInterval = 5) {
         let taken = state.withLock { s -> ((any Channel), ConnectionRegistry, (UInt, UInt))? in
             guard let channel = s.channel, let registry = s.registry else { return nil }
-            defer { s.channel = nil; s.registry = nil }
+            s.sweeper?.cancel()
+            defer { s.channel = nil; s.registry = nil; s.sweeper = nil }
             return (channel, registry, s.socketID)
         }
         guard let (channel, registry, socketID) = taken else { return }

@@ -19,6 +19,21 @@ struct CiliumAgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key, as Helm's --set (repeatable).", valueName: "key=value"))
     var overrides: [String] = []
 
+    /// ArgumentParser's entry, after the heap is set up (before any other thread allocates).
+    static func main() async {
+        AgentDaemon.useOneHeapArena()
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+
     func run() async throws {
         let daemon: AgentDaemon
         do {

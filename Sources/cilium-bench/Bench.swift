@@ -27,6 +27,10 @@ struct Bench {
             for (what, result, target) in try ScaleBenchmark.run(bin: binDirectory()) { print(pad(what, 58) + pad(result, 26) + target) }
             return
         }
+        if only == "servers" {
+            for (what, result, target) in try ServerLoadBenchmark.run(bin: binDirectory()) { print(pad(what, 58) + pad(result, 26) + target) }
+            return
+        }
         if only == "pods" {
             // Only the datapath comparisons (quicker when working on the datapath).
             let bin = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
@@ -74,6 +78,7 @@ struct Bench {
         rows += try ScaleBenchmark.run(bin: bin)
         rows += try await SubsystemRows.policy()
         rows += BadInputBenchmark.run()
+        rows += try ServerLoadBenchmark.run(bin: bin)
         rows += try await SubsystemRows.loadBalancer(bin: bin)
         rows += SubsystemRows.hubble(events: BenchMode.pick(1_000_000, quick: 100_000))
         print("")
@@ -234,44 +239,15 @@ struct Bench {
     static func agentStartup() throws -> [(String, String, String)] {
         let bin = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
             .deletingLastPathComponent().path
-        let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
-        let dir = "/tmp/cilium-bench-\(tag)"
-        let bpfRoot = "/sys/fs/bpf/cilium-bench-\(tag)"
-        let ns = try NetworkNamespace.create(named: "cbench-\(tag)")
-        defer {
-            try? ns.delete()
-            BPFFS.removeTree(bpfRoot)
-            try? FileManager.default.removeItem(atPath: dir)
-        }
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let config = dir + "/values.yaml"
-        try "agent:\n  socketPath: \(dir)/cilium.sock\n  stateDir: \(dir)/state\nbpf:\n  root: \(bpfRoot)\n"
-            .write(toFile: config, atomically: true, encoding: .utf8)
-
-        func start() throws -> (Process, Double) {
-            let notify = try NotifyListener(path: dir + "/notify.sock")
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-            p.arguments = ["--net=\(ns.path)", bin + "/cilium-agent", "--config", config]
-            var env = ProcessInfo.processInfo.environment
-            env["NOTIFY_SOCKET"] = notify.path
-            p.environment = env
-            p.standardError = FileHandle.nullDevice
-            let t = ContinuousClock.now
-            try p.run()
-            let (ready, msgs) = notify.waitReady(pid: p.processIdentifier, timeout: .seconds(30))
-            guard ready else { throw AgentError("agent did not become READY: \(msgs)") }
-            return (p, seconds(ContinuousClock.now - t) * 1000)
-        }
-        let (cold, coldMS) = try start()
+        let agent = try BenchAgent(bin: bin)
+        defer { agent.remove() }
+        let coldMS = try agent.start()
         Thread.sleep(forTimeInterval: 3)
-        let rss = rssMB(String(cold.processIdentifier))
-        let anon = rssMB(String(cold.processIdentifier), "RssAnon:")
-        kill(cold.processIdentifier, SIGKILL)
-        cold.waitUntilExit()
-        let (warm, warmMS) = try start()
-        kill(warm.processIdentifier, SIGTERM)
-        warm.waitUntilExit()
+        let rss = rssMB(String(agent.pid))
+        let anon = rssMB(String(agent.pid), "RssAnon:")
+        agent.stop(SIGKILL)
+        let warmMS = try agent.start()
+        agent.stop(SIGTERM)
         return [
             ("agent start to READY, cold (new pins)", String(format: "%.0f ms", coldMS), "< 1 s"),
             ("agent start to READY, adopting pins after kill -9", String(format: "%.0f ms", warmMS), "< 1 s"),

@@ -46,7 +46,7 @@ import TestSupport
           ui:
             enabled: true
         """)
-        _ = try runChecked(["nsenter", "--net=\(agent.namespace.path)", "ip", "link", "set", "lo", "up"])
+        try agent.namespace.run { try Netlink().setLinkUp("lo") }
         try agent.start(arguments: ["--set", "agent.http.headerTimeoutSeconds=4", "--set", "agent.http.idleTimeoutSeconds=6"])
         let pid = try #require(agent.process?.processIdentifier)
         let threadsBefore = Self.procStatus(pid, "Threads:")

@@ -321,11 +321,15 @@ struct UnixHTTPTests {
 
     @Test func stopWaitsForInFlightRequest() async throws {
         let path = Self.socketPath("drain")
-        let server = HTTPServer(socketPath: path, handler: Self.router)
+        let started = Mutex(false)
+        let server = HTTPServer(socketPath: path) { request in
+            started.withLock { $0 = true }
+            return await Self.router(request)
+        }
         try server.start()
         let client = UnixHTTPClient(socketPath: path, timeout: 5)
         async let slow = client.send(path: "/v1/slow")
-        try await Task.sleep(for: .milliseconds(50))
+        while !started.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
         await server.stop()
         let r = try await slow
         #expect(r.status == 200)
