@@ -96,6 +96,8 @@ final class RequestHandler: ChannelInboundHandler {
     private var inFlight = false
     private var streaming = false
     private var closing = false
+    /// The client shut down its sending side: what it sent is answered, then the connection closes.
+    private var inputClosed = false
     /// When the connection is closed unless bytes come (the listener's sweep looks at the copy in
     /// the registry: no timer object per waiting connection), and what the client is told then.
     private var readDeadline: (at: NIODeadline, status: Int?, what: String, after: Duration)?
@@ -254,6 +256,7 @@ final class RequestHandler: ChannelInboundHandler {
             deadline.cancel()
             guard case .success = result, keepAlive, !closing else { return close() }
             inFlight = false
+            if queue.isEmpty && inputClosed { return close() }
             if queue.isEmpty {
                 reading = .idle
                 registry.set(channel, .waiting)
@@ -290,7 +293,7 @@ final class RequestHandler: ChannelInboundHandler {
 
     /// Asks for more bytes when the connection is waiting for them.
     private func wantMore() {
-        guard let context, !closing else { return }
+        guard let context, !closing, !inputClosed else { return }
         if streaming || (!inFlight && queue.isEmpty) { context.read() }
     }
 
@@ -309,6 +312,13 @@ final class RequestHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            // A half-close ends a stream (the client is gone) and waits for nothing more; requests
+            // already received are still answered.
+            inputClosed = true
+            if streaming || (!inFlight && queue.isEmpty) { close() }
+            return
+        }
         guard event is ConnectionRegistry.DeadlinePassed else { return context.fireUserInboundEventTriggered(event) }
         guard let deadline = readDeadline, !closing, !inFlight else { return }
         guard deadline.at <= .now() else { return registry.setDeadline(context.channel, deadline.at) }

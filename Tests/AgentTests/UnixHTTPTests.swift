@@ -58,10 +58,10 @@ struct UnixHTTPTests {
     }
 
     /// Runs `body` with a started server; always stops it.
-    static func withServer(_ tag: String, handler: @escaping HTTPServer.Handler = router,
+    static func withServer(_ tag: String, limits: HTTPServerLimits = HTTPServerLimits(), handler: @escaping HTTPServer.Handler = router,
                            _ body: (HTTPServer, UnixHTTPClient) async throws -> Void) async throws {
         let path = socketPath(tag)
-        let server = HTTPServer(socketPath: path, handler: handler)
+        let server = HTTPServer(socketPath: path, limits: limits, handler: handler)
         try server.start()
         do {
             try await body(server, UnixHTTPClient(socketPath: path, timeout: 10))
