@@ -210,8 +210,10 @@ final class RequestHandler: ChannelInboundHandler {
             return fail(413, "request body exceeds \(limits.maxBodyBytes) bytes")
         }
         let hasBody = !lengths.isEmpty && lengths.first != "0" || head.headers.contains(name: "Transfer-Encoding")
-        if hasBody && head.headers[canonicalForm: "Expect"].contains(where: { $0.lowercased() == "100-continue" }) {
-            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))),
+        // An HTTP/1.0 client cannot take an interim response (RFC 9110 §10.1.1): only 1.1 gets one.
+        if hasBody && head.version.minor == 1
+            && head.headers[canonicalForm: "Expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))),
                                   promise: nil)
         }
         current = (head, context.channel.allocator.buffer(capacity: 0))

@@ -142,4 +142,18 @@ struct HTTPServerLimitsTests {
             #expect(try await raw.isClosed())
         }
     }
+
+    /// Found by the fuzzer: an HTTP/1.0 request with `Expect: 100-continue` got "HTTP/1.0 100
+    /// Continue", which a 1.0 client takes for the final answer.
+    @Test func anHTTP10ClientGetsNoInterimResponse() async throws {
+        try await UnixHTTPTests.withServer("expect10") { server, _ in
+            let old = try Raw(server.socketPath)
+            try old.send("POST /v1/size HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx")
+            #expect(try await old.response()?.status == 200)
+            let new = try Raw(server.socketPath)
+            try new.send("POST /v1/size HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx")
+            #expect(try await new.response()?.status == 100)
+            #expect(try await new.response()?.status == 200)
+        }
+    }
 }

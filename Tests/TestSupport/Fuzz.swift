@@ -18,7 +18,8 @@ public struct Fuzzer {
     static let tokens: [String] = ["&a ", "*a", "<<: *a", "{", "}", "[", "]", "- ", ": ", ",", "---\n", "...\n", "\t", "\n", "\r\n",
                                    "\u{0}", "\"", "'", "#", "!!binary ", "!!str ", "|\n", ">-\n", "? ", "%YAML 1.2\n", "1e999", "-0",
                                    "0x10", "18446744073709551616", "NaN", ".inf", "null", "~", "true", "=", "{a,b}", "k8s:", "/",
-                                   "\u{FEFF}", "é", "\u{202E}", String(repeating: "a", count: 300), String(repeating: "[", count: 200)]
+                                   "\u{FEFF}", "é", "\u{202E}", "HTTP/1.1", "HTTP/1.0", "Content-Length: ", "Transfer-Encoding: chunked\r\n",
+                                   "Expect: 100-continue\r\n", "Connection: close\r\n", "0\r\n\r\n", "\r\n\r\n", " ", "%00", "?", String(repeating: "a", count: 300), String(repeating: "[", count: 200)]
 
     public struct Report: CustomStringConvertible {
         public var target: String
@@ -35,36 +36,86 @@ public struct Fuzzer {
     @discardableResult
     public static func run(_ target: String, seeds: [String], inputs: Int = Fuzzer.inputs,
                            sourceLocation: SourceLocation = #_sourceLocation, _ body: (String) -> Void) -> Report {
-        let seed = UInt64(ProcessInfo.processInfo.environment["CILIUM_FUZZ_SEED"] ?? "") ?? UInt64.random(in: 0...UInt64.max)
-        var rng = SplitMix(seed)
-        // A seed file that moved would silently weaken the run.
-        if let i = seeds.firstIndex(where: \.isEmpty) { Issue.record("fuzz \(target): seed \(i) is empty", sourceLocation: sourceLocation) }
-        let corpus = seeds.map { Array($0.utf8) }
-        let rss0 = rssMB()
-        var slowest: Duration = .zero, growth = 0.0
-        for i in 0..<(corpus.count + inputs) {
-            let bytes = i < corpus.count ? corpus[i] : mutate(corpus[Int(rng.next() % UInt64(corpus.count))], corpus: corpus, &rng)
-            let text = String(decoding: bytes, as: UTF8.self)
+        var run = Session(target, seeds: seeds, inputs: inputs, sourceLocation: sourceLocation)
+        while let text = run.next() {
             let start = ContinuousClock.now
             body(text)
-            let took = ContinuousClock.now - start
+            guard run.record(ContinuousClock.now - start) else { break }
+        }
+        return run.report()
+    }
+
+    /// The same for a body that awaits (a server in the same process needs the cooperative pool).
+    @discardableResult
+    public static func run(_ target: String, seeds: [String], inputs: Int = Fuzzer.inputs,
+                           sourceLocation: SourceLocation = #_sourceLocation, _ body: (String) async -> Void) async -> Report {
+        var run = Session(target, seeds: seeds, inputs: inputs, sourceLocation: sourceLocation)
+        while let text = run.next() {
+            let start = ContinuousClock.now
+            await body(text)
+            guard run.record(ContinuousClock.now - start) else { break }
+        }
+        return run.report()
+    }
+
+    /// One run's inputs and rules.
+    struct Session {
+        let target: String
+        let sourceLocation: SourceLocation
+        let seed: UInt64
+        var rng: SplitMix
+        let corpus: [[UInt8]]
+        let total: Int
+        let rss0: Double
+        var index = -1
+        var text = ""
+        var slowest: Duration = .zero
+        var growth = 0.0
+
+        init(_ target: String, seeds: [String], inputs: Int, sourceLocation: SourceLocation) {
+            self.target = target
+            self.sourceLocation = sourceLocation
+            seed = UInt64(ProcessInfo.processInfo.environment["CILIUM_FUZZ_SEED"] ?? "") ?? UInt64.random(in: 0...UInt64.max)
+            rng = SplitMix(seed)
+            // A seed file that moved would silently weaken the run.
+            if let i = seeds.firstIndex(where: \.isEmpty) { Issue.record("fuzz \(target): seed \(i) is empty", sourceLocation: sourceLocation) }
+            corpus = seeds.map { Array($0.utf8) }
+            total = corpus.count + inputs
+            rss0 = rssMB()
+        }
+
+        /// The next input: the seeds first, then mutations of them.
+        mutating func next() -> String? {
+            index += 1
+            guard index < total else { return nil }
+            let bytes = index < corpus.count ? corpus[index] : mutate(corpus[Int(rng.next() % UInt64(corpus.count))], corpus: corpus, &rng)
+            text = String(decoding: bytes, as: UTF8.self)
+            return text
+        }
+
+        /// Checks the rules after one input; false ends the run.
+        mutating func record(_ took: Duration) -> Bool {
             slowest = max(slowest, took)
-            if took > Self.slowest {
-                Issue.record("fuzz \(target): \(took) for \(text.prefix(2000).debugDescription) (seed \(seed), input \(i))",
+            if took > Fuzzer.slowest {
+                Issue.record("fuzz \(target): \(took) for \(text.prefix(2000).debugDescription) (seed \(seed), input \(index))",
                              sourceLocation: sourceLocation)
-                break
+                return false
             }
-            if i % 1000 == 999 {
+            if index % 1000 == 999 {
                 growth = max(growth, rssMB() - rss0)
-                if growth > Self.memoryGrowth {
-                    Issue.record("fuzz \(target): RSS grew \(growth) MB by input \(i) (seed \(seed))", sourceLocation: sourceLocation)
-                    break
+                if growth > Fuzzer.memoryGrowth {
+                    Issue.record("fuzz \(target): RSS grew \(growth) MB by input \(index) (seed \(seed))", sourceLocation: sourceLocation)
+                    return false
                 }
             }
+            return true
         }
-        let report = Report(target: target, inputs: corpus.count + inputs, slowest: slowest, rssGrowth: growth, seed: seed)
-        print(report)
-        return report
+
+        func report() -> Report {
+            let report = Report(target: target, inputs: min(index + 1, total), slowest: slowest, rssGrowth: growth, seed: seed)
+            print(report)
+            return report
+        }
     }
 
     static func mutate(_ input: [UInt8], corpus: [[UInt8]], _ rng: inout SplitMix) -> [UInt8] {
