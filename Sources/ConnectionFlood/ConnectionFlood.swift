@@ -122,3 +122,23 @@ public struct FloodError: Error, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
 }
+
+extension ConnectionFlood {
+    /// Config lines that give an agent all four HTTP listeners at their default ports: the
+    /// agent's Prometheus port (9962), Hubble's (9965) and the service map page (8081).
+    public static let everyListenerConfig = """
+        prometheus:
+          enabled: true
+        hubble:
+          metrics:
+            enabled: [flow, drop]
+          ui:
+            enabled: true
+        """
+
+    /// The listeners of an agent started with `everyListenerConfig`, the API socket first.
+    public static func listeners(apiSocket: String) -> [(name: String, target: Target)] {
+        [("API socket", .unix(apiSocket)), ("agent metrics port", .tcp(9962)),
+         ("Hubble metrics port", .tcp(9965)), ("service map port", .tcp(8081))]
+    }
+}

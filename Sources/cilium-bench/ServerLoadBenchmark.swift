@@ -14,15 +14,7 @@ enum ServerLoadBenchmark {
     static func run(bin: String) throws -> [(String, String, String)] {
         let perListener = BenchMode.pick(5000, quick: 1000)
         ConnectionFlood.raiseOpenFileLimit()
-        let agent = try BenchAgent(bin: bin, extraConfig: """
-        prometheus:
-          enabled: true
-        hubble:
-          metrics:
-            enabled: [flow, drop]
-          ui:
-            enabled: true
-        """)
+        let agent = try BenchAgent(bin: bin, extraConfig: ConnectionFlood.everyListenerConfig)
         defer { agent.remove() }
         try agent.namespace.run { try Netlink().setLinkUp("lo") }
         try agent.start(["--set", "agent.http.headerTimeoutSeconds=\(headerTimeout)"])
@@ -33,8 +25,7 @@ enum ServerLoadBenchmark {
 
         var rows: [(String, String, String)] = []
         var slowest = 0.0, maxThreads = idleThreads, closedAll = true, slowestClose = 0.0
-        for (name, target) in [("API socket", ConnectionFlood.Target.unix(agent.socket)), ("agent metrics port", .tcp(9962)),
-                               ("Hubble metrics port", .tcp(9965)), ("service map port", .tcp(8081))] {
+        for (name, target) in ConnectionFlood.listeners(apiSocket: agent.socket) {
             let flood = ConnectionFlood(target)
             let opened = ContinuousClock.now
             try agent.namespace.run { try flood.open(perListener) }

@@ -37,15 +37,7 @@ import TestSupport
 
     @Test func fiveThousandIdleConnectionsPerListener() throws {
         ConnectionFlood.raiseOpenFileLimit()
-        let agent = try AgentUnderTest("flood", extraConfig: """
-        prometheus:
-          enabled: true
-        hubble:
-          metrics:
-            enabled: [flow, drop]
-          ui:
-            enabled: true
-        """)
+        let agent = try AgentUnderTest("flood", extraConfig: ConnectionFlood.everyListenerConfig)
         try agent.namespace.run { try Netlink().setLinkUp("lo") }
         try agent.start(arguments: ["--set", "agent.http.headerTimeoutSeconds=4", "--set", "agent.http.idleTimeoutSeconds=6"])
         let pid = try #require(agent.process?.processIdentifier)
@@ -55,7 +47,7 @@ import TestSupport
 
         // One listener at a time: this machine's hard open-file limit (20,000, and no
         // CAP_SYS_RESOURCE to raise it) is shared by the test and the agent it starts.
-        for target in [ConnectionFlood.Target.unix(agent.socket), .tcp(9962), .tcp(9965), .tcp(8081)] {
+        for (_, target) in ConnectionFlood.listeners(apiSocket: agent.socket) {
             // Half a request head on each, then nothing (the slow-loris shape of issue 16); on the
             // API socket also 1,000 that send nothing at all.
             let flood = ConnectionFlood(target)
@@ -82,7 +74,9 @@ import TestSupport
             #expect(held >= expected, "the agent should hold every connection on \(target) (below its cap)")
             #expect(threads <= threadsBefore + 2, "threads must not grow with connections")
             #expect(slowest < .seconds(1))
-            #expect(rssKB < 100 * 1024, "RSS \(rssKB / 1024) MB with \(held) idle connections")
+            // A debug build (about 25 MB more of binary mapped); the release figure, 55 MB against the
+            // 60 MB target, is `make bench`'s (`--only servers`).
+            #expect(rssKB < 80 * 1024, "RSS \(rssKB / 1024) MB with \(held) idle connections")
 
             // After the header timeout every half head is closed; the silent ones at the idle timeout.
             #expect(flood.waitClosed(timeout: .seconds(15)) == Self.perListener, "closed on \(target)")
