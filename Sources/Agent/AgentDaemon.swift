@@ -149,6 +149,7 @@ public actor AgentDaemon {
     /// next crowd on another: 5,000 idle connections then cost 10 MB more each time (`make bench`,
     /// server rows). Called first thing, before other threads allocate.
     public static func useOneHeapArena() {
+        guard getenv("MALLOC_ARENA_MAX") == nil else { return }  // the operator's choice stands
         typealias MallOpt = @convention(c) (Int32, Int32) -> Int32
         let M_ARENA_MAX: Int32 = -8  // malloc.h, which Glibc's module does not export
         guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
