@@ -30,13 +30,16 @@ public struct PolicyDescription: Codable, Sendable {
     public var rules: Int
     /// The parsed policy, as JSON text.
     public var json: String
-    public init(kind: String, name: String, namespace: String?, source: String, rules: Int, json: String) {
+    /// What it names that this agent does not match yet (IPv6 peers); nil for none.
+    public var notes: [String]?
+    public init(kind: String, name: String, namespace: String?, source: String, rules: Int, json: String, notes: [String]? = nil) {
         self.kind = kind
         self.name = name
         self.namespace = namespace
         self.source = source
         self.rules = rules
         self.json = json
+        self.notes = notes
     }
 }
 

@@ -136,18 +136,23 @@ public struct PeerRule: Codable, Sendable, Hashable {
     public var cidrs: [CIDRRule]
     public var ports: [PortProtocol]
     public var icmps: [ICMPField]
+    /// IPv6 peers as written (CIDRs, `world-ipv6`): accepted, as an IPv4-only upstream agent
+    /// accepts them, and matched by no traffic until this datapath carries IPv6. A rule that
+    /// names only these selects no peer (it is not an any-peer rule). nil when there are none.
+    public var ipv6Peers: [String]?
 
     public init(endpoints: [LabelSelector]? = nil, entities: [PolicyEntity] = [], cidrs: [CIDRRule] = [],
-                ports: [PortProtocol] = [], icmps: [ICMPField] = []) {
+                ports: [PortProtocol] = [], icmps: [ICMPField] = [], ipv6Peers: [String]? = nil) {
         self.endpoints = endpoints
         self.entities = entities
         self.cidrs = cidrs
         self.ports = ports
         self.icmps = icmps
+        self.ipv6Peers = ipv6Peers
     }
 
     /// True when no peer field was given: the rule applies to every peer.
-    public var selectsAnyPeer: Bool { endpoints == nil && entities.isEmpty && cidrs.isEmpty }
+    public var selectsAnyPeer: Bool { endpoints == nil && entities.isEmpty && cidrs.isEmpty && (ipv6Peers ?? []).isEmpty }
 }
 
 /// One rule (`spec` or an element of `specs`).
@@ -180,3 +185,15 @@ public struct PolicySpec: Codable, Sendable, Hashable {
 
 /// A policy document that cannot be used: `FILE:LINE:COLUMN: what is wrong; what would be valid`.
 public typealias PolicyError = ManifestError
+
+extension Policy {
+    /// What the policy names that this datapath does not match yet, for `cilium policy get` and
+    /// `validate` to say.
+    public var notes: [String] {
+        let rules = specs.flatMap { [$0.ingress, $0.ingressDeny, $0.egress, $0.egressDeny].compactMap { $0 }.flatMap { $0 } }
+        var seen = Set<String>()
+        let v6 = rules.flatMap { $0.ipv6Peers ?? [] }.filter { seen.insert($0).inserted }
+        guard !v6.isEmpty else { return [] }
+        return ["IPv6 peers \(v6.joined(separator: ", ")) match no traffic: this datapath carries IPv4 only (until IPv6 lands)"]
+    }
+}

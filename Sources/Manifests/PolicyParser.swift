@@ -1,5 +1,6 @@
 import Diagnostics
 import Addressing
+import Glibc
 import ManifestYAML
 import Yams
 
@@ -523,6 +524,7 @@ private struct PolicyReader {
         var rule = PeerRule()
         var cidrs: [CIDRRule] = []
         var cidrSets: [CIDRRule] = []
+        var ipv6Peers: [String] = []
         var portRuleCount = 0
         var icmpsEntry: Fields.Entry?
         for entry in fields.entries {
@@ -543,15 +545,22 @@ private struct PolicyReader {
                 }
                 rule.endpoints = selectors
             case peer + "Entities":
-                rule.entities = try entities(entry.value, path: fieldPath)
+                let (entities, worldIPv6) = try self.entities(entry.value, path: fieldPath)
+                rule.entities = entities
+                if worldIPv6 { ipv6Peers.append("world-ipv6") }
             case peer + "CIDR":
                 for (index, item) in try list(entry.value, path: fieldPath, of: "CIDRs").enumerated() {
-                    let prefix = try cidr(item, path: "\(fieldPath)[\(index)]", bareAddressAllowed: true)
-                    cidrs.append(CIDRRule(cidr: prefix.description))
+                    switch try cidr(item, path: "\(fieldPath)[\(index)]", bareAddressAllowed: true) {
+                    case .v4(let prefix): cidrs.append(CIDRRule(cidr: prefix.description))
+                    case .v6(let text): ipv6Peers.append(text)
+                    }
                 }
             case peer + "CIDRSet":
                 for (index, item) in try list(entry.value, path: fieldPath, of: "CIDR rules {cidr, except}").enumerated() {
-                    cidrSets.append(try cidrRule(item, path: "\(fieldPath)[\(index)]"))
+                    switch try cidrRule(item, path: "\(fieldPath)[\(index)]") {
+                    case .v4(let set): cidrSets.append(set)
+                    case .v6(let text): ipv6Peers.append(text)
+                    }
                 }
             case "toPorts":
                 let items = try list(entry.value, path: fieldPath, of: "port rules {ports: [...]}")
@@ -571,6 +580,7 @@ private struct PolicyReader {
                 + "write a separate rule for each")
         }
         rule.cidrs = cidrs + cidrSets
+        rule.ipv6Peers = ipv6Peers.isEmpty ? nil : ipv6Peers
         return rule
     }
 
@@ -591,39 +601,53 @@ private struct PolicyReader {
         return unknownField(entry, in: path, allowed: allowed, unsupported: unsupported)
     }
 
-    private func entities(_ node: Node, path: String) throws(PolicyError) -> [PolicyEntity] {
+    /// The entities, and whether world-ipv6 was among them (an IPv6 peer: see `PeerRule.ipv6Peers`).
+    private func entities(_ node: Node, path: String) throws(PolicyError) -> ([PolicyEntity], worldIPv6: Bool) {
         var entities: [PolicyEntity] = []
+        var worldIPv6 = false
         for (index, item) in try list(node, path: path, of: "entity names").enumerated() {
             let itemPath = "\(path)[\(index)]"
             let name = try string(item, path: itemPath, what: "an entity name")
             if let entity = PolicyEntity(rawValue: name) {
                 entities.append(entity)
             } else if name == "world-ipv6" {
-                throw fail(item, "\(itemPath): world-ipv6 selects IPv6 peers: this datapath enforces IPv4 only")
+                worldIPv6 = true
             } else {
                 let hint = ManifestText.endOfSentence(suggesting: ManifestText.suggestion(for: name, among: PolicyFields.entities))
                 throw fail(item, "\(itemPath): unknown entity \"\(Suggestion.excerpt(name))\"\(hint) Entities are "
                     + PolicyFields.entities.joined(separator: ", "))
             }
         }
-        return entities
+        return (entities, worldIPv6)
     }
 
     // MARK: CIDRs
 
-    private func cidr(_ node: Node, path: String, bareAddressAllowed: Bool) throws(PolicyError) -> IPv4Prefix {
+    /// A CIDR of either family: IPv4 is enforced, IPv6 is kept as written (checked, matched by nothing yet).
+    private enum AnyCIDR<V4> {
+        case v4(V4)
+        case v6(String)
+    }
+
+    private func cidr(_ node: Node, path: String, bareAddressAllowed: Bool) throws(PolicyError) -> AnyCIDR<IPv4Prefix> {
         let text = try string(node, path: path, what: "a CIDR such as 10.0.0.0/8")
+        if text.contains(":") {
+            if let problem = IPv6Prefix.problem(text, bareAddressAllowed: bareAddressAllowed) {
+                throw fail(node, "\(path): \(problem)")
+            }
+            return .v6(text)
+        }
         do {
-            return try IPv4Prefix.parse(text, bareAddressAllowed: bareAddressAllowed)
+            return .v4(try IPv4Prefix.parse(text, bareAddressAllowed: bareAddressAllowed))
         } catch {
             throw fail(node, "\(path): \(error.message)")
         }
     }
 
-    private func cidrRule(_ node: Node, path: String) throws(PolicyError) -> CIDRRule {
+    private func cidrRule(_ node: Node, path: String) throws(PolicyError) -> AnyCIDR<CIDRRule> {
         let fields = try self.fields(node, path: path, what: "a CIDR rule {cidr, except}")
-        var prefix: IPv4Prefix?
-        var excepts: [(prefix: IPv4Prefix, node: Node)] = []
+        var prefix: AnyCIDR<IPv4Prefix>?
+        var excepts: [(prefix: AnyCIDR<IPv4Prefix>, node: Node)] = []
         for entry in fields.entries {
             let fieldPath = join(path, entry.name)
             if let why = PolicyFields.cidrRuleUnsupported[entry.name] {
@@ -642,14 +666,30 @@ private struct PolicyReader {
                 }
             }
         }
-        guard let prefix else {
+        switch prefix {
+        case nil:
             throw fail(node, "\(path): cidr is required, e.g. {cidr: 10.0.0.0/8, except: [10.96.0.0/12]}")
+        case .v6(let text):
+            for except in excepts {
+                guard case .v6 = except.prefix else {
+                    throw fail(except.node, "\(path): except is IPv4 but cidr \(text) is IPv6; every except must lie within its cidr")
+                }
+            }
+            return .v6(excepts.isEmpty ? text : "\(text) except \(excepts.compactMap { if case .v6(let t) = $0.prefix { t } else { nil } }.joined(separator: ", "))")
+        case .v4(let prefix):
+            var kept: [IPv4Prefix] = []
+            for except in excepts {
+                guard case .v4(let inner) = except.prefix else {
+                    throw fail(except.node, "\(path): except is IPv6 but cidr \(prefix) is IPv4; every except must lie within its cidr")
+                }
+                guard prefix.contains(inner) else {
+                    throw fail(except.node, "\(path): except \(inner) is not inside cidr \(prefix); "
+                        + "every except must lie within its cidr")
+                }
+                kept.append(inner)
+            }
+            return .v4(CIDRRule(cidr: prefix.description, except: kept.map(\.description)))
         }
-        for except in excepts where !prefix.contains(except.prefix) {
-            throw fail(except.node, "\(path): except \(except.prefix) is not inside cidr \(prefix); "
-                + "every except must lie within its cidr")
-        }
-        return CIDRRule(cidr: prefix.description, except: excepts.map(\.prefix.description))
     }
 
     // MARK: Ports
@@ -960,6 +1000,30 @@ private struct PolicyReader {
 
 private extension Character {
     var isASCIIDigit: Bool { isASCII && isNumber }
+}
+
+// MARK: - IPv6 prefixes
+
+/// IPv6 prefix text, checked (not enforced: see `PeerRule.ipv6Peers`).
+private enum IPv6Prefix {
+    /// nil when `text` is "address/length" (or a bare address, when allowed) with no host bits set.
+    static func problem(_ text: String, bareAddressAllowed: Bool) -> String? {
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        var bytes = [UInt8](repeating: 0, count: 16)
+        guard let address = parts.first, inet_pton(AF_INET6, String(address), &bytes) == 1 else {
+            return "\"\(Suggestion.excerpt(text))\" is not a valid IPv6 CIDR: expected an IPv6 address/n with n 0-128, e.g. 2001:db8::/32"
+        }
+        guard parts.count == 2 else {
+            return bareAddressAllowed ? nil : "\(text) has no prefix length; write \(text)/128 for one address"
+        }
+        guard let length = Int(parts[1]), (0...128).contains(length), parts[1].allSatisfy(\.isASCIIDigit) else {
+            return "\(text): the prefix length must be a number 0-128"
+        }
+        for bit in length..<128 where bytes[bit / 8] & (0x80 >> UInt8(bit % 8)) != 0 {
+            return "\(text) has host bits set after /\(length)"
+        }
+        return nil
+    }
 }
 
 // MARK: - IPv4 prefixes

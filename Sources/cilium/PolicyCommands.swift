@@ -61,6 +61,7 @@ struct PolicyCommand: ParsableCommand {
                 if output == .json { try printJSON(r); return }
                 for p in r.policies {
                     print("# \(p.kind) \(p.namespace.map { "\($0)/" } ?? "")\(p.name) (\(p.rules) rule\(p.rules == 1 ? "" : "s"), from \(p.source))")
+                    for note in p.notes ?? [] { print("# note: \(note)") }
                     print(p.json)
                 }
                 print("Revision: \(r.revision)")
@@ -104,6 +105,9 @@ struct PolicyCommand: ParsableCommand {
                         continue
                     }
                     print("\(file): valid (\(policies.map(\.qualifiedName).joined(separator: ", ")))")
+                    for policy in policies {
+                        for note in policy.notes { print("\(file): note: \(policy.qualifiedName): \(note)") }
+                    }
                 } catch {
                     FileHandle.standardError.write(Data("\(error)\n".utf8))
                     failed = true

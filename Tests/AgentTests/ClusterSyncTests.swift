@@ -144,3 +144,14 @@ final class Sampler: @unchecked Sendable {
         return lock.withLock { (lowest, samples) }
     }
 }
+
+/// Issue 17, gap 2: the labels every workload gets.
+@Suite struct DefaultLabelTests {
+    @Test func namespaceAndClusterAreAddedOnceAndInitStaysInit() {
+        #expect(EndpointManager.withDefaultLabels(["app=web"], namespace: nil, cluster: "c1")
+                == ["app=web", "io.kubernetes.pod.namespace=default", "io.cilium.k8s.policy.cluster=c1"])
+        #expect(EndpointManager.withDefaultLabels(["k8s:app=web", "k8s:io.cilium.k8s.policy.cluster=other"], namespace: "prod", cluster: "c1")
+                == ["k8s:app=web", "k8s:io.cilium.k8s.policy.cluster=other", "io.kubernetes.pod.namespace=prod"])
+        #expect(EndpointManager.withDefaultLabels([], namespace: "prod", cluster: "c1") == [])
+    }
+}

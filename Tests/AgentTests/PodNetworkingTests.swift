@@ -33,7 +33,7 @@ import TestSupport
         #expect(web.identity != db.identity)
         #expect((web.identity ?? 0) >= 256 && (db.identity ?? 0) >= 256)
         // Workloads carry their namespace ("default" when the runtime names none).
-        #expect(web.labels == ["k8s:app=web", "k8s:io.kubernetes.pod.namespace=default", "k8s:tier=front"])
+        #expect(web.labels == ["k8s:app=web", "k8s:io.cilium.k8s.policy.cluster=\(name)", "k8s:io.kubernetes.pod.namespace=default", "k8s:tier=front"])
 
         let ns = { (n: String) in try NetworkNamespace(named: n) }
         // Pod to pod (local delivery via bpf_redirect_peer), TCP and UDP.
@@ -232,7 +232,7 @@ import TestSupport
         #expect(try runCapturing([sandbox, "pod", "add", "--name", name, "--node", "node1", "--pod", "nomanifest"]).0 == 0)
         let st = try JSONDecoder().decode(Status.self, from: Data(try runCapturing([sandbox, "status", "--name", name, "-o", "json"]).1.utf8))
         let web = try #require(st.pods.first { $0.name == "web" })
-        #expect(web.labels == ["k8s:app=web", "k8s:io.kubernetes.pod.namespace=default", "k8s:tier=front"])
+        #expect(web.labels == ["k8s:app=web", "k8s:io.cilium.k8s.policy.cluster=\(name)", "k8s:io.kubernetes.pod.namespace=default", "k8s:tier=front"])
         #expect((web.identity ?? 0) >= 256)
         // Without labels and without a manifest: reserved:init until it has some.
         #expect(st.pods.first { $0.name == "nomanifest" }?.identity == 5)

@@ -118,7 +118,7 @@ import TestSupport
         let address = try #require(Netlink.IPv4Address(endpoint.address))
         let mask: UInt32 = prefix.length == 0 ? 0 : ~UInt32(0) << (32 - UInt32(prefix.length))
         #expect(address.value & mask == prefix.address.value & mask, "\(endpoint.address) is not in \(podCIDR)")
-        #expect(endpoint.labels == ["container:app=web", "k8s:io.kubernetes.pod.namespace=default"])
+        #expect(endpoint.labels == ["container:app=web", "k8s:io.cilium.k8s.policy.cluster=\(name)", "k8s:io.kubernetes.pod.namespace=default"])
         #expect(endpoint.identity >= 256 && endpoint.identity != srv.identity)
         #expect(endpoint.podName == container)
         let inside = try podmanRun(["exec", container, "/bin/ip", "-4", "addr", "show", "eth0"])

@@ -875,12 +875,45 @@ import TestSupport
             """, at: 9, 13, "10.1.2.3/8 has host bits set; did you mean 10.0.0.0/8?")
     }
 
-    @Test func ipv6CIDR() {
+    /// Issue 17, gap 3: IPv6 peers are read as an IPv4-only upstream agent reads them, and
+    /// match nothing (upstream's allow-all-egress has both 0.0.0.0/0 and ::/0).
+    @Test func ipv6CIDRsAreAcceptedAndMatchNothing() throws {
+        let policies = try PolicyParser.parse(header + """
+              egress:
+              - toCIDR: ["2001:db8::/32"]
+              - toCIDRSet:
+                - cidr: 0.0.0.0/0
+                - cidr: "::/0"
+                  except: ["fd00::/8"]
+              - toEntities: [world, world-ipv6]
+            """, file: "test.yaml")
+        let egress = try #require(policies.first?.specs.first?.egress)
+        #expect(egress[0].ipv6Peers == ["2001:db8::/32"])
+        #expect(egress[0].cidrs.isEmpty && !egress[0].selectsAnyPeer)
+        #expect(egress[1].cidrs == [CIDRRule(cidr: "0.0.0.0/0")])
+        #expect(egress[1].ipv6Peers == ["::/0 except fd00::/8"])
+        #expect(egress[2].entities == [.world] && egress[2].ipv6Peers == ["world-ipv6"])
+        #expect(policies[0].notes == ["IPv6 peers 2001:db8::/32, ::/0 except fd00::/8, world-ipv6 match no traffic: "
+                                      + "this datapath carries IPv4 only (until IPv6 lands)"])
+    }
+
+    @Test func ipv6CIDRsAreStillChecked() {
         expectFailure(header + """
               egress:
               - toCIDR:
-                - "2001:db8::/32"
-            """, at: 9, 7, "IPv6 CIDR 2001:db8::/32: this datapath enforces IPv4 only")
+                - "2001:db8::1/32"
+            """, at: 9, 7, "2001:db8::1/32 has host bits set after /32")
+        expectFailure(header + """
+              egress:
+              - toCIDR:
+                - "2001:zz::/32"
+            """, at: 9, 7, "is not a valid IPv6 CIDR")
+        expectFailure(header + """
+              egress:
+              - toCIDRSet:
+                - cidr: "::/0"
+                  except: [10.0.0.0/8]
+            """, at: 10, 16, "except is IPv4 but cidr ::/0 is IPv6")
     }
 
     @Test func exceptOutsideItsCIDR() {
@@ -1127,12 +1160,6 @@ import TestSupport
             """, at: 8, 34, "unknown entity \"wrld\"; did you mean world?")
     }
 
-    @Test func worldIPv6Entity() {
-        expectFailure(header + """
-              egress:
-              - toEntities: [world-ipv6]
-            """, at: 8, 18, "IPv4 only")
-    }
 
     @Test func icmpsWithToPorts() {
         expectFailure(header + """

@@ -26,13 +26,17 @@ actor EndpointManager {
 
     /// Where pods' manifests are (agent.resourceDirectory), "" for none.
     private let resourceDirectory: String
+    /// cluster.name: every workload carries it as a label, as upstream's do.
+    private let clusterName: String
 
     /// Why IPv4 forwarding is off in the agent's namespace, when the agent could not turn it on.
     private(set) var forwardingProblem: String?
 
     init(stateDir: String, podCIDR: IPv4Prefix, shared: SharedState,
-         attachments: StateTable<DeviceAttachment>, cluster: ClusterSync, resourceDirectory: String = "") throws {
+         attachments: StateTable<DeviceAttachment>, cluster: ClusterSync, resourceDirectory: String = "",
+         clusterName: String = "default") throws {
         self.resourceDirectory = resourceDirectory
+        self.clusterName = clusterName
         self.shared = shared
         self.ipcache = shared.ipcache
         self.attachments = attachments
@@ -94,6 +98,8 @@ actor EndpointManager {
                 continue
             }
             ep.hostIfIndex = link.index
+            // Saved by an agent that did not add the cluster label yet: the same labels a new pod gets.
+            ep.labels = Self.withDefaultLabels(ep.labels, namespace: ep.podNamespace, cluster: clusterName)
             ep.identity = try await identities.identity(for: ep.labels)
             kept.append(ep)
         }
@@ -117,7 +123,7 @@ actor EndpointManager {
            let labels = PodManifests.labels(namespace: ns, name: pod, in: resourceDirectory) {
             req.labels = labels
         }
-        req.labels = Self.withNamespace(req.labels, req.podNamespace)
+        req.labels = Self.withDefaultLabels(req.labels, namespace: req.podNamespace, cluster: clusterName)
         guard let allocated = await addresses.address(of: req.containerID), allocated.description == req.address else {
             throw EndpointError(status: 400, "address \(req.address) is not allocated to container \(req.containerID); ask POST /v1/ipam first")
         }
@@ -174,7 +180,7 @@ actor EndpointManager {
     private func applyRuntimeLabels(_ containerID: String, _ labels: [String]) async {
         labelLookups[containerID] = nil
         guard !Task.isCancelled, !labels.isEmpty, var ep = await endpoints.get(containerID), ep.labels.isEmpty else { return }
-        let labels = Self.withNamespace(labels, ep.podNamespace)
+        let labels = Self.withDefaultLabels(labels, namespace: ep.podNamespace, cluster: clusterName)
         guard let identity = try? await identities.identity(for: labels) else { return }
         await identities.release(ep.identity)
         ep.labels = labels
@@ -210,15 +216,18 @@ actor EndpointManager {
         }
     }
 
-    /// Workloads carry their namespace as a label (upstream's
-    /// io.kubernetes.pod.namespace), "default" when the runtime names none, so
-    /// namespaced policies select them. Without labels an endpoint stays init.
-    static func withNamespace(_ labels: [String], _ namespace: String?) -> [String] {
-        let key = "io.kubernetes.pod.namespace"
-        if labels.isEmpty || labels.contains(where: { LocalIdentityAllocator.normalize($0).hasPrefix("k8s:\(key)=") }) {
-            return labels
+    /// Workloads carry their namespace (upstream's io.kubernetes.pod.namespace; "default" when the
+    /// runtime names none) and their cluster (io.cilium.k8s.policy.cluster = cluster.name) as
+    /// labels, so that namespaced policies and upstream's cluster selectors select them. Without
+    /// labels an endpoint stays init. A label the workload already has is kept as it is.
+    static func withDefaultLabels(_ labels: [String], namespace: String?, cluster: String) -> [String] {
+        guard !labels.isEmpty else { return labels }
+        var out = labels
+        for (key, value) in [("io.kubernetes.pod.namespace", namespace ?? "default"), ("io.cilium.k8s.policy.cluster", cluster)]
+        where !labels.contains(where: { LocalIdentityAllocator.normalize($0).hasPrefix("k8s:\(key)=") }) {
+            out.append("\(key)=\(value)")
         }
-        return labels + ["\(key)=\(namespace ?? "default")"]
+        return out
     }
 
     private func publish(_ ep: Endpoint) async {

@@ -118,7 +118,8 @@ public actor NetworkingSubsystem: SteppedSubsystem {
             guard let entry, let sync = cluster, let podCIDR else { return }
             let manager = try EndpointManager(stateDir: context.stateDir, podCIDR: podCIDR,
                                               shared: context.shared, attachments: deviceAttachments, cluster: sync,
-                                              resourceDirectory: context.section.resourceDirectory)
+                                              resourceDirectory: context.section.resourceDirectory,
+                                              clusterName: context.section.clusterName)
             try await manager.setUpRouter()
             try await manager.restore()
             endpointManager = manager

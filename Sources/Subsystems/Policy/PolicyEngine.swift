@@ -219,7 +219,7 @@ actor PolicyEngine {
     var audit: Bool { resolver.audit }
 
     /// What policy decides for traffic between two label sets, without traffic.
-    func trace(_ req: PolicyTraceRequest) -> PolicyTraceResponse {
-        PolicyTrace(resolver: resolver, origins: repository.origins).run(req)
+    func trace(_ req: PolicyTraceRequest, clusterName: String) -> PolicyTraceResponse {
+        PolicyTrace(resolver: resolver, origins: repository.origins, clusterName: clusterName).run(req)
     }
 }

@@ -36,11 +36,13 @@ public actor PolicySubsystem: SteppedSubsystem {
         public var auditMode: Bool
         /// Policy files are read from here too ("" for none).
         public var resourceDirectory: String
+        /// cluster.name, which workloads carry as a label (for `cilium policy trace`'s label sets).
+        public var clusterName: String
     }
 
     public static func section(of c: AgentConfig) -> Section {
         Section(enforcementMode: c.policyEnforcementMode, auditMode: c.policyAuditMode,
-                resourceDirectory: c.agent.resourceDirectory)
+                resourceDirectory: c.agent.resourceDirectory, clusterName: c.cluster.name)
     }
 
     public func configure(_ context: SubsystemContext<Section>) { self.context = context }
@@ -251,7 +253,8 @@ public actor PolicySubsystem: SteppedSubsystem {
             return .json(PolicyListResponse(revision: rev, policies: selected.map { p, source in
                 PolicyDescription(kind: p.kind.rawValue, name: p.name, namespace: p.namespace, source: source,
                                   rules: p.specs.count,
-                                  json: String(decoding: (try? enc.encode(p)) ?? Data(), as: UTF8.self))
+                                  json: String(decoding: (try? enc.encode(p)) ?? Data(), as: UTF8.self),
+                                  notes: p.notes.isEmpty ? nil : p.notes)
             }))
         case ("DELETE", "/v1/policy"):
             let all = request.query["all"] == "true"
@@ -265,7 +268,7 @@ public actor PolicySubsystem: SteppedSubsystem {
             guard let req = try? JSONDecoder().decode(PolicyTraceRequest.self, from: request.body) else {
                 return .error(status: 400, message: "expected a PolicyTraceRequest as JSON")
             }
-            return .json(await engine.trace(req))
+            return .json(await engine.trace(req, clusterName: context?.section.clusterName ?? "default"))
         case ("GET", let path) where path.hasPrefix("/v1/policy/endpoint/"):
             guard let id = UInt16(path.dropFirst("/v1/policy/endpoint/".count)) else {
                 return .error(status: 400, message: "endpoint id must be a number 1-65535")

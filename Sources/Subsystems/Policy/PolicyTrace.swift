@@ -8,6 +8,8 @@ import CBPF
 struct PolicyTrace {
     var resolver: PolicyResolver
     let origins: [UInt32: RuleOrigin]
+    /// cluster.name: workloads carry it as io.cilium.k8s.policy.cluster, and so do traced label sets.
+    var clusterName = "default"
 
     struct Decision {
         var verdict: String
@@ -16,23 +18,29 @@ struct PolicyTrace {
         var allowed: Bool
     }
 
-    /// Labels as the agent gives them to workloads: "k8s:" by default, and
-    /// the default namespace unless one is named (reserved labels stay alone).
-    static func workloadLabels(_ labels: [String]) -> [String] {
+    /// Labels as the agent gives them to workloads: "k8s:" by default, the default namespace
+    /// unless one is named, and the cluster's name unless one is named (reserved and CIDR
+    /// labels stay alone).
+    static func workloadLabels(_ labels: [String], clusterName: String = "default") -> [String] {
         let normalized = labels.map { l -> String in
             let (k, v) = LabelSet.split(l)
             return v.isEmpty && k.hasPrefix("reserved:") ? k : "\(k)=\(v)"
         }
-        if normalized.isEmpty || normalized.contains(where: { $0.hasPrefix("reserved:") || $0.hasPrefix("cidr:") })
-            || normalized.contains(where: { $0.hasPrefix("k8s:\(LabelSelector.namespaceKey)=") }) {
+        if normalized.isEmpty || normalized.contains(where: { $0.hasPrefix("reserved:") || $0.hasPrefix("cidr:") }) {
             return normalized
         }
-        return normalized + ["k8s:\(LabelSelector.namespaceKey)=default"]
+        var out = normalized
+        for (key, value) in [(LabelSelector.namespaceKey, "default"), ("io.cilium.k8s.policy.cluster", clusterName)]
+        where !normalized.contains(where: { $0.hasPrefix("k8s:\(key)=") }) {
+            out.append("k8s:\(key)=\(value)")
+        }
+        return out
     }
 
     func run(_ req: PolicyTraceRequest) -> PolicyTraceResponse {
         var r = resolver
-        let src = Self.workloadLabels(req.sourceLabels), dst = Self.workloadLabels(req.destinationLabels)
+        let src = Self.workloadLabels(req.sourceLabels, clusterName: clusterName)
+        let dst = Self.workloadLabels(req.destinationLabels, clusterName: clusterName)
         let srcID = identity(for: src, in: &r, temporary: 0xFFFF_FFF0)
         let dstID = identity(for: dst, in: &r, temporary: 0xFFFF_FFF1)
         let proto: UInt8 = switch req.proto.uppercased() {
