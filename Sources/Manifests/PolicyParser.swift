@@ -1,5 +1,6 @@
 import Diagnostics
 import Addressing
+import Foundation
 import Glibc
 import ManifestYAML
 import Yams
@@ -170,6 +171,7 @@ private struct PolicyReader {
         case .mapping:
             return try object(root, path: "")
         case .sequence(let sequence):
+            if Self.isNativeRuleList(sequence) { return [try nativeRules(root)] }
             var policies: [Policy] = []
             for (index, element) in sequence.enumerated() {
                 policies += try object(element, path: "[\(index)]")
@@ -179,6 +181,77 @@ private struct PolicyReader {
             if isNull(root) { return [] } // an empty document (comments only, a trailing ---)
             throw fail(root, "expected a CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy object, "
                 + "got \(describe(root))")
+        }
+    }
+
+    // MARK: Native rule lists
+
+    /// Upstream's own policy format (what `cilium-dbg policy import` reads): a JSON array of rules,
+    /// no kind, no metadata. Recognized when no element has a kind and one has a selector.
+    static func isNativeRuleList(_ sequence: Node.Sequence) -> Bool {
+        func keys(_ node: Node) -> [String] {
+            guard case .mapping(let mapping) = node else { return [] }
+            return mapping.compactMap { $0.key.scalar?.string.lowercased() }
+        }
+        let all = sequence.map(keys)
+        return !sequence.isEmpty && all.allSatisfy { !$0.isEmpty && !$0.contains("kind") }
+            && all.contains { $0.contains("endpointselector") || $0.contains("nodeselector") }
+    }
+
+    /// A native rule list as one policy with no namespace (upstream's native rules are not
+    /// namespaced unless their selectors say so), named by the rules' `io.cilium.k8s.policy.name`
+    /// label or else by the file. Field names match without regard to case, as upstream's JSON
+    /// decoding matches them ("HTTP" and "http").
+    private func nativeRules(_ root: Node) throws(PolicyError) -> Policy {
+        guard case .sequence(let rules) = Self.canonicalKeys(root) else { return Policy(kind: .clusterwide, name: "", namespace: nil, specs: []) }
+        var specs: [PolicySpec] = []
+        for (index, element) in rules.enumerated() {
+            specs.append(try rule(element, path: "[\(index)]", anchor: element))
+        }
+        let labelled = specs.lazy.flatMap(\.labels).first { $0.contains("io.cilium.k8s.policy.name=") }
+        let fromLabel = labelled.flatMap { $0.split(separator: "=", maxSplits: 1).dropFirst().first.map(String.init) }
+        return Policy(kind: .clusterwide, name: fromLabel ?? Self.name(fromFile: file), namespace: nil, specs: specs)
+    }
+
+    /// A policy name from a file name: "allow-dns.json" is allow-dns.
+    static func name(fromFile file: String) -> String {
+        let base = file.split(separator: "/").last.map(String.init) ?? file
+        let stem = base.split(separator: ".").first.map(String.init) ?? base
+        let cleaned = String(stem.lowercased().map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "-" })
+            .trimmingCharacters(in: CharacterSet(charactersIn: "-"))
+        return cleaned.isEmpty ? "native-rules" : String(cleaned.prefix(253))
+    }
+
+    /// Every field name the reader knows, by its lowercased form.
+    static let canonicalNames: [String: String] = {
+        let all = PolicyFields.topLevel + PolicyFields.metadata + PolicyFields.rule + PolicyFields.ruleUnsupported.names
+            + PolicyFields.selector + PolicyFields.requirement + PolicyFields.defaultDeny + PolicyFields.ruleLabel
+            + PolicyFields.ingress + PolicyFields.egress + PolicyFields.ingressUnsupported.names + PolicyFields.egressUnsupported.names
+            + PolicyFields.ingressDenyUnsupported.names + PolicyFields.egressDenyUnsupported.names
+            + PolicyFields.portRule + PolicyFields.portRuleUnsupported.names + PolicyFields.l7 + PolicyFields.portProtocol
+            + PolicyFields.cidrRule + PolicyFields.cidrRuleUnsupported.names + PolicyFields.icmpRule + PolicyFields.icmpField
+        return Dictionary(all.map { ($0.lowercased(), $0) }, uniquingKeysWith: { first, _ in first })
+    }()
+
+    /// `node` with every known field name spelled as the reader spells it; label keys (the
+    /// mapping under matchLabels) are left as written.
+    static func canonicalKeys(_ node: Node, labelKeys: Bool = false) -> Node {
+        switch node {
+        case .mapping(let mapping):
+            var pairs: [(Node, Node)] = []
+            for (key, value) in mapping {
+                var newKey = key
+                if !labelKeys, case .scalar(var scalar) = key, let canonical = canonicalNames[scalar.string.lowercased()] {
+                    scalar.string = canonical
+                    newKey = .scalar(scalar)
+                }
+                pairs.append((newKey, canonicalKeys(value, labelKeys: newKey.scalar?.string == "matchLabels")))
+            }
+            return .mapping(Node.Mapping(pairs, mapping.tag, mapping.style, mapping.mark))
+        case .sequence(let sequence):
+            return .sequence(Node.Sequence(sequence.map { canonicalKeys($0) }, sequence.tag, sequence.style, sequence.mark))
+        default:
+            return node
         }
     }
 
