@@ -5,9 +5,12 @@ public struct PolicyImportResponse: Codable, Sendable {
     public var revision: UInt64
     /// "namespace/name" (or "name" for cluster-wide ones) of what was imported.
     public var policies: [String]
-    public init(revision: UInt64, policies: [String]) {
+    /// "KIND NAME" of the file's other objects, which were skipped; nil for none.
+    public var skipped: [String]?
+    public init(revision: UInt64, policies: [String], skipped: [String]? = nil) {
         self.revision = revision
         self.policies = policies
+        self.skipped = skipped
     }
 }
 

@@ -21,7 +21,32 @@ public enum PolicyParser {
     /// Parses CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy documents (YAML or JSON — JSON is YAML),
     /// one document or many (`---` separated), or a top-level list of such objects, or a `kind: List` with `items`.
     public static func parse(_ text: String, file: String) throws(PolicyError) -> [Policy] {
-        try PolicyReader(file: file, text: text).readAll()
+        try read(text, file: file).policies
+    }
+
+    /// The same, with what else the file held: `CiliumCIDRGroup`s (read: `cidrGroupRef` names them)
+    /// and other objects (`kubectl apply -f` files mix kinds), which are skipped and named.
+    public static func read(_ text: String, file: String) throws(PolicyError) -> PolicyFile {
+        let reader = PolicyReader(file: file, text: text)
+        let policies = try reader.readAll()
+        return PolicyFile(policies: policies, cidrGroups: reader.found.groups, skipped: reader.found.skipped)
+    }
+}
+
+/// What one policy file held.
+public struct PolicyFile: Sendable {
+    public var policies: [Policy]
+    /// CiliumCIDRGroup name -> its CIDRs, as written.
+    public var cidrGroups: [String: [String]]
+    /// "KIND NAME" of each object that is neither a policy nor a CIDR group.
+    public var skipped: [String]
+
+    /// The error for a file with no policy in it (`validate`, `import`).
+    public static func nothingToImport(_ file: String, skipped: [String]) -> String {
+        skipped.isEmpty
+            ? "\(file):1:1: no policy in it (empty, null or only comments); a policy has apiVersion, kind, metadata.name and spec"
+            : "\(file):1:1: no policy in it, only other objects (skipped: \(skipped.joined(separator: ", "))); "
+                + "this agent reads CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy"
     }
 }
 
@@ -87,11 +112,10 @@ private enum PolicyFields {
     ]
     static let l7 = ["http", "kafka", "dns", "l7proto", "l7"]
     static let portProtocol = ["port", "endPort", "protocol"]
-    static let cidrRule = ["cidr", "except"]
+    static let cidrRule = ["cidr", "cidrGroupRef", "except"]
     static let cidrRuleUnsupported: KeyValuePairs<String, String> = [
-        "cidrGroupRef": notYet("cidrGroupRef", "CiliumCIDRGroup is not read; list the CIDRs in cidr and except instead"),
         "cidrGroupSelector": notYet("cidrGroupSelector",
-                                    "CiliumCIDRGroup is not read; list the CIDRs in cidr and except instead"),
+                                    "name the group with cidrGroupRef instead (groups are read from the same file)"),
     ]
     static let icmpRule = ["fields"]
     static let icmpField = ["type", "family"]
@@ -137,9 +161,16 @@ private enum Direction {
     var peerPrefix: String { self == .ingress ? "from" : "to" }
 }
 
+/// What a reading found besides policies (a class: the reader's methods do not mutate it).
+private final class Found {
+    var groups: [String: [String]] = [:]
+    var skipped: [String] = []
+}
+
 private struct PolicyReader {
     let file: String
     let text: String
+    let found = Found()
 
     func readAll() throws(PolicyError) -> [Policy] {
         try source.checkDocumentSizes()
@@ -149,7 +180,7 @@ private struct PolicyReader {
         } catch {
             throw yamlError(error)
         }
-        var policies: [Policy] = []
+        var roots: [Node] = []
         while true {
             let root: Node?
             do {
@@ -159,9 +190,86 @@ private struct PolicyReader {
             }
             guard let root else { break }
             if let at = root.beyondExpansionBudget() { throw fail(at, Node.expansionProblem) }
-            policies += try document(root)
+            roots.append(root)
         }
+        // CIDR groups first: a policy may name a group written after it.
+        for root in roots { try collectGroups(root, path: "") }
+        var policies: [Policy] = []
+        for root in roots { policies += try document(root) }
         return policies
+    }
+
+    // MARK: CIDR groups
+
+    private static func kind(of node: Node) -> String? {
+        guard case .mapping(let mapping) = node else { return nil }
+        return mapping.first { $0.key.scalar?.string == "kind" }?.value.scalar?.string
+    }
+
+    private func collectGroups(_ node: Node, path: String) throws(PolicyError) {
+        switch node {
+        case .sequence(let sequence):
+            for (index, element) in sequence.enumerated() { try collectGroups(element, path: "\(path)[\(index)]") }
+        case .mapping(let mapping):
+            switch Self.kind(of: node) {
+            case "CiliumCIDRGroup":
+                try cidrGroup(node, path: path)
+            case "List":
+                if let items = mapping.first(where: { $0.key.scalar?.string == "items" })?.value {
+                    try collectGroups(items, path: join(path, "items"))
+                }
+            default:
+                break
+            }
+        default:
+            break
+        }
+    }
+
+    /// `CiliumCIDRGroup` (cilium.io/v2alpha1 or v2): metadata.name and spec.externalCIDRs.
+    private func cidrGroup(_ node: Node, path: String) throws(PolicyError) {
+        let fields = try self.fields(node, path: path, what: "a CiliumCIDRGroup")
+        var name: String?
+        var cidrs: [String] = []
+        for entry in fields.entries {
+            let fieldPath = join(path, entry.name)
+            switch entry.name {
+            case "apiVersion":
+                let version = try string(entry.value, path: fieldPath, what: "an API version")
+                guard ["cilium.io/v2alpha1", "cilium.io/v2"].contains(version) else {
+                    throw fail(entry.value, "\(fieldPath): \(version) is not an API version of CiliumCIDRGroup; expected cilium.io/v2alpha1 or cilium.io/v2")
+                }
+            case "kind", "status":
+                break
+            case "metadata":
+                let meta = try self.fields(entry.value, path: fieldPath, what: "a mapping with name")
+                for field in meta.entries {
+                    if field.name == "name" {
+                        name = try string(field.value, path: join(fieldPath, "name"), what: "a name")
+                    } else if !(PolicyFields.metadata + PolicyFields.otherMetadata).contains(field.name) {
+                        throw unknownField(field, in: fieldPath, allowed: PolicyFields.metadata)
+                    }
+                }
+            case "spec":
+                let spec = try self.fields(entry.value, path: fieldPath, what: "a mapping with externalCIDRs")
+                for field in spec.entries {
+                    guard field.name == "externalCIDRs" else {
+                        throw unknownField(field, in: fieldPath, allowed: ["externalCIDRs"])
+                    }
+                    if isNull(field.value) { continue }
+                    for (index, item) in try list(field.value, path: join(fieldPath, "externalCIDRs"), of: "CIDRs").enumerated() {
+                        switch try cidr(item, path: "\(join(fieldPath, "externalCIDRs"))[\(index)]", bareAddressAllowed: false) {
+                        case .v4(let prefix): cidrs.append(prefix.description)
+                        case .v6(let text): cidrs.append(text)
+                        }
+                    }
+                }
+            default:
+                throw unknownField(entry, in: path, allowed: ["apiVersion", "kind", "metadata", "spec"])
+            }
+        }
+        guard let name else { throw fail(node, "\(at(path))metadata.name is required for a CiliumCIDRGroup") }
+        found.groups[name] = cidrs
     }
 
     // MARK: Documents and objects
@@ -267,12 +375,21 @@ private struct PolicyReader {
         case "List", "CiliumNetworkPolicyList", "CiliumClusterwideNetworkPolicyList":
             return try list(fields, kindName: kindName)
         default:
+            if kindName == "CiliumCIDRGroup" { return [] }  // read before the policies
             guard let kind = PolicyKind(rawValue: kindName) else {
-                let hint = ManifestText.suggestion(for: kindName, among: [PolicyKind.namespaced.rawValue,
-                                                             PolicyKind.clusterwide.rawValue])
-                    .map { "; did you mean \($0)?" } ?? ""
-                throw fail(kindEntry.value, "\(at(path))kind: \(kindName) is not supported; expected "
-                    + "CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy\(hint)")
+                // A near-miss of a policy kind is a typo, not another object.
+                if let near = ManifestText.suggestion(for: kindName, among: [PolicyKind.namespaced.rawValue,
+                                                                            PolicyKind.clusterwide.rawValue]) {
+                    throw fail(kindEntry.value, "\(at(path))kind: \(kindName) is not supported; expected "
+                        + "CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy; did you mean \(near)?")
+                }
+                // Another object of a kubectl-apply file (a NetworkPolicy, an envoy config, ...): named, skipped.
+                let name = fields.entry("metadata").flatMap { meta -> String? in
+                    guard case .mapping(let m) = meta.value else { return nil }
+                    return m.first { $0.key.scalar?.string == "name" }?.value.scalar?.string
+                }
+                found.skipped.append("\(kindName) \(name ?? "(no name)")")
+                return []
             }
             return [try policy(fields, kind: kind)]
         }
@@ -630,9 +747,11 @@ private struct PolicyReader {
                 }
             case peer + "CIDRSet":
                 for (index, item) in try list(entry.value, path: fieldPath, of: "CIDR rules {cidr, except}").enumerated() {
-                    switch try cidrRule(item, path: "\(fieldPath)[\(index)]") {
-                    case .v4(let set): cidrSets.append(set)
-                    case .v6(let text): ipv6Peers.append(text)
+                    for part in try cidrRule(item, path: "\(fieldPath)[\(index)]") {
+                        switch part {
+                        case .v4(let set): cidrSets.append(set)
+                        case .v6(let text): ipv6Peers.append(text)
+                        }
                     }
                 }
             case "toPorts":
@@ -717,9 +836,11 @@ private struct PolicyReader {
         }
     }
 
-    private func cidrRule(_ node: Node, path: String) throws(PolicyError) -> AnyCIDR<CIDRRule> {
+    /// One `fromCIDRSet`/`toCIDRSet` element: a cidr, or a CiliumCIDRGroup by name (each of its
+    /// CIDRs), with the excepts that lie inside.
+    private func cidrRule(_ node: Node, path: String) throws(PolicyError) -> [AnyCIDR<CIDRRule>] {
         let fields = try self.fields(node, path: path, what: "a CIDR rule {cidr, except}")
-        var prefix: AnyCIDR<IPv4Prefix>?
+        var prefixes: [AnyCIDR<IPv4Prefix>]?
         var excepts: [(prefix: AnyCIDR<IPv4Prefix>, node: Node)] = []
         for entry in fields.entries {
             let fieldPath = join(path, entry.name)
@@ -731,38 +852,77 @@ private struct PolicyReader {
                                    unsupported: PolicyFields.cidrRuleUnsupported.names)
             }
             if isNull(entry.value) { continue }
-            if entry.name == "cidr" {
-                prefix = try cidr(entry.value, path: fieldPath, bareAddressAllowed: false)
-            } else {
+            switch entry.name {
+            case "cidr", "cidrGroupRef":
+                guard prefixes == nil else {
+                    throw fail(entry.key, "\(path): give either cidr or cidrGroupRef, not both")
+                }
+                if entry.name == "cidr" {
+                    prefixes = [try cidr(entry.value, path: fieldPath, bareAddressAllowed: false)]
+                } else {
+                    let name = try string(entry.value, path: fieldPath, what: "a CiliumCIDRGroup name")
+                    guard let group = found.groups[name] else {
+                        let known = found.groups.keys.sorted()
+                        throw fail(entry.value, "\(fieldPath): no CiliumCIDRGroup named \(name) in this file"
+                            + (known.isEmpty ? "; add the group (kind: CiliumCIDRGroup) to the same file" : "; it has \(known.joined(separator: ", "))"))
+                    }
+                    var members: [AnyCIDR<IPv4Prefix>] = []
+                    for text in group {
+                        if text.contains(":") { members.append(.v6(text)); continue }
+                        do {
+                            members.append(.v4(try IPv4Prefix.parse(text, bareAddressAllowed: false)))
+                        } catch {
+                            throw fail(entry.value, "\(fieldPath): group \(name): \(error.message)")
+                        }
+                    }
+                    prefixes = members
+                }
+            default:
                 for (index, item) in try list(entry.value, path: fieldPath, of: "CIDRs").enumerated() {
                     excepts.append((try cidr(item, path: "\(fieldPath)[\(index)]", bareAddressAllowed: false), item))
                 }
             }
         }
-        switch prefix {
-        case nil:
+        guard let prefixes else {
             throw fail(node, "\(path): cidr is required, e.g. {cidr: 10.0.0.0/8, except: [10.96.0.0/12]}")
-        case .v6(let text):
-            for except in excepts {
-                guard case .v6 = except.prefix else {
-                    throw fail(except.node, "\(path): except is IPv4 but cidr \(text) is IPv6; every except must lie within its cidr")
-                }
-            }
-            return .v6(excepts.isEmpty ? text : "\(text) except \(excepts.compactMap { if case .v6(let t) = $0.prefix { t } else { nil } }.joined(separator: ", "))")
-        case .v4(let prefix):
-            var kept: [IPv4Prefix] = []
-            for except in excepts {
-                guard case .v4(let inner) = except.prefix else {
-                    throw fail(except.node, "\(path): except is IPv6 but cidr \(prefix) is IPv4; every except must lie within its cidr")
-                }
-                guard prefix.contains(inner) else {
-                    throw fail(except.node, "\(path): except \(inner) is not inside cidr \(prefix); "
-                        + "every except must lie within its cidr")
-                }
-                kept.append(inner)
-            }
-            return .v4(CIDRRule(cidr: prefix.description, except: kept.map(\.description)))
         }
+        let single = prefixes.count == 1
+        var out: [AnyCIDR<CIDRRule>] = []
+        var placed = Set<Int>()
+        for prefix in prefixes {
+            switch prefix {
+            case .v6(let text):
+                let inner = excepts.enumerated().compactMap { i, e -> String? in
+                    guard case .v6(let t) = e.prefix else { return nil }
+                    placed.insert(i)
+                    return t
+                }
+                out.append(.v6(inner.isEmpty ? text : "\(text) except \(inner.joined(separator: ", "))"))
+            case .v4(let outer):
+                var kept: [String] = []
+                for (i, except) in excepts.enumerated() {
+                    guard case .v4(let inner) = except.prefix else { continue }
+                    if outer.contains(inner) {
+                        kept.append(inner.description)
+                        placed.insert(i)
+                    }
+                }
+                out.append(.v4(CIDRRule(cidr: outer.description, except: kept)))
+            }
+        }
+        for (i, except) in excepts.enumerated() where !placed.contains(i) {
+            switch (except.prefix, prefixes.first) {
+            case (.v4, .v6(let text)?) where single:
+                throw fail(except.node, "\(path): except is IPv4 but cidr \(text) is IPv6; every except must lie within its cidr")
+            case (.v6, .v4(let outer)?) where single:
+                throw fail(except.node, "\(path): except is IPv6 but cidr \(outer) is IPv4; every except must lie within its cidr")
+            case (.v4(let inner), .v4(let outer)?) where single:
+                throw fail(except.node, "\(path): except \(inner) is not inside cidr \(outer); every except must lie within its cidr")
+            default:
+                throw fail(except.node, "\(path): this except lies inside none of the group's CIDRs")
+            }
+        }
+        return out
     }
 
     // MARK: Ports

@@ -40,6 +40,7 @@ struct PolicyCommand: ParsableCommand {
                 let r = try JSONDecoder().decode(PolicyImportResponse.self, from: data)
                 if output == .json { try printJSON(r); return }
                 print("Imported \(r.policies.joined(separator: ", "))")
+                if let skipped = r.skipped { print("Skipped (not policies): \(skipped.joined(separator: ", "))") }
                 print("Revision: \(r.revision)")
             }
         }
@@ -98,13 +99,15 @@ struct PolicyCommand: ParsableCommand {
             for file in files {
                 do {
                     let name = file == "-" ? "stdin" : file
-                    let policies = try PolicyParser.parse(try PolicyCommand.read(file), file: name)
+                    let read = try PolicyParser.read(try PolicyCommand.read(file), file: name)
+                    let policies = read.policies
                     guard !policies.isEmpty else {
-                        FileHandle.standardError.write(Data("\(name):1:1: no policy in it (empty, null or only comments); a policy has apiVersion, kind, metadata.name and spec\n".utf8))
+                        FileHandle.standardError.write(Data((PolicyFile.nothingToImport(name, skipped: read.skipped) + "\n").utf8))
                         failed = true
                         continue
                     }
                     print("\(file): valid (\(policies.map(\.qualifiedName).joined(separator: ", ")))")
+                    if !read.skipped.isEmpty { print("\(file): skipped (not policies): \(read.skipped.joined(separator: ", "))") }
                     for policy in policies {
                         for note in policy.notes { print("\(file): note: \(policy.qualifiedName): \(note)") }
                     }

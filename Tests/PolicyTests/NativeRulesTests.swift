@@ -47,3 +47,64 @@ import Testing
         #expect(throws: PolicyError.self) { try PolicyParser.parse(#"[{"endpointSelector": {}, "ingres": [{}]}]"#, file: "r.json") }
     }
 }
+
+/// Issue 17: files as `kubectl apply -f` takes them: CiliumCIDRGroups are read (cidrGroupRef),
+/// other objects are skipped and named, a typo of a policy kind is still an error.
+@Suite struct MultiObjectFileTests {
+    static let file = """
+        apiVersion: cilium.io/v2
+        kind: CiliumNetworkPolicy
+        metadata: {name: to-group}
+        spec:
+          endpointSelector: {matchLabels: {app: client}}
+          egress:
+          - toCIDRSet:
+            - cidrGroupRef: external
+              except: [192.0.2.128/25]
+        ---
+        apiVersion: cilium.io/v2alpha1
+        kind: CiliumCIDRGroup
+        metadata: {name: external}
+        spec:
+          externalCIDRs: [192.0.2.0/24, 198.51.100.0/24, "2001:db8::/32"]
+        ---
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {name: k8s-deny}
+        spec: {podSelector: {}}
+        ---
+        apiVersion: cilium.io/v2
+        kind: CiliumClusterwideEnvoyConfig
+        metadata: {name: envoy}
+        spec: {}
+        """
+
+    @Test func groupsAreReadAndOtherObjectsSkipped() throws {
+        let read = try PolicyParser.read(Self.file, file: "mixed.yaml")
+        #expect(read.policies.map(\.name) == ["to-group"])
+        #expect(read.cidrGroups["external"] == ["192.0.2.0/24", "198.51.100.0/24", "2001:db8::/32"])
+        #expect(read.skipped == ["NetworkPolicy k8s-deny", "CiliumClusterwideEnvoyConfig envoy"])
+        let rule = try #require(read.policies.first?.specs.first?.egress?.first)
+        #expect(rule.cidrs == [CIDRRule(cidr: "192.0.2.0/24", except: ["192.0.2.128/25"]), CIDRRule(cidr: "198.51.100.0/24")])
+        #expect(rule.ipv6Peers == ["2001:db8::/32"])
+    }
+
+    @Test func anUnknownGroupAndAKindTypoAreErrors() {
+        #expect(throws: PolicyError.self) {
+            try PolicyParser.parse("""
+                apiVersion: cilium.io/v2
+                kind: CiliumNetworkPolicy
+                metadata: {name: p}
+                spec:
+                  endpointSelector: {}
+                  egress: [{toCIDRSet: [{cidrGroupRef: nowhere}]}]
+                """, file: "g.yaml")
+        }
+        do {
+            _ = try PolicyParser.parse("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicyy\nmetadata: {name: p}\nspec: {endpointSelector: {}}\n", file: "t.yaml")
+            Issue.record("a kind typo was accepted")
+        } catch {
+            #expect(error.description.contains("did you mean CiliumNetworkPolicy"))
+        }
+    }
+}

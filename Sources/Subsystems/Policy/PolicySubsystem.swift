@@ -232,12 +232,14 @@ public actor PolicySubsystem: SteppedSubsystem {
                 return .error(status: 400, message: "\(source): not UTF-8 text")
             }
             do {
-                let policies = try PolicyParser.parse(text, file: source)
+                let file = try PolicyParser.read(text, file: source)
+                let policies = file.policies
                 guard !policies.isEmpty else {
-                    return .error(status: 400, message: "\(source):1:1: no policy in it (empty, null or only comments); a policy has apiVersion, kind, metadata.name and spec")
+                    return .error(status: 400, message: PolicyFile.nothingToImport(source, skipped: file.skipped))
                 }
                 let rev = await engine.apply(policies, source: "api")
-                return .json(PolicyImportResponse(revision: rev, policies: policies.map(\.qualifiedName)))
+                return .json(PolicyImportResponse(revision: rev, policies: policies.map(\.qualifiedName),
+                                                  skipped: file.skipped.isEmpty ? nil : file.skipped))
             } catch {
                 return .error(status: 400, message: error.description)
             }
