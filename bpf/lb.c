@@ -239,8 +239,10 @@ int cil_stage_lb(struct __sk_buff *skb)
 
 	struct lb4_key key = { .address = t.daddr, .dport = t.dport, .proto = t.protocol };
 	struct lb4_service *svc = bpf_map_lookup_elem(&cilium_lb4_services, &key);
-	if (!svc && skb->cb[CILIUM_CB_DIRECTION] == CILIUM_DIR_INGRESS) {
-		/* A NodePort: any port on the node's own address. */
+	if (!svc) {
+		/* A NodePort: any port on the node's own address, whoever sends to it: a
+		 * packet arriving on a device, or a pod of this node (whose packets meet
+		 * this stage on their way out of the pod). */
 		__u32 zero = 0;
 		struct node_config *node = bpf_map_lookup_elem(&cilium_node, &zero);
 		if (node && node->address == t.daddr) {

@@ -5,6 +5,7 @@
  * show the service address again. Frontends with session affinity or Maglev
  * are left to the LB stage, which keeps those guarantees per flow. */
 #include "lib/common.h"
+#include "lib/ipcache.h"
 #include "lib/lb.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -26,10 +27,24 @@ static __always_inline int sock_translate(struct bpf_sock_addr *ctx)
 		return SOCK_PASS;
 	struct lb4_key key = { .address = ctx->user_ip4, .dport = (__u16)ctx->user_port, .proto = proto };
 	struct lb4_service *svc = bpf_map_lookup_elem(&cilium_lb4_services, &key);
-	if (!svc || !svc->count || (svc->flags & (LB_F_AFFINITY | LB_F_MAGLEV)) ||
-	    !(svc->flags & (LB_F_CLUSTER_IP | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER)))
+	__u32 frontends = LB_F_CLUSTER_IP | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER;
+	if (!svc) {
+		/* A NodePort on this node's own address, from the node itself: no
+		 * device sees that traffic, so it is translated here or nowhere. */
+		__u32 zero = 0;
+		struct node_config *node = bpf_map_lookup_elem(&cilium_node, &zero);
+		if (node && node->address == key.address) {
+			key.address = 0;
+			svc = bpf_map_lookup_elem(&cilium_lb4_services, &key);
+			key.address = ctx->user_ip4;
+			frontends = LB_F_NODEPORT;
+		}
+	}
+	if (!svc || !svc->count || (svc->flags & (LB_F_AFFINITY | LB_F_MAGLEV)) || !(svc->flags & frontends))
 		return SOCK_PASS; /* the LB stage handles it (or drops it with a reason) */
 	struct lb4_key slot = key;
+	if (frontends == LB_F_NODEPORT)
+		slot.address = 0;
 	slot.backend_slot = (bpf_get_prandom_u32() % svc->count) + 1;
 	struct lb4_service *s = bpf_map_lookup_elem(&cilium_lb4_services, &slot);
 	if (!s)

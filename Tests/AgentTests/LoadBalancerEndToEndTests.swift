@@ -319,6 +319,23 @@ import TestSupport
         var seen = Set<String>()
         for _ in 0..<30 { if let w = try c.who(from: "outside", "172.30.5.1", 80) { seen.insert(w) } }
         #expect(seen == ["web1", "web2"], "LoadBalancer IP")
+        // Issue 17, gap 1: a NodePort on the client's own node (upstream's no-policies-extra), from a
+        // pod of that node, as well as the other node's.
+        for node in ["node1", "node2"] {
+            var seen = Set<String>()
+            for _ in 0..<30 { if let w = try c.who(from: "client", c.nodeAddress(node), 30080) { seen.insert(w) } }
+            #expect(seen == ["web1", "web2"], "NodePort on \(node) from a pod of node1")
+        }
+        // From the node itself: no device sees that traffic; the socket LB translates it. (`exec` runs
+        // in the node's cgroup, where its agent's socket hooks are, as a host process would be.)
+        for node in ["node1", "node2"] {
+            var seen = Set<String>()
+            for _ in 0..<12 {
+                let out = try c.run(["exec", "--name", c.name, node, "--", "sh", "-c", "echo ping | busybox nc -w 1 \(c.nodeAddress(node)) 30080"])
+                for web in ["web1", "web2"] where out.contains(web) { seen.insert(web) }
+            }
+            #expect(seen == ["web1", "web2"], "NodePort on \(node) from \(node) itself")
+        }
     }
 
     /// loadBalancer.mode in native routing: a NodePort on node1 whose only
