@@ -99,7 +99,7 @@ let package = Package(
             "Agent", "Datapath", "LinuxNet", "API", "HTTPTransport", "Config", "Diagnostics", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swift6),
         // The network configuration reader, a library so that tests can fuzz it in-process.
-        .target(name: "CNIConfig", dependencies: ["Diagnostics"], swiftSettings: swift6),
+        .target(name: "CNIConfig", dependencies: ["Diagnostics", "Addressing"], swiftSettings: swift6),
         .executableTarget(name: "cilium-cni", dependencies: ["API", "HTTPTransport", "LinuxNet", "Diagnostics", "CNIConfig"], swiftSettings: swift6),
         .executableTarget(name: "hubble", dependencies: ["API", "HTTPTransport", "FlowDisplay"], swiftSettings: swift6),
         .executableTarget(name: "cilium-bench", dependencies: ["Agent", "Datapath", "KVStore", "LinuxNet", "Reconciler", "CBPF", "API", "AgentModel", "HTTPTransport", "FlowDisplay", "Manifests", "ConnectionFlood"]

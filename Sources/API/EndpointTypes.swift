@@ -42,8 +42,12 @@ public struct EndpointCreateRequest: Codable, Sendable {
     public var podNamespace: String?
     public var podName: String?
 
+    /// The runtime's `portMappings` (CNI capability): hostPorts served by the datapath. nil for none.
+    public var portMappings: [PortMapping]?
+
     public init(containerID: String, netns: String, ifName: String, hostIfName: String, address: String, mac: String,
-                labels: [String], podNamespace: String? = nil, podName: String? = nil) {
+                labels: [String], podNamespace: String? = nil, podName: String? = nil, portMappings: [PortMapping]? = nil) {
+        self.portMappings = portMappings
         self.containerID = containerID
         self.netns = netns
         self.ifName = ifName
@@ -163,5 +167,32 @@ public struct NodeModel: Codable, Sendable, Equatable {
         self.address = address
         self.podCIDR = podCIDR
         self.local = local
+    }
+}
+
+/// One hostPort of a pod (the CNI `portMappings` capability): the node's port `hostPort` on
+/// `hostIP` (or on every address of the node when it is empty or 0.0.0.0) forwards to the pod's
+/// `containerPort`.
+public struct PortMapping: Codable, Sendable, Hashable {
+    public var hostPort: UInt16
+    public var containerPort: UInt16
+    /// "tcp" or "udp".
+    public var protocol_: String
+    public var hostIP: String?
+
+    enum CodingKeys: String, CodingKey {
+        case hostPort, containerPort, protocol_ = "protocol", hostIP
+    }
+
+    public init(hostPort: UInt16, containerPort: UInt16, protocol_: String = "tcp", hostIP: String? = nil) {
+        self.hostPort = hostPort
+        self.containerPort = containerPort
+        self.protocol_ = protocol_
+        self.hostIP = hostIP
+    }
+
+    /// "8080 -> 80/tcp", with the host address when one is named.
+    public var description: String {
+        "\(hostIP.map { $0.isEmpty || $0 == "0.0.0.0" ? "" : "\($0):" } ?? "")\(hostPort) -> \(containerPort)/\(protocol_)"
     }
 }

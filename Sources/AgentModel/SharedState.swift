@@ -42,8 +42,12 @@ public struct EndpointRecord: TableObject, Codable, Equatable {
     public var address: String
     public var podNamespace: String?
     public var podName: String?
+    /// hostPorts (CNI portMappings): the LoadBalancer subsystem serves them. nil for none.
+    public var portMappings: [PortMapping]?
     public var key: UInt16 { id }
-    public init(id: UInt16, identity: UInt32, labels: [String], address: String, podNamespace: String?, podName: String?) {
+    public init(id: UInt16, identity: UInt32, labels: [String], address: String, podNamespace: String?, podName: String?,
+                portMappings: [PortMapping]? = nil) {
+        self.portMappings = portMappings
         self.id = id
         self.identity = identity
         self.labels = labels

@@ -1,3 +1,4 @@
+import Addressing
 import Diagnostics
 import Foundation
 
@@ -45,6 +46,8 @@ package struct NetworkConfig {
     package var mtu: UInt32?
     /// "key=value", from args.cni.labels.
     package var labels: [String]
+    /// runtimeConfig.portMappings (the plugin declares the capability).
+    package var portMappings: [(hostPort: UInt16, containerPort: UInt16, proto: String, hostIP: String)] = []
     package var prevResult: PrevResult?
 
     /// The expected state from a previous ADD's result.
@@ -103,17 +106,60 @@ package struct NetworkConfig {
             }
             config.mtu = value
         }
-        // runtimeConfig (capabilities) is accepted; the plugin declares none, so nothing in it is used.
+        // runtimeConfig: the capabilities the runtime fills in. The plugin declares portMappings
+        // (hostPorts); anything else in it is not used.
         if let runtimeConfig = root["runtimeConfig"], runtimeConfig != .null {
             guard case .object = runtimeConfig else {
                 throw CNIError(.decodingFailure, "field \"runtimeConfig\" must be an object, got \(runtimeConfig.typeName)")
             }
+            config.portMappings = try parsePortMappings(runtimeConfig["portMappings"])
         }
         config.labels = try parseLabels(root)
         if let prev = root["prevResult"], prev != .null {
             config.prevResult = try parsePrevResult(prev)
         }
         return config
+    }
+
+    /// runtimeConfig.portMappings (CNI CONVENTIONS): [{hostPort, containerPort, protocol, hostIP}].
+    private static func parsePortMappings(_ value: JSONValue?) throws(CNIError) -> [(hostPort: UInt16, containerPort: UInt16, proto: String, hostIP: String)] {
+        guard let value, value != .null else { return [] }
+        guard case .array(let items) = value else {
+            throw CNIError(.decodingFailure, "field \"runtimeConfig.portMappings\" must be an array, got \(value.typeName)")
+        }
+        var out: [(hostPort: UInt16, containerPort: UInt16, proto: String, hostIP: String)] = []
+        for (index, item) in items.enumerated() {
+            let field = "runtimeConfig.portMappings[\(index)]"
+            guard case .object = item else {
+                throw CNIError(.decodingFailure, "field \"\(field)\" must be an object, got \(item.typeName)")
+            }
+            func port(_ name: String) throws(CNIError) -> UInt16 {
+                guard case .number(let n)? = item[name] else {
+                    throw CNIError(.decodingFailure, "field \"\(field).\(name)\" must be a number")
+                }
+                guard n == n.rounded(), let p = UInt16(exactly: n), p > 0 else {
+                    throw CNIError(.invalidConfig, "invalid field \"\(field).\(name)\": \(Self.text(n))", details: "a port is 1-65535")
+                }
+                return p
+            }
+            let hostPort = try port("hostPort"), containerPort = try port("containerPort")
+            var proto = "tcp"
+            if let p = item["protocol"], p != .null {
+                guard case .string(let text) = p, ["tcp", "udp"].contains(text.lowercased()) else {
+                    throw CNIError(.invalidConfig, "invalid field \"\(field).protocol\"", details: "tcp or udp (sctp is not served)")
+                }
+                proto = text.lowercased()
+            }
+            var hostIP = ""
+            if let h = item["hostIP"], h != .null {
+                guard case .string(let text) = h, text.isEmpty || (try? IPv4Text.address(text).get()) != nil else {
+                    throw CNIError(.invalidConfig, "invalid field \"\(field).hostIP\"", details: "an IPv4 address, or empty for every address of the node")
+                }
+                hostIP = text
+            }
+            out.append((hostPort, containerPort, proto, hostIP))
+        }
+        return out
     }
 
     /// args.cni.labels (CNI CONVENTIONS): [{"key": k, "value": v}] or, as a shorthand, ["k=v"].

@@ -73,7 +73,11 @@ struct Commands {
                 containerID: env.containerID, netns: env.netns, ifName: env.ifName, hostIfName: hostName,
                 address: address.description, mac: mac, labels: config.labels,
                 podNamespace: env.args["K8S_POD_NAMESPACE"].flatMap { $0.isEmpty ? nil : $0 },
-                podName: env.args["K8S_POD_NAME"].flatMap { $0.isEmpty ? nil : $0 }))
+                podName: env.args["K8S_POD_NAME"].flatMap { $0.isEmpty ? nil : $0 },
+                portMappings: config.portMappings.isEmpty ? nil : config.portMappings.map {
+                    PortMapping(hostPort: $0.hostPort, containerPort: $0.containerPort, protocol_: $0.proto,
+                                hostIP: $0.hostIP.isEmpty ? nil : $0.hostIP)
+                }))
 
             let reportMTU = config.cniVersion == "1.1.0" && config.mtu != nil
             let legacy = config.cniVersion.hasPrefix("0.")

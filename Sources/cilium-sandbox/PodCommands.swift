@@ -16,6 +16,8 @@ extension SandboxCommand {
             @Option(help: "The node to run the pod on.") var node: String
             @Option(help: "The pod's name.") var pod: String
             @Option(help: "Labels, k=v,k2=v2.") var labels: String = ""
+            @Option(name: .customLong("port"), help: ArgumentHelp("A hostPort, HOST:CONTAINER[/tcp|udp], passed as the runtime passes portMappings (repeatable).", valueName: "mapping"))
+            var ports: [String] = []
 
             func run() throws {
                 var state = try SandboxState.load(name.name)
@@ -27,10 +29,19 @@ extension SandboxCommand {
                     throw SandboxError("sandbox \(state.name) already has a pod or node named \(pod)")
                 }
                 let labelList = labels.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                let mappings = try ports.map { text -> [String: Any] in
+                    let parts = text.split(separator: "/", maxSplits: 1)
+                    let pair = parts[0].split(separator: ":")
+                    guard pair.count == 2, let host = UInt16(pair[0]), let container = UInt16(pair[1]), host > 0, container > 0 else {
+                        throw SandboxError("--port \(text): expected HOST:CONTAINER[/tcp|udp], e.g. 8081:8080")
+                    }
+                    return ["hostPort": Int(host), "containerPort": Int(container), "protocol": parts.count > 1 ? String(parts[1]) : "tcp"]
+                }
                 let ns = try NetworkNamespace.create(named: "csbx-\(state.name)-pod-\(pod)")
                 let containerID = "csbx-\(state.name)-\(pod)"
                 do {
-                    let result = try CNI.invoke("ADD", node: node, containerID: containerID, netns: ns.path, pod: pod, labels: labelList)
+                    let result = try CNI.invoke("ADD", node: node, containerID: containerID, netns: ns.path, pod: pod, labels: labelList,
+                                                portMappings: mappings)
                     guard let ips = result["ips"] as? [[String: Any]], let cidr = ips.first?["address"] as? String else {
                         throw SandboxError("cilium-cni ADD returned no address: \(result)")
                     }
@@ -70,14 +81,15 @@ extension SandboxCommand {
 /// Calls cilium-cni inside the node's namespace the way a container runtime does.
 enum CNI {
     static func invoke(_ command: String, node: SandboxState.Node, containerID: String, netns: String, pod: String,
-                       labels: [String]) throws -> [String: Any] {
-        let conf: [String: Any] = [
+                       labels: [String], portMappings: [[String: Any]] = []) throws -> [String: Any] {
+        var conf: [String: Any] = [
             "cniVersion": "1.0.0", "name": "cilium", "type": "cilium-cni", "agentSocket": node.socket,
             "args": ["cni": ["labels": labels.map { l -> [String: String] in
                 let kv = l.split(separator: "=", maxSplits: 1).map(String.init)
                 return ["key": kv[0], "value": kv.count > 1 ? kv[1] : ""]
             }]],
         ]
+        if !portMappings.isEmpty { conf["runtimeConfig"] = ["portMappings": portMappings] }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
         p.arguments = ["--net=/run/netns/\(node.namespace)", Processes.binDirectory + "/cilium-cni"]

@@ -304,6 +304,29 @@ import TestSupport
         #expect(status.contains("Backend Selection: Random"), "\(status)")
     }
 
+    /// Issue 17, gap 4: a pod's hostPort (the CNI portMappings capability, as a runtime passes it)
+    /// is served by the datapath on every address of its node, from outside, from the node's pods
+    /// and from the node itself; `cilium service list` shows it.
+    @Test func hostPortFromTheRuntimesPortMappings() throws {
+        let c = try Cluster()
+        try c.run(["pod", "add", "--name", c.name, "--node", "node1", "--pod", "hp", "--labels", "app=hp", "--port", "8081:8080"])
+        let address = try #require(try JSONDecoder().decode(Cluster.Status.self, from: Data(c.run(["status", "--name", c.name, "-o", "json"]).utf8))
+            .pods.first { $0.name == "hp" })
+        let server = try NameServer("hp", in: NetworkNamespace(named: address.namespace), port: 8080)
+        defer { server.stop() }
+        let (_, list) = try c.cilium("node1", ["service", "list"])
+        #expect(list.contains("HostPort") && list.contains("8081"), "\(list)")
+        let node1 = c.nodeAddress("node1")
+        #expect(try c.who(from: "outside", node1, 8081) == "hp", "from outside")
+        #expect(try c.who(from: "client", node1, 8081) == "hp", "from a pod of the node")
+        let out = try c.run(["exec", "--name", c.name, "node1", "--", "sh", "-c", "echo ping | busybox nc -w 1 \(node1) 8081"])
+        #expect(out.contains("hp"), "from the node itself: \(out)")
+        // Not on the other node, and gone with the pod.
+        #expect(try c.who(from: "outside", c.nodeAddress("node2"), 8081) == nil)
+        try c.run(["pod", "del", "--name", c.name, "--pod", "hp"])
+        #expect(try c.who(from: "outside", node1, 8081) == nil, "after the pod is gone")
+    }
+
     @Test func nodePortAndLoadBalancerIPFromOutside() throws {
         let c = try Cluster()
         try c.apply(Self.service(type: "LoadBalancer", ports: "  - {name: http, port: 80, targetPort: 8080, nodePort: 30080, protocol: TCP}",

@@ -17,3 +17,35 @@ import TestSupport
         #expect(report.slowest < Fuzzer.slowest)
     }
 }
+
+/// Issue 17, gap 4: runtimeConfig.portMappings, as runtimes pass the portMappings capability.
+@Suite struct PortMappingConfigTests {
+    static func parse(_ runtimeConfig: String) throws(CNIError) -> NetworkConfig {
+        try NetworkConfig.parse(Data(#"{"cniVersion":"1.0.0","name":"c","type":"cilium-cni","runtimeConfig":\#(runtimeConfig)}"#.utf8))
+    }
+
+    @Test func portMappingsAreRead() throws {
+        let config = try Self.parse(#"{"portMappings":[{"hostPort":8081,"containerPort":80,"protocol":"tcp"},{"hostPort":53,"containerPort":5353,"protocol":"UDP","hostIP":"172.30.0.11"}]}"#)
+        #expect(config.portMappings.count == 2)
+        #expect(config.portMappings[0].hostPort == 8081 && config.portMappings[0].containerPort == 80 && config.portMappings[0].proto == "tcp")
+        #expect(config.portMappings[1].proto == "udp" && config.portMappings[1].hostIP == "172.30.0.11")
+        #expect(try Self.parse("{}").portMappings.isEmpty)
+    }
+
+    @Test(arguments: [
+        (#"{"portMappings":{}}"#, "must be an array"),
+        (#"{"portMappings":[{"hostPort":0,"containerPort":80}]}"#, "hostPort"),
+        (#"{"portMappings":[{"hostPort":70000,"containerPort":80}]}"#, "hostPort"),
+        (#"{"portMappings":[{"hostPort":80,"containerPort":"80"}]}"#, "containerPort\" must be a number"),
+        (#"{"portMappings":[{"hostPort":80,"containerPort":80,"protocol":"sctp"}]}"#, "protocol"),
+        (#"{"portMappings":[{"hostPort":80,"containerPort":80,"hostIP":"::1"}]}"#, "hostIP"),
+    ])
+    func badPortMappingsNameTheField(_ input: String, _ fragment: String) {
+        do {
+            _ = try Self.parse(input)
+            Issue.record("accepted \(input)")
+        } catch {
+            #expect(error.msg.contains(fragment), "\(error.msg)")
+        }
+    }
+}

@@ -35,6 +35,24 @@ import Testing
         #expect(out.virtualIPs == [Self.ip("10.96.0.10"), Self.ip("192.0.2.10")])
     }
 
+    /// Issue 17, gap 4: a hostPort is a NodePort-like frontend with the pod as its one backend; a
+    /// port a service already has stays the service's, and the hostPort says why it is not served.
+    @Test func hostPortsAreFrontendsAndNeverTakeAServicesPort() {
+        var r = ServiceResolver()
+        let pod = Self.ip("10.0.0.9")
+        let out = r.resolve(services: [Self.web], slices: [Self.slice([.init(addresses: ["10.0.0.7"])])], workloads: [],
+                            hostPorts: [HostPort(pod: "hp", podAddress: pod, hostAddress: 0, hostPort: 8081, containerPort: 8080, proto: .tcp),
+                                        HostPort(pod: "late", podAddress: pod, hostAddress: 0, hostPort: 30080, containerPort: 80, proto: .tcp)],
+                            now: 0)
+        let hp = out.frontends.filter { $0.type == "HostPort" }
+        #expect(hp.count == 1 && hp[0].port == 8081 && hp[0].address == 0 && hp[0].flags == LB_F_NODEPORT.rawValue)
+        #expect(hp[0].backends.map(\.address) == [pod] && hp[0].backends.map(\.port) == [8080])
+        let slots = out.slots.filter { $0.key.address == 0 && $0.key.port == 8081 }
+        #expect(slots.count == 2 && slots.first { $0.key.slot == 0 }?.value.count == 1)
+        #expect(out.hostPortConflicts == ["late: hostPort 30080/TCP is taken by a service or another pod"])
+        #expect(out.frontends.first { $0.type == "NodePort" }?.service == Self.web.qualifiedName)
+    }
+
     @Test func idsAreStableAndTerminatingBackendsTakeNoNewConnections() {
         var r = ServiceResolver()
         let both = r.resolve(services: [Self.web], slices: [Self.slice([.init(addresses: ["10.0.0.7"]), .init(addresses: ["10.0.1.8"])])],

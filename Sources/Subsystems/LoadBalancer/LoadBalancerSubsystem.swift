@@ -289,6 +289,21 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
 
     /// The workloads selector services can pick: this node's endpoints and
     /// other nodes' endpoints known from the cluster state (ipcache + identities).
+    /// The local pods' hostPorts (CNI portMappings), from the shared endpoints table.
+    private func hostPorts() async -> [HostPort] {
+        guard let shared = context?.shared else { return [] }
+        var out: [HostPort] = []
+        for ep in await shared.endpoints.all() {
+            guard let pod = ServiceResolver.ipv4(ep.address) else { continue }
+            for m in ep.portMappings ?? [] {
+                let host = (m.hostIP ?? "").isEmpty ? 0 : ServiceResolver.ipv4(m.hostIP!) ?? 0
+                out.append(HostPort(pod: ep.podName ?? "endpoint-\(ep.id)", podAddress: pod, hostAddress: host,
+                                    hostPort: m.hostPort, containerPort: m.containerPort, proto: m.protocol_ == "udp" ? .udp : .tcp))
+            }
+        }
+        return out
+    }
+
     private func workloads() async -> [Workload] {
         guard let shared = context?.shared else { return [] }
         workloadRevisions = await (shared.endpoints.revision, shared.ipcache.revision, shared.identities.revision)
@@ -338,7 +353,7 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
     private func recomputeOnce() async {
         let states = store.backendStates.mapValues { lb_backend_state(rawValue: $0) }
         output = resolver.resolve(services: Array(store.services.values), slices: Array(store.slices.values),
-                                  workloads: await workloads(), backendStates: states)
+                                  workloads: await workloads(), hostPorts: await hostPorts(), backendStates: states)
         // What a frontend names (backends, its reverse NAT, its Maglev table)
         // reaches the maps before the frontend does: a packet never finds a
         // frontend whose backend or table is not there yet.
@@ -402,6 +417,9 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
                 details.append("Backend Selection: Random")
             }
             details.append("Session Affinity: Enabled")
+            let hostPorts = output.frontends.filter { $0.type == "HostPort" }.count
+            details.append("HostPort: Enabled (\(hostPorts) served" + (output.hostPortConflicts.isEmpty ? ")"
+                           : "; not served: \(output.hostPortConflicts.joined(separator: "; ")))"))
             if let root = context?.bpfRoot, c.loadBalancer.acceleration == .native {
                 let n = XDPAcceleration.counters(bpfRoot: root) ?? .init()
                 let on = XDPAcceleration.attachedDevices(bpfRoot: root)

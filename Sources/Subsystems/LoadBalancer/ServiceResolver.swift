@@ -12,6 +12,17 @@ package struct Workload: Sendable, Hashable {
     package var local: Bool
 }
 
+/// A hostPort of a local pod (CNI portMappings): a frontend on the node's addresses (0, served
+/// as a NodePort is) or on one address, whose one backend is the pod.
+package struct HostPort: Sendable, Hashable {
+    package var pod: String
+    package var podAddress: UInt32
+    package var hostAddress: UInt32
+    package var hostPort: UInt16
+    package var containerPort: UInt16
+    package var proto: ServiceProtocol
+}
+
 /// A frontend as `cilium service list` shows it.
 package struct ResolvedFrontend: Sendable, Hashable {
     package var id: UInt16
@@ -63,6 +74,8 @@ package struct ServiceResolver: Sendable {
         package var maglevTables: [MaglevEntry] = []
         /// Addresses the node itself must route to the datapath (ClusterIP, external, LoadBalancer IPs).
         package var virtualIPs: Set<UInt32> = []
+        /// hostPorts not served, and why.
+        package var hostPortConflicts: [String] = []
     }
 
     package static func ipv4(_ s: String) -> UInt32? { IPv4Address(s)?.value }
@@ -108,6 +121,7 @@ package struct ServiceResolver: Sendable {
     }
 
     package mutating func resolve(services: [ServiceManifest], slices: [EndpointSliceManifest], workloads: [Workload],
+                          hostPorts: [HostPort] = [],
                           backendStates: [String: lb_backend_state] = [:],
                           now: Double = Date().timeIntervalSince1970) -> Output {
         var out = Output()
@@ -219,6 +233,38 @@ package struct ServiceResolver: Sendable {
                                                           affinityTimeout: svc.affinityTimeout ?? 0))
                 }
             }
+        }
+        // hostPorts, after the services: a frontend a service already has stays the service's.
+        for hp in hostPorts.sorted(by: { ($0.hostAddress, $0.hostPort, $0.proto.number) < ($1.hostAddress, $1.hostPort, $1.proto.number) }) {
+            let fkey = "\(Self.text(hp.hostAddress)):\(hp.hostPort)/\(hp.proto.rawValue)"
+            guard !liveFrontends.contains(fkey) else {
+                out.hostPortConflicts.append("\(hp.pod): hostPort \(hp.hostPort)/\(hp.proto.rawValue) is taken by a service or another pod")
+                continue
+            }
+            let bkey = "\(Self.text(hp.podAddress)):\(hp.containerPort)/\(hp.proto.rawValue)"
+            let bid = backendID(bkey)
+            liveBackends.insert(bkey)
+            let state = backendStates[bkey] ?? LB_BACKEND_ACTIVE
+            backends[bid] = BackendEntry(id: bid, address: hp.podAddress, port: hp.containerPort, proto: hp.proto.number, state: state.rawValue)
+            let id = frontendID(fkey)
+            liveFrontends.insert(fkey)
+            // On every node address it is found as a NodePort is (the LB stage, the socket LB);
+            // on one address, as an external IP (that address is the node's own: no route to add).
+            let flags = hp.hostAddress == 0 ? LB_F_NODEPORT.rawValue : LB_F_EXTERNAL_IP.rawValue
+            let usable = state == LB_BACKEND_ACTIVE
+            let k = FrontendSlot.Key(address: hp.hostAddress, port: hp.hostPort, proto: hp.proto.number, slot: 0)
+            out.slots.append(FrontendSlot(key: k, value: .init(count: usable ? 1 : 0, revNat: id, affinityTimeout: 0, flags: flags)))
+            if usable {
+                var sk = k
+                sk.slot = 1
+                out.slots.append(FrontendSlot(key: sk, value: .init(backendID: bid)))
+            }
+            out.reverseNAT.append(ReverseNATEntry(id: id, address: hp.hostAddress, port: hp.hostPort,
+                                                  flags: UInt16(LB_REVNAT_F_FIB.rawValue)))
+            out.frontends.append(ResolvedFrontend(id: id, service: "hostport/\(hp.pod)", type: "HostPort", address: hp.hostAddress,
+                                                  port: hp.hostPort, proto: hp.proto,
+                                                  backends: [ResolvedBackend(id: bid, address: hp.podAddress, port: hp.containerPort, state: state)],
+                                                  flags: flags, affinityTimeout: 0))
         }
         // Frontends nothing uses go; backends nothing uses retire: terminating for a grace period, then gone.
         ids.frontends = ids.frontends.filter { liveFrontends.contains($0.key) }

@@ -20,6 +20,8 @@ public struct Endpoint: TableObject, Codable, Equatable {
     public var identity: UInt32
     public var podNamespace: String?
     public var podName: String?
+    /// hostPorts from the runtime (CNI portMappings); nil for none.
+    public var portMappings: [PortMapping]? = nil
     public var key: String { containerID }
 
     var ipv4: IPv4Address { IPv4Address(address)! }
