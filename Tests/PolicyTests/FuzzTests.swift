@@ -7,6 +7,9 @@ import TestSupport
 @Suite(.serialized) struct FuzzTests {
     static let policySeeds = [
         Fuzzer.repositoryFile("examples/policies/web-from-client.yaml"),
+        // Issue 17's shapes: a native rule list (any case), a file with a CIDR group, IPv6 peers and other objects.
+        #"[{"endpointSelector": {"matchLabels": {"app": "echo"}}, "Ingress": [{"FromEndpoints": [{}], "toCIDR": ["::/0", "10.0.0.0/8"]}], "labels": [{"key": "io.cilium.k8s.policy.name", "value": "n"}]}]"#,
+        MultiObjectFileTests.file,
         """
         apiVersion: cilium.io/v2
         kind: CiliumNetworkPolicy
