@@ -237,19 +237,10 @@ int cil_stage_lb(struct __sk_buff *skb)
 		dsr_learn(skb, &t);
 	}
 
+	/* A NodePort is found whoever sends to the node's address: a packet arriving
+	 * on a device, or a pod of this node (on its way out of the pod). */
 	struct lb4_key key = { .address = t.daddr, .dport = t.dport, .proto = t.protocol };
-	struct lb4_service *svc = bpf_map_lookup_elem(&cilium_lb4_services, &key);
-	if (!svc) {
-		/* A NodePort: any port on the node's own address, whoever sends to it: a
-		 * packet arriving on a device, or a pod of this node (whose packets meet
-		 * this stage on their way out of the pod). */
-		__u32 zero = 0;
-		struct node_config *node = bpf_map_lookup_elem(&cilium_node, &zero);
-		if (node && node->address == t.daddr) {
-			key.address = 0;
-			svc = bpf_map_lookup_elem(&cilium_lb4_services, &key);
-		}
-	}
+	struct lb4_service *svc = lb4_lookup_frontend(&key);
 	if (!svc) {
 		/* A new TCP connection straight to an address (a backend reached
 		 * directly, e.g. translated by the socket LB): a reply entry left by an

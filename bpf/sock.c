@@ -5,7 +5,6 @@
  * show the service address again. Frontends with session affinity or Maglev
  * are left to the LB stage, which keeps those guarantees per flow. */
 #include "lib/common.h"
-#include "lib/ipcache.h"
 #include "lib/lb.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -26,25 +25,13 @@ static __always_inline int sock_translate(struct bpf_sock_addr *ctx)
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return SOCK_PASS;
 	struct lb4_key key = { .address = ctx->user_ip4, .dport = (__u16)ctx->user_port, .proto = proto };
-	struct lb4_service *svc = bpf_map_lookup_elem(&cilium_lb4_services, &key);
-	__u32 frontends = LB_F_CLUSTER_IP | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER;
-	if (!svc) {
-		/* A NodePort on this node's own address, from the node itself: no
-		 * device sees that traffic, so it is translated here or nowhere. */
-		__u32 zero = 0;
-		struct node_config *node = bpf_map_lookup_elem(&cilium_node, &zero);
-		if (node && node->address == key.address) {
-			key.address = 0;
-			svc = bpf_map_lookup_elem(&cilium_lb4_services, &key);
-			key.address = ctx->user_ip4;
-			frontends = LB_F_NODEPORT;
-		}
-	}
+	struct lb4_service *svc = lb4_lookup_frontend(&key);
+	/* A NodePort on this node's own address is translated here for the node's own
+	 * sockets: no device sees that traffic. Other NodePort traffic is the LB stage's. */
+	__u32 frontends = key.address ? (LB_F_CLUSTER_IP | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER) : LB_F_NODEPORT;
 	if (!svc || !svc->count || (svc->flags & (LB_F_AFFINITY | LB_F_MAGLEV)) || !(svc->flags & frontends))
 		return SOCK_PASS; /* the LB stage handles it (or drops it with a reason) */
 	struct lb4_key slot = key;
-	if (frontends == LB_F_NODEPORT)
-		slot.address = 0;
 	slot.backend_slot = (bpf_get_prandom_u32() % svc->count) + 1;
 	struct lb4_service *s = bpf_map_lookup_elem(&cilium_lb4_services, &slot);
 	if (!s)
@@ -54,7 +41,7 @@ static __always_inline int sock_translate(struct bpf_sock_addr *ctx)
 	if (!be || be->state != LB_BACKEND_ACTIVE)
 		return SOCK_PASS;
 	struct lb4_sock_key rk = { .cookie = bpf_get_socket_cookie(ctx), .address = be->address, .port = be->port };
-	struct lb4_sock_value rv = { .address = key.address, .port = key.dport, .rev_nat_index = svc->rev_nat_index };
+	struct lb4_sock_value rv = { .address = ctx->user_ip4, .port = key.dport, .rev_nat_index = svc->rev_nat_index };
 	bpf_map_update_elem(&cilium_lb4_sock_revnat, &rk, &rv, BPF_ANY);
 	ctx->user_ip4 = be->address;
 	ctx->user_port = be->port;

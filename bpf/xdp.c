@@ -222,11 +222,7 @@ int cil_xdp_lb(struct xdp_md *ctx)
 	}
 
 	struct lb4_key key = { .address = t->daddr, .dport = t->dport, .proto = t->protocol };
-	struct lb4_service *svc = bpf_map_lookup_elem(&cilium_lb4_services, &key);
-	if (!svc && t->daddr == node->address) {
-		key.address = 0;
-		svc = bpf_map_lookup_elem(&cilium_lb4_services, &key);
-	}
+	struct lb4_service *svc = lb4_lookup_frontend(&key);
 	if (!svc || !(svc->flags & (LB_F_NODEPORT | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER)))
 		goto pass;
 

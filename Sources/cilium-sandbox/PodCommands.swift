@@ -16,7 +16,7 @@ extension SandboxCommand {
             @Option(help: "The node to run the pod on.") var node: String
             @Option(help: "The pod's name.") var pod: String
             @Option(help: "Labels, k=v,k2=v2.") var labels: String = ""
-            @Option(name: .customLong("port"), help: ArgumentHelp("A hostPort, HOST:CONTAINER[/tcp|udp], passed as the runtime passes portMappings (repeatable).", valueName: "mapping"))
+            @Option(name: .customLong("port"), help: ArgumentHelp("A hostPort, [HOSTIP:]HOST:CONTAINER[/tcp|udp], passed as the runtime passes portMappings (repeatable).", valueName: "mapping"))
             var ports: [String] = []
 
             func run() throws {
@@ -31,11 +31,15 @@ extension SandboxCommand {
                 let labelList = labels.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
                 let mappings = try ports.map { text -> [String: Any] in
                     let parts = text.split(separator: "/", maxSplits: 1)
-                    let pair = parts[0].split(separator: ":")
-                    guard pair.count == 2, let host = UInt16(pair[0]), let container = UInt16(pair[1]), host > 0, container > 0 else {
-                        throw SandboxError("--port \(text): expected HOST:CONTAINER[/tcp|udp], e.g. 8081:8080")
+                    let fields = parts[0].split(separator: ":").map(String.init)
+                    guard (2...3).contains(fields.count), let host = UInt16(fields[fields.count - 2]),
+                          let container = UInt16(fields[fields.count - 1]), host > 0, container > 0 else {
+                        throw SandboxError("--port \(text): expected [HOSTIP:]HOST:CONTAINER[/tcp|udp], e.g. 8081:8080")
                     }
-                    return ["hostPort": Int(host), "containerPort": Int(container), "protocol": parts.count > 1 ? String(parts[1]) : "tcp"]
+                    var mapping: [String: Any] = ["hostPort": Int(host), "containerPort": Int(container),
+                                                  "protocol": parts.count > 1 ? String(parts[1]) : "tcp"]
+                    if fields.count == 3 { mapping["hostIP"] = fields[0] }
+                    return mapping
                 }
                 let ns = try NetworkNamespace.create(named: "csbx-\(state.name)-pod-\(pod)")
                 let containerID = "csbx-\(state.name)-\(pod)"

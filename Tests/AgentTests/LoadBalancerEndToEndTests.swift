@@ -325,6 +325,10 @@ import TestSupport
         #expect(try c.who(from: "outside", c.nodeAddress("node2"), 8081) == nil)
         try c.run(["pod", "del", "--name", c.name, "--pod", "hp"])
         #expect(try c.who(from: "outside", node1, 8081) == nil, "after the pod is gone")
+        // A hostIP that is not the node's would take that address's traffic from the node's pods: refused.
+        let (code, refused) = try runCapturing([buildDirectory() + "/cilium-sandbox", "pod", "add", "--name", c.name, "--node", "node1", "--pod", "hijack",
+                                            "--port", "10.96.0.10:80:8080"])
+        #expect(code != 0 && refused.contains("hostIP 10.96.0.10 is not this node's address"), "\(refused)")
     }
 
     @Test func nodePortAndLoadBalancerIPFromOutside() throws {

@@ -146,6 +146,23 @@ import TestSupport
         #expect(seen == Set(Self.backends.map(\.0)))
     }
 
+    /// Issue 17 gap 1 (BPF_PROG_TEST_RUN): a pod's packet to its node's address and a NodePort is
+    /// translated on its way out of the pod; one aimed at 0.0.0.0 (the NodePorts' own key) or at
+    /// another address is not.
+    @Test func aPodReachesItsOwnNodesNodePortAndZeroNamesNoFrontend() async throws {
+        let root = try PinRoot("lb-np-local")
+        let dp = try await Datapath(root.path)
+        try BPFMap<UInt32, node_config>(pinned: root.path + "/cilium_node")
+            .update(0, node_config(vxlan_ifindex: 0, flags: 0, address: Packets.be("172.30.0.11"), pad: 0))
+        try dp.frontend("0.0.0.0", port: 30080, rev: 7, backends: Self.backends, flags: LB_F_NODEPORT.rawValue)
+        let r = try dp.run(Self.tcp(Self.client, "172.30.0.11", 40100, 30080))
+        #expect(Self.backends.map(\.0).contains(Self.dst(r.packet).0) && Self.dst(r.packet).1 == 8080)
+        for target in ["0.0.0.0", "172.30.0.12"] {
+            let p = Self.tcp(Self.client, target, 40101, 30080)
+            #expect(try dp.run(p).packet == p, "to \(target)")
+        }
+    }
+
     @Test func sessionAffinityKeepsAClientOnOneBackend() async throws {
         let root = try PinRoot("lb-aff")
         let dp = try await Datapath(root.path)

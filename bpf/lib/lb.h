@@ -6,6 +6,7 @@
 #include <linux/tcp.h>
 #include <linux/udp.h>
 #include "common.h"
+#include "ipcache.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -187,6 +188,25 @@ static __always_inline __u32 lb_flow_hash(const struct packet_tuple *t, const st
 {
 	return maglev_flow_hash(bpf_ntohl(t->saddr), bpf_ntohl(frontend->address), bpf_ntohs(t->sport),
 				bpf_ntohs(frontend->dport), t->protocol, seed);
+}
+
+/* The frontend a destination names: the exact (address, port, protocol), else a
+ * NodePort when the address is the node's own (key->address becomes 0, as NodePorts
+ * are keyed). Address 0 itself names no frontend: only the NodePort entries have it,
+ * and a packet or socket aimed at 0.0.0.0 must not reach them. */
+static __always_inline struct lb4_service *lb4_lookup_frontend(struct lb4_key *key)
+{
+	if (!key->address)
+		return 0;
+	struct lb4_service *svc = bpf_map_lookup_elem(&cilium_lb4_services, key);
+	if (svc)
+		return svc;
+	__u32 zero = 0;
+	struct node_config *node = bpf_map_lookup_elem(&cilium_node, &zero);
+	if (!node || node->address != key->address)
+		return 0;
+	key->address = 0;
+	return bpf_map_lookup_elem(&cilium_lb4_services, key);
 }
 
 static __always_inline struct lb4_config *lb_config(void)

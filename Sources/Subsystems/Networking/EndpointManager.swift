@@ -28,15 +28,18 @@ actor EndpointManager {
     private let resourceDirectory: String
     /// cluster.name: every workload carries it as a label, as upstream's do.
     private let clusterName: String
+    /// The node's address, the one a hostPort may name besides all of them (0.0.0.0).
+    private let nodeAddress: IPv4Address?
 
     /// Why IPv4 forwarding is off in the agent's namespace, when the agent could not turn it on.
     private(set) var forwardingProblem: String?
 
     init(stateDir: String, podCIDR: IPv4Prefix, shared: SharedState,
          attachments: StateTable<DeviceAttachment>, cluster: ClusterSync, resourceDirectory: String = "",
-         clusterName: String = "default") throws {
+         clusterName: String = "default", nodeAddress: IPv4Address? = nil) throws {
         self.resourceDirectory = resourceDirectory
         self.clusterName = clusterName
+        self.nodeAddress = nodeAddress
         self.shared = shared
         self.ipcache = shared.ipcache
         self.attachments = attachments
@@ -124,6 +127,14 @@ actor EndpointManager {
             req.labels = labels
         }
         req.labels = Self.withDefaultLabels(req.labels, namespace: req.podNamespace, cluster: clusterName)
+        // A hostPort on another address would take that address's traffic from this node's pods.
+        for (i, m) in (req.portMappings ?? []).enumerated() {
+            guard let ip = m.hostIP, !ip.isEmpty, ip != "0.0.0.0" else { continue }
+            guard let nodeAddress, IPv4Address(ip) == nodeAddress else {
+                throw EndpointError(status: 400, "portMappings[\(i)].hostIP \(ip) is not this node's address"
+                    + (nodeAddress.map { " (\($0))" } ?? "") + "; leave it empty (every address of the node) or name the node's")
+            }
+        }
         guard let allocated = await addresses.address(of: req.containerID), allocated.description == req.address else {
             throw EndpointError(status: 400, "address \(req.address) is not allocated to container \(req.containerID); ask POST /v1/ipam first")
         }

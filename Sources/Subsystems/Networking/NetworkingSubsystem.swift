@@ -119,7 +119,7 @@ public actor NetworkingSubsystem: SteppedSubsystem {
             let manager = try EndpointManager(stateDir: context.stateDir, podCIDR: podCIDR,
                                               shared: context.shared, attachments: deviceAttachments, cluster: sync,
                                               resourceDirectory: context.section.resourceDirectory,
-                                              clusterName: context.section.clusterName)
+                                              clusterName: context.section.clusterName, nodeAddress: address)
             try await manager.setUpRouter()
             try await manager.restore()
             endpointManager = manager
