@@ -142,3 +142,24 @@ extension ConnectionFlood {
          ("Hubble metrics port", .tcp(9965)), ("service map port", .tcp(8081))]
     }
 }
+
+/// What the load test and the benchmark read about the agent under a flood, from /proc.
+public enum ProcessFigures {
+    /// A number field of /proc/PID/status ("Threads:", "VmRSS:" in kB, ...); 0 when absent.
+    public static func status(_ pid: Int32, _ field: String) -> Int {
+        let text = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let line = text.split(separator: "\n").first { $0.hasPrefix(field) } ?? ""
+        return Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "0") ?? 0
+    }
+
+    /// Open descriptors of the process; -1 when they cannot be listed.
+    public static func openFiles(_ pid: Int32) -> Int {
+        guard let dir = opendir("/proc/\(pid)/fd") else { return -1 }
+        defer { closedir(dir) }
+        var count = 0
+        while let entry = readdir(dir) {
+            if entry.pointee.d_name.0 != CChar(46) { count += 1 }  // not . or ..
+        }
+        return count
+    }
+}

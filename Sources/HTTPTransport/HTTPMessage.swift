@@ -256,35 +256,6 @@ enum HTTPWire {
         guard end == "" else { throw .malformed("missing CRLF after chunk") }
         return data
     }
-
-    static func chunkFrame(_ data: Data) -> Data {
-        var frame = Data(String(data.count, radix: 16).utf8)
-        frame.append(crlf)
-        frame.append(data)
-        frame.append(crlf)
-        return frame
-    }
-
-    static let lastChunk = Data("0\r\n\r\n".utf8)
-
-    /// Status line and headers; framing headers are always set here.
-    static func responseHead(_ response: HTTPResponse, contentLength: Int?, keepAlive: Bool) -> Data {
-        var headers = response.headers
-        headers.remove("Content-Length")
-        headers.remove("Transfer-Encoding")
-        headers["Connection"] = keepAlive ? "keep-alive" : "close"
-        if let contentLength {
-            if !bodyless(response.status) { headers["Content-Length"] = String(contentLength) }
-        } else {
-            headers["Transfer-Encoding"] = "chunked"
-        }
-        var head = "HTTP/1.1 \(response.status) \(HTTPResponse.reason(for: response.status))\r\n"
-        for (name, value) in headers { head += "\(name): \(value)\r\n" }
-        head += "\r\n"
-        return Data(head.utf8)
-    }
-
-    static func bodyless(_ status: Int) -> Bool { HTTPResponse.isBodyless(status) }
 }
 
 extension HTTPResponse {

@@ -209,7 +209,7 @@ public struct UnixHTTPClient: Sendable {
 
     private func responseFraming(method: String, status: Int, headers: HTTPHeaders) throws(WireError)
         -> HTTPWire.BodyFraming {
-        if method == "HEAD" || HTTPWire.bodyless(status) { return .none }
+        if method == "HEAD" || HTTPResponse.isBodyless(status) { return .none }
         let framing = try HTTPWire.framing(headers)
         return framing == .none ? .untilClose : framing
     }

@@ -33,17 +33,6 @@ package enum UnixSocket {
         return fd >= 0 ? .success(fd) : .failure(Errno(errno))
     }
 
-    /// pipe2/accept4 are GNU extensions that Glibc's module does not export.
-    package static func setCloseOnExec(_ fd: Int32) { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-
-    static func makePipe() -> (read: Int32, write: Int32)? {
-        var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { return nil }
-        setCloseOnExec(fds[0])
-        setCloseOnExec(fds[1])
-        return (fds[0], fds[1])
-    }
-
     package static func withSockaddr<R>(_ addr: sockaddr_un, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
         var addr = addr
         return withUnsafePointer(to: &addr) {

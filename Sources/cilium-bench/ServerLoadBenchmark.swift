@@ -21,7 +21,7 @@ enum ServerLoadBenchmark {
         Thread.sleep(forTimeInterval: 2)
         let pid = String(agent.pid)
         let idleRSS = Bench.rssMB(pid), idleAnon = Bench.rssMB(pid, "RssAnon:")
-        let idleThreads = status(pid, "Threads:")
+        let idleThreads = ProcessFigures.status(agent.pid, "Threads:")
 
         var rows: [(String, String, String)] = []
         var slowest = 0.0, maxThreads = idleThreads, closedAll = true, slowestClose = 0.0
@@ -29,10 +29,10 @@ enum ServerLoadBenchmark {
             let flood = ConnectionFlood(target)
             let opened = ContinuousClock.now
             try agent.namespace.run { try flood.open(perListener) }
-            while openFiles(pid) < perListener && ContinuousClock.now - opened < .seconds(30) { usleep(50_000) }
+            while ProcessFigures.openFiles(agent.pid) < perListener && ContinuousClock.now - opened < .seconds(30) { usleep(50_000) }
             Thread.sleep(forTimeInterval: 0.5)
             for _ in 0..<3 { slowest = max(slowest, try timedStatus(bin: bin, socket: agent.socket)) }
-            maxThreads = max(maxThreads, status(pid, "Threads:"))
+            maxThreads = max(maxThreads, ProcessFigures.status(agent.pid, "Threads:"))
             rows.append(("agent RSS, \(perListener) idle connections on the \(name)",
                          String(format: "%.1f MB (%.1f anon; idle %.1f/%.1f)", Bench.rssMB(pid), Bench.rssMB(pid, "RssAnon:"), idleRSS, idleAnon),
                          "< 60 MB"))
@@ -65,19 +65,5 @@ enum ServerLoadBenchmark {
         p.waitUntilExit()
         guard p.terminationStatus == 0 else { throw AgentError("cilium status failed with \(p.terminationStatus) under load") }
         return Bench.seconds(ContinuousClock.now - start)
-    }
-
-    static func status(_ pid: String, _ field: String) -> Int {
-        let text = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-        let line = text.split(separator: "\n").first { $0.hasPrefix(field) } ?? ""
-        return Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "0") ?? 0
-    }
-
-    static func openFiles(_ pid: String) -> Int {
-        guard let dir = opendir("/proc/\(pid)/fd") else { return 0 }
-        defer { closedir(dir) }
-        var count = 0
-        while readdir(dir) != nil { count += 1 }
-        return count
     }
 }

@@ -11,22 +11,6 @@ import TestSupport
 @Suite(.serialized) struct ServerLoadTests {
     static let perListener = 5000
 
-    static func procStatus(_ pid: Int32, _ field: String) -> Int {
-        let text = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-        let line = text.split(separator: "\n").first { $0.hasPrefix(field) } ?? ""
-        return Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "0") ?? 0
-    }
-
-    static func openFiles(_ pid: Int32) -> Int {
-        guard let dir = opendir("/proc/\(pid)/fd") else { return -1 }
-        defer { closedir(dir) }
-        var count = 0
-        while let entry = readdir(dir) {
-            if entry.pointee.d_name.0 != CChar(46) { count += 1 }
-        }
-        return count
-    }
-
     /// `cilium status` against the agent, timed.
     static func timedStatus(_ agent: AgentUnderTest) throws -> Duration {
         let start = ContinuousClock.now
@@ -41,9 +25,9 @@ import TestSupport
         try agent.namespace.run { try Netlink().setLinkUp("lo") }
         try agent.start(arguments: ["--set", "agent.http.headerTimeoutSeconds=4", "--set", "agent.http.idleTimeoutSeconds=6"])
         let pid = try #require(agent.process?.processIdentifier)
-        let threadsBefore = Self.procStatus(pid, "Threads:")
-        let filesBefore = Self.openFiles(pid)
-        let rssBefore = Self.procStatus(pid, "VmRSS:")
+        let threadsBefore = ProcessFigures.status(pid, "Threads:")
+        let filesBefore = ProcessFigures.openFiles(pid)
+        let rssBefore = ProcessFigures.status(pid, "VmRSS:")
 
         // One listener at a time: this machine's hard open-file limit (20,000, and no
         // CAP_SYS_RESOURCE to raise it) is shared by the test and the agent it starts.
@@ -59,7 +43,7 @@ import TestSupport
             }
             // A TCP connect completes in the kernel's accept queue: wait for the agent to take them.
             let expected = flood.count + silent.count
-            while Self.openFiles(pid) - filesBefore < expected && ContinuousClock.now - opened < .seconds(30) {
+            while ProcessFigures.openFiles(pid) - filesBefore < expected && ContinuousClock.now - opened < .seconds(30) {
                 usleep(50_000)
             }
             let openedIn = ContinuousClock.now - opened
@@ -67,9 +51,9 @@ import TestSupport
             // Held: the agent has them all, its threads did not grow with them, it answers.
             var slowest = Duration.zero
             for _ in 0..<3 { slowest = max(slowest, try Self.timedStatus(agent)) }
-            let held = Self.openFiles(pid) - filesBefore
-            let rssKB = Self.procStatus(pid, "VmRSS:")
-            let threads = Self.procStatus(pid, "Threads:")
+            let held = ProcessFigures.openFiles(pid) - filesBefore
+            let rssKB = ProcessFigures.status(pid, "VmRSS:")
+            let threads = ProcessFigures.status(pid, "Threads:")
             print("\(target): \(flood.count + silent.count) connections opened in \(openedIn); agent holds \(held) more descriptors, RSS \(rssBefore / 1024) -> \(rssKB / 1024) MB, threads \(threadsBefore) -> \(threads), slowest cilium status \(slowest)")
             #expect(held >= expected, "the agent should hold every connection on \(target) (below its cap)")
             #expect(threads <= threadsBefore + 2, "threads must not grow with connections")
@@ -85,7 +69,7 @@ import TestSupport
             flood.closeAll()
             silent.closeAll()
         }
-        #expect(Self.openFiles(pid) <= filesBefore + 10)
+        #expect(ProcessFigures.openFiles(pid) <= filesBefore + 10)
         #expect(!agent.log.contains("fatal"))
     }
 }
