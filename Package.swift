@@ -93,10 +93,14 @@ let package = Package(
                 swiftSettings: swift6),
         .executableTarget(name: "cilium-agent", dependencies: [
             "Agent", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swift6),
+        // `cilium connectivity test`: upstream's suite against a sandbox (driven through cilium-sandbox and the agents' APIs).
+        // Starting child processes the way a shell does (signal mask, output to a file or a pipe).
+        .target(name: "Spawning", dependencies: ["Diagnostics"], swiftSettings: swift6),
+        .target(name: "Connectivity", dependencies: ["API", "HTTPTransport", "Spawning"], swiftSettings: swift6),
         .executableTarget(name: "cilium", dependencies: [
-            "API", "HTTPTransport", "Config", "Manifests", "Diagnostics", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swift6),
+            "API", "HTTPTransport", "Config", "Manifests", "Diagnostics", "Connectivity", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: swift6),
         .executableTarget(name: "cilium-sandbox", dependencies: [
-            "Agent", "Datapath", "LinuxNet", "API", "HTTPTransport", "Config", "Diagnostics", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            "Agent", "Spawning", "Datapath", "LinuxNet", "API", "HTTPTransport", "Config", "Diagnostics", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swift6),
         // The network configuration reader, a library so that tests can fuzz it in-process.
         .target(name: "CNIConfig", dependencies: ["Diagnostics", "Addressing"], swiftSettings: swift6),
@@ -113,7 +117,7 @@ let package = Package(
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "AddressingTests", dependencies: ["Addressing", "Config", "Datapath", "Manifests", "Diagnostics", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "AgentModel", "HTTPTransport", "HTTPServing", "ConnectionFlood", "FlowDisplay", "Config", "Datapath", "LinuxNet", "CBPF", "Networking", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "AgentModel", "HTTPTransport", "HTTPServing", "ConnectionFlood", "FlowDisplay", "Config", "Datapath", "LinuxNet", "CBPF", "Networking", "Spawning", "Connectivity", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),
     ]
     + tests(of: "LoadBalancer", .testTarget(name: "LoadBalancerTests", dependencies: ["LoadBalancer", "API", "AgentModel", "Datapath", "LinuxNet", "CBPF", "TestSupport"], swiftSettings: swift6))
     + tests(of: "Policy", .testTarget(name: "PolicyTests", dependencies: ["Policy", "API", "AgentModel", "Datapath", "LinuxNet", "CBPF", "TestSupport"], swiftSettings: swift6))

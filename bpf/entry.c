@@ -114,6 +114,17 @@ int cil_from_overlay(struct __sk_buff *skb)
 	/* Another node's own traffic: "host" there is a remote node here. */
 	if (src == CILIUM_ID_HOST)
 		src = CILIUM_ID_REMOTE_NODE;
+	/* World as the sender saw it: a CIDR this node's policies name has an identity of
+	 * this node's own (node-local scope), found in this node's ipcache. Nothing else is
+	 * taken from there: the sender's word that the source is outside the cluster stands. */
+	if (src == CILIUM_ID_WORLD) {
+		struct packet_tuple t = {};
+		if (parse_ipv4(skb, &t) > 0) {
+			__u32 local = identity_of(t.saddr);
+			if (local >= CILIUM_IDENTITY_LOCAL_SCOPE)
+				src = local;
+		}
+	}
 	/* The inner frame still carries the sending node's MACs; what goes on to
 	 * this node's stack (its router address) must count as addressed to us. */
 	bpf_skb_change_type(skb, PACKET_HOST);
@@ -132,6 +143,10 @@ static __always_inline int encapsulate(struct __sk_buff *skb, const struct packe
 	struct bpf_tunnel_key key = {};
 	key.remote_ipv4 = bpf_ntohl(dst->tunnel_endpoint);
 	key.tunnel_id = skb->cb[CILIUM_CB_SRC_IDENTITY];
+	/* A node-local identity (a CIDR's) means nothing on the other node: it goes as world,
+	 * and the other node finds its own identity for the address (cil_from_overlay). */
+	if (key.tunnel_id >= CILIUM_IDENTITY_LOCAL_SCOPE)
+		key.tunnel_id = CILIUM_ID_WORLD;
 	key.tunnel_ttl = CILIUM_TUNNEL_TTL;
 	/* Retrieving a key (cil_from_overlay) is NO_TUNNEL_KEY; failing to set one is a write error, as upstream says. */
 	if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), BPF_F_ZERO_CSUM_TX) < 0)

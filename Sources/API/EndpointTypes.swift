@@ -138,6 +138,25 @@ public struct BPFIPCacheEntry: Codable, Sendable, Equatable {
     }
 }
 
+/// `cilium bpf metrics list`: one row of the datapath's `cilium_metrics` map (summed over CPUs).
+public struct BPFMetricEntry: Codable, Sendable, Equatable {
+    /// 0 for forwarded packets, else the drop reason's code.
+    public var reasonCode: UInt8
+    /// "Forwarded", or the drop reason's text ("Policy denied").
+    public var reason: String
+    /// "INGRESS" or "EGRESS".
+    public var direction: String
+    public var packets: UInt64
+    public var bytes: UInt64
+    public init(reasonCode: UInt8, reason: String, direction: String, packets: UInt64, bytes: UInt64) {
+        self.reasonCode = reasonCode
+        self.reason = reason
+        self.direction = direction
+        self.packets = packets
+        self.bytes = bytes
+    }
+}
+
 /// `cilium bpf endpoint list`
 public struct BPFEndpointEntry: Codable, Sendable, Equatable {
     public var address: String

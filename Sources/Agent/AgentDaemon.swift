@@ -349,6 +349,8 @@ public actor AgentDaemon {
             return .json(["state": "ok"])
         case ("GET", "/v1/status"):
             return .json(await status())
+        case ("GET", "/v1/map/metrics"):
+            return .json(AgentMetrics.counters(bpfRoot: config.bpf.root))
         case ("GET", "/v1/config"):
             if let key = request.query["key"] {
                 do {

@@ -9,27 +9,34 @@ import Reconciler
 /// with upstream's names: datapath drops and forwards from the per-CPU
 /// `cilium_metrics` map, endpoints, policies, BPF map writes, reconcilers.
 enum AgentMetrics {
+    /// The datapath's forward and drop counters (per reason and direction, summed over CPUs; rows with packets only).
+    static func counters(bpfRoot: String) -> [BPFMetricEntry] {
+        guard let map = try? NetworkingMaps.metrics.open(bpfRoot: bpfRoot) else { return [] }
+        var rows: [BPFMetricEntry] = []
+        for index in UInt32(0)..<UInt32(CILIUM_METRICS_ENTRIES) {
+            guard let perCPU = map.lookupPerCPU(index) else { continue }
+            let packets = perCPU.reduce(UInt64(0)) { $0 &+ $1.packets }, bytes = perCPU.reduce(UInt64(0)) { $0 &+ $1.bytes }
+            let reason = UInt8(index >> 1), direction = index & 1 == CILIUM_DIR_EGRESS.rawValue ? "EGRESS" : "INGRESS"
+            guard packets > 0, reason != UInt8(CILIUM_EVENTS_LOST) else { continue }
+            let text = reason == 0 ? "Forwarded" : DropReasons.names[reason]?.text ?? "Unknown reason (\(reason))"
+            rows.append(BPFMetricEntry(reasonCode: reason, reason: text, direction: direction, packets: packets, bytes: bytes))
+        }
+        return rows
+    }
+
     static func render(bpfRoot: String, shared: SharedState) async -> PrometheusText {
         var p = PrometheusText()
         p.family("cilium_drop_count_total", .counter, "Total dropped packets, tagged by drop reason and ingress/egress direction")
         p.family("cilium_drop_bytes_total", .counter, "Total dropped bytes, tagged by drop reason and ingress/egress direction")
         p.family("cilium_forward_count_total", .counter, "Total forwarded packets, tagged by ingress/egress direction")
         p.family("cilium_forward_bytes_total", .counter, "Total forwarded bytes, tagged by ingress/egress direction")
-        if let map = try? NetworkingMaps.metrics.open(bpfRoot: bpfRoot) {
-            for index in UInt32(0)..<UInt32(CILIUM_METRICS_ENTRIES) {
-                guard let perCPU = map.lookupPerCPU(index) else { continue }
-                let packets = perCPU.reduce(UInt64(0)) { $0 &+ $1.packets }, bytes = perCPU.reduce(UInt64(0)) { $0 &+ $1.bytes }
-                guard packets > 0 else { continue }
-                let reason = UInt8(index >> 1), direction = index & 1 == CILIUM_DIR_EGRESS.rawValue ? "EGRESS" : "INGRESS"
-                if reason == UInt8(CILIUM_EVENTS_LOST) { continue }
-                if reason == 0 {
-                    p.add("cilium_forward_count_total", [("direction", direction)], Double(packets))
-                    p.add("cilium_forward_bytes_total", [("direction", direction)], Double(bytes))
-                } else {
-                    let text = DropReasons.names[reason]?.text ?? "Unknown reason (\(reason))"
-                    p.add("cilium_drop_count_total", [("direction", direction), ("reason", text)], Double(packets))
-                    p.add("cilium_drop_bytes_total", [("direction", direction), ("reason", text)], Double(bytes))
-                }
+        for row in counters(bpfRoot: bpfRoot) {
+            if row.reasonCode == 0 {
+                p.add("cilium_forward_count_total", [("direction", row.direction)], Double(row.packets))
+                p.add("cilium_forward_bytes_total", [("direction", row.direction)], Double(row.bytes))
+            } else {
+                p.add("cilium_drop_count_total", [("direction", row.direction), ("reason", row.reason)], Double(row.packets))
+                p.add("cilium_drop_bytes_total", [("direction", row.direction), ("reason", row.reason)], Double(row.bytes))
             }
         }
         p.family("cilium_endpoint", .gauge, "Number of endpoints managed by this agent")

@@ -55,6 +55,18 @@ public struct LabelSelector: Codable, Sendable, Hashable {
     public var matchLabels: [String: String]
     public var matchExpressions: [Requirement]
 
+    /// Whether plain `key: value` labels (an object's metadata.labels, not an endpoint's sourced labels) match.
+    public func matchesPlain(_ labels: [String: String]) -> Bool {
+        matchLabels.allSatisfy { labels[$0.key] == $0.value } && matchExpressions.allSatisfy { r in
+            switch r.op {
+            case .in: return labels[r.key].map(r.values.contains) ?? false
+            case .notIn: return !(labels[r.key].map(r.values.contains) ?? false)
+            case .exists: return labels[r.key] != nil
+            case .doesNotExist: return labels[r.key] == nil
+            }
+        }
+    }
+
     public init(matchLabels: [String: String] = [:], matchExpressions: [Requirement] = []) {
         self.matchLabels = matchLabels
         self.matchExpressions = matchExpressions
@@ -140,6 +152,9 @@ public struct PeerRule: Codable, Sendable, Hashable {
     /// accepts them, and matched by no traffic until this datapath carries IPv6. A rule that
     /// names only these selects no peer (it is not an any-peer rule). nil when there are none.
     public var ipv6Peers: [String]?
+    /// Peer fields that name no address (a `cidrGroupSelector` that no CiliumCIDRGroup of the file matches): the rule
+    /// is not an any-peer rule because of them, and they match nothing. nil when there are none.
+    public var emptyPeers: [String]?
 
     public init(endpoints: [LabelSelector]? = nil, entities: [PolicyEntity] = [], cidrs: [CIDRRule] = [],
                 ports: [PortProtocol] = [], icmps: [ICMPField] = [], ipv6Peers: [String]? = nil) {
@@ -152,7 +167,9 @@ public struct PeerRule: Codable, Sendable, Hashable {
     }
 
     /// True when no peer field was given: the rule applies to every peer.
-    public var selectsAnyPeer: Bool { endpoints == nil && entities.isEmpty && cidrs.isEmpty && (ipv6Peers ?? []).isEmpty }
+    public var selectsAnyPeer: Bool {
+        endpoints == nil && entities.isEmpty && cidrs.isEmpty && (ipv6Peers ?? []).isEmpty && (emptyPeers ?? []).isEmpty
+    }
 }
 
 /// One rule (`spec` or an element of `specs`).
@@ -193,7 +210,10 @@ extension Policy {
         let rules = specs.flatMap { [$0.ingress, $0.ingressDeny, $0.egress, $0.egressDeny].compactMap { $0 }.flatMap { $0 } }
         var seen = Set<String>()
         let v6 = rules.flatMap { $0.ipv6Peers ?? [] }.filter { seen.insert($0).inserted }
-        guard !v6.isEmpty else { return [] }
-        return ["IPv6 peers \(v6.joined(separator: ", ")) match no traffic: this datapath carries IPv4 only (until IPv6 lands)"]
+        var notes = rules.flatMap { $0.emptyPeers ?? [] }.map { "\($0): it matches no address" }
+        if !v6.isEmpty {
+            notes.append("IPv6 peers \(v6.joined(separator: ", ")) match no traffic: this datapath carries IPv4 only (until IPv6 lands)")
+        }
+        return notes
     }
 }

@@ -112,11 +112,8 @@ private enum PolicyFields {
     ]
     static let l7 = ["http", "kafka", "dns", "l7proto", "l7"]
     static let portProtocol = ["port", "endPort", "protocol"]
-    static let cidrRule = ["cidr", "cidrGroupRef", "except"]
-    static let cidrRuleUnsupported: KeyValuePairs<String, String> = [
-        "cidrGroupSelector": notYet("cidrGroupSelector",
-                                    "name the group with cidrGroupRef instead (groups are read from the same file)"),
-    ]
+    static let cidrRule = ["cidr", "cidrGroupRef", "cidrGroupSelector", "except"]
+    static let cidrRuleUnsupported: KeyValuePairs<String, String> = [:]
     static let icmpRule = ["fields"]
     static let icmpField = ["type", "family"]
 
@@ -164,6 +161,8 @@ private enum Direction {
 /// What a reading found besides policies (a class: the reader's methods do not mutate it).
 private final class Found {
     var groups: [String: [String]] = [:]
+    /// Each group's metadata.labels (what `cidrGroupSelector` matches).
+    var groupLabels: [String: [String: String]] = [:]
     var skipped: [String] = []
 }
 
@@ -231,6 +230,7 @@ private struct PolicyReader {
         let fields = try self.fields(node, path: path, what: "a CiliumCIDRGroup")
         var name: String?
         var cidrs: [String] = []
+        var labels: [String: String] = [:]
         for entry in fields.entries {
             let fieldPath = join(path, entry.name)
             switch entry.name {
@@ -246,6 +246,9 @@ private struct PolicyReader {
                 for field in meta.entries {
                     if field.name == "name" {
                         name = try string(field.value, path: join(fieldPath, "name"), what: "a name")
+                    } else if field.name == "labels" {
+                        if isNull(field.value) { continue }
+                        for (key, value) in try labelMap(field.value, path: join(fieldPath, "labels")) { labels[key] = value }
                     } else if !(PolicyFields.metadata + PolicyFields.otherMetadata).contains(field.name) {
                         throw unknownField(field, in: fieldPath, allowed: PolicyFields.metadata)
                     }
@@ -270,6 +273,7 @@ private struct PolicyReader {
         }
         guard let name else { throw fail(node, "\(at(path))metadata.name is required for a CiliumCIDRGroup") }
         found.groups[name] = cidrs
+        found.groupLabels[name] = labels
     }
 
     // MARK: Documents and objects
@@ -715,6 +719,7 @@ private struct PolicyReader {
         var cidrs: [CIDRRule] = []
         var cidrSets: [CIDRRule] = []
         var ipv6Peers: [String] = []
+        var emptyPeers: [String] = []
         var portRuleCount = 0
         var icmpsEntry: Fields.Entry?
         for entry in fields.entries {
@@ -747,7 +752,9 @@ private struct PolicyReader {
                 }
             case peer + "CIDRSet":
                 for (index, item) in try list(entry.value, path: fieldPath, of: "CIDR rules {cidr, except}").enumerated() {
-                    for part in try cidrRule(item, path: "\(fieldPath)[\(index)]") {
+                    let parts = try cidrRule(item, path: "\(fieldPath)[\(index)]")
+                    if parts.isEmpty { emptyPeers.append("\(fieldPath)[\(index)]: a cidrGroupSelector no CiliumCIDRGroup of the file matches") }
+                    for part in parts {
                         switch part {
                         case .v4(let set): cidrSets.append(set)
                         case .v6(let text): ipv6Peers.append(text)
@@ -773,6 +780,7 @@ private struct PolicyReader {
         }
         rule.cidrs = cidrs + cidrSets
         rule.ipv6Peers = ipv6Peers.isEmpty ? nil : ipv6Peers
+        rule.emptyPeers = emptyPeers.isEmpty ? nil : emptyPeers
         return rule
     }
 
@@ -853,21 +861,31 @@ private struct PolicyReader {
             }
             if isNull(entry.value) { continue }
             switch entry.name {
-            case "cidr", "cidrGroupRef":
+            case "cidr", "cidrGroupRef", "cidrGroupSelector":
                 guard prefixes == nil else {
-                    throw fail(entry.key, "\(path): give either cidr or cidrGroupRef, not both")
+                    throw fail(entry.key, "\(path): give one of cidr, cidrGroupRef and cidrGroupSelector, not several")
                 }
-                if entry.name == "cidr" {
+                let names: [String]
+                switch entry.name {
+                case "cidr":
                     prefixes = [try cidr(entry.value, path: fieldPath, bareAddressAllowed: false)]
-                } else {
+                    continue
+                case "cidrGroupRef":
                     let name = try string(entry.value, path: fieldPath, what: "a CiliumCIDRGroup name")
-                    guard let group = found.groups[name] else {
+                    guard found.groups[name] != nil else {
                         let known = found.groups.keys.sorted()
                         throw fail(entry.value, "\(fieldPath): no CiliumCIDRGroup named \(name) in this file"
                             + (known.isEmpty ? "; add the group (kind: CiliumCIDRGroup) to the same file" : "; it has \(known.joined(separator: ", "))"))
                     }
-                    var members: [AnyCIDR<IPv4Prefix>] = []
-                    for text in group {
+                    names = [name]
+                default:
+                    // The groups of this file whose labels match; none is a rule that matches no address.
+                    let chosen = try selector(entry.value, path: fieldPath)
+                    names = found.groupLabels.filter { chosen.matchesPlain($0.value) }.map(\.key).sorted()
+                }
+                var members: [AnyCIDR<IPv4Prefix>] = []
+                for name in names {
+                    for text in found.groups[name] ?? [] {
                         if text.contains(":") { members.append(.v6(text)); continue }
                         do {
                             members.append(.v4(try IPv4Prefix.parse(text, bareAddressAllowed: false)))
@@ -875,8 +893,8 @@ private struct PolicyReader {
                             throw fail(entry.value, "\(fieldPath): group \(name): \(error.message)")
                         }
                     }
-                    prefixes = members
                 }
+                prefixes = members
             default:
                 for (index, item) in try list(entry.value, path: fieldPath, of: "CIDRs").enumerated() {
                     excepts.append((try cidr(item, path: "\(fieldPath)[\(index)]", bareAddressAllowed: false), item))
@@ -886,6 +904,8 @@ private struct PolicyReader {
         guard let prefixes else {
             throw fail(node, "\(path): cidr is required, e.g. {cidr: 10.0.0.0/8, except: [10.96.0.0/12]}")
         }
+        // A cidrGroupSelector no group of the file matches: no part (the caller notes a peer that matches nothing).
+        if prefixes.isEmpty { return [] }
         let single = prefixes.count == 1
         var out: [AnyCIDR<CIDRRule>] = []
         var placed = Set<Int>()

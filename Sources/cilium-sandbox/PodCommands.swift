@@ -16,6 +16,8 @@ extension SandboxCommand {
             @Option(help: "The node to run the pod on.") var node: String
             @Option(help: "The pod's name.") var pod: String
             @Option(help: "Labels, k=v,k2=v2.") var labels: String = ""
+            @Option(name: .customLong("namespace"), help: "The pod's Kubernetes namespace (as the runtime passes K8S_POD_NAMESPACE).")
+            var podNamespace: String = "default"
             @Option(name: .customLong("port"), help: ArgumentHelp("A hostPort, [HOSTIP:]HOST:CONTAINER[/tcp|udp], passed as the runtime passes portMappings (repeatable).", valueName: "mapping"))
             var ports: [String] = []
 
@@ -27,6 +29,10 @@ extension SandboxCommand {
                 }
                 guard !state.pods.contains(where: { $0.name == pod }), !state.nodes.contains(where: { $0.name == pod }) else {
                     throw SandboxError("sandbox \(state.name) already has a pod or node named \(pod)")
+                }
+                guard (1...63).contains(podNamespace.count),
+                      podNamespace.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }) else {
+                    throw SandboxError("--namespace \(podNamespace): use 1-63 lowercase letters, digits and '-' (a Kubernetes namespace name)")
                 }
                 let labelList = labels.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
                 let mappings = try ports.map { text -> [String: Any] in
@@ -44,16 +50,16 @@ extension SandboxCommand {
                 let ns = try NetworkNamespace.create(named: "csbx-\(state.name)-pod-\(pod)")
                 let containerID = "csbx-\(state.name)-\(pod)"
                 do {
-                    let result = try CNI.invoke("ADD", node: node, containerID: containerID, netns: ns.path, pod: pod, labels: labelList,
-                                                portMappings: mappings)
+                    let result = try CNI.invoke("ADD", node: node, containerID: containerID, netns: ns.path, pod: pod, podNamespace: podNamespace,
+                                                labels: labelList, portMappings: mappings)
                     guard let ips = result["ips"] as? [[String: Any]], let cidr = ips.first?["address"] as? String else {
                         throw SandboxError("cilium-cni ADD returned no address: \(result)")
                     }
                     let address = String(cidr.split(separator: "/")[0])
                     state.pods.append(SandboxState.Pod(name: pod, node: node.name, namespace: ns.name!, containerID: containerID,
-                                                       address: address, labels: labelList))
+                                                       address: address, labels: labelList, podNamespace: podNamespace))
                     try state.save()
-                    print("pod \(pod) on \(node.name): \(address) labels [\(labelList.joined(separator: ","))]")
+                    print("pod \(podNamespace == "default" ? "" : podNamespace + "/")\(pod) on \(node.name): \(address) labels [\(labelList.joined(separator: ","))]")
                 } catch {
                     try? ns.delete()
                     throw error
@@ -72,7 +78,8 @@ extension SandboxCommand {
                     throw SandboxError("sandbox \(state.name) has no pod \(pod)")
                 }
                 let node = try state.node(p.node)
-                _ = try CNI.invoke("DEL", node: node, containerID: p.containerID, netns: "/run/netns/\(p.namespace)", pod: pod, labels: p.labels)
+                _ = try CNI.invoke("DEL", node: node, containerID: p.containerID, netns: "/run/netns/\(p.namespace)", pod: pod,
+                                 podNamespace: p.podNamespace ?? "default", labels: p.labels)
                 try? NetworkNamespace(named: p.namespace).delete()
                 state.pods.removeAll { $0.name == pod }
                 try state.save()
@@ -85,7 +92,7 @@ extension SandboxCommand {
 /// Calls cilium-cni inside the node's namespace the way a container runtime does.
 enum CNI {
     static func invoke(_ command: String, node: SandboxState.Node, containerID: String, netns: String, pod: String,
-                       labels: [String], portMappings: [[String: Any]] = []) throws -> [String: Any] {
+                       podNamespace: String, labels: [String], portMappings: [[String: Any]] = []) throws -> [String: Any] {
         var conf: [String: Any] = [
             "cniVersion": "1.0.0", "name": "cilium", "type": "cilium-cni", "agentSocket": node.socket,
             "args": ["cni": ["labels": labels.map { l -> [String: String] in
@@ -103,7 +110,7 @@ enum CNI {
         env["CNI_NETNS"] = netns
         env["CNI_IFNAME"] = "eth0"
         env["CNI_PATH"] = Processes.binDirectory
-        env["CNI_ARGS"] = "K8S_POD_NAMESPACE=default;K8S_POD_NAME=\(pod)"
+        env["CNI_ARGS"] = "K8S_POD_NAMESPACE=\(podNamespace);K8S_POD_NAME=\(pod)"
         p.environment = env
         let stdin = Pipe(), stdout = Pipe()
         p.standardInput = stdin

@@ -1,4 +1,5 @@
 import Agent
+import Spawning
 import Foundation
 import Glibc
 

@@ -118,11 +118,14 @@ extension SandboxCommand {
             var namespace: String
             var addresses: [String]
             var state: String?
+            /// The agent's log file (its stdout and stderr).
+            var logFile: String
         }
         struct PodReport: Codable {
             var name: String
             var node: String
             var namespace: String
+            var podNamespace: String
             var address: String
             var labels: [String]
             var identity: UInt32?
@@ -132,11 +135,14 @@ extension SandboxCommand {
             var name: String
             var nodes: [NodeReport]
             var pods: [PodReport]
+            /// The host outside the cluster (`exec NAME outside -- CMD`): its addresses on the underlay.
+            var outsideAddresses: [String]
         }
 
         func run() throws {
             let state = try SandboxState.load(name.name)
-            var report = Report(name: state.name, nodes: [], pods: [])
+            var report = Report(name: state.name, nodes: [], pods: [],
+                                outsideAddresses: state.outsideNamespace == nil ? [] : Topology.outsideAddresses)
             for node in state.nodes {
                 let client = UnixHTTPClient(socketPath: node.socket, timeout: 5)
                 var overall: String?
@@ -147,14 +153,16 @@ extension SandboxCommand {
                     overall = st.state.rawValue
                 }
                 report.nodes.append(NodeReport(name: node.name, ready: ready, socket: node.socket, pid: node.pid,
-                                               namespace: node.namespace, addresses: [node.address], state: overall))
+                                               namespace: node.namespace, addresses: [node.address], state: overall,
+                                               logFile: node.logFile))
             }
             for pod in state.pods {
                 let node = try state.node(pod.node)
                 let ep: EndpointModel? = (try? UnixHTTPClient(socketPath: node.socket, timeout: 5)
                     .send(method: "GET", path: "/v1/endpoint?containerID=\(pod.containerID)"))
                     .flatMap { $0.status == 200 ? try? JSONDecoder().decode(EndpointModel.self, from: $0.body) : nil }
-                report.pods.append(PodReport(name: pod.name, node: pod.node, namespace: pod.namespace, address: pod.address,
+                report.pods.append(PodReport(name: pod.name, node: pod.node, namespace: pod.namespace,
+                                             podNamespace: pod.podNamespace ?? "default", address: pod.address,
                                              labels: ep?.labels ?? pod.labels, identity: ep?.identity, endpointID: ep?.id))
             }
             if output == "json" {

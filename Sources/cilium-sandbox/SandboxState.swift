@@ -24,6 +24,8 @@ struct SandboxState: Codable {
         var containerID: String
         var address: String
         var labels: [String]
+        /// The pod's Kubernetes namespace (nil in states written before it was kept: "default").
+        var podNamespace: String?
     }
 
     var name: String

@@ -85,7 +85,21 @@ struct NodeCommand: ParsableCommand {
 
 struct BPFCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bpf", abstract: "Contents of the datapath's BPF maps.",
-                                                    subcommands: [IPCache.self, Endpoint.self, Tunnel.self, PolicyMap.self, LB.self])
+                                                    subcommands: [IPCache.self, Endpoint.self, Tunnel.self, PolicyMap.self, LB.self, Metrics.self])
+
+    struct Metrics: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "metrics", abstract: "The datapath's forward and drop counters, by reason and direction.",
+                                                        subcommands: [List.self])
+        struct List: ParsableCommand {
+            @OptionGroup var agent: AgentOptions
+            @Option(name: [.customShort("o"), .long]) var output: OutputFormat = .text
+            func run() throws {
+                try show([BPFMetricEntry].self, agent, "/v1/map/metrics", output) { rows in
+                    [["REASON", "DIRECTION", "PACKETS", "BYTES"]] + rows.map { [$0.reason, $0.direction, "\($0.packets)", "\($0.bytes)"] }
+                }
+            }
+        }
+    }
 
     struct Tunnel: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "tunnel", abstract: "Where remote addresses are tunnelled to (from the ipcache).",

@@ -1,4 +1,5 @@
 import Agent
+import Spawning
 import API
 import Datapath
 import LinuxNet

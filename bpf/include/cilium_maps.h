@@ -55,6 +55,9 @@ enum cilium_reserved_identity {
 	CILIUM_ID_REMOTE_NODE = 6,
 	CILIUM_ID_KUBE_APISERVER = 7,
 	CILIUM_ID_INGRESS = 8,
+	/* Node-local identities (CIDRs named by policies) start here, as upstream's local scope;
+	 * they never leave the node (the tunnel carries world instead). */
+	CILIUM_IDENTITY_LOCAL_SCOPE = 1 << 24,
 };
 
 /* Drop reasons (Cilium's numbers, so tools that know them agree; a reason

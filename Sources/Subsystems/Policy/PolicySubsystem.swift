@@ -223,6 +223,14 @@ public actor PolicySubsystem: SteppedSubsystem {
 
     // MARK: API
 
+    /// An import or delete answers once the policy map holds the change (tried once at least:
+    /// a failing write keeps retrying and `cilium status` says so), as `cilium-dbg policy import`
+    /// followed by `policy wait` would: the next connection sees the new verdicts.
+    private func waitRealized() async {
+        _ = await entryReconciler?.waitSettled(timeout: .seconds(5))
+        _ = await flagReconciler?.waitSettled(timeout: .seconds(5))
+    }
+
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
         guard let engine else { return .error(status: 503, message: "policy subsystem is not running") }
         switch (request.method, request.path) {
@@ -238,6 +246,7 @@ public actor PolicySubsystem: SteppedSubsystem {
                     return .error(status: 400, message: PolicyFile.nothingToImport(source, skipped: file.skipped))
                 }
                 let rev = await engine.apply(policies, source: "api")
+                await waitRealized()
                 return .json(PolicyImportResponse(revision: rev, policies: policies.map(\.qualifiedName),
                                                   skipped: file.skipped.isEmpty ? nil : file.skipped))
             } catch {
@@ -264,6 +273,7 @@ public actor PolicySubsystem: SteppedSubsystem {
                 return .error(status: 400, message: "say which policy: ?name=NAME[&namespace=NS] or ?all=true")
             }
             let (rev, n) = await engine.delete(name: all ? nil : request.query["name"], namespace: request.query["namespace"])
+            await waitRealized()
             if n == 0, !all { return .error(status: 404, message: "no policy named \(request.query["name"]!)") }
             return .json(PolicyDeleteResponse(revision: rev, deleted: n))
         case ("POST", "/v1/policy/trace"):

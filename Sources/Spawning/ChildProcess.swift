@@ -12,14 +12,42 @@ public enum ChildProcess {
     /// from our session so it outlives us.
     public static func spawn(_ argv: [String], output: String? = nil, truncate: Bool = false, newSession: Bool = false,
                              environment: [String: String]? = nil) throws -> Int32 {
+        try spawn(argv, newSession: newSession, environment: environment) { actions in
+            if let output {
+                posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+                posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | (truncate ? O_TRUNC : O_APPEND), 0o644)
+                posix_spawn_file_actions_adddup2(&actions, 1, 2)
+            }
+        }
+    }
+
+    /// Starts `argv` with stdin from /dev/null and stdout+stderr into a pipe: its PID and the pipe's reading end
+    /// (the caller reads it to EOF and closes it).
+    public static func spawnCapturing(_ argv: [String]) throws -> (pid: Int32, output: Int32) {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { throw SpawnError("cannot make a pipe for \(argv[0]): \(errnoText(errno))") }
+        // Close-on-exec: no other child keeps our pipe open (the dup2 below clears it on the child's own copy).
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        defer { close(fds[1]) }
+        do {
+            let pid = try spawn(argv, newSession: false, environment: nil) { actions in
+                posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+                posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+                posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+            }
+            return (pid, fds[0])
+        } catch {
+            close(fds[0])
+            throw error
+        }
+    }
+
+    private static func spawn(_ argv: [String], newSession: Bool, environment: [String: String]?,
+                              files: (inout posix_spawn_file_actions_t) -> Void) throws -> Int32 {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        if let output {
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-            posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | (truncate ? O_TRUNC : O_APPEND), 0o644)
-            posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        }
+        files(&actions)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -41,7 +69,7 @@ public enum ChildProcess {
         var pid: pid_t = 0
         let r = env.map { e in posix_spawnp(&pid, argv[0], &actions, &attr, cargs, e) }
             ?? posix_spawnp(&pid, argv[0], &actions, &attr, cargs, environ)
-        guard r == 0 else { throw AgentError("cannot start \(argv[0]): \(errnoText(r))") }
+        guard r == 0 else { throw SpawnError("cannot start \(argv[0]): \(errnoText(r))") }
         return pid
     }
 
@@ -52,8 +80,27 @@ public enum ChildProcess {
         return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 
+    /// Reads a descriptor to its end and closes it.
+    public static func readAll(_ fd: Int32) -> [UInt8] {
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n > 0 { out += buffer[0..<n]; continue }
+            if n < 0, errno == EINTR { continue }
+            break
+        }
+        close(fd)
+        return out
+    }
+
     /// Runs a command to its end; its exit status.
     public static func run(_ argv: [String], output: String? = nil) throws -> Int32 {
         wait(try spawn(argv, output: output, truncate: true))
     }
+}
+
+public struct SpawnError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
 }
