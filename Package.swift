@@ -117,7 +117,8 @@ let package = Package(
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "AddressingTests", dependencies: ["Addressing", "Config", "Datapath", "Manifests", "Diagnostics", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "AgentModel", "HTTPTransport", "HTTPServing", "ConnectionFlood", "FlowDisplay", "Config", "Datapath", "LinuxNet", "CBPF", "Networking", "Spawning", "Connectivity", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),
+        .testTarget(name: "ConnectivityTests", dependencies: ["Connectivity", "Manifests", "API"], swiftSettings: swift6),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "AgentModel", "HTTPTransport", "HTTPServing", "ConnectionFlood", "FlowDisplay", "Config", "Datapath", "LinuxNet", "CBPF", "Networking", "Spawning", "TestSupport"], exclude: ["systemd"], swiftSettings: swift6),
     ]
     + tests(of: "LoadBalancer", .testTarget(name: "LoadBalancerTests", dependencies: ["LoadBalancer", "API", "AgentModel", "Datapath", "LinuxNet", "CBPF", "TestSupport"], swiftSettings: swift6))
     + tests(of: "Policy", .testTarget(name: "PolicyTests", dependencies: ["Policy", "API", "AgentModel", "Datapath", "LinuxNet", "CBPF", "TestSupport"], swiftSettings: swift6))

@@ -44,10 +44,14 @@ public struct EndpointCreateRequest: Codable, Sendable {
 
     /// The runtime's `portMappings` (CNI capability): hostPorts served by the datapath. nil for none.
     public var portMappings: [PortMapping]?
+    /// The pod's named ports (`args.cni.namedPorts`). nil for none.
+    public var namedPorts: [NamedPort]?
 
     public init(containerID: String, netns: String, ifName: String, hostIfName: String, address: String, mac: String,
-                labels: [String], podNamespace: String? = nil, podName: String? = nil, portMappings: [PortMapping]? = nil) {
+                labels: [String], podNamespace: String? = nil, podName: String? = nil, portMappings: [PortMapping]? = nil,
+                namedPorts: [NamedPort]? = nil) {
         self.portMappings = portMappings
+        self.namedPorts = namedPorts
         self.containerID = containerID
         self.netns = netns
         self.ifName = ifName
@@ -186,6 +190,25 @@ public struct NodeModel: Codable, Sendable, Equatable {
         self.address = address
         self.podCIDR = podCIDR
         self.local = local
+    }
+}
+
+/// A named container port of a pod (Kubernetes' `ports[].name`): policies may name the port instead of its
+/// number (`port: http-8080`). The runtime passes them in `args.cni.namedPorts`, beside the labels.
+public struct NamedPort: Codable, Sendable, Hashable {
+    public var name: String
+    public var port: UInt16
+    /// "TCP", "UDP" or "SCTP".
+    public var protocol_: String
+
+    enum CodingKeys: String, CodingKey {
+        case name, port, protocol_ = "protocol"
+    }
+
+    public init(name: String, port: UInt16, protocol_: String = "TCP") {
+        self.name = name
+        self.port = port
+        self.protocol_ = protocol_
     }
 }
 

@@ -44,10 +44,13 @@ public struct EndpointRecord: TableObject, Codable, Equatable {
     public var podName: String?
     /// hostPorts (CNI portMappings): the LoadBalancer subsystem serves them. nil for none.
     public var portMappings: [PortMapping]?
+    /// Named container ports: ingress rules naming a port resolve it here. nil for none.
+    public var namedPorts: [NamedPort]?
     public var key: UInt16 { id }
     public init(id: UInt16, identity: UInt32, labels: [String], address: String, podNamespace: String?, podName: String?,
-                portMappings: [PortMapping]? = nil) {
+                portMappings: [PortMapping]? = nil, namedPorts: [NamedPort]? = nil) {
         self.portMappings = portMappings
+        self.namedPorts = namedPorts
         self.id = id
         self.identity = identity
         self.labels = labels

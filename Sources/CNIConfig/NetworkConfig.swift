@@ -48,6 +48,8 @@ package struct NetworkConfig {
     package var labels: [String]
     /// runtimeConfig.portMappings (the plugin declares the capability).
     package var portMappings: [(hostPort: UInt16, containerPort: UInt16, proto: String, hostIP: String)] = []
+    /// args.cni.namedPorts: the pod's named container ports (what policies may name a port by).
+    package var namedPorts: [(name: String, port: UInt16, proto: String)] = []
     package var prevResult: PrevResult?
 
     /// The expected state from a previous ADD's result.
@@ -115,6 +117,7 @@ package struct NetworkConfig {
             config.portMappings = try parsePortMappings(runtimeConfig["portMappings"])
         }
         config.labels = try parseLabels(root)
+        config.namedPorts = try parseNamedPorts(root)
         if let prev = root["prevResult"], prev != .null {
             config.prevResult = try parsePrevResult(prev)
         }
@@ -207,6 +210,39 @@ package struct NetworkConfig {
             }
         }
         return result
+    }
+
+    /// args.cni.namedPorts: [{"name": "http", "containerPort": 8080, "protocol": "TCP"}], as a pod spec's container
+    /// ports (the name an IANA service name: 1-15 lowercase letters, digits and '-', with a letter).
+    private static func parseNamedPorts(_ root: JSONValue) throws(CNIError) -> [(name: String, port: UInt16, proto: String)] {
+        guard case .object? = root["args"], case .object? = root["args"]?["cni"],
+              let value = root["args"]?["cni"]?["namedPorts"], value != .null else { return [] }
+        guard case .array(let items) = value else {
+            throw CNIError(.decodingFailure, "field \"args.cni.namedPorts\" must be an array, got \(value.typeName)")
+        }
+        var out: [(name: String, port: UInt16, proto: String)] = []
+        for (i, item) in items.enumerated() {
+            let field = "args.cni.namedPorts[\(i)]"
+            guard case .object = item else {
+                throw CNIError(.decodingFailure, "field \"\(field)\" must be {\"name\": ..., \"containerPort\": ...}, got \(item.typeName)")
+            }
+            guard case .string(let name)? = item["name"], NamedPortText.isValid(name) else {
+                throw CNIError(.invalidConfig, "invalid field \"\(field).name\"",
+                               details: "a port name is 1-15 lowercase letters, digits and '-', with at least one letter, e.g. http-8080")
+            }
+            guard case .number(let n)? = item["containerPort"], n == n.rounded(), (1...65535).contains(n) else {
+                throw CNIError(.invalidConfig, "invalid field \"\(field).containerPort\"", details: "it must be an integer 1-65535")
+            }
+            var proto = "TCP"
+            if let p = item["protocol"], p != .null {
+                guard case .string(let text) = p, ["TCP", "UDP", "SCTP"].contains(text.uppercased()) else {
+                    throw CNIError(.invalidConfig, "invalid field \"\(field).protocol\"", details: "it must be TCP, UDP or SCTP")
+                }
+                proto = text.uppercased()
+            }
+            out.append((name, UInt16(n), proto))
+        }
+        return out
     }
 
     private static func parsePrevResult(_ prev: JSONValue) throws(CNIError) -> PrevResult {

@@ -107,7 +107,8 @@ public struct Deployment: Sendable {
             log("✨ [\(sandbox.name)] Deploying \(Defaults.namespace)/\(spec.name) on \(node)...")
             var args = ["pod", "add", "--node", node, "--pod", spec.name, "--namespace", Defaults.namespace,
                         "--labels", spec.labels.joined(separator: ",")]
-            if spec.echo { args += ["--port", "\(Defaults.hostPort):\(Defaults.echoPort)"] }
+            // The echo container's port is named as upstream's (`http-8080`); policies may name it.
+            if spec.echo { args += ["--port", "\(Defaults.hostPort):\(Defaults.echoPort)", "--named-port", "http-\(Defaults.echoPort)=\(Defaults.echoPort)"] }
             let r = try sandbox.run(args)
             guard r.code == 0 else { throw ConnectivityError("cannot deploy \(spec.name): \(r.output.trimmingCharacters(in: .whitespacesAndNewlines))") }
         }

@@ -51,3 +51,12 @@ public enum LabelText {
         }
     }
 }
+
+/// Container port names (Kubernetes' IANA_SVC_NAME): 1-15 lowercase letters, digits and '-', with at least one
+/// letter, no '-' at either end and no "--". Policies may name a port by it.
+public enum NamedPortText {
+    public static func isValid(_ s: String) -> Bool {
+        (1...15).contains(s.count) && s.allSatisfy { ($0.isASCII && ($0.isLowercase || $0.isNumber)) || $0 == "-" }
+            && s.contains(where: \.isLetter) && s.first != "-" && s.last != "-" && !s.contains("--")
+    }
+}

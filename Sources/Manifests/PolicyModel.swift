@@ -118,10 +118,14 @@ public struct PortProtocol: Codable, Sendable, Hashable {
     /// Last port of a range (`endPort`); nil for a single port.
     public var endPort: UInt16?
     public var proto: L4Protocol
-    public init(port: UInt16, endPort: UInt16? = nil, proto: L4Protocol = .any) {
+    /// A port named by the pod (`port: http-8080`): resolved per selected pod from its named container ports;
+    /// `port` is 0 then. nil for a number.
+    public var name: String?
+    public init(port: UInt16, endPort: UInt16? = nil, proto: L4Protocol = .any, name: String? = nil) {
         self.port = port
         self.endPort = endPort
         self.proto = proto
+        self.name = name
     }
 }
 

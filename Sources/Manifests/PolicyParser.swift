@@ -722,6 +722,7 @@ private struct PolicyReader {
         var emptyPeers: [String] = []
         var portRuleCount = 0
         var icmpsEntry: Fields.Entry?
+        var portsEntry: Fields.Entry?
         for entry in fields.entries {
             let fieldPath = join(path, entry.name)
             if let why = unsupported[entry.name] {
@@ -764,6 +765,7 @@ private struct PolicyReader {
             case "toPorts":
                 let items = try list(entry.value, path: fieldPath, of: "port rules {ports: [...]}")
                 portRuleCount = items.count
+                portsEntry = entry
                 for (index, item) in items.enumerated() {
                     rule.ports += try portRule(item, path: "\(fieldPath)[\(index)]", deny: deny)
                 }
@@ -777,6 +779,10 @@ private struct PolicyReader {
         if let icmpsEntry, portRuleCount > 0, case .sequence(let icmps) = icmpsEntry.value, !icmps.isEmpty {
             throw fail(icmpsEntry.key, "\(path): icmps and toPorts cannot be combined in one rule; "
                 + "write a separate rule for each")
+        }
+        if direction == .egress, let portsEntry, let named = rule.ports.first(where: { $0.name != nil })?.name {
+            throw fail(portsEntry.key, "\(path): named port \"\(named)\" in an egress rule is not supported yet (ingress rules "
+                + "resolve a name against the selected pod's own ports); use the port number")
         }
         rule.cidrs = cidrs + cidrSets
         rule.ipv6Peers = ipv6Peers.isEmpty ? nil : ipv6Peers
@@ -989,6 +995,7 @@ private struct PolicyReader {
     private func portProtocol(_ node: Node, path: String) throws(PolicyError) -> PortProtocol {
         let fields = try self.fields(node, path: path, what: "a port (a mapping such as {port: \"80\", protocol: TCP})")
         var port: UInt16 = 0
+        var name: String?
         var endPort: (value: Int, node: Node)?
         var proto = L4Protocol.any
         for entry in fields.entries {
@@ -999,7 +1006,12 @@ private struct PolicyReader {
             if isNull(entry.value) { continue }
             switch entry.name {
             case "port":
-                port = try portNumber(entry.value, path: fieldPath)
+                if case .scalar(let scalar) = entry.value, tagName(entry.value) == .str, scalar.string.contains(where: \.isLetter),
+                   NamedPortText.isValid(scalar.string) {
+                    name = scalar.string
+                } else {
+                    port = try portNumber(entry.value, path: fieldPath)
+                }
             case "endPort":
                 endPort = (try endPortNumber(entry.value, path: fieldPath), entry.value)
             default:
@@ -1008,6 +1020,9 @@ private struct PolicyReader {
         }
         var last: UInt16?
         if let endPort, endPort.value != 0 { // endPort 0 is upstream's "not set"
+            if let name {
+                throw fail(endPort.node, "\(path): endPort needs a port number; \(name) is a port name")
+            }
             guard port != 0 else {
                 throw fail(endPort.node, "\(path): endPort needs a non-zero port; "
                     + "without a port the rule already covers every port")
@@ -1018,7 +1033,7 @@ private struct PolicyReader {
             }
             last = UInt16(endPort.value)
         }
-        return PortProtocol(port: port, endPort: last, proto: proto)
+        return PortProtocol(port: port, endPort: last, proto: proto, name: name)
     }
 
     private func portNumber(_ node: Node, path: String) throws(PolicyError) -> UInt16 {
@@ -1055,7 +1070,8 @@ private struct PolicyReader {
                 + "with endPort: \(parts[1])")
         }
         if text.contains(where: \.isLetter) {
-            throw fail(node, "\(path): named port \"\(text)\" is not supported yet; use the port number")
+            throw fail(node, "\(path): \"\(text)\" is neither a port number nor a port name "
+                + "(1-15 lowercase letters, digits and '-', with a letter, e.g. http-8080)")
         }
         throw fail(node, "\(path): \"\(text)\" is not a port number 0-65535")
     }

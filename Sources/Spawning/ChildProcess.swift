@@ -42,8 +42,24 @@ public enum ChildProcess {
         }
     }
 
+    /// Marks every descriptor above stderr close-on-exec, so a child gets only 0-2 (and what the file actions give
+    /// it): a long-lived child (an agent, a server that daemonizes) must not hold our caller's pipes or sockets open
+    /// (Foundation's Process, for one, waits for a socket of its own to close before it reaps).
+    public static func closeInheritedDescriptorsOnExec() {
+        guard let dir = opendir("/proc/self/fd") else { return }
+        defer { closedir(dir) }
+        let own = dirfd(dir)
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let fd = Int32(name), fd > 2, fd != own else { continue }
+            let flags = fcntl(fd, F_GETFD)
+            if flags >= 0, flags & FD_CLOEXEC == 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+        }
+    }
+
     private static func spawn(_ argv: [String], newSession: Bool, environment: [String: String]?,
                               files: (inout posix_spawn_file_actions_t) -> Void) throws -> Int32 {
+        closeInheritedDescriptorsOnExec()
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

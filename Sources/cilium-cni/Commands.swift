@@ -77,6 +77,9 @@ struct Commands {
                 portMappings: config.portMappings.isEmpty ? nil : config.portMappings.map {
                     PortMapping(hostPort: $0.hostPort, containerPort: $0.containerPort, protocol_: $0.proto,
                                 hostIP: $0.hostIP.isEmpty ? nil : $0.hostIP)
+                },
+                namedPorts: config.namedPorts.isEmpty ? nil : config.namedPorts.map {
+                    NamedPort(name: $0.name, port: $0.port, protocol_: $0.proto)
                 }))
 
             let reportMTU = config.cniVersion == "1.1.0" && config.mtu != nil

@@ -20,6 +20,8 @@ extension SandboxCommand {
             var podNamespace: String = "default"
             @Option(name: .customLong("port"), help: ArgumentHelp("A hostPort, [HOSTIP:]HOST:CONTAINER[/tcp|udp], passed as the runtime passes portMappings (repeatable).", valueName: "mapping"))
             var ports: [String] = []
+            @Option(name: .customLong("named-port"), help: ArgumentHelp("A named container port, NAME=PORT[/tcp|udp|sctp], passed in args.cni.namedPorts (repeatable); policies may name the port.", valueName: "port"))
+            var namedPorts: [String] = []
 
             func run() throws {
                 var state = try SandboxState.load(name.name)
@@ -47,11 +49,19 @@ extension SandboxCommand {
                     if fields.count == 3 { mapping["hostIP"] = fields[0] }
                     return mapping
                 }
+                let named = try namedPorts.map { text -> [String: Any] in
+                    let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
+                    let portProto = parts.count == 2 ? parts[1].split(separator: "/", maxSplits: 1).map(String.init) : []
+                    guard parts.count == 2, let port = portProto.first.flatMap({ UInt16($0) }), port > 0 else {
+                        throw SandboxError("--named-port \(text): expected NAME=PORT[/tcp|udp|sctp], e.g. http-8080=8080")
+                    }
+                    return ["name": parts[0], "containerPort": Int(port), "protocol": portProto.count > 1 ? portProto[1].uppercased() : "TCP"]
+                }
                 let ns = try NetworkNamespace.create(named: "csbx-\(state.name)-pod-\(pod)")
                 let containerID = "csbx-\(state.name)-\(pod)"
                 do {
                     let result = try CNI.invoke("ADD", node: node, containerID: containerID, netns: ns.path, pod: pod, podNamespace: podNamespace,
-                                                labels: labelList, portMappings: mappings)
+                                                labels: labelList, portMappings: mappings, namedPorts: named)
                     guard let ips = result["ips"] as? [[String: Any]], let cidr = ips.first?["address"] as? String else {
                         throw SandboxError("cilium-cni ADD returned no address: \(result)")
                     }
@@ -92,13 +102,14 @@ extension SandboxCommand {
 /// Calls cilium-cni inside the node's namespace the way a container runtime does.
 enum CNI {
     static func invoke(_ command: String, node: SandboxState.Node, containerID: String, netns: String, pod: String,
-                       podNamespace: String, labels: [String], portMappings: [[String: Any]] = []) throws -> [String: Any] {
+                       podNamespace: String, labels: [String], portMappings: [[String: Any]] = [],
+                       namedPorts: [[String: Any]] = []) throws -> [String: Any] {
         var conf: [String: Any] = [
             "cniVersion": "1.0.0", "name": "cilium", "type": "cilium-cni", "agentSocket": node.socket,
             "args": ["cni": ["labels": labels.map { l -> [String: String] in
                 let kv = l.split(separator: "=", maxSplits: 1).map(String.init)
                 return ["key": kv[0], "value": kv.count > 1 ? kv[1] : ""]
-            }]],
+            }, "namedPorts": namedPorts]],
         ]
         if !portMappings.isEmpty { conf["runtimeConfig"] = ["portMappings": portMappings] }
         let p = Process()

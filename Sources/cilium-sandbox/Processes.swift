@@ -8,20 +8,8 @@ enum Processes {
     /// Spawns `argv` in its own session (it outlives `cilium-sandbox up`), with
     /// stdout and stderr appended to `log`.
     static func spawnDetached(_ argv: [String], environment: [String: String], log: String) throws -> Int32 {
-        closeInheritedDescriptorsOnExec()
-        return try ChildProcess.spawn(argv, output: log, newSession: true, environment: environment)
-    }
-
-    /// Marks every descriptor above stderr close-on-exec, so a long-lived agent
-    /// does not hold our caller's pipes open (a caller reading our output to
-    /// EOF would wait for the agent's exit).
-    static func closeInheritedDescriptorsOnExec() {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return }
-        for name in names {
-            guard let fd = Int32(name), fd > 2 else { continue }
-            let flags = fcntl(fd, F_GETFD)
-            if flags >= 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
-        }
+        // ChildProcess passes no descriptor above stderr: a long-lived agent holds none of our caller's pipes open.
+        try ChildProcess.spawn(argv, output: log, newSession: true, environment: environment)
     }
 
     /// True if `pid` is alive and its command line contains `marker` (so we

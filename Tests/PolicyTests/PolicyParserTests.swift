@@ -951,14 +951,36 @@ import TestSupport
             """, at: 11, 19, "protocol \"udp\" is not valid; did you mean UDP?", "case-sensitive")
     }
 
-    @Test func namedPort() {
+    /// A port name in an ingress rule is kept (each selected pod resolves it); egress rules, an endPort
+    /// beside a name, and names Kubernetes would refuse are errors.
+    @Test func namedPort() throws {
+        let p = try PolicyParser.parse(header + """
+              ingress:
+              - toPorts:
+                - ports:
+                  - port: http-8080
+                    protocol: TCP
+            """, file: "t.yaml")
+        #expect(p[0].specs[0].ingress?.first?.ports == [PortProtocol(port: 0, proto: .tcp, name: "http-8080")])
+        expectFailure(header + """
+              egress:
+              - toPorts:
+                - ports:
+                  - port: http
+            """, at: 8, 5, "named port \"http\" in an egress rule is not supported yet")
         expectFailure(header + """
               ingress:
               - toPorts:
                 - ports:
                   - port: http
-                    protocol: TCP
-            """, at: 10, 15, "named port \"http\" is not supported yet; use the port number")
+                    endPort: 90
+            """, at: 11, 18, "endPort needs a port number; http is a port name")
+        expectFailure(header + """
+              ingress:
+              - toPorts:
+                - ports:
+                  - port: HTTP_port
+            """, at: 10, 15, "\"HTTP_port\" is neither a port number nor a port name")
     }
 
     @Test func portOutOfRange() {

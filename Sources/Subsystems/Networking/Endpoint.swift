@@ -22,6 +22,8 @@ public struct Endpoint: TableObject, Codable, Equatable {
     public var podName: String?
     /// hostPorts from the runtime (CNI portMappings); nil for none.
     public var portMappings: [PortMapping]? = nil
+    /// Named container ports from the runtime; nil for none.
+    public var namedPorts: [NamedPort]? = nil
     public var key: String { containerID }
 
     var ipv4: IPv4Address { IPv4Address(address)! }

@@ -150,7 +150,8 @@ actor EndpointManager {
         let ep = Endpoint(id: id, containerID: req.containerID, netns: req.netns, ifName: req.ifName,
                           hostIfName: req.hostIfName, hostIfIndex: link.index, address: req.address, mac: req.mac,
                           hostMac: link.mac?.description ?? "00:00:00:00:00:00", labels: req.labels, identity: identity,
-                          podNamespace: req.podNamespace, podName: req.podName, portMappings: req.portMappings)
+                          podNamespace: req.podNamespace, podName: req.podName, portMappings: req.portMappings,
+                          namedPorts: req.namedPorts)
         try nl.replaceRoute(Netlink.Route(destination: IPv4Prefix(ep.ipv4, length: 32), outputIndex: link.index,
                                           source: await addresses.routerAddress))
         await publish(ep)
@@ -247,7 +248,7 @@ actor EndpointManager {
         await shared.identities.upsert(IdentityRecord(id: ep.identity, labels: ep.labels.isEmpty ? ["reserved:init"] : labels))
         await shared.endpoints.upsert(EndpointRecord(id: ep.id, identity: ep.identity, labels: labels, address: ep.address,
                                                      podNamespace: ep.podNamespace, podName: ep.podName,
-                                                     portMappings: ep.portMappings))
+                                                     portMappings: ep.portMappings, namedPorts: ep.namedPorts))
         await ipcache.upsert(IPCacheEntry(prefix: IPv4Prefix(ep.ipv4, length: 32), identity: ep.identity))
         await cluster.publish(ip: ep.address, identity: ep.identity, podNamespace: ep.podNamespace, podName: ep.podName)
         await attachments.upsert(contentsOf: [TCDirection.ingress, .egress].map {

@@ -55,8 +55,13 @@ extension PolicyRepository {
             peers = p
         }
         var l4: [(proto: UInt8, prefixLength: UInt8, port: UInt16)] = []
+        var named: [NamedPortRef] = []
         for p in rule.ports {
             let protos: [L4Protocol] = p.proto == .any ? [.tcp, .udp, .sctp] : [p.proto]
+            if let name = p.name {
+                named.append(NamedPortRef(name: name, protocols: protos.map(\.number)))
+                continue
+            }
             for proto in protos {
                 if p.port == 0 {
                     l4.append((proto.number, UInt8(CILIUM_POLICY_PREFIX_ANY_PORT), 0))
@@ -71,7 +76,7 @@ extension PolicyRepository {
             l4.append((1, UInt8(CILIUM_POLICY_PREFIX_FULL), UInt16(f.type)))
         }
         let hadL4 = !rule.ports.isEmpty || !rule.icmps.isEmpty
-        let empty = (rule.selectsAnyPeer && !hadL4) || (hadL4 && l4.isEmpty)
-        return CompiledRule(ruleID: 0, direction: direction, deny: deny, peers: peers, l4: l4, empty: empty)
+        let empty = (rule.selectsAnyPeer && !hadL4) || (hadL4 && l4.isEmpty && named.isEmpty)
+        return CompiledRule(ruleID: 0, direction: direction, deny: deny, peers: peers, l4: l4, named: named, empty: empty)
     }
 }

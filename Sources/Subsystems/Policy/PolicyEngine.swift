@@ -140,7 +140,7 @@ actor PolicyEngine {
             if await shared.identities.get(ep.identity) == nil {
                 await applyDelta(resolver.upsertIdentity(ep.identity, labels: ep.labels))
             }
-            await applyDelta(resolver.upsertEndpoint(ep.id, labels: ep.labels))
+            await applyDelta(resolver.upsertEndpoint(ep.id, labels: ep.labels, namedPorts: ep.namedPorts ?? []))
         case .delete(let ep, _):
             await applyDelta(resolver.removeEndpoint(ep.id))
             await shared.endpointPolicy.delete(key: ep.id)

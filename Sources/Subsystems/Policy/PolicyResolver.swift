@@ -1,3 +1,4 @@
+import API
 import Manifests
 import CBPF
 import Datapath
@@ -28,8 +29,16 @@ package struct CompiledRule: Sendable {
     package var deny: Bool
     package var peers: [PeerSelector]?
     package var l4: [(proto: UInt8, prefixLength: UInt8, port: UInt16)]
+    /// Ports named by the pod (ingress rules): each selected endpoint's own named ports give the numbers.
+    package var named: [NamedPortRef] = []
     /// `{}`: a rule that names nothing allows (or denies) nothing.
     package var empty: Bool
+}
+
+/// A port named in a rule, with the protocols the rule allows it for.
+package struct NamedPortRef: Sendable, Hashable {
+    package var name: String
+    package var protocols: [UInt8]
 }
 
 /// A policy rule with the endpoints it selects and the rules it brings.
@@ -78,6 +87,8 @@ package struct PolicyResolver: Sendable {
     private(set) var cidrIdentities: [UInt32: IPv4Prefix] = [:]
     private(set) var selections: [PeerSelector: Set<UInt32>] = [:]
     private(set) var endpoints: [UInt16: LabelSet] = [:]
+    /// Each endpoint's named container ports (for rules that name a port).
+    private(set) var namedPortsOf: [UInt16: [NamedPort]] = [:]
     private(set) var computed: [UInt16: EndpointPolicy] = [:]
     private var selectorsOfEndpoint: [UInt16: Set<PeerSelector>] = [:]
     package var revision: UInt32 = 0
@@ -130,15 +141,17 @@ package struct PolicyResolver: Sendable {
         return recompute(endpointsUsing(changed))
     }
 
-    package mutating func upsertEndpoint(_ id: UInt16, labels: [String]) -> PolicyDelta {
+    package mutating func upsertEndpoint(_ id: UInt16, labels: [String], namedPorts: [NamedPort] = []) -> PolicyDelta {
         let set = LabelSet(labels)
-        if endpoints[id] == set, computed[id] != nil { return PolicyDelta() }
+        if endpoints[id] == set, (namedPortsOf[id] ?? []) == namedPorts, computed[id] != nil { return PolicyDelta() }
         endpoints[id] = set
+        namedPortsOf[id] = namedPorts.isEmpty ? nil : namedPorts
         return recompute([id])
     }
 
     package mutating func removeEndpoint(_ id: UInt16) -> PolicyDelta {
         endpoints[id] = nil
+        namedPortsOf[id] = nil
         selectorsOfEndpoint[id] = nil
         guard let old = computed.removeValue(forKey: id) else { return PolicyDelta() }
         return PolicyDelta(deletes: Array(old.entries.keys), flagDeletes: [id])
@@ -233,7 +246,18 @@ package struct PolicyResolver: Sendable {
                             ids.formUnion(selections[p] ?? [])
                         }
                     }
-                    let l4 = rule.l4.isEmpty ? [(UInt8(0), UInt8(CILIUM_POLICY_PREFIX_ANY_PROTO), UInt16(0))] : rule.l4
+                    var l4 = rule.l4
+                    for ref in rule.named {
+                        for np in namedPortsOf[endpoint] ?? [] where np.name == ref.name {
+                            guard let proto = L4Protocol(rawValue: np.protocol_.uppercased())?.number, ref.protocols.contains(proto) else { continue }
+                            l4.append((proto, UInt8(CILIUM_POLICY_PREFIX_FULL), np.port))
+                        }
+                    }
+                    if l4.isEmpty {
+                        // A rule of named ports the endpoint does not have covers nothing here.
+                        guard rule.named.isEmpty else { continue }
+                        l4 = [(UInt8(0), UInt8(CILIUM_POLICY_PREFIX_ANY_PROTO), UInt16(0))]
+                    }
                     for identity in ids {
                         for (proto, plen, port) in l4 {
                             let key = PolicyMapEntry.Key(endpoint: endpoint, direction: rule.direction, identity: identity,

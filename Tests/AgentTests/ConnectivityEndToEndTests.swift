@@ -1,0 +1,56 @@
+import Datapath
+import Foundation
+import Testing
+import TestSupport
+
+/// `cilium connectivity test` against real sandboxes: the whole suite as CI runs it, and a broken datapath.
+@Suite(.serialized) struct ConnectivityEndToEndTests {
+    /// Every test on a temporary two-node sandbox the command makes and removes (unsafe ones included:
+    /// the sandbox's outside host is the node without Cilium). The JUnit file says the same.
+    @Test func wholeSuitePassesOnATemporarySandbox() throws {
+        let junit = NSTemporaryDirectory() + "cct-\(getpid()).xml"
+        defer { try? FileManager.default.removeItem(atPath: junit) }
+        let before = Set((try? FileManager.default.contentsOfDirectory(atPath: "/run/cilium-sandbox")) ?? [])
+        let (code, out) = try runCapturing([buildDirectory() + "/cilium", "connectivity", "test", "--include-unsafe-tests",
+                                            "--junit-file", junit])
+        print(out)
+        #expect(code == 0)
+        #expect(out.contains("✅ [cilium-test-1] All "), "no success line")
+        #expect(out.contains("[=] [cilium-test-1] Test [no-policies] [1/"))
+        #expect(!out.contains("Skipping test"), "every test runs here")
+        #expect(out.contains("🧹 Removing sandbox cct-"))
+        let after = Set((try? FileManager.default.contentsOfDirectory(atPath: "/run/cilium-sandbox")) ?? [])
+        #expect(after.subtracting(before).isEmpty, "left behind: \(after.subtracting(before))")
+        let xml = try String(contentsOfFile: junit, encoding: .utf8)
+        #expect(xml.contains("<testcase name=\"no-policies\" classname=\"connectivity test\" status=\"passed\""))
+        #expect(xml.contains("<testcase name=\"check-log-errors\" classname=\"connectivity test\" status=\"passed\""))
+        #expect(!xml.contains("status=\"failed\""))
+    }
+
+    /// With node1's policy slot emptied (the policy stage gone from its pipeline: the datapath fails open there), the
+    /// tests that expect node1 to drop fail, name the actions, and the command exits 1; node2's drops still pass.
+    @Test func anEmptiedPolicySlotFailsTheTestsThatNeedIt() throws {
+        let name = "cb" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let sandbox = buildDirectory() + "/cilium-sandbox", cilium = buildDirectory() + "/cilium"
+        defer { _ = try? runCapturing([sandbox, "down", "--name", name]) }
+        let up = try runCapturing([sandbox, "up", "--name", name, "--nodes", "2", "--set", "kubeProxyReplacement=true"])
+        try #require(up.0 == 0, "\(up.1)")
+        let healthy = try runCapturing([cilium, "connectivity", "test", "--sandbox", name, "--test", "^client-ingress$"])
+        #expect(healthy.0 == 0, "\(healthy.1)")
+        #expect(healthy.1.contains("All 1 tests (6 actions) successful"), "\(healthy.1)")
+
+        try ProgramArray(pinned: "/sys/fs/bpf/csbx-\(name)-node1/cilium_calls").clear(slot: 1)
+        let broken = try runCapturing([cilium, "connectivity", "test", "--sandbox", name, "--test", "^client-ingress$", "-v"])
+        print(broken.1)
+        #expect(broken.0 == 1)
+        #expect(broken.1.contains("❌ 1/1 tests failed"), "\(broken.1)")
+        // client3 (node2) -> client (node1): node1 must drop at ingress and does not.
+        #expect(broken.1.contains("client-ingress/client-to-client:ping-ipv4-"), "\(broken.1)")
+        #expect(broken.1.contains("-> cilium-test-1/client ("), "\(broken.1)")
+        #expect(broken.1.contains("expected no answer, got echo reply"), "\(broken.1)")
+        #expect(broken.1.contains("Hubble on node1 has no DROPPED flow with reason POLICY_DENIED"), "\(broken.1)")
+        #expect(broken.1.contains("the drop counters of node1 show no POLICY_DENIED drop"), "\(broken.1)")
+        // The deployment stays for the next run; the sandbox is the caller's.
+        #expect(FileManager.default.fileExists(atPath: "/run/cilium-sandbox/\(name)/state.json"))
+    }
+}
