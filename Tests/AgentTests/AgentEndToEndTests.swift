@@ -183,6 +183,12 @@ func slotID(_ agent: AgentUnderTest, _ stage: cilium_stage) throws -> UInt32? {
             spec:
               endpointSelector: {matchLabels: {app: web}}
               ingress: [{fromEndpoints: [{matchLabels: {app: client}}]}]
+            ---
+            # kubectl apply -f files mix kinds: the other objects are skipped and named.
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: k8s-one}
+            spec: {podSelector: {}}
             """.write(toFile: dir.path + "/web.yaml", atomically: true, encoding: .utf8)
         let set = try agent.cilium(["config", "set", "agent.resourceDirectory=\(dir.path)"])
         #expect(set.status == 0, "\(set.output)")
@@ -195,6 +201,7 @@ func slotID(_ agent: AgentUnderTest, _ stage: cilium_stage) throws -> UInt32? {
         #expect(listed.contains("from-the-directory"), "\(listed)")
         let status = try agent.cilium(["status", "--verbose"]).output
         #expect(status.contains("resource directory: \(dir.path)"), "\(status)")
+        #expect(status.contains("resource directory: skipped (not policies): NetworkPolicy k8s-one (\(dir.path)/web.yaml)"), "\(status)")
         #expect(try agent.status().state == .ok)
         agent.stop()
     }

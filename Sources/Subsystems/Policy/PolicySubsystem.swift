@@ -27,6 +27,10 @@ public actor PolicySubsystem: SteppedSubsystem {
     private var watchers: [Task<Void, Never>] = []
     private var nodeStateWatcher: Task<Void, Never>?
     private var directory: ResourceDirectory?
+    /// Objects in the resource directory's policy files that are neither policies nor CIDR groups ("KIND NAME (file)"):
+    /// skipped, and said in `cilium status --verbose`.
+    private var directorySkipped: [String] = []
+    private func setDirectorySkipped(_ list: [String]) { directorySkipped = list }
 
     public init() {}
 
@@ -127,14 +131,20 @@ public actor PolicySubsystem: SteppedSubsystem {
             let dir = context.section.resourceDirectory
             guard !dir.isEmpty else { return }
             // Policy files in the resource directory: a file that does not parse changes nothing.
-            let d = ResourceDirectory(path: dir, wants: { $0.contains("CiliumNetworkPolicy") || $0.contains("CiliumClusterwideNetworkPolicy") }) { files in
+            let d = ResourceDirectory(path: dir, wants: { $0.contains("CiliumNetworkPolicy") || $0.contains("CiliumClusterwideNetworkPolicy") }) { [weak self] files in
                 var all: [Policy] = []
+                var skipped: [String] = []
                 for f in files {
-                    do { all += try PolicyParser.parse(f.text, file: f.path) } catch {
+                    do {
+                        let read = try PolicyParser.read(f.text, file: f.path)
+                        all += read.policies
+                        skipped += read.skipped.map { "\($0) (\(f.path))" }
+                    } catch {
                         return "\(error) (the policies in force stay as they were)"
                     }
                 }
                 _ = await engine.apply(all, source: "directory", replacingSource: true)
+                await self?.setDirectorySkipped(skipped)
                 return nil
             }
             await d.start()
@@ -218,7 +228,8 @@ public actor PolicySubsystem: SteppedSubsystem {
             summary: "Enforcement: \(mode)\(audit)   Policies: \(s.policies) (\(s.rules) rule\(s.rules == 1 ? "" : "s"), revision \(s.revision))",
             details: ["endpoints with policy enforcement: ingress \(s.enforcedIngress)/\(s.endpoints), egress \(s.enforcedEgress)/\(s.endpoints)",
                       "policy map entries: \(s.entries)",
-                      "resource directory: \(context.map { $0.section.resourceDirectory.isEmpty ? "none" : $0.section.resourceDirectory } ?? "none")"])
+                      "resource directory: \(context.map { $0.section.resourceDirectory.isEmpty ? "none" : $0.section.resourceDirectory } ?? "none")"]
+                + (directorySkipped.isEmpty ? [] : ["resource directory: skipped (not policies): \(directorySkipped.joined(separator: ", "))"]))
     }
 
     // MARK: API
