@@ -99,7 +99,7 @@ public struct Runner: Sendable {
             let header = "[\(ns)] Test [\(test.name)] [\(i + 1)/\(tests.count)]"
             var skip: String?
             if !filter.includes(test: test.name) { skip = "skipped by user" }
-            else if test.unsafe, !options.includeUnsafe { skip = "unsafe: needs --include-unsafe-tests" }
+            else if test.unsafe, !options.includeUnsafe { skip = "skipped by condition: unsafe, --include-unsafe-tests runs it" }
             else if let why = test.requirement(deployment) { skip = why }
             if let skip {
                 print("[=] [\(ns)] Skipping test [\(test.name)] [\(i + 1)/\(tests.count)] (\(skip))")
@@ -158,7 +158,7 @@ public struct Runner: Sendable {
             guard filter.includes(test: test.name, scenario: scenario.name) else { continue }
             if let why = scenario.skipReason(deployment) {
                 result.skippedScenarios += 1
-                print("  [-] Scenario [\(test.name)/\(scenario.name)] skipped: \(why)")
+                print("  [-] Skipping Scenario [\(test.name)/\(scenario.name)] (\(why))")
                 continue
             }
             for var a in scenario.actions(deployment) {
