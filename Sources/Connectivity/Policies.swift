@@ -105,6 +105,19 @@ public enum Policies {
             toEntities: [host, world]
         """
 
+    /// Echo pods of the test namespace in this cluster, on TCP 8080 (the peer of the client-egress policies).
+    static let toEchoPodsOn8080 = """
+          - toPorts:
+            - ports:
+              - { port: "8080", protocol: TCP }
+            toEndpoints:
+            - matchLabels:
+                io.kubernetes.pod.namespace: cilium-test
+                kind: echo
+              matchExpressions:
+              - { key: io.cilium.k8s.policy.cluster, operator: Exists }
+        """
+
     public static let clientEgressToEcho = """
         apiVersion: cilium.io/v2
         kind: CiliumNetworkPolicy
@@ -115,15 +128,7 @@ public enum Policies {
             matchLabels:
               kind: client
           egress:
-          - toPorts:
-            - ports:
-              - { port: "8080", protocol: TCP }
-            toEndpoints:
-            - matchLabels:
-                io.kubernetes.pod.namespace: cilium-test
-                kind: echo
-              matchExpressions:
-              - { key: io.cilium.k8s.policy.cluster, operator: Exists }
+        \(toEchoPodsOn8080)
 
         """ + dnsEgress
 
@@ -137,15 +142,7 @@ public enum Policies {
             matchExpressions:
             - { key: other, operator: Exists }
           egress:
-          - toPorts:
-            - ports:
-              - { port: "8080", protocol: TCP }
-            toEndpoints:
-            - matchLabels:
-                io.kubernetes.pod.namespace: cilium-test
-                kind: echo
-              matchExpressions:
-              - { key: io.cilium.k8s.policy.cluster, operator: Exists }
+        \(toEchoPodsOn8080)
         """
 
     public static let clientWithServiceAccountEgressToEcho = """
@@ -159,15 +156,7 @@ public enum Policies {
             matchLabels:
               io.cilium.k8s.policy.serviceaccount: client
           egress:
-          - toPorts:
-            - ports:
-              - { port: "8080", protocol: TCP }
-            toEndpoints:
-            - matchLabels:
-                io.kubernetes.pod.namespace: cilium-test
-                kind: echo
-              matchExpressions:
-              - { key: io.cilium.k8s.policy.cluster, operator: Exists }
+        \(toEchoPodsOn8080)
         """
 
     public static let clientEgressToEchoServiceAccount = """
@@ -398,15 +387,7 @@ public enum Policies {
             matchLabels:
               kind: client
           egressDeny:
-          - toPorts:
-            - ports:
-              - { port: "8080", protocol: TCP }
-            toEndpoints:
-            - matchLabels:
-                io.kubernetes.pod.namespace: cilium-test
-                kind: echo
-              matchExpressions:
-              - { key: io.cilium.k8s.policy.cluster, operator: Exists }
+        \(toEchoPodsOn8080)
         """
 
     public static let clientIngressToEchoNamedPortDeny = """
@@ -460,15 +441,7 @@ public enum Policies {
             matchLabels:
               io.cilium.k8s.policy.serviceaccount: client
           egressDeny:
-          - toPorts:
-            - ports:
-              - { port: "8080", protocol: TCP }
-            toEndpoints:
-            - matchLabels:
-                io.kubernetes.pod.namespace: cilium-test
-                kind: echo
-              matchExpressions:
-              - { key: io.cilium.k8s.policy.cluster, operator: Exists }
+        \(toEchoPodsOn8080)
         """
 
     public static let clientEgressToEchoServiceAccountDeny = """
@@ -510,8 +483,8 @@ public enum Policies {
               except: ["{{ExternalIPv6/128}}"]
         """
 
-    /// A CIDR group with the other external address, and a policy denying it by the group's name.
-    public static let clientEgressToCIDRGroupDeny = """
+    /// A CIDR group with the other external address (labelled, for cidrGroupSelector).
+    static let externalOtherGroup = """
         apiVersion: cilium.io/v2
         kind: CiliumCIDRGroup
         metadata:
@@ -522,6 +495,11 @@ public enum Policies {
           externalCIDRs:
           - "{{ExternalOtherIPv4/32}}"
           - "{{ExternalOtherIPv6/128}}"
+        """
+
+    /// A CIDR group with the other external address, and a policy denying it by the group's name.
+    public static let clientEgressToCIDRGroupDeny = """
+        \(externalOtherGroup)
         ---
         apiVersion: cilium.io/v2
         kind: CiliumNetworkPolicy
@@ -538,16 +516,7 @@ public enum Policies {
 
     /// The same, the group chosen by its labels.
     public static let clientEgressToCIDRGroupDenyByLabel = """
-        apiVersion: cilium.io/v2
-        kind: CiliumCIDRGroup
-        metadata:
-          name: cilium-test-external-other-cidr
-          labels:
-            kind: external-other
-        spec:
-          externalCIDRs:
-          - "{{ExternalOtherIPv4/32}}"
-          - "{{ExternalOtherIPv6/128}}"
+        \(externalOtherGroup)
         ---
         apiVersion: cilium.io/v2
         kind: CiliumNetworkPolicy
