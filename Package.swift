@@ -82,7 +82,7 @@ let package = Package(
         .target(name: "FlowDisplay", dependencies: ["API", "LinuxNet"], swiftSettings: swift6),
     ]
     + subsystems.map { name in
-        .target(name: name, dependencies: ["Reconciler", "Datapath", "LinuxNet", "Config", "API", "AgentModel", "HTTPTransport", "HTTPServing", "KVStore"]
+        .target(name: name, dependencies: ["Reconciler", "Datapath", "LinuxNet", "Config", "API", "AgentModel", "HTTPTransport", "HTTPServing", "KVStore", "Spawning"]
                     + (["Policy", "LoadBalancer"].contains(name) ? ["Yams", "ManifestYAML", "Manifests"] : [])
                     + (name == "Hubble" ? ["FlowDisplay"] : []),
                 path: "Sources/Subsystems/\(name)", swiftSettings: swift6)
@@ -122,5 +122,6 @@ let package = Package(
     ]
     + tests(of: "LoadBalancer", .testTarget(name: "LoadBalancerTests", dependencies: ["LoadBalancer", "API", "AgentModel", "Datapath", "LinuxNet", "CBPF", "TestSupport"], swiftSettings: swift6))
     + tests(of: "Policy", .testTarget(name: "PolicyTests", dependencies: ["Policy", "API", "AgentModel", "Datapath", "LinuxNet", "CBPF", "TestSupport"], swiftSettings: swift6))
+    + tests(of: "Encryption", .testTarget(name: "EncryptionTests", dependencies: ["Encryption", "LinuxNet", "Spawning", "TestSupport"], swiftSettings: swift6))
     + tests(of: "Hubble", .testTarget(name: "HubbleTests", dependencies: ["Hubble", "API", "AgentModel", "FlowDisplay", "CBPF"], swiftSettings: swift6))
 )

@@ -3,7 +3,7 @@
 # Idempotent: packages already present are left alone.
 set -eu
 PKGS="libbpf-dev libelf-dev zlib1g-dev libsystemd-dev pkg-config iproute2 iptables util-linux bpftool \
-      systemd-container debootstrap etcd-server etcd-client curl busybox iperf3 \
+      systemd-container debootstrap etcd-server etcd-client curl busybox iperf3 wireguard-go wireguard-tools \
       podman runc conmon containernetworking-plugins nftables kmod cpio xz-utils"
 # promtool (in the prometheus package) checks the metrics; chromium runs the
 # service map page test; qemu runs the second-kernel tier (scripts/kernel-vm).

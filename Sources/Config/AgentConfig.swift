@@ -65,9 +65,15 @@ public struct AgentConfig: Codable, Sendable, Equatable {
     }
 
     public struct Encryption: Codable, Sendable, Equatable {
+        public struct WireGuard: Codable, Sendable, Equatable {
+            /// Run the device with wireguard-go where the kernel has no WireGuard.
+            public var userspaceFallback = false
+            public init() {}
+        }
         public var enabled = false
         public var type = EncryptionType.wireguard
         public var nodeEncryption = false
+        public var wireguard = WireGuard()
         public init() {}
     }
 

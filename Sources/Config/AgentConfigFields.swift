@@ -62,6 +62,7 @@ extension AgentConfig {
         "encryption.enabled": .bool(\.encryption.enabled),
         "encryption.type": .choice(\.encryption.type),
         "encryption.nodeEncryption": .bool(\.encryption.nodeEncryption),
+        "encryption.wireguard.userspaceFallback": .bool(\.encryption.wireguard.userspaceFallback),
         "clustermesh.enabled": .bool(\.clustermesh.enabled),
         "clustermesh.config.clusters": .list(\.clustermesh.config.clusters),
         "hubble.enabled": .bool(\.hubble.enabled),

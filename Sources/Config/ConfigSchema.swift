@@ -211,6 +211,8 @@ public let schema = ConfigSchema(keys: [
               "Encryption used when encryption.enabled is true."),
     ConfigKey("encryption.nodeEncryption", .bool, .bool(false),
               "Also encrypt node-to-node (host) traffic; needs encryption.enabled."),
+    ConfigKey("encryption.wireguard.userspaceFallback", .bool, .bool(false),
+              "Where the kernel has no WireGuard, run cilium_wg0 with wireguard-go (a process of its own that outlives the agent)."),
 
     ConfigKey("clustermesh.enabled", .bool, .bool(false),
               "Connect to the clusters listed in clustermesh.config.clusters; needs a non-zero cluster.id."),

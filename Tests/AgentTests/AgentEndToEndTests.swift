@@ -41,6 +41,8 @@ final class AgentUnderTest {
 
     deinit {
         stop(signal: SIGKILL)
+        // What the agent left running in its namespace (a wireguard-go device outlives it by design).
+        for pid in processes(in: namespace) { kill(pid, SIGKILL) }
         try? namespace.delete()
         BPFFS.removeTree(bpfRoot)
     }

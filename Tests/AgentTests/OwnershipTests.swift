@@ -60,7 +60,7 @@ import TestSupport
             loadBalancer: {acceleration: native}
             cgroup: {hostRoot: \(cgroup)}
             hostFirewall: {enabled: true}
-            encryption: {enabled: true}
+            encryption: {enabled: true, type: ipsec}
             clustermesh: {enabled: true}
             cluster: {name: owned, id: 7}
 

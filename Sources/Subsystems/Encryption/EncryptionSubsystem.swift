@@ -3,12 +3,15 @@ import API
 import CBPF
 import Config
 import Datapath
+import Foundation
+import LinuxNet
 import Reconciler
 
-/// Transparent encryption (`encryption.enabled`, `encryption.type`). This
-/// foundation puts the encryption stage into the pipeline while enabled and
-/// says what the kernel can do: no in-kernel WireGuard (wireguard-go is the
-/// way here) and no ESP (IPsec cannot run on this kernel).
+/// Transparent encryption (`encryption.enabled`, `encryption.type`). The encryption stage sits in the pipeline while
+/// enabled. With WireGuard, the node's key pair (`<agent.stateDir>/cilium_wg0.key`) and the `cilium_wg0` device exist:
+/// run by wireguard-go where the kernel has no WireGuard (`encryption.wireguard.userspaceFallback`), configured over
+/// its UAPI socket, and adopted by the next agent. Peers and steering into the device are not built yet: traffic is
+/// not encrypted, and the status says so. IPsec needs ESP, which this kernel lacks.
 public actor EncryptionSubsystem: StageSubsystem {
     public nonisolated let name = "encryption"
     public nonisolated let owns = PinOwnership(maps: [], directory: "encryption")
@@ -16,19 +19,80 @@ public actor EncryptionSubsystem: StageSubsystem {
     public private(set) var context: SubsystemContext<Section>?
     public nonisolated let stage = PipelineStage(object: "encrypt", program: "cil_stage_encrypt", slot: CILIUM_STAGE_ENCRYPT)
 
+    /// The running device and its key (WireGuard), once started.
+    private var device: UserspaceWireGuard?
+    private var key: WireGuardKey?
+    /// Why the key was made anew (its file was corrupt), for the status.
+    private var keyNote: String?
+
     public init() {}
 
     /// The settings Encryption reads (`encryption.enabled` switches it; the host reads that).
     public struct Section: Equatable, Sendable {
         public var type: EncryptionType
         public var nodeEncryption: Bool
+        public var userspaceFallback: Bool
+        /// The node's devices: the first one's MTU sizes cilium_wg0's.
+        public var devices: [String]
     }
 
     public static func section(of c: AgentConfig) -> Section {
-        Section(type: c.encryption.type, nodeEncryption: c.encryption.nodeEncryption)
+        Section(type: c.encryption.type, nodeEncryption: c.encryption.nodeEncryption,
+                userspaceFallback: c.encryption.wireguard.userspaceFallback, devices: c.devices)
     }
 
     public func configure(_ context: SubsystemContext<Section>) { self.context = context }
+
+    public func start() async throws {
+        guard let context else { throw SubsystemError("\(name): not configured") }
+        try await stage.install(bpfRoot: context.bpfRoot)
+        guard context.section.type == .wireguard else { return }
+        do {
+            try startWireGuard(context)
+        } catch {
+            await stage.uninstall()
+            throw error
+        }
+    }
+
+    /// Turned off while running: the stage leaves its slot and the device goes (nothing is left behind).
+    public func stop() async {
+        await stage.uninstall()
+        deleteDevice()
+    }
+
+    /// Disabled at start: a device a previous agent left goes too.
+    public func removeLeftovers(bpfRoot: String) async {
+        await stage.removeLeftover(bpfRoot: bpfRoot)
+        deleteDevice()
+    }
+
+    private func deleteDevice() {
+        guard let nl = try? Netlink(), (try? nl.link(.name(WireGuardConstants.device))) != nil else { return }
+        (device ?? UserspaceWireGuard(directory: (context?.stateDir ?? "/var/run/cilium") + "/wireguard")).delete(in: nl)
+        device = nil
+    }
+
+    /// The key pair, then cilium_wg0 (adopted when it runs already), configured with the key, port and fwmark.
+    private func startWireGuard(_ c: SubsystemContext<Section>) throws {
+        let (key, note) = try WireGuardKey.loadOrCreate(path: c.stateDir + "/cilium_wg0.key")
+        self.key = key
+        keyNote = note
+        guard c.section.userspaceFallback else {
+            let kernel = FileManager.default.fileExists(atPath: "/sys/module/wireguard")
+            throw SubsystemError(kernel
+                ? "encryption.type=wireguard: a kernel WireGuard device is not built yet; set encryption.wireguard.userspaceFallback=true to run cilium_wg0 with wireguard-go"
+                : "encryption.type=wireguard: this kernel has no WireGuard (no wireguard module); set encryption.wireguard.userspaceFallback=true to run cilium_wg0 with wireguard-go")
+        }
+        let dev = UserspaceWireGuard(directory: c.stateDir + "/wireguard")
+        try dev.ensureRunning()
+        try dev.configure(key: key, peers: [])
+        let nl = try Netlink()
+        let base = c.section.devices.first.flatMap { try? nl.link(.name($0)) }?.mtu ?? 1500
+        try nl.setLinkMTU(.name(dev.name), mtu: base - WireGuardConstants.overhead)
+        try nl.setLinkUp(.name(dev.name))
+        device = dev
+    }
 
     public func health() async -> Health {
         let h = await stage.health
@@ -36,15 +100,25 @@ public actor EncryptionSubsystem: StageSubsystem {
         if context?.section.type == .ipsec {
             return Health(.degraded, "IPsec needs ESP transforms, which this kernel lacks; traffic is not encrypted")
         }
-        return Health(.degraded, "WireGuard devices and peers not implemented yet; traffic is not encrypted")
+        guard let device, device.isRunning else {
+            return Health(.degraded, "cilium_wg0 is not running; traffic is not encrypted")
+        }
+        return Health(.degraded, "cilium_wg0 is up, but peers and steering into it are not built yet; traffic is not encrypted")
     }
 
     public func status() async -> SubsystemStatus {
         let h = await health()
-        let type = context?.section.type == .ipsec ? "IPsec" : "Wireguard"
-        return SubsystemStatus(enabled: true, state: h.state, message: h.message,
-                               summary: "\(type)   [not encrypting: \(h.message)]",
-                               details: ["node encryption (traffic between nodes' own addresses): "
-                                         + (context?.section.nodeEncryption == true ? "requested, not implemented yet" : "off")])
+        let node = context?.section.nodeEncryption == true ? "Enabled" : "Disabled"
+        guard context?.section.type == .wireguard, let key, let device else {
+            let type = context?.section.type == .ipsec ? "IPsec" : "Wireguard"
+            return SubsystemStatus(enabled: true, state: h.state, message: h.message, summary: "\(type)   [not encrypting: \(h.message)]")
+        }
+        let state = (try? device.uapi.get()) ?? []
+        let peers = state.filter { $0.key == "public_key" }.count
+        let port = state.first { $0.key == "listen_port" }?.value ?? "?"
+        return SubsystemStatus(
+            enabled: true, state: h.state, message: h.message,
+            summary: "Wireguard [NodeEncryption: \(node), \(device.name) (Pubkey: \(key.publicKeyBase64), Port: \(port), Peers: \(peers))]",
+            details: ["device: wireguard-go (userspace fallback), UAPI socket \(device.socketPath)"] + (keyNote.map { [$0] } ?? []))
     }
 }

@@ -1,0 +1,97 @@
+import Foundation
+import Glibc
+import LinuxNet
+import Spawning
+
+/// Upstream's WireGuard constants.
+package enum WireGuardConstants {
+    package static let device = "cilium_wg0"
+    package static let port: UInt16 = 51871
+    /// The mark on the packets the device emits (so that they are not steered into it again).
+    package static let fwmark: UInt32 = 0x1E00
+    /// WireGuard's own overhead over IPv4 (outer IP, UDP, WireGuard header and tag): device MTU - 80.
+    package static let overhead: UInt32 = 80
+}
+
+/// One peer as the device should have it.
+package struct WireGuardPeer: Equatable, Sendable {
+    package var publicKey: [UInt8]
+    package var endpoint: String
+    package var allowedIPs: [String]
+    package var persistentKeepalive: UInt16 = 0
+
+    package init(publicKey: [UInt8], endpoint: String, allowedIPs: [String], persistentKeepalive: UInt16 = 0) {
+        self.publicKey = publicKey
+        self.endpoint = endpoint
+        self.allowedIPs = allowedIPs
+        self.persistentKeepalive = persistentKeepalive
+    }
+}
+
+/// `cilium_wg0` run by Debian's wireguard-go (the userspace fallback, `encryption.wireguard.userspaceFallback`), as a
+/// process of its own: it outlives the agent, and the next agent adopts it through its UAPI socket.
+///
+/// wireguard-go puts its socket in the fixed /var/run/wireguard; each agent (several run on one machine in a
+/// sandbox) gives it a private mount of its own directory there, so the socket is `<directory>/cilium_wg0.sock`.
+/// The device lives in the network namespace of whoever starts it (the agent's).
+package struct UserspaceWireGuard: Sendable {
+    package let directory: String
+    package let name: String
+
+    package init(directory: String, name: String = WireGuardConstants.device) {
+        self.directory = directory
+        self.name = name
+    }
+
+    package var socketPath: String { "\(directory)/\(name).sock" }
+    package var uapi: WireGuardUAPI { WireGuardUAPI(socketPath: socketPath) }
+
+    /// True when a device answers on the socket.
+    package var isRunning: Bool { (try? uapi.get()) != nil }
+
+    /// Adopts the running device, or starts wireguard-go and waits for its socket. Returns true when it started one.
+    @discardableResult
+    package func ensureRunning(timeout: Duration = .seconds(10)) throws -> Bool {
+        if isRunning { return false }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        unlink(socketPath) // a stale socket of a device that is gone
+        try FileManager.default.createDirectory(atPath: "/var/run/wireguard", withIntermediateDirectories: true)
+        // unshare's new mount namespace is private: the bind mount stays in it.
+        let script = "mount --bind \"$0\" /var/run/wireguard && exec wireguard-go \"$1\""
+        var env = ProcessInfo.processInfo.environment
+        env["WG_PROCESS_FOREGROUND"] = "1"
+        do {
+            _ = try ChildProcess.spawn(["unshare", "--mount", "sh", "-c", script, directory, name],
+                                       output: directory + "/wireguard-go.log", newSession: true, environment: env)
+        } catch {
+            throw WireGuardError("cannot start wireguard-go (is it installed? apt-get install wireguard-go): \(error)")
+        }
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if isRunning { return true }
+            usleep(20_000)
+        }
+        let log = (try? String(contentsOfFile: directory + "/wireguard-go.log", encoding: .utf8)) ?? ""
+        throw WireGuardError("wireguard-go did not open \(socketPath) within \(timeout); its log: \(log.suffix(500))")
+    }
+
+    /// Private key, port, fwmark, and exactly `peers` (others go).
+    package func configure(key: WireGuardKey, port: UInt16 = WireGuardConstants.port, peers: [WireGuardPeer]) throws {
+        var lines = ["private_key=\(WireGuardKey.hex(key.privateKey))", "listen_port=\(port)",
+                     "fwmark=\(WireGuardConstants.fwmark)", "replace_peers=true"]
+        for p in peers {
+            lines.append("public_key=\(WireGuardKey.hex(p.publicKey))")
+            lines.append("endpoint=\(p.endpoint)")
+            lines.append("persistent_keepalive_interval=\(p.persistentKeepalive)")
+            lines.append("replace_allowed_ips=true")
+            lines += p.allowedIPs.map { "allowed_ip=\($0)" }
+        }
+        try uapi.set(lines)
+    }
+
+    /// Removes the device: wireguard-go exits when its link goes.
+    package func delete(in netlink: Netlink) {
+        try? netlink.deleteLink(.name(name))
+        unlink(socketPath)
+    }
+}

@@ -1,0 +1,84 @@
+import API
+import Foundation
+import Glibc
+import LinuxNet
+import Testing
+import TestSupport
+
+/// Issue 18, first part: the agent's WireGuard device with the userspace fallback (this kernel has no WireGuard).
+@Suite(.serialized) struct WireGuardAgentTests {
+    static var haveWireGuardGo: Bool { FileManager.default.isExecutableFile(atPath: "/usr/bin/wireguard-go") }
+
+    /// wireguard-go processes in the agent's namespace.
+    static func devicePIDs(_ agent: AgentUnderTest) -> [Int32] {
+        processes(in: agent.namespace).filter { pid in
+            (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.hasPrefix("wireguard-go") == true
+        }
+    }
+
+    /// The key pair is made once (0600) and cilium_wg0 runs under wireguard-go, configured with upstream's port and
+    /// fwmark; `cilium status` shows the public key. The device outlives a restart of the agent, which adopts it
+    /// (same process, same key); turned off, the device and its process go.
+    @Test func userspaceDeviceIsMadeAdoptedAndRemoved() throws {
+        guard Self.haveWireGuardGo else {
+            print("skipped: wireguard-go is not installed (scripts/install-deps.sh installs it)")
+            return
+        }
+        let agent = try AgentUnderTest("wg", extraConfig: "encryption: {enabled: true, type: wireguard, wireguard: {userspaceFallback: true}}\n")
+        try agent.start()
+        let st = try agent.status()
+        let enc = try #require(st.subsystems["encryption"])
+        #expect(enc.summary.hasPrefix("Wireguard [NodeEncryption: Disabled, cilium_wg0 (Pubkey: "), "\(enc.summary)")
+        #expect(enc.summary.hasSuffix("Port: 51871, Peers: 0)]"), "\(enc.summary)")
+        #expect(enc.message.contains("not encrypted"), "the status says plainly what is missing: \(enc.message)")
+        let keyPath = agent.dir.path + "/state/cilium_wg0.key"
+        var sb = stat()
+        #expect(stat(keyPath, &sb) == 0 && sb.st_mode & 0o777 == 0o600 && sb.st_size == 32)
+        let nl = try Netlink(namespace: agent.namespace)
+        let link = try #require(try nl.link(.name("cilium_wg0")))
+        #expect(link.mtu == 1500 - 80)
+        let pids = Self.devicePIDs(agent)
+        #expect(pids.count == 1, "\(pids)")
+
+        agent.stop()
+        #expect(Self.devicePIDs(agent) == pids, "the device outlives the agent")
+        try agent.start()
+        let again = try #require(try agent.status().subsystems["encryption"])
+        #expect(again.summary == enc.summary, "same key, adopted device")
+        #expect(Self.devicePIDs(agent) == pids, "adopted, not started again")
+
+        #expect(try agent.cilium(["config", "set", "encryption.enabled=false"]).status == 0)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !Self.devicePIDs(agent).isEmpty, ContinuousClock.now < deadline { usleep(50_000) }
+        #expect(Self.devicePIDs(agent).isEmpty, "wireguard-go exits with its device")
+        #expect(try nl.link(.name("cilium_wg0")) == nil)
+        agent.stop()
+    }
+
+    /// Without the fallback, a kernel without WireGuard gets an error naming the key to set.
+    @Test func withoutTheFallbackTheErrorNamesTheKey() throws {
+        let agent = try AgentUnderTest("wgno", extraConfig: "encryption: {enabled: true, type: wireguard}\n")
+        try agent.start()
+        // The agent runs on without encryption and `cilium status` fails (exit 1), saying why.
+        let (code, out) = try agent.cilium(["status", "-o", "json"])
+        #expect(code == 1)
+        let st = try JSONDecoder().decode(StatusResponse.self, from: Data(out.utf8))
+        let enc = try #require(st.subsystems["encryption"])
+        #expect(enc.message.contains("this kernel has no WireGuard") && enc.message.contains("encryption.wireguard.userspaceFallback=true"),
+                "\(enc.message)")
+        #expect(Self.devicePIDs(agent).isEmpty)
+        agent.stop()
+    }
+}
+
+/// Processes whose network namespace is `ns` (ours: started in a namespace this test made).
+func processes(in ns: NetworkNamespace) -> [Int32] {
+    var st = stat()
+    guard stat(ns.path, &st) == 0 else { return [] }
+    let wanted = "net:[\(st.st_ino)]"
+    return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { p in
+        guard let pid = Int32(p), pid != getpid(),
+              (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p)/ns/net")) == wanted else { return nil }
+        return pid
+    }
+}
