@@ -20,8 +20,42 @@ public final class SharedState: Sendable {
     /// The rules verdicts name (rule id -> its policy). Written by Policy,
     /// read by Hubble to say which policy allowed or denied a flow.
     public let policyRules = StateTable<PolicyRuleRecord>(name: "policy-rules")
+    /// The other nodes of the cluster, as their records say (with their encryption keys). Written by Networking
+    /// (from the cluster state), read by Encryption (its peers).
+    public let remoteNodes = StateTable<RemoteNodeRecord>(name: "remote-nodes")
+    /// What this node publishes about its encryption in its node record (key 0). Written by Encryption,
+    /// published by Networking.
+    public let localEncryption = StateTable<LocalEncryptionRecord>(name: "local-encryption")
 
     public init() {}
+}
+
+/// Another node, as its record in the cluster state describes it.
+public struct RemoteNodeRecord: TableObject, Codable, Equatable {
+    public var name: String
+    public var address: String
+    public var podCIDR: String
+    /// Its WireGuard public key (base64), when it runs WireGuard.
+    public var wireguardPubKey: String?
+    public var key: String { name }
+    public init(name: String, address: String, podCIDR: String, wireguardPubKey: String? = nil) {
+        self.name = name
+        self.address = address
+        self.podCIDR = podCIDR
+        self.wireguardPubKey = wireguardPubKey
+    }
+}
+
+/// This node's encryption fields for its node record: upstream's `WireguardPubKey` and `EncryptionKey`
+/// (255 with WireGuard, the SPI with IPsec).
+public struct LocalEncryptionRecord: TableObject, Codable, Equatable {
+    public var wireguardPubKey: String?
+    public var encryptionKey: UInt8
+    public var key: Int { 0 }
+    public init(wireguardPubKey: String?, encryptionKey: UInt8) {
+        self.wireguardPubKey = wireguardPubKey
+        self.encryptionKey = encryptionKey
+    }
 }
 
 public struct IdentityRecord: TableObject, Codable, Equatable {

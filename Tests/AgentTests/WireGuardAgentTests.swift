@@ -82,3 +82,57 @@ func processes(in ns: NetworkNamespace) -> [Int32] {
         return pid
     }
 }
+
+/// Keys through the cluster state: each node of a two-node sandbox has the other as its one peer (its key, its
+/// address and pod CIDR as allowed IPs); a node whose key file goes gets a new key on its next start, and its peer
+/// uses the new key within 5 s (upstream's #25492: a re-keyed node stayed unreachable until an agent restart).
+@Suite(.serialized) struct WireGuardClusterTests {
+    @Test func peersFollowTheNodeRecordsAndANewKeyWithinFiveSeconds() throws {
+        guard WireGuardAgentTests.haveWireGuardGo else {
+            print("skipped: wireguard-go is not installed (scripts/install-deps.sh installs it)")
+            return
+        }
+        let name = "wg" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let sandbox = buildDirectory() + "/cilium-sandbox"
+        defer { _ = try? runCapturing([sandbox, "down", "--name", name]) }
+        let up = try runCapturing([sandbox, "up", "--name", name, "--nodes", "2", "--set", "encryption.enabled=true",
+                                   "--set", "encryption.wireguard.userspaceFallback=true"])
+        try #require(up.0 == 0, "\(up.1)")
+        func status(_ node: String) throws -> String {
+            try runCapturing([sandbox, "cilium", "--name", name, node, "--", "status", "--verbose"]).1
+        }
+        func pubkey(_ node: String) throws -> String? {
+            let s = try status(node)
+            guard let r = s.range(of: "(Pubkey: ") else { return nil }
+            return String(s[r.upperBound...].prefix { $0 != "," })
+        }
+        func waitFor(_ what: String, within: Duration, _ check: () throws -> Bool) throws -> Duration {
+            let start = ContinuousClock.now
+            while ContinuousClock.now - start < within {
+                if try check() { return ContinuousClock.now - start }
+                usleep(50_000)
+            }
+            Issue.record("\(what): not within \(within)")
+            return within
+        }
+        let key1 = try #require(try pubkey("node1")), key2 = try #require(try pubkey("node2"))
+        #expect(key1 != key2)
+        _ = try waitFor("both nodes have their peer", within: .seconds(10)) {
+            try status("node1").contains("Peers: 1)") && status("node2").contains("Peers: 1)")
+        }
+        let s2 = try status("node2")
+        let peerLine = s2.split(separator: "\n").first { $0.contains("peer \(key1):") }.map(String.init) ?? ""
+        #expect(peerLine.contains("endpoint=172.30.0.11:51871") && peerLine.contains("allowed_ip=172.30.0.11/32")
+                && peerLine.contains("allowed_ip=10.0.0.0/24"), "\(s2)")
+
+        // node1 loses its key file; its next agent makes a new pair and publishes it.
+        try FileManager.default.removeItem(atPath: "/run/cilium-sandbox/\(name)/node1/state/cilium_wg0.key")
+        let restart = try runCapturing([sandbox, "agent", "--name", name, "node1", "restart"])
+        try #require(restart.0 == 0, "\(restart.1)")
+        let fresh = try #require(try pubkey("node1"))
+        #expect(fresh != key1)
+        let took = try waitFor("node2 uses node1's new key", within: .seconds(5)) { try status("node2").contains("peer \(fresh):") }
+        print("node2 followed node1's new key in \(took)")
+        #expect(!(try status("node2")).contains("peer \(key1):"))
+    }
+}

@@ -24,6 +24,11 @@ public actor EncryptionSubsystem: StageSubsystem {
     private var key: WireGuardKey?
     /// Why the key was made anew (its file was corrupt), for the status.
     private var keyNote: String?
+    /// Follows the other nodes' records into the device's peers.
+    private var peerWatcher: Task<Void, Never>?
+    /// Nodes left out because they publish the same public key ("node1, node2 share a key").
+    private var refusedPeers: [String] = []
+    private var lastPeerError: String?
 
     public init() {}
 
@@ -49,6 +54,14 @@ public actor EncryptionSubsystem: StageSubsystem {
         guard context.section.type == .wireguard else { return }
         do {
             try startWireGuard(context)
+            await context.shared.localEncryption.upsert(LocalEncryptionRecord(wireguardPubKey: key?.publicKeyBase64, encryptionKey: 255))
+            let nodes = context.shared.remoteNodes
+            peerWatcher = Task { [weak self] in
+                for await _ in await nodes.changes() {
+                    guard let self else { return }
+                    await self.configurePeers(await nodes.all())
+                }
+            }
         } catch {
             await stage.uninstall()
             throw error
@@ -58,7 +71,42 @@ public actor EncryptionSubsystem: StageSubsystem {
     /// Turned off while running: the stage leaves its slot and the device goes (nothing is left behind).
     public func stop() async {
         await stage.uninstall()
-        deleteDevice()
+        await stopWireGuard(deleting: true)
+    }
+
+    /// Agent shutdown: the device keeps running (the next agent adopts it); only our handles go.
+    public func shutdown() async {
+        await stage.release()
+        await stopWireGuard(deleting: false)
+    }
+
+    private func stopWireGuard(deleting: Bool) async {
+        peerWatcher?.cancel()
+        peerWatcher = nil
+        if deleting {
+            deleteDevice()
+            await context?.shared.localEncryption.delete(key: 0)
+        }
+        device = nil
+    }
+
+    /// One peer per other node that publishes a WireGuard key: its address and its whole pod CIDR as allowed IPs
+    /// (one prefix, not one per pod). Nodes that publish the same key are all left out, and the status names them.
+    private func configurePeers(_ nodes: [RemoteNodeRecord]) {
+        guard let device, let key else { return }
+        let keyed = nodes.compactMap { n in n.wireguardPubKey.flatMap { Data(base64Encoded: $0) }.map { (n, [UInt8]($0)) } }
+            .filter { $0.1.count == 32 }
+        let counts = Dictionary(keyed.map { ($0.1, 1) }, uniquingKeysWith: +)
+        refusedPeers = keyed.filter { counts[$0.1]! > 1 || $0.1 == key.publicKey }.map(\.0.name).sorted()
+        let peers = keyed.filter { counts[$0.1]! == 1 && $0.1 != key.publicKey }.sorted { $0.0.name < $1.0.name }.map { n, pub in
+            WireGuardPeer(publicKey: pub, endpoint: "\(n.address):\(WireGuardConstants.port)", allowedIPs: ["\(n.address)/32", n.podCIDR])
+        }
+        do {
+            try device.configure(key: key, peers: peers)
+            lastPeerError = nil
+        } catch {
+            lastPeerError = "\(error)"
+        }
     }
 
     /// Disabled at start: a device a previous agent left goes too.
@@ -103,7 +151,11 @@ public actor EncryptionSubsystem: StageSubsystem {
         guard let device, device.isRunning else {
             return Health(.degraded, "cilium_wg0 is not running; traffic is not encrypted")
         }
-        return Health(.degraded, "cilium_wg0 is up, but peers and steering into it are not built yet; traffic is not encrypted")
+        if let lastPeerError { return Health(.degraded, "cilium_wg0 peers: \(lastPeerError)") }
+        if !refusedPeers.isEmpty {
+            return Health(.degraded, "nodes \(refusedPeers.joined(separator: ", ")) publish the same WireGuard public key (or this node's): no peer for them")
+        }
+        return Health(.degraded, "cilium_wg0 is up with its peers, but steering into it is not built yet; traffic is not encrypted")
     }
 
     public func status() async -> SubsystemStatus {
@@ -116,9 +168,24 @@ public actor EncryptionSubsystem: StageSubsystem {
         let state = (try? device.uapi.get()) ?? []
         let peers = state.filter { $0.key == "public_key" }.count
         let port = state.first { $0.key == "listen_port" }?.value ?? "?"
+        // One line per peer, as the device has it (`cilium status --verbose`).
+        var peerLines: [String] = []
+        for (k, v) in state {
+            switch k {
+            case "public_key":
+                let b64 = Data(stride(from: 0, to: v.count, by: 2).compactMap { i -> UInt8? in
+                    let a = v.index(v.startIndex, offsetBy: i)
+                    return UInt8(v[a..<v.index(a, offsetBy: 2)], radix: 16)
+                }).base64EncodedString()
+                peerLines.append("peer \(b64):")
+            case "endpoint", "allowed_ip", "last_handshake_time_sec":
+                if !peerLines.isEmpty { peerLines[peerLines.count - 1] += " \(k)=\(v)" }
+            default: break
+            }
+        }
         return SubsystemStatus(
             enabled: true, state: h.state, message: h.message,
             summary: "Wireguard [NodeEncryption: \(node), \(device.name) (Pubkey: \(key.publicKeyBase64), Port: \(port), Peers: \(peers))]",
-            details: ["device: wireguard-go (userspace fallback), UAPI socket \(device.socketPath)"] + (keyNote.map { [$0] } ?? []))
+            details: ["device: wireguard-go (userspace fallback), UAPI socket \(device.socketPath)"] + peerLines + (keyNote.map { [$0] } ?? []))
     }
 }

@@ -12,6 +12,10 @@ struct NodeRecord: Codable, Equatable, Sendable {
     var name: String
     var address: String
     var podCIDR: String
+    /// Upstream's names: the node's WireGuard public key (base64), and its encryption key index
+    /// (255 for WireGuard, the SPI for IPsec). Absent without encryption.
+    var WireguardPubKey: String?
+    var EncryptionKey: UInt8?
 }
 
 /// What a node publishes per endpoint address (cilium/state/ip/v1/default/<ip>).
@@ -35,6 +39,9 @@ actor ClusterSync {
     private let ipcache: StateTable<IPCacheEntry>
     private let identities: StateTable<IdentityRecord>
     private let identityLabels: IdentityAllocator
+    private let remoteNodeTable: StateTable<RemoteNodeRecord>
+    private let localEncryption: StateTable<LocalEncryptionRecord>
+    private var encryptionWatcher: Task<Void, Never>?
     private var nodeAddress: IPv4Address?
     private var podCIDR: IPv4Prefix?
     private var directRoutes = false
@@ -68,6 +75,8 @@ actor ClusterSync {
         self.ipcache = shared.ipcache
         self.identities = shared.identities
         identityLabels = IdentityAllocator(store: store)
+        remoteNodeTable = shared.remoteNodes
+        localEncryption = shared.localEncryption
         self.directRoutes = directRoutes
         self.tunnelRoutes = tunnelRoutes
     }
@@ -103,6 +112,14 @@ actor ClusterSync {
         self.nodeAddress = nodeAddress
         self.podCIDR = podCIDR
         self.routerAddress = IPv4Address(value: podCIDR.network.address.value + 1)
+        // A new encryption key goes into this node's record at once (its peers follow the record).
+        let table = localEncryption
+        encryptionWatcher = Task { [weak self] in
+            for await _ in await table.changes(includeExisting: false) {
+                guard let self else { return }
+                await self.publishNodeRecord()
+            }
+        }
         loop = Task { [weak self] in
             while !Task.isCancelled {
                 guard let self else { return }
@@ -116,7 +133,23 @@ actor ClusterSync {
     func stop() {
         loop?.cancel()
         loop = nil
+        encryptionWatcher?.cancel()
+        encryptionWatcher = nil
         keeper?.stop()
+    }
+
+    /// This node's record: its address, pod CIDR and encryption key.
+    private func ownNodeRecord() async -> NodeRecord? {
+        guard let nodeAddress, let podCIDR else { return nil }
+        let enc = await localEncryption.get(0)
+        return NodeRecord(name: node, address: nodeAddress.description, podCIDR: podCIDR.description,
+                          WireguardPubKey: enc?.wireguardPubKey, EncryptionKey: enc?.encryptionKey)
+    }
+
+    /// Puts this node's record again (its encryption key changed); a failure is retried by the sync loop's next round.
+    private func publishNodeRecord() async {
+        guard let lease, let me = await ownNodeRecord(), let data = try? JSONEncoder().encode(me) else { return }
+        _ = try? await store.put(KVKeys.node(cluster: cluster, name: node), data, lease: lease)
     }
 
     /// This node's endpoints, as the other nodes should see them.
@@ -160,8 +193,7 @@ actor ClusterSync {
                 keeper = LeaseKeeper(store: store, lease: l)
             }
             guard let lease else { return false }
-            if let nodeAddress, let podCIDR {
-                let me = NodeRecord(name: node, address: nodeAddress.description, podCIDR: podCIDR.description)
+            if let me = await ownNodeRecord() {
                 try await store.put(KVKeys.node(cluster: cluster, name: node), try JSONEncoder().encode(me), lease: lease)
             }
             for (ip, record) in ownIPs {
@@ -312,6 +344,11 @@ actor ClusterSync {
                 }
             }
             remoteNodes[name] = new
+            if let r = new {
+                await remoteNodeTable.upsert(RemoteNodeRecord(name: r.name, address: r.address, podCIDR: r.podCIDR, wireguardPubKey: r.WireguardPubKey))
+            } else {
+                await remoteNodeTable.delete(key: name)
+            }
             guard let r = new, let a = IPv4Address(r.address) else { continue }
             upserts.append(IPCacheEntry(prefix: IPv4Prefix(a, length: 32), identity: 6))
             guard let cidr = IPv4Prefix(r.podCIDR) else { continue }
