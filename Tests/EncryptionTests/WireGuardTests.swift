@@ -82,9 +82,10 @@ private func bytes(_ hex: String) -> [UInt8] {
         let names = ["wga\(tag)", "wgb\(tag)"]
         let spaces = try names.map { try NetworkNamespace.create(named: $0) }
         let dirs = names.map { NSTemporaryDirectory() + $0 }
+        var pids: [Int32?] = [nil, nil]
         defer {
-            for (ns, dir) in zip(spaces, dirs) {
-                if let nl = try? Netlink(namespace: ns) { UserspaceWireGuard(directory: dir).delete(in: nl) }
+            for (i, (ns, dir)) in zip(spaces, dirs).enumerated() {
+                if let nl = try? Netlink(namespace: ns) { UserspaceWireGuard(directory: dir).delete(in: nl, reaping: pids[i]) }
                 try? ns.delete()
                 try? FileManager.default.removeItem(atPath: dir)
             }
@@ -100,9 +101,9 @@ private func bytes(_ hex: String) -> [UInt8] {
         let keys = [WireGuardKey.generate(), WireGuardKey.generate()]
         let devices = dirs.map { UserspaceWireGuard(directory: $0) }
         for i in 0..<2 {
-            let started = try spaces[i].run { try devices[i].ensureRunning() }
-            #expect(started)
-            #expect(try spaces[i].run { try devices[i].ensureRunning() } == false, "a running device is adopted, not started again")
+            pids[i] = try spaces[i].run { try devices[i].ensureRunning() }
+            #expect(pids[i] != nil)
+            #expect(try spaces[i].run { try devices[i].ensureRunning() } == nil, "a running device is adopted, not started again")
             let peer = WireGuardPeer(publicKey: keys[1 - i].publicKey, endpoint: "\(underlay[1 - i]):\(WireGuardConstants.port)",
                                      allowedIPs: ["\(inner[1 - i])/32"])
             try devices[i].configure(key: keys[i], peers: [peer])
@@ -122,9 +123,8 @@ private func bytes(_ hex: String) -> [UInt8] {
         let handshake = state.first { $0.key == "last_handshake_time_sec" }.flatMap { Int($0.value) } ?? 0
         #expect(handshake > 0, "\(state)")
         // Deleting the link ends wireguard-go.
-        devices[0].delete(in: a)
-        let deadline = ContinuousClock.now + .seconds(5)
-        while devices[0].isRunning, ContinuousClock.now < deadline { usleep(50_000) }
+        devices[0].delete(in: a, reaping: pids[0])
+        pids[0] = nil
         #expect(!devices[0].isRunning)
     }
 }

@@ -21,6 +21,8 @@ public actor EncryptionSubsystem: StageSubsystem {
 
     /// The running device and its key (WireGuard), once started.
     private var device: UserspaceWireGuard?
+    /// wireguard-go's PID when this agent started it (it is our child: reaped when the device goes).
+    private var startedPID: Int32?
     private var key: WireGuardKey?
     /// Why the key was made anew (its file was corrupt), for the status.
     private var keyNote: String?
@@ -37,13 +39,11 @@ public actor EncryptionSubsystem: StageSubsystem {
         public var type: EncryptionType
         public var nodeEncryption: Bool
         public var userspaceFallback: Bool
-        /// The node's devices: the first one's MTU sizes cilium_wg0's.
-        public var devices: [String]
     }
 
     public static func section(of c: AgentConfig) -> Section {
         Section(type: c.encryption.type, nodeEncryption: c.encryption.nodeEncryption,
-                userspaceFallback: c.encryption.wireguard.userspaceFallback, devices: c.devices)
+                userspaceFallback: c.encryption.wireguard.userspaceFallback)
     }
 
     public func configure(_ context: SubsystemContext<Section>) { self.context = context }
@@ -117,8 +117,9 @@ public actor EncryptionSubsystem: StageSubsystem {
 
     private func deleteDevice() {
         guard let nl = try? Netlink(), (try? nl.link(.name(WireGuardConstants.device))) != nil else { return }
-        (device ?? UserspaceWireGuard(directory: (context?.stateDir ?? "/var/run/cilium") + "/wireguard")).delete(in: nl)
+        (device ?? UserspaceWireGuard(directory: (context?.stateDir ?? "/var/run/cilium") + "/wireguard")).delete(in: nl, reaping: startedPID)
         device = nil
+        startedPID = nil
     }
 
     /// The key pair, then cilium_wg0 (adopted when it runs already), configured with the key, port and fwmark.
@@ -133,10 +134,12 @@ public actor EncryptionSubsystem: StageSubsystem {
                 : "encryption.type=wireguard: this kernel has no WireGuard (no wireguard module); set encryption.wireguard.userspaceFallback=true to run cilium_wg0 with wireguard-go")
         }
         let dev = UserspaceWireGuard(directory: c.stateDir + "/wireguard")
-        try dev.ensureRunning()
+        startedPID = try dev.ensureRunning()
         try dev.configure(key: key, peers: [])
         let nl = try Netlink()
-        let base = c.section.devices.first.flatMap { try? nl.link(.name($0)) }?.mtu ?? 1500
+        // The device the node's default route leaves through sizes cilium_wg0 (its MTU - 80).
+        let uplink = (try? nl.routes())?.first { $0.destination.length == 0 }?.outputIndex
+        let base = uplink.flatMap { try? nl.link(.index($0)) }?.mtu ?? 1500
         try nl.setLinkMTU(.name(dev.name), mtu: base - WireGuardConstants.overhead)
         try nl.setLinkUp(.name(dev.name))
         device = dev

@@ -49,10 +49,11 @@ package struct UserspaceWireGuard: Sendable {
     /// True when a device answers on the socket.
     package var isRunning: Bool { (try? uapi.get()) != nil }
 
-    /// Adopts the running device, or starts wireguard-go and waits for its socket. Returns true when it started one.
+    /// Adopts the running device, or starts wireguard-go and waits for its socket. Returns the PID of the process it
+    /// started (our child: `delete(in:reaping:)` reaps it), nil when it adopted a running device.
     @discardableResult
-    package func ensureRunning(timeout: Duration = .seconds(10)) throws -> Bool {
-        if isRunning { return false }
+    package func ensureRunning(timeout: Duration = .seconds(10)) throws -> Int32? {
+        if isRunning { return nil }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         unlink(socketPath) // a stale socket of a device that is gone
         try FileManager.default.createDirectory(atPath: "/var/run/wireguard", withIntermediateDirectories: true)
@@ -60,15 +61,16 @@ package struct UserspaceWireGuard: Sendable {
         let script = "mount --bind \"$0\" /var/run/wireguard && exec wireguard-go \"$1\""
         var env = ProcessInfo.processInfo.environment
         env["WG_PROCESS_FOREGROUND"] = "1"
+        let pid: Int32
         do {
-            _ = try ChildProcess.spawn(["unshare", "--mount", "sh", "-c", script, directory, name],
-                                       output: directory + "/wireguard-go.log", newSession: true, environment: env)
+            pid = try ChildProcess.spawn(["unshare", "--mount", "sh", "-c", script, directory, name],
+                                         output: directory + "/wireguard-go.log", newSession: true, environment: env)
         } catch {
             throw WireGuardError("cannot start wireguard-go (is it installed? apt-get install wireguard-go): \(error)")
         }
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if isRunning { return true }
+            if isRunning { return pid }
             usleep(20_000)
         }
         let log = (try? String(contentsOfFile: directory + "/wireguard-go.log", encoding: .utf8)) ?? ""
@@ -89,9 +91,20 @@ package struct UserspaceWireGuard: Sendable {
         try uapi.set(lines)
     }
 
-    /// Removes the device: wireguard-go exits when its link goes.
-    package func delete(in netlink: Netlink) {
+    /// Removes the device: wireguard-go exits when its link goes. `reaping`: the wireguard-go we started (our child),
+    /// waited for (SIGTERM after 2 s) so that no zombie is left.
+    package func delete(in netlink: Netlink, reaping pid: Int32? = nil) {
         try? netlink.deleteLink(.name(name))
         unlink(socketPath)
+        guard let pid else { return }
+        var status: Int32 = 0
+        let deadline = ContinuousClock.now + .seconds(2)
+        while ContinuousClock.now < deadline {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid || (r < 0 && errno == ECHILD) { return }
+            usleep(20_000)
+        }
+        kill(pid, SIGTERM)
+        _ = ChildProcess.wait(pid)
     }
 }
