@@ -23,13 +23,10 @@ public struct Deployment: Sendable {
     public var externalIP: String
     public var externalOtherIP: String
     public var externalCIDR: String
-    /// The underlay's prefix: where the nodes' addresses are (upstream's node CIDR).
-    public var nodeCIDR: String
     /// kubeProxyReplacement on every node: services, NodePorts and hostPorts are served.
     public var servicesServed: Bool
     public var singleNode: Bool
 
-    public var echoSameNode: Peer { echoes[0] }
     public func host(_ node: String?) -> Peer? { hosts.first { $0.target == node } }
 
     struct PodSpec {
@@ -157,7 +154,7 @@ public struct Deployment: Sendable {
         let outside = outsideAddresses.first.map { Peer(display: "outside", target: "outside", address: $0, node: nil, kind: .outside) }
         let d = Deployment(sandbox: sandbox, nodes: report.nodes, clients: clients, echoes: echoes, services: services, hosts: hosts,
                            outside: outside, externalIP: outsideAddresses.first ?? "", externalOtherIP: outsideAddresses.dropFirst().first ?? "",
-                           externalCIDR: "172.30.0.96/29", nodeCIDR: "172.30.0.0/24", servicesServed: served, singleNode: singleNode)
+                           externalCIDR: "172.30.0.96/29", servicesServed: served, singleNode: singleNode)
         try d.waitReachable(log: log)
         return d
     }

@@ -23,7 +23,8 @@ extension Destination {
 }
 
 private let needsServices: @Sendable (Deployment) -> String? = { $0.servicesServed ? nil : "Feature kube-proxy-replacement is disabled" }
-private let needsOutside: @Sendable (Deployment) -> String? = { $0.outside == nil ? "Feature node-without-cilium is disabled" : nil }
+/// Scenarios and tests from the node without Cilium (the sandbox's outside host).
+let needsOutside: @Sendable (Deployment) -> String? = { $0.outside == nil ? "Feature node-without-cilium is disabled" : nil }
 
 public enum Scenarios {
     /// Each client (with `source` label, if given) to each echo pod (with `destination` label), on 8080: `curl-ipv4-N`.

@@ -14,7 +14,6 @@ public enum Suite {
         return t
     }
 
-    static let needsOutside: @Sendable (Deployment) -> String? = { $0.outside == nil ? "Feature node-without-cilium is disabled" : nil }
     static let allowAll = [Policies.allowAllEgress, Policies.allowAllIngress]
     static let podToPodByName = [Scenarios.podToPod(source: "name=client"), Scenarios.podToPod(source: "name=client2")]
 

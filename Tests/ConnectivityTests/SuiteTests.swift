@@ -14,7 +14,7 @@ struct SuiteTests {
         return Deployment(sandbox: Sandbox(name: "unit", binDirectory: "/nonexistent"), nodes: [node1], clients: [client], echoes: [],
                           services: [], hosts: [], outside: Peer(display: "outside", target: "outside", address: "172.30.0.100", node: nil, kind: .outside),
                           externalIP: "172.30.0.100", externalOtherIP: "172.30.0.101", externalCIDR: "172.30.0.96/29",
-                          nodeCIDR: "172.30.0.0/24", servicesServed: true, singleNode: true)
+                          servicesServed: true, singleNode: true)
     }()
 
     /// Every policy of every test, as the command writes it out, is read by the agent's own parser: in the test

@@ -6,16 +6,7 @@ import Testing
 import TestSupport
 @testable import Encryption
 
-private func bytes(_ hex: String) -> [UInt8] {
-    var out: [UInt8] = []
-    var i = hex.startIndex
-    while i < hex.endIndex {
-        let j = hex.index(i, offsetBy: 2)
-        out.append(UInt8(hex[i..<j], radix: 16)!)
-        i = j
-    }
-    return out
-}
+private func bytes(_ hex: String) -> [UInt8] { WireGuardKey.bytes(hex: hex)! }
 
 /// X25519 against RFC 7748's vectors and against `wg pubkey` (wireguard-tools).
 @Suite struct X25519Tests {

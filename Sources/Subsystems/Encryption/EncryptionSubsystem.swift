@@ -176,11 +176,7 @@ public actor EncryptionSubsystem: StageSubsystem {
         for (k, v) in state {
             switch k {
             case "public_key":
-                let b64 = Data(stride(from: 0, to: v.count, by: 2).compactMap { i -> UInt8? in
-                    let a = v.index(v.startIndex, offsetBy: i)
-                    return UInt8(v[a..<v.index(a, offsetBy: 2)], radix: 16)
-                }).base64EncodedString()
-                peerLines.append("peer \(b64):")
+                peerLines.append("peer \(WireGuardKey.bytes(hex: v).map { Data($0).base64EncodedString() } ?? v):")
             case "endpoint", "allowed_ip", "last_handshake_time_sec":
                 if !peerLines.isEmpty { peerLines[peerLines.count - 1] += " \(k)=\(v)" }
             default: break

@@ -22,6 +22,18 @@ package struct WireGuardKey: Equatable, Sendable {
     /// Hex, as WireGuard's UAPI writes keys.
     package static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 
+    /// The bytes of UAPI hex (nil when it is not hex).
+    package static func bytes(hex: String) -> [UInt8]? {
+        let digits = Array(hex.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        var out: [UInt8] = []
+        for i in stride(from: 0, to: digits.count, by: 2) {
+            guard let b = UInt8(String(decoding: digits[i...i + 1], as: UTF8.self), radix: 16) else { return nil }
+            out.append(b)
+        }
+        return out
+    }
+
     /// The key in `path`, or a new one written there. `note` says why a new key was made when one was expected
     /// (the file was corrupt); nil when the file was read, or did not exist.
     package static func loadOrCreate(path: String) throws -> (key: WireGuardKey, note: String?) {

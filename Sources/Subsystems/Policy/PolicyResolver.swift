@@ -18,7 +18,7 @@ package enum IdentityScope {
     package static let reservedCluster: Set<UInt32> = [1, 3, 4, 5, 6, 7, 8]
     package static let firstCluster: UInt32 = 256
     /// Node-local identities (CIDR identities) start here, as upstream's local scope.
-    package static let firstLocal: UInt32 = 1 << 24
+    package static let firstLocal = UInt32(CILIUM_IDENTITY_LOCAL_SCOPE.rawValue)
 }
 
 /// One allow or deny rule after compilation: peers (nil = any peer) and the
