@@ -1,8 +1,93 @@
 /* The Encryption stage (owned by the Encryption subsystem), in slot CILIUM_STAGE_ENCRYPT of
- * cilium_calls while the subsystem is enabled. */
+ * cilium_calls while the subsystem is enabled.
+ *
+ * A pod's packet for another node whose ipcache entry has a key is marked ENCRYPT; the mark
+ * survives the tunnel's encapsulation (same namespace) and the node's routing. On the node's
+ * device, a marked packet (in tunnel mode: the VXLAN packet itself, so the identity in the
+ * VNI travels inside WireGuard) goes into cilium_wg0, and with nodeEncryption so does the
+ * node's own traffic to a keyed node. WireGuard's own packets never go back in. In strict
+ * mode, a pod's packet inside the CIDR that would leave unencrypted is dropped. */
 #include "lib/common.h"
 #include "lib/pipeline.h"
+#include "lib/ipcache.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-CILIUM_PASS_STAGE(cil_stage_encrypt, CILIUM_STAGE_ENCRYPT)
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct encrypt_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_encrypt_state SEC(".maps");
+
+static __always_inline struct ipcache_value *ipcache_lookup(__u32 addr)
+{
+	struct ipcache_key key = { .prefixlen = CIL_IPV4_HOST_PREFIX, .addr = addr };
+	return bpf_map_lookup_elem(&cilium_ipcache, &key);
+}
+
+static __always_inline int in_strict_cidr(const struct encrypt_config *cfg, __u32 addr)
+{
+	return (addr & cfg->strict_mask) == cfg->strict_addr;
+}
+
+/* A packet leaving one of this node's pods. */
+static __always_inline int from_pod(struct __sk_buff *skb, const struct encrypt_config *cfg,
+				    const struct packet_tuple *t)
+{
+	struct ipcache_value *dst = ipcache_lookup(t->daddr);
+	/* Only what another node hosts (its pods, its address) leaves the node between nodes. */
+	if (!dst || (!dst->tunnel_endpoint && dst->identity != CILIUM_ID_REMOTE_NODE))
+		return pipeline_next(skb);
+	if (dst->key && cfg->wg_ifindex) {
+		/* A whole-word store: the verifier refuses byte stores into the context. */
+		*(volatile __u32 *)&skb->mark = (skb->mark & ~CILIUM_MARK_MAGIC_MASK) | CILIUM_MARK_ENCRYPT;
+		if ((skb->cb[CILIUM_CB_HOOK] >> CILIUM_CB_FLAGS_SHIFT) & CILIUM_CB_F_NEW)
+			emit_event_full(skb, CILIUM_EVENT_TRACE, CILIUM_STAGE_ENCRYPT, 0, CILIUM_DIR_EGRESS,
+					CILIUM_EVENT_F_ENCRYPTED, t, 0);
+		return pipeline_next(skb);
+	}
+	if ((cfg->flags & CILIUM_ENCRYPT_F_STRICT) && in_strict_cidr(cfg, t->saddr) && in_strict_cidr(cfg, t->daddr) &&
+	    !((cfg->flags & CILIUM_ENCRYPT_F_STRICT_REMOTE_NODE) && dst->identity == CILIUM_ID_REMOTE_NODE))
+		return drop_packet_dir(skb, CILIUM_STAGE_ENCRYPT, CILIUM_DROP_UNENCRYPTED, CILIUM_DIR_EGRESS, t, 0);
+	return pipeline_next(skb);
+}
+
+/* A packet leaving through one of the node's devices. */
+static __always_inline int to_device(struct __sk_buff *skb, const struct encrypt_config *cfg,
+				     const struct packet_tuple *t)
+{
+	__u32 magic = skb->mark & CILIUM_MARK_MAGIC_MASK;
+	if (!cfg->wg_ifindex || magic == CILIUM_MARK_WIREGUARD)
+		return pipeline_next(skb);
+	/* WireGuard's own datagrams (also from a device that marks nothing). */
+	if (t->protocol == IPPROTO_UDP && (t->sport == bpf_htons(CILIUM_WG_PORT) || t->dport == bpf_htons(CILIUM_WG_PORT)))
+		return pipeline_next(skb);
+	if (magic != CILIUM_MARK_ENCRYPT && !(cfg->flags & CILIUM_ENCRYPT_F_NODE))
+		return pipeline_next(skb);
+	struct ipcache_value *dst = ipcache_lookup(t->daddr);
+	if (!dst || !dst->key)
+		return pipeline_next(skb);
+	stage_account(skb, CILIUM_STAGE_ENCRYPT);
+	count_metric(skb, CILIUM_REASON_FORWARDED, CILIUM_DIR_EGRESS);
+	/* An L3 device: the kernel takes the Ethernet header off. */
+	return bpf_redirect(cfg->wg_ifindex, 0);
+}
+
+SEC("tc")
+int cil_stage_encrypt(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct encrypt_config *cfg = bpf_map_lookup_elem(&cilium_encrypt_state, &zero);
+	struct packet_tuple t = {};
+	if (!cfg || skb->cb[CILIUM_CB_DIRECTION] != CILIUM_DIR_EGRESS || parse_ipv4(skb, &t) <= 0)
+		return pipeline_next(skb);
+	if ((skb->cb[CILIUM_CB_HOOK] >> CILIUM_CB_FLAGS_SHIFT) & CILIUM_CB_F_NETDEV)
+		return to_device(skb, cfg, &t);
+	if ((skb->cb[CILIUM_CB_HOOK] & CILIUM_CB_HOOK_MASK) == CILIUM_HOOK_TC_INGRESS) {
+		stage_account(skb, CILIUM_STAGE_ENCRYPT);
+		return from_pod(skb, cfg, &t);
+	}
+	return pipeline_next(skb);
+}

@@ -81,6 +81,8 @@ int cil_stage_policy(struct __sk_buff *skb)
 track:
 	if (ct == CT_NEW) {
 		ct_create(&t, src_identity);
+		/* Later stages report what they do to a connection once, on its first packet. */
+		CB_SET(skb, CILIUM_CB_HOOK, skb->cb[CILIUM_CB_HOOK] | (CILIUM_CB_F_NEW << CILIUM_CB_FLAGS_SHIFT));
 		/* A new connection no policy spoke about is still a flow. */
 		if (!reported)
 			emit_event(skb, CILIUM_EVENT_TRACE, CILIUM_STAGE_POLICY, 0, &t, 0);

@@ -15,10 +15,14 @@ public struct IPAMResponse: Codable, Sendable, Equatable {
     public var podCIDR: String
     /// The gateway the endpoint routes through (the node's router address on cilium_host).
     public var gateway: String
-    public init(address: String, podCIDR: String, gateway: String) {
+    /// The MTU a packet leaving the node may have before the tunnel's and encryption's headers (the node's device
+    /// MTU less those): the plugin gives the endpoint's routes this MTU when it is below the interface's.
+    public var routeMTU: UInt32?
+    public init(address: String, podCIDR: String, gateway: String, routeMTU: UInt32? = nil) {
         self.address = address
         self.podCIDR = podCIDR
         self.gateway = gateway
+        self.routeMTU = routeMTU
     }
 }
 
@@ -135,10 +139,13 @@ public struct BPFIPCacheEntry: Codable, Sendable, Equatable {
     public var prefix: String
     public var identity: UInt32
     public var tunnelEndpoint: String?
-    public init(prefix: String, identity: UInt32, tunnelEndpoint: String?) {
+    /// The hosting node's encryption key (0 = none).
+    public var encryptKey: UInt8?
+    public init(prefix: String, identity: UInt32, tunnelEndpoint: String?, encryptKey: UInt8 = 0) {
         self.prefix = prefix
         self.identity = identity
         self.tunnelEndpoint = tunnelEndpoint
+        self.encryptKey = encryptKey
     }
 }
 

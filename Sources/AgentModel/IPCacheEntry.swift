@@ -13,16 +13,19 @@ public struct IPCacheEntry: TableObject, Equatable {
     public var identity: UInt32
     /// Node address hosting the prefix; nil for local or world.
     public var tunnelEndpoint: IPv4Address?
+    /// The hosting node's encryption key (its record's EncryptionKey: 255 with WireGuard, the SPI with IPsec); 0 = none.
+    public var encryptKey: UInt8
     /// Another node's pod at this address (not in the map: for Hubble's names).
     public var podNamespace: String?
     public var podName: String?
     public var key: IPv4Prefix { prefix }
 
-    public init(prefix: IPv4Prefix, identity: UInt32, tunnelEndpoint: IPv4Address? = nil, podNamespace: String? = nil,
-                podName: String? = nil) {
+    public init(prefix: IPv4Prefix, identity: UInt32, tunnelEndpoint: IPv4Address? = nil, encryptKey: UInt8 = 0,
+                podNamespace: String? = nil, podName: String? = nil) {
         self.prefix = prefix.network
         self.identity = identity
         self.tunnelEndpoint = tunnelEndpoint
+        self.encryptKey = encryptKey
         self.podNamespace = podNamespace
         self.podName = podName
     }
@@ -35,6 +38,7 @@ public struct IPCacheEntry: TableObject, Equatable {
         var v = ipcache_value()
         v.identity = identity
         v.tunnel_endpoint = (tunnelEndpoint?.value ?? 0).bigEndian
+        v.key = encryptKey
         return v
     }
 }

@@ -37,12 +37,15 @@ public struct RemoteNodeRecord: TableObject, Codable, Equatable {
     public var podCIDR: String
     /// Its WireGuard public key (base64), when it runs WireGuard.
     public var wireguardPubKey: String?
+    /// Its record's EncryptionKey (255 with WireGuard, its SPI with IPsec, 0 without encryption).
+    public var encryptionKey: UInt8
     public var key: String { name }
-    public init(name: String, address: String, podCIDR: String, wireguardPubKey: String? = nil) {
+    public init(name: String, address: String, podCIDR: String, wireguardPubKey: String? = nil, encryptionKey: UInt8 = 0) {
         self.name = name
         self.address = address
         self.podCIDR = podCIDR
         self.wireguardPubKey = wireguardPubKey
+        self.encryptionKey = encryptionKey
     }
 }
 
@@ -51,10 +54,13 @@ public struct RemoteNodeRecord: TableObject, Codable, Equatable {
 public struct LocalEncryptionRecord: TableObject, Codable, Equatable {
     public var wireguardPubKey: String?
     public var encryptionKey: UInt8
+    /// Bytes encryption adds to a packet that leaves the node (pods' routes are that much smaller).
+    public var overhead: UInt32
     public var key: Int { 0 }
-    public init(wireguardPubKey: String?, encryptionKey: UInt8) {
+    public init(wireguardPubKey: String?, encryptionKey: UInt8, overhead: UInt32 = 0) {
         self.wireguardPubKey = wireguardPubKey
         self.encryptionKey = encryptionKey
+        self.overhead = overhead
     }
 }
 

@@ -68,12 +68,23 @@ public struct AgentConfig: Codable, Sendable, Equatable {
         public struct WireGuard: Codable, Sendable, Equatable {
             /// Run the device with wireguard-go where the kernel has no WireGuard.
             public var userspaceFallback = false
+            /// Seconds between keepalives to each peer; 0 sends none.
+            public var persistentKeepalive = 0
+            public init() {}
+        }
+        public struct StrictMode: Codable, Sendable, Equatable {
+            public var enabled = false
+            /// Pod-to-pod traffic inside this CIDR never leaves the node unencrypted.
+            public var cidr = ""
+            /// Traffic to other nodes' own addresses may leave unencrypted.
+            public var allowRemoteNodeIdentities = false
             public init() {}
         }
         public var enabled = false
         public var type = EncryptionType.wireguard
         public var nodeEncryption = false
         public var wireguard = WireGuard()
+        public var strictMode = StrictMode()
         public init() {}
     }
 

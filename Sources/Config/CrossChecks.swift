@@ -49,6 +49,10 @@ let crossChecks: [CrossCheck] = [
         guard config.encryption.nodeEncryption, !config.encryption.enabled else { return nil }
         return "true needs encryption.enabled true; enable encryption or set encryption.nodeEncryption to false"
     },
+    CrossCheck(subject: "encryption.strictMode.enabled", other: "encryption.strictMode.cidr") { config in
+        guard config.encryption.enabled, config.encryption.strictMode.enabled, config.encryption.strictMode.cidr.isEmpty else { return nil }
+        return "true needs encryption.strictMode.cidr (the pod CIDR to guard, e.g. 10.0.0.0/8); set it or set strictMode.enabled to false"
+    },
     CrossCheck(subject: "clustermesh.enabled", other: "cluster.id") { config in
         guard config.clustermesh.enabled, config.cluster.id == 0 else { return nil }
         return "true needs a non-zero cluster.id; set cluster.id to a number between 1 and 255 unique in the mesh"

@@ -64,6 +64,8 @@ enum NetlinkABI {
     static let rtaGateway: UInt16 = 5
     static let rtaPriority: UInt16 = 6
     static let rtaPrefsrc: UInt16 = 7
+    static let rtaMetrics: UInt16 = 8
+    static let rtaxMTU: UInt16 = 2
     static let rtaTable: UInt16 = 15
 
     // NDA_* neighbour attributes

@@ -14,6 +14,8 @@ extension Netlink {
         public var scope: Scope
         public var table: UInt32
         public var priority: UInt32?
+        /// The path MTU of the route (RTA_METRICS RTAX_MTU, `ip route ... mtu N`): packets it routes are sized to it.
+        public var mtu: UInt32?
         /// Who installed the route (RTPROT_*); requests use `protocolBoot`.
         public var protocolNumber: UInt8
         /// RTN_* route type; requests use `unicast`.
@@ -23,8 +25,9 @@ extension Netlink {
         /// device) and one with a gateway is scope universe, the same default iproute2 applies.
         public init(destination: IPv4Prefix, gateway: IPv4Address? = nil, outputIndex: Int32? = nil,
                     source: IPv4Address? = nil, scope: Scope? = nil, table: UInt32 = mainTable,
-                    priority: UInt32? = nil) {
+                    priority: UInt32? = nil, mtu: UInt32? = nil) {
             self.destination = destination
+            self.mtu = mtu
             self.gateway = gateway
             self.outputIndex = outputIndex
             self.source = source
@@ -43,6 +46,7 @@ extension Netlink {
             if scope != .universe { text += " scope \(scope)" }
             if table != Route.mainTable { text += " table \(table)" }
             if let priority { text += " metric \(priority)" }
+            if let mtu { text += " mtu \(mtu)" }
             return text
         }
     }
@@ -70,6 +74,14 @@ extension Netlink {
             .filter { table == nil || $0.table == table }
     }
 
+    /// The MTU of the node's uplink: the first of `devices` that exists (the agent's `devices`), else the device
+    /// the default route leaves through (nil: neither).
+    public func uplinkMTU(devices: [String]) -> UInt32? {
+        if let named = devices.lazy.compactMap({ try? self.link(.name($0)) }).first { return named.mtu }
+        let uplink = (try? routes())?.first { $0.destination.length == 0 }?.outputIndex
+        return uplink.flatMap { try? link(.index($0)) }?.mtu
+    }
+
     private func send(_ route: Route, type: UInt16, flags: UInt16, _ operation: String) throws {
         var request = NetlinkRequest(type: type, flags: flags)
         let deleting = type == NetlinkABI.delRoute
@@ -86,6 +98,7 @@ extension Netlink {
         if let index = route.outputIndex { request.attribute(NetlinkABI.rtaOif, UInt32(bitPattern: index)) }
         if let source = route.source { request.attribute(NetlinkABI.rtaPrefsrc, bytes: source.bytes) }
         if let priority = route.priority { request.attribute(NetlinkABI.rtaPriority, priority) }
+        if let mtu = route.mtu, !deleting { request.nested(NetlinkABI.rtaMetrics) { $0.attribute(NetlinkABI.rtaxMTU, mtu) } }
         request.attribute(NetlinkABI.rtaTable, route.table)
         try execute(request, operation)
     }
@@ -103,7 +116,8 @@ extension Netlink.Route {
                   source: Netlink.IPv4Address(bytes: attributes[NetlinkABI.rtaPrefsrc]),
                   scope: Netlink.Scope(rawValue: p[s + 6]),
                   table: attributes.integer(NetlinkABI.rtaTable) ?? UInt32(p[s + 4]),
-                  priority: attributes.integer(NetlinkABI.rtaPriority))
+                  priority: attributes.integer(NetlinkABI.rtaPriority),
+                  mtu: attributes.nested(NetlinkABI.rtaMetrics)?.integer(NetlinkABI.rtaxMTU))
         protocolNumber = p[s + 5]
         type = p[s + 7]
     }

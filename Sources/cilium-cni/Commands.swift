@@ -60,10 +60,12 @@ struct Commands {
                 guard let link = try container.link(.name(env.ifName)), link.mac != nil else {
                     throw NetlinkError(operation: "read the MAC of \(env.ifName)", code: ENODEV)
                 }
-                // The gateway is on-link through the veth, whatever its subnet; everything goes through it.
+                // The gateway is on-link through the veth, whatever its subnet; everything goes through it, sized
+                // to what still fits the node's device after the tunnel's and encryption's headers.
+                let mtu = ipam.routeMTU.flatMap { $0 < link.mtu ? $0 : nil }
                 try container.addRoute(Netlink.Route(destination: Netlink.IPv4Prefix(gateway, length: 32),
-                                                     outputIndex: link.index, scope: .link))
-                try container.addRoute(Netlink.Route(destination: .default, gateway: gateway, outputIndex: link.index))
+                                                     outputIndex: link.index, scope: .link, mtu: mtu))
+                try container.addRoute(Netlink.Route(destination: .default, gateway: gateway, outputIndex: link.index, mtu: mtu))
                 // No ARP for the gateway: it resolves to the host-side veth, where the datapath takes over.
                 try container.addNeighbor(gateway, mac: hostLink.mac!, on: .index(link.index))
                 return link

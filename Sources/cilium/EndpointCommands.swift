@@ -123,7 +123,7 @@ struct BPFCommand: ParsableCommand {
             func run() throws {
                 try show([BPFIPCacheEntry].self, agent, "/v1/map/ipcache", output) { entries in
                     [["IP PREFIX/ADDRESS", "IDENTITY"]] + entries.map {
-                        [$0.prefix, "identity=\($0.identity) encryptkey=0 tunnelendpoint=\($0.tunnelEndpoint ?? "0.0.0.0")"]
+                        [$0.prefix, "identity=\($0.identity) encryptkey=\($0.encryptKey ?? 0) tunnelendpoint=\($0.tunnelEndpoint ?? "0.0.0.0")"]
                     }
                 }
             }

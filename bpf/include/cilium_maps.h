@@ -37,6 +37,8 @@ enum cilium_hook {
 /* Flags in cb[CILIUM_CB_FLAGS]. */
 enum cilium_cb_flags {
 	CILIUM_CB_F_LB_REPLY = 1, /* a reply of a connection the load balancer translated */
+	CILIUM_CB_F_NETDEV = 2,   /* on one of the node's devices (not an endpoint's veth) */
+	CILIUM_CB_F_NEW = 4,      /* the first packet of a connection (the policy stage's conntrack says so) */
 };
 
 /* struct endpoint_value.flags */
@@ -75,6 +77,7 @@ enum cilium_drop_reason {
 	CILIUM_DROP_CSUM_L4 = 154,      /* Error while correcting L4 checksum */
 	CILIUM_DROP_NO_SERVICE = 158,   /* Service backend not found */
 	CILIUM_DROP_POLICY_DENY = 181,  /* Policy denied by denylist */
+	CILIUM_DROP_UNENCRYPTED = 195,  /* Traffic is unencrypted (encryption strict mode) */
 	/* Not upstream's: DSR names the frontend in an IPv4 option of a header
 	 * that has none, and this one already has some. */
 	CILIUM_DROP_DSR_IP_OPTIONS = 240,
@@ -95,7 +98,8 @@ struct ipcache_value {
 	__u32 identity;
 	__u32 tunnel_endpoint; /* IPv4 of the node hosting it, network order; 0 = local */
 	__u8  flags;
-	__u8  pad[3];
+	__u8  key;             /* the hosting node's encryption key (its record's EncryptionKey); 0 = none */
+	__u8  pad[2];
 };
 
 /* cilium_lxc: local endpoints by address. */
@@ -404,6 +408,32 @@ enum lb_xdp_counter {
 #define DSR_IPV4_OPT_TYPE 0x9a
 #define DSR_IPV4_OPT_LEN  8
 
+/* ---- Encryption ---- */
+
+/* The UDP port of WireGuard between nodes (upstream's). */
+#define CILIUM_WG_PORT 51871
+/* skb->mark, bits 8-15 (upstream's magic values): ENCRYPT is set on a pod's packet that
+ * must leave the node encrypted (it survives the tunnel's encapsulation and routing);
+ * WIREGUARD is on the packets cilium_wg0 itself emits. */
+#define CILIUM_MARK_MAGIC_MASK 0xff00
+#define CILIUM_MARK_ENCRYPT    0x0e00
+#define CILIUM_MARK_WIREGUARD  0x1e00
+
+/* struct encrypt_config.flags */
+enum cilium_encrypt_flags {
+	CILIUM_ENCRYPT_F_NODE = 1,               /* encryption.nodeEncryption: node-to-node traffic too */
+	CILIUM_ENCRYPT_F_STRICT = 2,             /* encryption.strictMode.enabled */
+	CILIUM_ENCRYPT_F_STRICT_REMOTE_NODE = 4, /* .strictMode.allowRemoteNodeIdentities */
+};
+
+/* cilium_encrypt_state (owned by Encryption): one entry, key 0. */
+struct encrypt_config {
+	__u32 wg_ifindex;  /* cilium_wg0 in this namespace; 0 = no device (nothing is steered) */
+	__u32 flags;       /* enum cilium_encrypt_flags */
+	__u32 strict_addr; /* strict mode's CIDR, network order */
+	__u32 strict_mask; /* its netmask, network order */
+};
+
 /* Records in the cilium_events ring buffer. */
 enum cilium_event_type {
 	CILIUM_EVENT_DROP = 1,
@@ -419,6 +449,7 @@ enum cilium_event_flags {
 	CILIUM_EVENT_F_REPLY = 1,  /* the packet is a reply of a tracked connection */
 	CILIUM_EVENT_F_AUDIT = 2,  /* policy would have dropped it; audit mode let it pass */
 	CILIUM_EVENT_F_ICMP_TYPE_IN_DPORT = 4,
+	CILIUM_EVENT_F_ENCRYPTED = 8, /* TRACE of the encryption stage: the packet leaves the node encrypted */
 };
 
 struct cilium_event {

@@ -10,11 +10,11 @@ import Reconciler
 /// Transparent encryption (`encryption.enabled`, `encryption.type`). The encryption stage sits in the pipeline while
 /// enabled. With WireGuard, the node's key pair (`<agent.stateDir>/cilium_wg0.key`) and the `cilium_wg0` device exist:
 /// run by wireguard-go where the kernel has no WireGuard (`encryption.wireguard.userspaceFallback`), configured over
-/// its UAPI socket, and adopted by the next agent. Peers and steering into the device are not built yet: traffic is
-/// not encrypted, and the status says so. IPsec needs ESP, which this kernel lacks.
+/// its UAPI socket, and adopted by the next agent. The stage steers traffic for keyed nodes into the device
+/// (`cilium_encrypt_state` says which device and how strict). IPsec needs ESP, which this kernel lacks.
 public actor EncryptionSubsystem: StageSubsystem {
     public nonisolated let name = "encryption"
-    public nonisolated let owns = PinOwnership(maps: [], directory: "encryption")
+    public nonisolated let owns = PinOwnership(maps: ["cilium_encrypt_state"], directory: "encryption")
     public nonisolated let dependencies = ["networking"]
     public private(set) var context: SubsystemContext<Section>?
     public nonisolated let stage = PipelineStage(object: "encrypt", program: "cil_stage_encrypt", slot: CILIUM_STAGE_ENCRYPT)
@@ -39,11 +39,17 @@ public actor EncryptionSubsystem: StageSubsystem {
         public var type: EncryptionType
         public var nodeEncryption: Bool
         public var userspaceFallback: Bool
+        public var persistentKeepalive: Int
+        public var strictMode: AgentConfig.Encryption.StrictMode
+        /// The node's devices (`devices`): the first sizes cilium_wg0.
+        public var devices: [String]
     }
 
     public static func section(of c: AgentConfig) -> Section {
         Section(type: c.encryption.type, nodeEncryption: c.encryption.nodeEncryption,
-                userspaceFallback: c.encryption.wireguard.userspaceFallback)
+                userspaceFallback: c.encryption.wireguard.userspaceFallback,
+                persistentKeepalive: c.encryption.wireguard.persistentKeepalive, strictMode: c.encryption.strictMode,
+                devices: c.devices)
     }
 
     public func configure(_ context: SubsystemContext<Section>) { self.context = context }
@@ -51,10 +57,16 @@ public actor EncryptionSubsystem: StageSubsystem {
     public func start() async throws {
         guard let context else { throw SubsystemError("\(name): not configured") }
         try await stage.install(bpfRoot: context.bpfRoot)
-        guard context.section.type == .wireguard else { return }
+        guard context.section.type == .wireguard else {
+            deleteDevice()
+            try? writeState(context, deviceIndex: nil)
+            return
+        }
         do {
             try startWireGuard(context)
-            await context.shared.localEncryption.upsert(LocalEncryptionRecord(wireguardPubKey: key?.publicKeyBase64, encryptionKey: 255))
+            try writeState(context, deviceIndex: try Netlink().link(.name(WireGuardConstants.device)).map { UInt32($0.index) })
+            await context.shared.localEncryption.upsert(LocalEncryptionRecord(wireguardPubKey: key?.publicKeyBase64, encryptionKey: 255,
+                                                                                     overhead: WireGuardConstants.overhead))
             let nodes = context.shared.remoteNodes
             peerWatcher = Task { [weak self] in
                 for await _ in await nodes.changes() {
@@ -71,7 +83,24 @@ public actor EncryptionSubsystem: StageSubsystem {
     /// Turned off while running: the stage leaves its slot and the device goes (nothing is left behind).
     public func stop() async {
         await stage.uninstall()
+        if let context { try? writeState(context, deviceIndex: nil) }
         await stopWireGuard(deleting: true)
+    }
+
+    /// What the stage reads: the device to steer into (none: nothing is steered) and how strict to be.
+    private func writeState(_ c: SubsystemContext<Section>, deviceIndex: UInt32?) throws {
+        var v = encrypt_config()
+        v.wg_ifindex = deviceIndex ?? 0
+        if c.section.nodeEncryption { v.flags |= CILIUM_ENCRYPT_F_NODE.rawValue }
+        let strict = c.section.strictMode
+        if strict.enabled, let cidr = IPv4Prefix(strict.cidr) {
+            v.flags |= CILIUM_ENCRYPT_F_STRICT.rawValue
+            if strict.allowRemoteNodeIdentities { v.flags |= CILIUM_ENCRYPT_F_STRICT_REMOTE_NODE.rawValue }
+            let mask: UInt32 = cidr.length == 0 ? 0 : ~UInt32(0) << (32 - UInt32(cidr.length))
+            v.strict_addr = (cidr.address.value & mask).bigEndian
+            v.strict_mask = mask.bigEndian
+        }
+        try BPFMap<UInt32, encrypt_config>(pinned: c.bpfRoot + "/cilium_encrypt_state").update(0, v)
     }
 
     /// Agent shutdown: the device keeps running (the next agent adopts it); only our handles go.
@@ -99,7 +128,8 @@ public actor EncryptionSubsystem: StageSubsystem {
         let counts = Dictionary(keyed.map { ($0.1, 1) }, uniquingKeysWith: +)
         refusedPeers = keyed.filter { counts[$0.1]! > 1 || $0.1 == key.publicKey }.map(\.0.name).sorted()
         let peers = keyed.filter { counts[$0.1]! == 1 && $0.1 != key.publicKey }.sorted { $0.0.name < $1.0.name }.map { n, pub in
-            WireGuardPeer(publicKey: pub, endpoint: "\(n.address):\(WireGuardConstants.port)", allowedIPs: ["\(n.address)/32", n.podCIDR])
+            WireGuardPeer(publicKey: pub, endpoint: "\(n.address):\(WireGuardConstants.port)", allowedIPs: ["\(n.address)/32", n.podCIDR],
+                          persistentKeepalive: UInt16(context?.section.persistentKeepalive ?? 0))
         }
         do {
             try device.configure(key: key, peers: peers)
@@ -137,11 +167,12 @@ public actor EncryptionSubsystem: StageSubsystem {
         startedPID = try dev.ensureRunning()
         try dev.configure(key: key, peers: [])
         let nl = try Netlink()
-        // The device the node's default route leaves through sizes cilium_wg0 (its MTU - 80).
-        let uplink = (try? nl.routes())?.first { $0.destination.length == 0 }?.outputIndex
-        let base = uplink.flatMap { try? nl.link(.index($0)) }?.mtu ?? 1500
+        // The node's uplink sizes cilium_wg0 (its MTU - 80).
+        let base = nl.uplinkMTU(devices: c.section.devices) ?? 1500
         try nl.setLinkMTU(.name(dev.name), mtu: base - WireGuardConstants.overhead)
         try nl.setLinkUp(.name(dev.name))
+        // Decrypted packets come out of cilium_wg0 with sources the routes send elsewhere.
+        try? "0".write(toFile: "/proc/sys/net/ipv4/conf/\(dev.name)/rp_filter", atomically: false, encoding: .utf8)
         device = dev
     }
 
@@ -158,7 +189,7 @@ public actor EncryptionSubsystem: StageSubsystem {
         if !refusedPeers.isEmpty {
             return Health(.degraded, "nodes \(refusedPeers.joined(separator: ", ")) publish the same WireGuard public key (or this node's): no peer for them")
         }
-        return Health(.degraded, "cilium_wg0 is up with its peers, but steering into it is not built yet; traffic is not encrypted")
+        return .ok
     }
 
     public func status() async -> SubsystemStatus {

@@ -79,8 +79,14 @@ package struct UserspaceWireGuard: Sendable {
 
     /// Private key, port, fwmark, and exactly `peers` (others go).
     package func configure(key: WireGuardKey, port: UInt16 = WireGuardConstants.port, peers: [WireGuardPeer]) throws {
+        // Peers are changed in place, not replaced: a peer that stays keeps its session (no new handshake, nothing lost).
+        let current = Set(try uapi.get().filter { $0.key == "public_key" }.map(\.value))
+        let wanted = Set(peers.map { WireGuardKey.hex($0.publicKey) })
         var lines = ["private_key=\(WireGuardKey.hex(key.privateKey))", "listen_port=\(port)",
-                     "fwmark=\(WireGuardConstants.fwmark)", "replace_peers=true"]
+                     "fwmark=\(WireGuardConstants.fwmark)"]
+        for gone in current.subtracting(wanted).sorted() {
+            lines += ["public_key=\(gone)", "remove=true"]
+        }
         for p in peers {
             lines.append("public_key=\(WireGuardKey.hex(p.publicKey))")
             lines.append("endpoint=\(p.endpoint)")

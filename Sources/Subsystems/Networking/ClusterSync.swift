@@ -345,15 +345,23 @@ actor ClusterSync {
             }
             remoteNodes[name] = new
             if let r = new {
-                await remoteNodeTable.upsert(RemoteNodeRecord(name: r.name, address: r.address, podCIDR: r.podCIDR, wireguardPubKey: r.WireguardPubKey))
+                await remoteNodeTable.upsert(RemoteNodeRecord(name: r.name, address: r.address, podCIDR: r.podCIDR,
+                                                              wireguardPubKey: r.WireguardPubKey, encryptionKey: r.EncryptionKey ?? 0))
             } else {
                 await remoteNodeTable.delete(key: name)
             }
             guard let r = new, let a = IPv4Address(r.address) else { continue }
-            upserts.append(IPCacheEntry(prefix: IPv4Prefix(a, length: 32), identity: 6))
+            // Everything the node hosts carries its encryption key: a new key reaches its pods' entries too.
+            let key = r.EncryptionKey ?? 0
+            upserts.append(IPCacheEntry(prefix: IPv4Prefix(a, length: 32), identity: 6, encryptKey: key))
+            if (old?.EncryptionKey ?? 0) != key {
+                for (ip, p) in remoteIPs where p.hostIP == r.address {
+                    if let e = Self.podEntry(ip: ip, p, key: key) { upserts.append(e) }
+                }
+            }
             guard let cidr = IPv4Prefix(r.podCIDR) else { continue }
             // The rest of its pod CIDR (its router, pods not yet known) is behind that node.
-            upserts.append(IPCacheEntry(prefix: cidr, identity: 2, tunnelEndpoint: a))
+            upserts.append(IPCacheEntry(prefix: cidr, identity: 2, tunnelEndpoint: a, encryptKey: key))
             if directRoutes, let nl {
                 try? nl.replaceRoute(Netlink.Route(destination: cidr, gateway: a))
             }
@@ -383,8 +391,8 @@ actor ClusterSync {
                 deletes.append(IPv4Prefix(a, length: 32))
                 continue
             }
-            upserts.append(IPCacheEntry(prefix: IPv4Prefix(a, length: 32), identity: r.identity,
-                                        tunnelEndpoint: IPv4Address(r.hostIP), podNamespace: r.k8sNamespace, podName: r.k8sPodName))
+            let key = remoteNodes.values.first { $0.address == r.hostIP }?.EncryptionKey ?? 0
+            if let e = Self.podEntry(ip: ip, r, key: key) { upserts.append(e) }
             newIdentities.insert(r.identity)
         }
         await ipcache.delete(keys: deletes)
@@ -396,6 +404,13 @@ actor ClusterSync {
                 await identities.upsert(IdentityRecord(id: id, labels: labels.map(LocalIdentityAllocator.normalize).sorted()))
             }
         }
+    }
+
+    /// Another node's pod in the ipcache, with that node's encryption key.
+    private static func podEntry(ip: String, _ r: IPRecord, key: UInt8) -> IPCacheEntry? {
+        guard let a = IPv4Address(ip) else { return nil }
+        return IPCacheEntry(prefix: IPv4Prefix(a, length: 32), identity: r.identity, tunnelEndpoint: IPv4Address(r.hostIP),
+                            encryptKey: key, podNamespace: r.k8sNamespace, podName: r.k8sPodName)
     }
 
     func health() async -> Health {

@@ -38,6 +38,18 @@ public actor NetworkingSubsystem: SteppedSubsystem {
 
     public init() {}
 
+    /// VXLAN's outer headers (IPv4, UDP, VXLAN, Ethernet).
+    static let tunnelOverhead: UInt32 = 50
+
+    /// What a pod's packet may measure so that it still fits the node's device after the tunnel's headers and
+    /// encryption's (as the Encryption subsystem publishes them).
+    private func podRouteMTU() async -> UInt32? {
+        guard let context, let base = (try? Netlink())?.uplinkMTU(devices: context.section.devices) else { return nil }
+        let tunnel = context.section.routingMode == .tunnel ? Self.tunnelOverhead : 0
+        let encryption = await context.shared.localEncryption.get(0)?.overhead ?? 0
+        return base - tunnel - encryption
+    }
+
     /// The settings Networking reads.
     public struct Section: Equatable, Sendable {
         public var routingMode: RoutingMode
@@ -294,7 +306,9 @@ public actor NetworkingSubsystem: SteppedSubsystem {
             switch (request.method, request.path) {
             case ("POST", "/v1/ipam"):
                 let req = try request.decode(IPAMRequest.self)
-                return .json(try await m.allocate(owner: req.owner), status: 201)
+                var answer = try await m.allocate(owner: req.owner)
+                answer.routeMTU = await podRouteMTU()
+                return .json(answer, status: 201)
             case ("PUT", "/v1/endpoint"):
                 let req = try request.decode(EndpointCreateRequest.self)
                 return .json(try await m.create(req).model, status: 201)
@@ -337,7 +351,8 @@ public actor NetworkingSubsystem: SteppedSubsystem {
                 return .json(map.entries().map { k, v in
                     BPFIPCacheEntry(prefix: "\(IPv4Address(value: UInt32(bigEndian: k.addr)))/\(k.prefixlen)",
                                     identity: v.identity,
-                                    tunnelEndpoint: v.tunnel_endpoint == 0 ? nil : IPv4Address(value: UInt32(bigEndian: v.tunnel_endpoint)).description)
+                                    tunnelEndpoint: v.tunnel_endpoint == 0 ? nil : IPv4Address(value: UInt32(bigEndian: v.tunnel_endpoint)).description,
+                                    encryptKey: v.key)
                 }.sorted { $0.prefix < $1.prefix })
             case ("GET", "/v1/map/endpoints"):
                 guard let entry else { break }
