@@ -2,7 +2,7 @@
 # Installs what building and testing the project needs (Debian 12, as root).
 # Idempotent: packages already present are left alone.
 set -eu
-PKGS="libbpf-dev libelf-dev zlib1g-dev libsystemd-dev pkg-config iproute2 iptables util-linux bpftool \
+PKGS="libbpf-dev tcpdump libelf-dev zlib1g-dev libsystemd-dev pkg-config iproute2 iptables util-linux bpftool \
       systemd-container debootstrap etcd-server etcd-client curl busybox iperf3 wireguard-go wireguard-tools \
       podman runc conmon containernetworking-plugins nftables kmod cpio xz-utils"
 # promtool (in the prometheus package) checks the metrics; chromium runs the

@@ -7,9 +7,12 @@ public struct Flow: Codable, Sendable, Equatable {
         public var source: String
         public var destination: String
         public var ipVersion = "IPv4"
-        public init(source: String, destination: String) {
+        /// The packet left (or arrived at) the node encrypted; absent when it did not.
+        public var encrypted: Bool?
+        public init(source: String, destination: String, encrypted: Bool? = nil) {
             self.source = source
             self.destination = destination
+            self.encrypted = encrypted
         }
     }
 
@@ -207,6 +210,7 @@ public enum DropReasons {
         154: ("ERROR_WHILE_CORRECTING_L4_CHECKSUM", "Error while correcting L4 checksum"),
         158: ("SERVICE_BACKEND_NOT_FOUND", "Service backend not found"),
         181: ("POLICY_DENY", "Policy denied by denylist"),
+        195: ("UNENCRYPTED_TRAFFIC", "Traffic is unencrypted"),
         240: ("DSR_IP_OPTIONS_PRESENT", "DSR option cannot be added: the packet already carries IP options"),
     ]
 }

@@ -92,9 +92,9 @@ package struct FlowDecoder: Sendable {
     /// Decodes an event at the time it arrives: who the addresses were, which policy the rule id names.
     package func resolve(_ e: cilium_event, seq: UInt64) -> Stored? {
         guard Self.kinds.contains(e.type) else { return nil }
-        let point: String? = e.type == UInt8(CILIUM_EVENT_TRACE.rawValue)
-            ? (names.endpoints[e.daddr] != nil ? "TO_ENDPOINT" : names.remote[e.daddr] != nil && names.tunnel ? "TO_OVERLAY" : "TO_STACK")
-            : nil
+        let point: String? = e.type != UInt8(CILIUM_EVENT_TRACE.rawValue) ? nil
+            : UInt32(e.flags) & CILIUM_EVENT_F_ENCRYPTED.rawValue != 0 ? "TO_CRYPTO"
+            : names.endpoints[e.daddr] != nil ? "TO_ENDPOINT" : names.remote[e.daddr] != nil && names.tunnel ? "TO_OVERLAY" : "TO_STACK"
         return Stored(seq: seq, event: e, source: endpoint(address: e.saddr, identity: e.src_identity),
                       destination: endpoint(address: e.daddr, identity: e.dst_identity), policy: policy(e.rule_id), point: point)
     }
@@ -153,7 +153,8 @@ package struct FlowDecoder: Sendable {
         }
         var flow = Flow(time: Self.rfc3339(nanoseconds: Int64(bitPattern: e.timestamp_ns) + clockOffsetNs),
                         uuid: uuid(s.seq), verdict: verdict, drop_reason_desc: dropDesc,
-                        IP: .init(source: Self.address(e.saddr), destination: Self.address(e.daddr)), l4: l4,
+                        IP: .init(source: Self.address(e.saddr), destination: Self.address(e.daddr),
+                                  encrypted: flags & CILIUM_EVENT_F_ENCRYPTED.rawValue != 0 ? true : nil), l4: l4,
                         source: s.source, destination: s.destination,
                         node_name: names.nodeName, event_type: eventType, traffic_direction: direction,
                         trace_observation_point: s.point, is_reply: flags & CILIUM_EVENT_F_REPLY.rawValue != 0, summary: summary)
