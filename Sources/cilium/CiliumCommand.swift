@@ -9,7 +9,7 @@ struct CiliumCommand: AsyncParsableCommand {
         commandName: "cilium",
         abstract: "CLI for the local Cilium agent.",
         subcommands: [StatusCommand.self, ConfigCommand.self, EndpointCommand.self, IdentityCommand.self, NodeCommand.self,
-                      PolicyCommand.self, ServiceCommand.self, BPFCommand.self, ConnectivityCommand.self, VersionCommand.self])
+                      PolicyCommand.self, ServiceCommand.self, BPFCommand.self, EncryptCommand.self, ConnectivityCommand.self, VersionCommand.self])
 }
 
 struct AgentOptions: ParsableArguments {
@@ -44,7 +44,7 @@ enum OutputFormat: String, ExpressibleByArgument {
 
 func printJSON<T: Encodable>(_ value: T) throws {
     let enc = JSONEncoder()
-    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     print(String(decoding: try enc.encode(value), as: UTF8.self))
 }
 

@@ -3,7 +3,9 @@ import API
 import CBPF
 import Config
 import Datapath
+import Diagnostics
 import Foundation
+import HTTPTransport
 import LinuxNet
 import Reconciler
 
@@ -16,6 +18,7 @@ public actor EncryptionSubsystem: StageSubsystem {
     public nonisolated let name = "encryption"
     public nonisolated let owns = PinOwnership(maps: ["cilium_encrypt_state"], directory: "encryption")
     public nonisolated let dependencies = ["networking"]
+    public nonisolated let apiPrefixes = ["/v1/encrypt"]
     public private(set) var context: SubsystemContext<Section>?
     public nonisolated let stage = PipelineStage(object: "encrypt", program: "cil_stage_encrypt", slot: CILIUM_STAGE_ENCRYPT)
 
@@ -200,22 +203,95 @@ public actor EncryptionSubsystem: StageSubsystem {
             return SubsystemStatus(enabled: true, state: h.state, message: h.message, summary: "\(type)   [not encrypting: \(h.message)]")
         }
         let state = (try? device.uapi.get()) ?? []
-        let peers = state.filter { $0.key == "public_key" }.count
+        let peers = Self.peers(state)
         let port = state.first { $0.key == "listen_port" }?.value ?? "?"
         // One line per peer, as the device has it (`cilium status --verbose`).
-        var peerLines: [String] = []
-        for (k, v) in state {
-            switch k {
-            case "public_key":
-                peerLines.append("peer \(WireGuardKey.bytes(hex: v).map { Data($0).base64EncodedString() } ?? v):")
-            case "endpoint", "allowed_ip", "last_handshake_time_sec":
-                if !peerLines.isEmpty { peerLines[peerLines.count - 1] += " \(k)=\(v)" }
-            default: break
-            }
+        let peerLines = peers.map { p in
+            "peer \(p.publicKey): endpoint=\(p.endpoint) " + p.allowedIPs.map { "allowed_ip=\($0)" }.joined(separator: " ")
+                + " last-handshake=\(p.lastHandshakeTime)"
         }
         return SubsystemStatus(
             enabled: true, state: h.state, message: h.message,
-            summary: "Wireguard [NodeEncryption: \(node), \(device.name) (Pubkey: \(key.publicKeyBase64), Port: \(port), Peers: \(peers))]",
+            summary: "Wireguard [NodeEncryption: \(node), \(device.name) (Pubkey: \(key.publicKeyBase64), Port: \(port), Peers: \(peers.count))]",
             details: ["device: wireguard-go (userspace fallback), UAPI socket \(device.socketPath)"] + peerLines + (keyNote.map { [$0] } ?? []))
+    }
+
+    /// The device's peers as its UAPI `get` lists them (keys in base64, as users see them).
+    static func peers(_ state: [(key: String, value: String)]) -> [EncryptionStatusResponse.Peer] {
+        var peers: [EncryptionStatusResponse.Peer] = []
+        var handshake = (sec: 0, nsec: 0)
+        func finish() {
+            guard !peers.isEmpty else { return }
+            peers[peers.count - 1].lastHandshakeTime = handshake.sec == 0 ? "0001-01-01T00:00:00Z"
+                : RFC3339.text(nanoseconds: Int64(handshake.sec) * 1_000_000_000 + Int64(handshake.nsec))
+        }
+        for (k, v) in state {
+            switch k {
+            case "public_key":
+                finish()
+                handshake = (0, 0)
+                peers.append(.init(publicKey: WireGuardKey.bytes(hex: v).map { Data($0).base64EncodedString() } ?? v, endpoint: "",
+                                   allowedIPs: [], lastHandshakeTime: "", transferRx: 0, transferTx: 0))
+            case _ where peers.isEmpty: continue
+            case "endpoint": peers[peers.count - 1].endpoint = v
+            case "allowed_ip": peers[peers.count - 1].allowedIPs.append(v)
+            case "rx_bytes": peers[peers.count - 1].transferRx = Int(v) ?? 0
+            case "tx_bytes": peers[peers.count - 1].transferTx = Int(v) ?? 0
+            case "last_handshake_time_sec": handshake.sec = Int(v) ?? 0
+            case "last_handshake_time_nsec": handshake.nsec = Int(v) ?? 0
+            default: break
+            }
+        }
+        finish()
+        return peers
+    }
+
+    /// `cilium encrypt status`, and `cilium encrypt rotate-key`.
+    public func handle(_ request: HTTPRequest) async -> HTTPResponse {
+        switch (request.method, request.path) {
+        case ("GET", "/v1/encrypt/status"):
+            return .json(encryptStatus())
+        case ("POST", "/v1/encrypt/rotate-key"):
+            do {
+                return .json(try await rotateKey())
+            } catch {
+                return .error(status: 409, message: "\(error)")
+            }
+        default:
+            return .error(status: 404, message: "no API endpoint \(request.method) \(request.path)")
+        }
+    }
+
+    private func encryptStatus() -> EncryptionStatusResponse {
+        guard let context else { return EncryptionStatusResponse(mode: "Disabled") }
+        guard context.section.type == .wireguard else {
+            return EncryptionStatusResponse(mode: "IPsec", msg: "IPsec needs ESP transforms, which this kernel lacks; traffic is not encrypted")
+        }
+        let node = context.section.nodeEncryption ? "Enabled" : "Disabled"
+        guard let device, let key, let state = try? device.uapi.get() else {
+            return EncryptionStatusResponse(mode: "Wireguard", wireguard: .init(interfaces: [], nodeEncryption: node),
+                                            msg: "cilium_wg0 is not running; traffic is not encrypted")
+        }
+        let port = state.first { $0.key == "listen_port" }.flatMap { Int($0.value) } ?? 0
+        return EncryptionStatusResponse(mode: "Wireguard", wireguard: .init(
+            interfaces: [.init(name: device.name, publicKey: key.publicKeyBase64, listenPort: port, peers: Self.peers(state))],
+            nodeEncryption: node))
+    }
+
+    /// A new key pair, written to the key file, put into the device (the peers stay) and published: each peer
+    /// replaces this node's key as soon as its agent sees the node record, and WireGuard shakes hands anew.
+    func rotateKey() async throws -> KeyRotationResponse {
+        guard let context, context.section.type == .wireguard else {
+            throw SubsystemError("rotate-key rotates the WireGuard key; IPsec keys change through encryption.ipsec.keyFile (a new SPI)")
+        }
+        guard device != nil, let old = key else { throw SubsystemError("cilium_wg0 is not running; nothing to rotate") }
+        let new = WireGuardKey.generate()
+        try WireGuardKey.write(new, to: context.stateDir + "/cilium_wg0.key")
+        key = new
+        keyNote = nil
+        configurePeers(await context.shared.remoteNodes.all())
+        await context.shared.localEncryption.upsert(LocalEncryptionRecord(wireguardPubKey: new.publicKeyBase64, encryptionKey: 255,
+                                                                          overhead: WireGuardConstants.overhead))
+        return KeyRotationResponse(previousPublicKey: old.publicKeyBase64, publicKey: new.publicKeyBase64)
     }
 }

@@ -94,6 +94,12 @@ package struct UserspaceWireGuard: Sendable {
             lines.append("replace_allowed_ips=true")
             lines += p.allowedIPs.map { "allowed_ip=\($0)" }
         }
+        // A new peer (or a peer's new key) gets a handshake now, not when its own retry comes (up to 5 s): turning a
+        // keepalive on sends one at once, and it is turned off again (or left as configured).
+        for p in peers where !current.contains(WireGuardKey.hex(p.publicKey)) && p.persistentKeepalive == 0 {
+            lines += ["public_key=\(WireGuardKey.hex(p.publicKey))", "update_only=true", "persistent_keepalive_interval=1",
+                      "public_key=\(WireGuardKey.hex(p.publicKey))", "update_only=true", "persistent_keepalive_interval=0"]
+        }
         try uapi.set(lines)
     }
 

@@ -2,6 +2,7 @@ import AgentModel
 import API
 import CBPF
 import Datapath
+import Diagnostics
 import Foundation
 
 /// Turns the datapath's event records (struct cilium_event) into flows,
@@ -36,15 +37,6 @@ package struct FlowDecoder: Sendable {
     package static func address(_ networkOrder: UInt32) -> String {
         let v = UInt32(bigEndian: networkOrder)
         return "\(v >> 24).\(v >> 16 & 0xff).\(v >> 8 & 0xff).\(v & 0xff)"
-    }
-
-    package static func rfc3339(nanoseconds: Int64) -> String {
-        let secs = nanoseconds / 1_000_000_000, frac = nanoseconds % 1_000_000_000
-        var t = time_t(secs)
-        var tmv = tm()
-        gmtime_r(&t, &tmv)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%09dZ", Int(tmv.tm_year) + 1900, Int(tmv.tm_mon) + 1, Int(tmv.tm_mday),
-                      Int(tmv.tm_hour), Int(tmv.tm_min), Int(tmv.tm_sec), Int(frac))
     }
 
     package func endpoint(address: UInt32, identity: UInt32) -> Flow.Endpoint {
@@ -151,7 +143,7 @@ package struct FlowDecoder: Sendable {
             verdict = "FORWARDED"
             eventType = .init(type: 4, sub_type: 0)
         }
-        var flow = Flow(time: Self.rfc3339(nanoseconds: Int64(bitPattern: e.timestamp_ns) + clockOffsetNs),
+        var flow = Flow(time: RFC3339.text(nanoseconds: Int64(bitPattern: e.timestamp_ns) + clockOffsetNs),
                         uuid: uuid(s.seq), verdict: verdict, drop_reason_desc: dropDesc,
                         IP: .init(source: Self.address(e.saddr), destination: Self.address(e.daddr),
                                   encrypted: flags & CILIUM_EVENT_F_ENCRYPTED.rawValue != 0 ? true : nil), l4: l4,
