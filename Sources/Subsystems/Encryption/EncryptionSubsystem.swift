@@ -23,7 +23,7 @@ public actor EncryptionSubsystem: StageSubsystem {
     public nonisolated let stage = PipelineStage(object: "encrypt", program: "cil_stage_encrypt", slot: CILIUM_STAGE_ENCRYPT)
 
     /// The running device and its key (WireGuard), once started.
-    private var device: UserspaceWireGuard?
+    private var device: (any WireGuardDevice)?
     /// wireguard-go's PID when this agent started it (it is our child: reaped when the device goes).
     private var startedPID: Int32?
     private var key: WireGuardKey?
@@ -202,7 +202,7 @@ public actor EncryptionSubsystem: StageSubsystem {
             let type = context?.section.type == .ipsec ? "IPsec" : "Wireguard"
             return SubsystemStatus(enabled: true, state: h.state, message: h.message, summary: "\(type)   [not encrypting: \(h.message)]")
         }
-        let state = (try? device.uapi.get()) ?? []
+        let state = (try? device.state()) ?? []
         let peers = Self.peers(state)
         let port = state.first { $0.key == "listen_port" }?.value ?? "?"
         // One line per peer, as the device has it (`cilium status --verbose`).
@@ -213,7 +213,7 @@ public actor EncryptionSubsystem: StageSubsystem {
         return SubsystemStatus(
             enabled: true, state: h.state, message: h.message,
             summary: "Wireguard [NodeEncryption: \(node), \(device.name) (Pubkey: \(key.publicKeyBase64), Port: \(port), Peers: \(peers.count))]",
-            details: ["device: wireguard-go (userspace fallback), UAPI socket \(device.socketPath)"] + peerLines + (keyNote.map { [$0] } ?? []))
+            details: ["device: \(device.implementation)"] + peerLines + (keyNote.map { [$0] } ?? []))
     }
 
     /// The device's peers as its UAPI `get` lists them (keys in base64, as users see them).
@@ -268,7 +268,7 @@ public actor EncryptionSubsystem: StageSubsystem {
             return EncryptionStatusResponse(mode: "IPsec", msg: "IPsec needs ESP transforms, which this kernel lacks; traffic is not encrypted")
         }
         let node = context.section.nodeEncryption ? "Enabled" : "Disabled"
-        guard let device, let key, let state = try? device.uapi.get() else {
+        guard let device, let key, let state = try? device.state() else {
             return EncryptionStatusResponse(mode: "Wireguard", wireguard: .init(interfaces: [], nodeEncryption: node),
                                             msg: "cilium_wg0 is not running; traffic is not encrypted")
         }

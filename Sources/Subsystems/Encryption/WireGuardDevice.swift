@@ -28,13 +28,37 @@ package struct WireGuardPeer: Equatable, Sendable {
     }
 }
 
+/// cilium_wg0, whoever runs it: wireguard-go (`UserspaceWireGuard`) or the kernel.
+package protocol WireGuardDevice: Sendable {
+    var name: String { get }
+    /// True when the device exists and answers.
+    var isRunning: Bool { get }
+    /// What runs it, for `cilium status --verbose` ("wireguard-go (userspace fallback), UAPI socket ...").
+    var implementation: String { get }
+    /// Private key, port, fwmark, and exactly `peers` (others go). Peers that stay are changed in place (their
+    /// sessions kept); a new peer, or one with a new key, gets a handshake at once.
+    func configure(key: WireGuardKey, port: UInt16, peers: [WireGuardPeer]) throws
+    /// The device's state in the UAPI's `get=1` form, whoever runs it: device keys (`private_key`, `listen_port`,
+    /// `fwmark`), then per peer from its `public_key` (hex): `endpoint`, `allowed_ip`, `rx_bytes`, `tx_bytes`,
+    /// `last_handshake_time_sec`/`_nsec`, `persistent_keepalive_interval`.
+    func state() throws -> [(key: String, value: String)]
+    /// Removes the device. `reaping`: a process of ours that ran it, waited for.
+    func delete(in netlink: Netlink, reaping pid: Int32?)
+}
+
+extension WireGuardDevice {
+    package func configure(key: WireGuardKey, peers: [WireGuardPeer]) throws {
+        try configure(key: key, port: WireGuardConstants.port, peers: peers)
+    }
+}
+
 /// `cilium_wg0` run by Debian's wireguard-go (the userspace fallback, `encryption.wireguard.userspaceFallback`), as a
 /// process of its own: it outlives the agent, and the next agent adopts it through its UAPI socket.
 ///
 /// wireguard-go puts its socket in the fixed /var/run/wireguard; each agent (several run on one machine in a
 /// sandbox) gives it a private mount of its own directory there, so the socket is `<directory>/cilium_wg0.sock`.
 /// The device lives in the network namespace of whoever starts it (the agent's).
-package struct UserspaceWireGuard: Sendable {
+package struct UserspaceWireGuard: WireGuardDevice {
     package let directory: String
     package let name: String
 
@@ -48,6 +72,8 @@ package struct UserspaceWireGuard: Sendable {
 
     /// True when a device answers on the socket.
     package var isRunning: Bool { (try? uapi.get()) != nil }
+    package var implementation: String { "wireguard-go (userspace fallback), UAPI socket \(socketPath)" }
+    package func state() throws -> [(key: String, value: String)] { try uapi.get() }
 
     /// Adopts the running device, or starts wireguard-go and waits for its socket. Returns the PID of the process it
     /// started (our child: `delete(in:reaping:)` reaps it), nil when it adopted a running device.
@@ -78,7 +104,7 @@ package struct UserspaceWireGuard: Sendable {
     }
 
     /// Private key, port, fwmark, and exactly `peers` (others go).
-    package func configure(key: WireGuardKey, port: UInt16 = WireGuardConstants.port, peers: [WireGuardPeer]) throws {
+    package func configure(key: WireGuardKey, port: UInt16, peers: [WireGuardPeer]) throws {
         // Peers are changed in place, not replaced: a peer that stays keeps its session (no new handshake, nothing lost).
         let current = Set(try uapi.get().filter { $0.key == "public_key" }.map(\.value))
         let wanted = Set(peers.map { WireGuardKey.hex($0.publicKey) })
@@ -105,7 +131,7 @@ package struct UserspaceWireGuard: Sendable {
 
     /// Removes the device: wireguard-go exits when its link goes. `reaping`: the wireguard-go we started (our child),
     /// waited for (SIGTERM after 2 s) so that no zombie is left.
-    package func delete(in netlink: Netlink, reaping pid: Int32? = nil) {
+    package func delete(in netlink: Netlink, reaping pid: Int32?) {
         try? netlink.deleteLink(.name(name))
         unlink(socketPath)
         guard let pid else { return }
