@@ -130,6 +130,12 @@ public enum Suite {
                 a.destination.isExternalOther ? .egress(.denylisted) : .egress(.policyDenied)
             })
         t.append(test("north-south-loadbalancing", [], [Scenarios.outsideToNodePort], fromOutside: true))
+        var podEncryption = ConnectivityTest(name: "pod-to-pod-encryption", check: EncryptionChecks.podToPod)
+        podEncryption.requirement = EncryptionChecks.needsPodEncryption
+        t.append(podEncryption)
+        var nodeEncryption = ConnectivityTest(name: "node-to-node-encryption", check: EncryptionChecks.nodeToNode)
+        nodeEncryption.requirement = EncryptionChecks.needsNodeEncryption
+        t.append(nodeEncryption)
         t.append(ConnectivityTest(name: "no-unexpected-packet-drops", check: Checks.noUnexpectedPacketDrops))
         t.append(ConnectivityTest(name: "check-log-errors", check: Checks.logErrors))
         return t
