@@ -106,7 +106,7 @@ let package = Package(
         .target(name: "CNIConfig", dependencies: ["Diagnostics", "Addressing"], swiftSettings: swift6),
         .executableTarget(name: "cilium-cni", dependencies: ["API", "HTTPTransport", "LinuxNet", "Diagnostics", "CNIConfig"], swiftSettings: swift6),
         .executableTarget(name: "hubble", dependencies: ["API", "HTTPTransport", "FlowDisplay"], swiftSettings: swift6),
-        .executableTarget(name: "cilium-bench", dependencies: ["Agent", "Datapath", "KVStore", "LinuxNet", "Reconciler", "CBPF", "API", "AgentModel", "HTTPTransport", "FlowDisplay", "Manifests", "ConnectionFlood"]
+        .executableTarget(name: "cilium-bench", dependencies: ["Agent", "Datapath", "KVStore", "LinuxNet", "Reconciler", "CBPF", "API", "AgentModel", "HTTPTransport", "FlowDisplay", "Manifests", "ConnectionFlood", "Spawning"]
                             + present("Policy", "LoadBalancer", "Hubble"),
                           swiftSettings: swift6),
 

@@ -43,6 +43,10 @@ struct Bench {
             for (what, result, target) in try CrossNode.run(bin: binDirectory()) { print(pad(what, 58) + pad(result, 26) + target) }
             return
         }
+        if only == "wireguard" {
+            for (what, result, target) in try WireGuardBenchmark.run(bin: binDirectory()) { print(pad(what, 58) + pad(result, 26) + target) }
+            return
+        }
         if only == "lb" {
             for (what, result, target) in try await SubsystemRows.loadBalancer(bin: binDirectory()) {
                 print(pad(what, 58) + pad(result, 26) + target)
@@ -75,6 +79,7 @@ struct Bench {
             .deletingLastPathComponent().path
         rows += try await PodPaths.run(bin: bin)
         rows += try CrossNode.run(bin: bin)
+        rows += try WireGuardBenchmark.run(bin: bin)
         rows += try ScaleBenchmark.run(bin: bin)
         rows += try await SubsystemRows.policy()
         rows += BadInputBenchmark.run()
