@@ -247,13 +247,14 @@ import TestSupport
     }
 
     /// `cilium connectivity test` runs upstream's pod-to-pod-encryption and node-to-node-encryption (with
-    /// nodeEncryption on): both pass, nothing between the nodes was seen in clear.
-    @Test func connectivityEncryptionScenariosPass() throws {
+    /// nodeEncryption on), in tunnel and in native routing mode: both pass, nothing between the nodes was seen in clear.
+    @Test(arguments: ["tunnel", "native"]) func connectivityEncryptionScenariosPass(mode: String) throws {
         if let missing = Self.tools {
             print("skipped: \(missing)")
             return
         }
-        let c = try Cluster(["encryption.nodeEncryption=true"])
+        let native = ["routingMode=native", "autoDirectNodeRoutes=true", "ipv4NativeRoutingCIDR=10.0.0.0/16"]
+        let c = try Cluster(["encryption.nodeEncryption=true"] + (mode == "native" ? native : []))
         defer { c.down() }
         let (code, out) = try runCapturing([buildDirectory() + "/cilium", "connectivity", "test", "--sandbox", c.name,
                                             "--test", "pod-to-pod-encryption", "--test", "node-to-node-encryption"])
