@@ -3,6 +3,7 @@ import API
 import CBPF
 import Datapath
 import Foundation
+import LinuxNet
 import Reconciler
 
 /// The agent's Prometheus metrics (`prometheus.enabled`, `prometheus.port`),
@@ -38,6 +39,15 @@ enum AgentMetrics {
                 p.add("cilium_drop_count_total", [("direction", row.direction), ("reason", row.reason)], Double(row.packets))
                 p.add("cilium_drop_bytes_total", [("direction", row.direction), ("reason", row.reason)], Double(row.bytes))
             }
+        }
+        // What went through cilium_wg0: into it (to be encrypted), out of it (decrypted).
+        if let nl = try? Netlink(), let wg = try? nl.statistics(.name("cilium_wg0")) {
+            p.family("cilium_wireguard_packets_total", .counter, "Packets through cilium_wg0, by direction: encrypted (sent to a peer) or decrypted (received)")
+            p.add("cilium_wireguard_packets_total", [("direction", "encrypted")], Double(wg.txPackets))
+            p.add("cilium_wireguard_packets_total", [("direction", "decrypted")], Double(wg.rxPackets))
+            p.family("cilium_wireguard_bytes_total", .counter, "Bytes through cilium_wg0, by direction: encrypted or decrypted")
+            p.add("cilium_wireguard_bytes_total", [("direction", "encrypted")], Double(wg.txBytes))
+            p.add("cilium_wireguard_bytes_total", [("direction", "decrypted")], Double(wg.rxBytes))
         }
         p.family("cilium_endpoint", .gauge, "Number of endpoints managed by this agent")
         p.add("cilium_endpoint", [], Double(await shared.endpoints.all().count))

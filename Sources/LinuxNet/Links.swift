@@ -16,6 +16,13 @@ extension Netlink {
         }
     }
 
+    public struct LinkStatistics: Sendable, Equatable {
+        public var rxPackets: UInt64
+        public var txPackets: UInt64
+        public var rxBytes: UInt64
+        public var txBytes: UInt64
+    }
+
     /// A network interface as RTM_GETLINK reports it.
     public struct Link: Sendable, Hashable {
         public var index: Int32
@@ -47,6 +54,25 @@ extension Netlink {
         } catch let error as NetlinkError where error.code == ENODEV {
             return nil
         }
+    }
+
+    /// A link's packet and byte counters (IFLA_STATS64), nil when it does not exist.
+    public func statistics(_ ref: LinkRef) throws -> LinkStatistics? {
+        var request = NetlinkRequest(type: NetlinkABI.getLink, flags: 0)
+        request.appendLinkSelector(ref)
+        let replies: [NetlinkReply]
+        do {
+            replies = try query(request, dump: false, "read the counters of link \(ref)")
+        } catch let error as NetlinkError where error.code == ENODEV {
+            return nil
+        }
+        for reply in replies where reply.type == NetlinkABI.newLink && reply.payload.count >= 16 {
+            // struct rtnl_link_stats64 begins rx_packets, tx_packets, rx_bytes, tx_bytes (u64 each).
+            guard let raw = NetlinkAttributes(reply.payload.dropFirst(16))[NetlinkABI.iflaStats64], raw.count >= 32 else { continue }
+            let v = (0..<4).map { raw.loadNative(UInt64.self, at: raw.startIndex + 8 * $0) }
+            return LinkStatistics(rxPackets: v[0], txPackets: v[1], rxBytes: v[2], txBytes: v[3])
+        }
+        return nil
     }
 
     /// All links of the namespace, ordered by ifindex.

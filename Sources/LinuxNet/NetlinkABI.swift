@@ -43,6 +43,7 @@ enum NetlinkABI {
     static let iflaMaster: UInt16 = 10
     static let iflaOperstate: UInt16 = 16
     static let iflaLinkinfo: UInt16 = 18
+    static let iflaStats64: UInt16 = 23
     static let iflaNetNsFD: UInt16 = 28
     static let iflaInfoKind: UInt16 = 1
     static let iflaInfoData: UInt16 = 2

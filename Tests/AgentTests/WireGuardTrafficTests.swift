@@ -99,7 +99,7 @@ import TestSupport
             print("skipped: \(missing)")
             return
         }
-        let c = try Cluster([])
+        let c = try Cluster(["prometheus.enabled=true"])
         defer { c.down() }
         let marker = "SECRET-\(UInt32.random(in: 0...UInt32.max))"
         try c.serveInB(marker: marker)
@@ -140,6 +140,14 @@ import TestSupport
         let encrypted = try c.flows("node1").filter { $0.IP?.encrypted == true && $0.IP?.destination == "10.0.1.2" }
         #expect(!encrypted.isEmpty, "Hubble shows flows from a to b that left encrypted")
         #expect(encrypted.allSatisfy { $0.trace_observation_point == "TO_CRYPTO" })
+        // The agent's metrics count what went through cilium_wg0 both ways.
+        let metrics = try runCapturing(["ip", "netns", "exec", c.namespace("node1"), "curl", "-s", "http://127.0.0.1:9962/metrics"]).1
+        let count = { (direction: String) -> Double in
+            metrics.split(separator: "\n").first { $0.hasPrefix("cilium_wireguard_packets_total{direction=\"\(direction)\"}") }
+                .flatMap { $0.split(separator: " ").last.flatMap { Double($0) } } ?? 0
+        }
+        print("cilium_wg0 on node1: \(count("encrypted")) packets encrypted, \(count("decrypted")) decrypted")
+        #expect(count("encrypted") > 100 && count("decrypted") > 2000, "\(metrics.split(separator: "\n").filter { $0.contains("wireguard") })")
     }
 
     /// The agent dies (kill -9) during a transfer through WireGuard: the device (its own process) and the
