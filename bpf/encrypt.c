@@ -91,3 +91,13 @@ int cil_stage_encrypt(struct __sk_buff *skb)
 	}
 	return pipeline_next(skb);
 }
+
+/* On cilium_wg0's ingress: what comes out was decrypted. The mark survives the
+ * tunnel's decapsulation and the node's routing, and the events of the packet
+ * say it arrived encrypted. */
+SEC("tc")
+int cil_from_wireguard(struct __sk_buff *skb)
+{
+	*(volatile __u32 *)&skb->mark = (skb->mark & ~CILIUM_MARK_MAGIC_MASK) | CILIUM_MARK_DECRYPT;
+	return TC_ACT_OK;
+}

@@ -1,4 +1,5 @@
 import CBPF
+import Glibc
 import Reconciler
 
 /// A subsystem's stage in the pipeline: its BPF object, loaded with the shared
@@ -51,6 +52,12 @@ public actor PipelineStage {
         await object?.close()
         object = nil
         program = nil
+    }
+
+    /// Another program of the stage's object (one the subsystem attaches itself), once installed.
+    public func otherProgram(_ name: String) async throws -> BPFProgram {
+        guard let object else { throw BPFError("find program \(name) of \(objectName) (the stage is not loaded)", errno: ENOENT) }
+        return try await object.program(name)
     }
 
     public var isInstalled: Bool { program != nil }

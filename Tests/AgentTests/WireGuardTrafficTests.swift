@@ -140,6 +140,9 @@ import TestSupport
         let encrypted = try c.flows("node1").filter { $0.IP?.encrypted == true && $0.IP?.destination == "10.0.1.2" }
         #expect(!encrypted.isEmpty, "Hubble shows flows from a to b that left encrypted")
         #expect(encrypted.allSatisfy { $0.trace_observation_point == "TO_CRYPTO" })
+        // On node2, what arrived through cilium_wg0 says so too.
+        let arrived = try c.flows("node2").filter { $0.IP?.source == "10.0.0.2" && $0.IP?.destination == "10.0.1.2" }
+        #expect(!arrived.isEmpty && arrived.allSatisfy { $0.IP?.encrypted == true }, "\(arrived.map { $0.IP?.encrypted ?? false })")
         // The agent's metrics count what went through cilium_wg0 both ways.
         let metrics = try runCapturing(["ip", "netns", "exec", c.namespace("node1"), "curl", "-s", "http://127.0.0.1:9962/metrics"]).1
         let count = { (direction: String) -> Double in

@@ -414,8 +414,10 @@ enum lb_xdp_counter {
 #define CILIUM_WG_PORT 51871
 /* skb->mark, bits 8-15 (upstream's magic values): ENCRYPT is set on a pod's packet that
  * must leave the node encrypted (it survives the tunnel's encapsulation and routing);
- * WIREGUARD is on the packets cilium_wg0 itself emits. */
+ * DECRYPT on a packet that came out of the encryption device; WIREGUARD is on the
+ * packets cilium_wg0 itself emits. */
 #define CILIUM_MARK_MAGIC_MASK 0xff00
+#define CILIUM_MARK_DECRYPT    0x0d00
 #define CILIUM_MARK_ENCRYPT    0x0e00
 #define CILIUM_MARK_WIREGUARD  0x1e00
 
@@ -449,7 +451,7 @@ enum cilium_event_flags {
 	CILIUM_EVENT_F_REPLY = 1,  /* the packet is a reply of a tracked connection */
 	CILIUM_EVENT_F_AUDIT = 2,  /* policy would have dropped it; audit mode let it pass */
 	CILIUM_EVENT_F_ICMP_TYPE_IN_DPORT = 4,
-	CILIUM_EVENT_F_ENCRYPTED = 8, /* TRACE of the encryption stage: the packet leaves the node encrypted */
+	CILIUM_EVENT_F_ENCRYPTED = 8, /* the packet leaves the node encrypted (the encryption stage's TRACE) or arrived so */
 };
 
 struct cilium_event {

@@ -149,6 +149,7 @@ struct event_source {
 	__u32 length;
 	__u32 src_identity;
 	__u32 dst_identity;
+	__u32 flags; /* enum cilium_event_flags the packet itself carries */
 };
 
 static __always_inline void skb_event_source(struct __sk_buff *skb, struct event_source *src)
@@ -157,6 +158,8 @@ static __always_inline void skb_event_source(struct __sk_buff *skb, struct event
 	src->length = skb->len;
 	src->src_identity = skb->cb[CILIUM_CB_SRC_IDENTITY];
 	src->dst_identity = skb->cb[CILIUM_CB_DST_IDENTITY];
+	/* It came out of the encryption device (cil_from_wireguard marked it). */
+	src->flags = (skb->mark & CILIUM_MARK_MAGIC_MASK) == CILIUM_MARK_DECRYPT ? CILIUM_EVENT_F_ENCRYPTED : 0;
 }
 
 static __always_inline void emit_record(const struct event_source *src, __u8 type, __u8 stage, __u8 reason,
@@ -175,7 +178,7 @@ static __always_inline void emit_record(const struct event_source *src, __u8 typ
 	e->stage = stage;
 	e->reason = reason;
 	e->direction = direction;
-	e->flags = flags;
+	e->flags = flags | src->flags;
 	e->ifindex = src->ifindex;
 	e->src_identity = src->src_identity;
 	e->dst_identity = src->dst_identity;

@@ -67,7 +67,14 @@ public actor EncryptionSubsystem: StageSubsystem {
         }
         do {
             try startWireGuard(context)
-            try writeState(context, deviceIndex: try Netlink().link(.name(WireGuardConstants.device)).map { UInt32($0.index) })
+            let wg = try Netlink().link(.name(WireGuardConstants.device))
+            // What comes out of the device is marked decrypted (flows say it arrived encrypted).
+            if let wg {
+                try BPFFS.makeDirectories(owns.links(bpfRoot: context.bpfRoot))
+                _ = try Attach.tcx(try await stage.otherProgram("cil_from_wireguard"), ifindex: wg.index, direction: .ingress,
+                                   pinPath: decryptLinkPin(context.bpfRoot))
+            }
+            try writeState(context, deviceIndex: wg.map { UInt32($0.index) })
             await context.shared.localEncryption.upsert(LocalEncryptionRecord(wireguardPubKey: key?.publicKeyBase64, encryptionKey: 255,
                                                                                      overhead: WireGuardConstants.overhead))
             let nodes = context.shared.remoteNodes
@@ -145,10 +152,17 @@ public actor EncryptionSubsystem: StageSubsystem {
     /// Disabled at start: a device a previous agent left goes too.
     public func removeLeftovers(bpfRoot: String) async {
         await stage.removeLeftover(bpfRoot: bpfRoot)
-        deleteDevice()
+        deleteDevice(bpfRoot: bpfRoot)
     }
 
-    private func deleteDevice() {
+    /// The pinned link of cilium_from_wireguard on the device's ingress.
+    private func decryptLinkPin(_ bpfRoot: String) -> String { owns.links(bpfRoot: bpfRoot) + "/ingress-cilium_wg0" }
+
+    private func deleteDevice(bpfRoot: String? = nil) {
+        if let root = bpfRoot ?? context?.bpfRoot {
+            BPFLink.openPinned(decryptLinkPin(root))?.detach()
+            unlink(decryptLinkPin(root))
+        }
         guard let nl = try? Netlink(), (try? nl.link(.name(WireGuardConstants.device))) != nil else { return }
         (device ?? UserspaceWireGuard(directory: (context?.stateDir ?? "/var/run/cilium") + "/wireguard")).delete(in: nl, reaping: startedPID)
         device = nil

@@ -85,7 +85,7 @@ package struct FlowDecoder: Sendable {
     package func resolve(_ e: cilium_event, seq: UInt64) -> Stored? {
         guard Self.kinds.contains(e.type) else { return nil }
         let point: String? = e.type != UInt8(CILIUM_EVENT_TRACE.rawValue) ? nil
-            : UInt32(e.flags) & CILIUM_EVENT_F_ENCRYPTED.rawValue != 0 ? "TO_CRYPTO"
+            : UInt32(e.stage) == CILIUM_STAGE_ENCRYPT.rawValue ? "TO_CRYPTO"
             : names.endpoints[e.daddr] != nil ? "TO_ENDPOINT" : names.remote[e.daddr] != nil && names.tunnel ? "TO_OVERLAY" : "TO_STACK"
         return Stored(seq: seq, event: e, source: endpoint(address: e.saddr, identity: e.src_identity),
                       destination: endpoint(address: e.daddr, identity: e.dst_identity), policy: policy(e.rule_id), point: point)
