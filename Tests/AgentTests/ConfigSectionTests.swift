@@ -57,7 +57,7 @@ import TestSupport
     /// The keys that drifted from the hand-kept lists (issue 14, defect 3).
     @Test(arguments: [
         ("agent.resourceDirectory", ["networking", "loadbalancer", "policy"]),
-        ("devices", ["networking", "loadbalancer", "hostfirewall"]),
+        ("devices", ["networking", "loadbalancer", "hostfirewall", "encryption"]),
         ("routingMode", ["networking", "hubble"]),
         ("etcd.endpoints", ["networking"]),
         ("maglev.tableSize", ["loadbalancer"]),
