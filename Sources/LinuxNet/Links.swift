@@ -145,6 +145,12 @@ extension Netlink {
         }
     }
 
+    /// Creates a WireGuard device (the kernel's, Linux 5.6+): keys, port and peers are set through its generic
+    /// netlink family (`GenericNetlink.setWireGuardDevice`). EOPNOTSUPP when the kernel has no WireGuard.
+    public func createWireGuard(name: String, mtu: UInt32? = nil) throws {
+        try createLink(name: name, kind: "wireguard", mtu: mtu) { _ in }
+    }
+
     private func createLink(name: String, kind: String, mtu: UInt32?, data: (inout NetlinkRequest) -> Void) throws {
         var request = NetlinkRequest(type: NetlinkABI.newLink, flags: NetlinkABI.fCreate | NetlinkABI.fExcl)
         request.appendLinkHeader()

@@ -5,6 +5,7 @@ import Glibc
 
 enum NetlinkABI {
     static let netlinkRoute: Int32 = 0              // NETLINK_ROUTE
+    static let netlinkGeneric: Int32 = 16           // NETLINK_GENERIC
     static let solNetlink: Int32 = 270              // SOL_NETLINK
     static let capAck: Int32 = 10                   // NETLINK_CAP_ACK: errors do not echo our request
     static let extAck: Int32 = 11                   // NETLINK_EXT_ACK: kernel adds a text reason to errors
@@ -28,6 +29,7 @@ enum NetlinkABI {
     static let fCapped: UInt16 = 0x100              // on NLMSG_ERROR: request payload not echoed
     static let fAckTLVs: UInt16 = 0x200             // on NLMSG_ERROR: extended-ack attributes follow
     static let errAttrMsg: UInt16 = 1               // NLMSGERR_ATTR_MSG
+    static let nlaFNested: UInt16 = 0x8000          // NLA_F_NESTED, or'ed into a nested attribute's type
 
     // rtnetlink message types
     static let newLink: UInt16 = 16, delLink: UInt16 = 17, getLink: UInt16 = 18

@@ -55,7 +55,15 @@ struct NetlinkRequest {
         withUnsafeBytes(of: length) { bytes.replaceSubrange(start..<start + 2, with: $0) }
     }
 
+    /// Drops what was appended after the first `count` bytes (an attribute that made a message too big).
+    mutating func truncate(to count: Int) { bytes.removeSubrange(count...) }
+
     // Family headers.
+
+    /// struct genlmsghdr: command, family version, reserved
+    mutating func appendGenericHeader(command: UInt8, version: UInt8) {
+        append(command); append(version); append(UInt16(0))
+    }
 
     /// struct ifinfomsg
     mutating func appendLinkHeader(index: Int32 = 0, flags: UInt32 = 0, change: UInt32 = 0) {
@@ -126,15 +134,22 @@ struct NetlinkAttributes {
     private var values: [UInt16: ArraySlice<UInt8>] = [:]
 
     init(_ data: ArraySlice<UInt8>) {
+        for (type, payload) in NetlinkAttributes.list(data) { values[type] = payload }
+    }
+
+    /// All attributes in order, repeated types included: the elements of a nested list (whose types are
+    /// indexes, or all 0) as well as a message's attributes.
+    static func list(_ data: ArraySlice<UInt8>) -> [(type: UInt16, payload: ArraySlice<UInt8>)] {
+        var out: [(type: UInt16, payload: ArraySlice<UInt8>)] = []
         var offset = data.startIndex
         while data.endIndex - offset >= 4 {
             let length = Int(data.loadNative(UInt16.self, at: offset))
             guard length >= 4, offset + length <= data.endIndex else { break }
             // Mask NLA_F_NESTED / NLA_F_NET_BYTEORDER: callers know what each attribute holds.
-            let type = data.loadNative(UInt16.self, at: offset + 2) & 0x3fff
-            values[type] = data[(offset + 4)..<(offset + length)]
+            out.append((data.loadNative(UInt16.self, at: offset + 2) & 0x3fff, data[(offset + 4)..<(offset + length)]))
             offset += netlinkAlign(length)
         }
+        return out
     }
 
     subscript(type: UInt16) -> ArraySlice<UInt8>? { values[type] }
