@@ -19,9 +19,9 @@ import TestSupport
     final class Cluster {
         let name = "wt" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
         let sandbox = buildDirectory() + "/cilium-sandbox"
-        init(_ settings: [String]) throws {
+        init(_ settings: [String], fallback: Bool = true) throws {
             let up = try runCapturing([sandbox, "up", "--name", name, "--nodes", "2", "--set", "encryption.enabled=true",
-                                       "--set", "encryption.wireguard.userspaceFallback=true"] + settings.flatMap { ["--set", $0] })
+                                       "--set", "encryption.wireguard.userspaceFallback=\(fallback)"] + settings.flatMap { ["--set", $0] })
             guard up.0 == 0 else {
                 down()
                 throw TestFailure("sandbox up: \(up.1)")
@@ -101,6 +101,33 @@ import TestSupport
         }
         let c = try Cluster(["prometheus.enabled=true"])
         defer { c.down() }
+        #expect(try c.cilium("node1", ["status", "--verbose"]).1.contains("device: wireguard-go (userspace fallback)"))
+        try Self.noPlaintextOnTheUnderlay(c)
+    }
+
+    /// The same under the second kernel (Debian 6.12, which has WireGuard), without the fallback: cilium_wg0 is the
+    /// kernel's device, made and configured by our own netlink code.
+    @Test func kernelWireGuardUnderTheSecondKernel() throws {
+        let run = try SecondKernel.run(suite: "WireGuardTrafficTests", test: "kernelWireGuardUnderTheSecondKernel") {
+            let c = try Cluster(["prometheus.enabled=true"], fallback: false)
+            defer { c.down() }
+            let status = try c.cilium("node1", ["status", "--verbose"]).1
+            #expect(status.contains("device: kernel WireGuard"), "\(status)")
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline, try !c.cilium("node1", ["status"]).1.contains("Peers: 1)") { usleep(100_000) }
+            try Self.noPlaintextOnTheUnderlay(c)
+            // A rotation works there too.
+            #expect(try c.cilium("node1", ["encrypt", "rotate-key"]).0 == 0)
+            var ok = false
+            for _ in 0..<50 where !ok {
+                ok = try c.exec("a", "busybox ping -c 1 -W 1 10.0.1.2").0 == 0
+            }
+            #expect(ok, "pod to pod after rotate-key")
+        }
+        if let run { #expect(run.passed, "under the second kernel (exit \(run.status))") }
+    }
+
+    static func noPlaintextOnTheUnderlay(_ c: Cluster) throws {
         let marker = "SECRET-\(UInt32.random(in: 0...UInt32.max))"
         try c.serveInB(marker: marker)
         // Until both nodes have their peer, WireGuard drops (nothing leaves in clear).

@@ -11,8 +11,8 @@ import Reconciler
 
 /// Transparent encryption (`encryption.enabled`, `encryption.type`). The encryption stage sits in the pipeline while
 /// enabled. With WireGuard, the node's key pair (`<agent.stateDir>/cilium_wg0.key`) and the `cilium_wg0` device exist:
-/// run by wireguard-go where the kernel has no WireGuard (`encryption.wireguard.userspaceFallback`), configured over
-/// its UAPI socket, and adopted by the next agent. The stage steers traffic for keyed nodes into the device
+/// the kernel's WireGuard device (our own rtnetlink and generic netlink), or wireguard-go where the kernel has none
+/// (`encryption.wireguard.userspaceFallback`, configured over its UAPI socket); the next agent adopts either. The stage steers traffic for keyed nodes into the device
 /// (`cilium_encrypt_state` says which device and how strict). IPsec needs ESP, which this kernel lacks.
 public actor EncryptionSubsystem: StageSubsystem {
     public nonisolated let name = "encryption"
@@ -174,22 +174,37 @@ public actor EncryptionSubsystem: StageSubsystem {
         let (key, note) = try WireGuardKey.loadOrCreate(path: c.stateDir + "/cilium_wg0.key")
         self.key = key
         keyNote = note
-        guard c.section.userspaceFallback else {
-            let kernel = FileManager.default.fileExists(atPath: "/sys/module/wireguard")
-            throw SubsystemError(kernel
-                ? "encryption.type=wireguard: a kernel WireGuard device is not built yet; set encryption.wireguard.userspaceFallback=true to run cilium_wg0 with wireguard-go"
-                : "encryption.type=wireguard: this kernel has no WireGuard (no wireguard module); set encryption.wireguard.userspaceFallback=true to run cilium_wg0 with wireguard-go")
-        }
-        let dev = UserspaceWireGuard(directory: c.stateDir + "/wireguard")
-        startedPID = try dev.ensureRunning()
-        try dev.configure(key: key, peers: [])
         let nl = try Netlink()
-        // The node's uplink sizes cilium_wg0 (its MTU - 80).
+        let existing = try nl.link(.name(WireGuardConstants.device))
+        let dev: any WireGuardDevice
+        // The kernel's WireGuard where it has one (a kernel device left running is adopted); wireguard-go where it
+        // has none and the fallback is on (a wireguard-go device left running is adopted).
+        if existing?.kind == "wireguard" || (existing == nil && (try? KernelWireGuard.checkKernelSupport()) != nil) {
+            let kernel = try KernelWireGuard()
+            try kernel.ensureCreated()
+            dev = kernel
+            startedPID = nil
+        } else {
+            guard c.section.userspaceFallback else {
+                do {
+                    try KernelWireGuard.checkKernelSupport()
+                } catch {
+                    throw SubsystemError("encryption.type=wireguard: \(error)")
+                }
+                throw SubsystemError("encryption.type=wireguard: \(WireGuardConstants.device) exists and is not a kernel WireGuard device; "
+                                     + "delete it, or set encryption.wireguard.userspaceFallback=true to adopt it")
+            }
+            let userspace = UserspaceWireGuard(directory: c.stateDir + "/wireguard")
+            startedPID = try userspace.ensureRunning()
+            dev = userspace
+        }
+        // The node's uplink sizes cilium_wg0 (its MTU - 80). Up before the peers: a new peer gets its handshake at once.
         let base = nl.uplinkMTU(devices: c.section.devices) ?? 1500
         try nl.setLinkMTU(.name(dev.name), mtu: base - WireGuardConstants.overhead)
         try nl.setLinkUp(.name(dev.name))
         // Decrypted packets come out of cilium_wg0 with sources the routes send elsewhere.
         try? "0".write(toFile: "/proc/sys/net/ipv4/conf/\(dev.name)/rp_filter", atomically: false, encoding: .utf8)
+        try dev.configure(key: key, peers: [])
         device = dev
     }
 
