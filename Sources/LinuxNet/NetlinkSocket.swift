@@ -49,12 +49,13 @@ public final class Netlink: Sendable {
         self.init(fd: try NetworkNamespace.run(inNamespaceFD: namespaceFD) { try Netlink.openSocket() })
     }
 
-    private init(fd: Int32) { self.fd = fd }
+    init(fd: Int32) { self.fd = fd }
 
     deinit { close(fd) }
 
-    private static func openSocket() throws -> Int32 {
-        let fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NetlinkABI.netlinkRoute)
+    /// A netlink socket of `family` (NETLINK_ROUTE unless said otherwise; `XFRM` uses NETLINK_XFRM).
+    static func openSocket(family: Int32 = NetlinkABI.netlinkRoute) throws -> Int32 {
+        let fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), family)
         guard fd >= 0 else { throw NetlinkError(operation: "open netlink socket", code: errno) }
         var on: Int32 = 1
         // Best effort: older kernels lack these; errors then simply carry less detail.
