@@ -146,7 +146,8 @@ public final class XFRM: Sendable {
                             "add xfrm state \(state)")
     }
 
-    /// Replaces the keys, marks and the rest of an existing state in place (ESRCH if there is none).
+    /// Updates an existing state in place (ESRCH if there is none). The kernel takes only the output mark (when one
+    /// is given), the lifetimes and the selector: other keys or algorithms need a delete and an add.
     public func updateState(_ state: State) throws {
         try netlink.execute(state.request(type: XFRMABI.updSA, flags: 0), "update xfrm state \(state)")
     }
