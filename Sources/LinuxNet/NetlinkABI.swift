@@ -36,6 +36,7 @@ enum NetlinkABI {
     static let newAddr: UInt16 = 20, delAddr: UInt16 = 21, getAddr: UInt16 = 22
     static let newRoute: UInt16 = 24, delRoute: UInt16 = 25, getRoute: UInt16 = 26
     static let newNeigh: UInt16 = 28, delNeigh: UInt16 = 29, getNeigh: UInt16 = 30
+    static let newRule: UInt16 = 32, delRule: UInt16 = 33, getRule: UInt16 = 34
 
     // IFLA_* link attributes
     static let iflaAddress: UInt16 = 1
@@ -75,6 +76,15 @@ enum NetlinkABI {
     static let ndaDst: UInt16 = 1
     static let ndaLladdr: UInt16 = 2
     static let nudPermanent: UInt16 = 0x80
+
+    // FRA_* rule attributes (linux/fib_rules.h)
+    static let fraDst: UInt16 = 1
+    static let fraSrc: UInt16 = 2
+    static let fraPriority: UInt16 = 6
+    static let fraFwmark: UInt16 = 10
+    static let fraTable: UInt16 = 15
+    static let fraFwmask: UInt16 = 16
+    static let frActToTable: UInt8 = 1              // FR_ACT_TO_TBL
 
     static let afInet = UInt8(AF_INET)
 }

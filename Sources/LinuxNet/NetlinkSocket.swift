@@ -52,16 +52,17 @@ public final class Netlink: Sendable {
     /// A socket of another netlink protocol (`GenericNetlink` keeps a NETLINK_GENERIC one), in `namespace`
     /// or the calling thread's.
     convenience init(netlinkProtocol: Int32, namespace: NetworkNamespace?) throws {
-        let open = { try Netlink.openSocket(netlinkProtocol) }
+        let open = { try Netlink.openSocket(family: netlinkProtocol) }
         self.init(fd: try namespace.map { try $0.run(open) } ?? open())
     }
 
-    private init(fd: Int32) { self.fd = fd }
+    init(fd: Int32) { self.fd = fd }
 
     deinit { close(fd) }
 
-    private static func openSocket(_ netlinkProtocol: Int32 = NetlinkABI.netlinkRoute) throws -> Int32 {
-        let fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), netlinkProtocol)
+    /// A netlink socket of `family` (NETLINK_ROUTE unless said otherwise; GenericNetlink and XFRM use others).
+    static func openSocket(family: Int32 = NetlinkABI.netlinkRoute) throws -> Int32 {
+        let fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), family)
         guard fd >= 0 else { throw NetlinkError(operation: "open netlink socket", code: errno) }
         var on: Int32 = 1
         // Best effort: older kernels lack these; errors then simply carry less detail.
