@@ -1,6 +1,10 @@
 /* The Encryption stage (owned by the Encryption subsystem), in slot CILIUM_STAGE_ENCRYPT of
  * cilium_calls while the subsystem is enabled.
  *
+ * IPsec: a pod's packet for another node is marked with the XFRM OUT policy's mark for that
+ * node (in tunnel mode the mark survives encapsulation, and the VXLAN device's route lookup
+ * applies the policy to the VXLAN packet); an arriving ESP packet gets the mark of its
+ * sender's IN state. WireGuard: 
  * A pod's packet for another node whose ipcache entry has a key is marked ENCRYPT; the mark
  * survives the tunnel's encapsulation (same namespace) and the node's routing. On the node's
  * device, a marked packet (in tunnel mode: the VXLAN packet itself, so the identity in the
@@ -21,6 +25,20 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_encrypt_state SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct encrypt_node_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_encrypt_nodes SEC(".maps");
+
+static __always_inline void set_mark_magic(struct __sk_buff *skb, __u32 mark)
+{
+	/* A whole-word store: the verifier refuses byte stores into the context. */
+	*(volatile __u32 *)&skb->mark = mark;
+}
+
 static __always_inline struct ipcache_value *ipcache_lookup(__u32 addr)
 {
 	struct ipcache_key key = { .prefixlen = CIL_IPV4_HOST_PREFIX, .addr = addr };
@@ -40,9 +58,20 @@ static __always_inline int from_pod(struct __sk_buff *skb, const struct encrypt_
 	/* Only what another node hosts (its pods, its address) leaves the node between nodes. */
 	if (!dst || (!dst->tunnel_endpoint && dst->identity != CILIUM_ID_REMOTE_NODE))
 		return pipeline_next(skb);
-	if (dst->key && cfg->wg_ifindex) {
-		/* A whole-word store: the verifier refuses byte stores into the context. */
-		*(volatile __u32 *)&skb->mark = (skb->mark & ~CILIUM_MARK_MAGIC_MASK) | CILIUM_MARK_ENCRYPT;
+	int encrypt = 0;
+	if (cfg->flags & CILIUM_ENCRYPT_F_IPSEC) {
+		/* The node hosting it: the XFRM OUT policy for it matches the mark. */
+		__u32 node = dst->tunnel_endpoint ? dst->tunnel_endpoint : t->daddr;
+		struct encrypt_node_value *n = bpf_map_lookup_elem(&cilium_encrypt_nodes, &node);
+		if (n && n->spi) {
+			set_mark_magic(skb, CILIUM_MARK_ENCRYPT | ((__u32)(n->spi & 0xf) << 12) | ((__u32)n->node_id << 16));
+			encrypt = 1;
+		}
+	} else if (dst->key && cfg->wg_ifindex) {
+		set_mark_magic(skb, (skb->mark & ~CILIUM_MARK_MAGIC_MASK) | CILIUM_MARK_ENCRYPT);
+		encrypt = 1;
+	}
+	if (encrypt) {
 		if ((skb->cb[CILIUM_CB_HOOK] >> CILIUM_CB_FLAGS_SHIFT) & CILIUM_CB_F_NEW)
 			emit_event_full(skb, CILIUM_EVENT_TRACE, CILIUM_STAGE_ENCRYPT, 0, CILIUM_DIR_EGRESS,
 					CILIUM_EVENT_F_ENCRYPTED, t, 0);
@@ -75,15 +104,34 @@ static __always_inline int to_device(struct __sk_buff *skb, const struct encrypt
 	return bpf_redirect(cfg->wg_ifindex, 0);
 }
 
+/* An ESP packet arriving from another node (IPsec): marked with that node's ID, which its
+ * IN state's mark asks for. */
+static __always_inline int from_device(struct __sk_buff *skb, const struct encrypt_config *cfg,
+				       const struct packet_tuple *t)
+{
+	if ((cfg->flags & CILIUM_ENCRYPT_F_IPSEC) && t->protocol == CILIUM_IPPROTO_ESP) {
+		__u32 node = t->saddr;
+		struct encrypt_node_value *n = bpf_map_lookup_elem(&cilium_encrypt_nodes, &node);
+		if (n) {
+			stage_account(skb, CILIUM_STAGE_ENCRYPT);
+			set_mark_magic(skb, CILIUM_MARK_DECRYPT | ((__u32)n->node_id << 16));
+		}
+	}
+	return pipeline_next(skb);
+}
+
 SEC("tc")
 int cil_stage_encrypt(struct __sk_buff *skb)
 {
 	__u32 zero = 0;
 	struct encrypt_config *cfg = bpf_map_lookup_elem(&cilium_encrypt_state, &zero);
 	struct packet_tuple t = {};
-	if (!cfg || skb->cb[CILIUM_CB_DIRECTION] != CILIUM_DIR_EGRESS || parse_ipv4(skb, &t) <= 0)
+	if (!cfg || parse_ipv4(skb, &t) <= 0)
 		return pipeline_next(skb);
-	if ((skb->cb[CILIUM_CB_HOOK] >> CILIUM_CB_FLAGS_SHIFT) & CILIUM_CB_F_NETDEV)
+	int netdev = (skb->cb[CILIUM_CB_HOOK] >> CILIUM_CB_FLAGS_SHIFT) & CILIUM_CB_F_NETDEV;
+	if (skb->cb[CILIUM_CB_DIRECTION] != CILIUM_DIR_EGRESS)
+		return netdev ? from_device(skb, cfg, &t) : pipeline_next(skb);
+	if (netdev)
 		return to_device(skb, cfg, &t);
 	if ((skb->cb[CILIUM_CB_HOOK] & CILIUM_CB_HOOK_MASK) == CILIUM_HOOK_TC_INGRESS) {
 		stage_account(skb, CILIUM_STAGE_ENCRYPT);

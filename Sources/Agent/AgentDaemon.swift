@@ -115,6 +115,11 @@ public actor AgentDaemon {
         if case .failed(let why) = await host.state(of: "networking") {
             throw AgentError("datapath: \(why)")
         }
+        // IPsec that cannot start (no ESP, a bad key file) refuses the agent: it never runs half-started with pod
+        // traffic leaving in clear.
+        if config.encryption.enabled, config.encryption.type == .ipsec, case .failed(let why) = await host.state(of: "encryption") {
+            throw AgentError("encryption: \(why)")
+        }
     }
 
     /// READY follows each running subsystem's first full sync (for Networking, the kvstore's

@@ -26,6 +26,8 @@ public final class SharedState: Sendable {
     /// What this node publishes about its encryption in its node record (key 0). Written by Encryption,
     /// published by Networking.
     public let localEncryption = StateTable<LocalEncryptionRecord>(name: "local-encryption")
+    /// This node as the cluster sees it (Networking writes it; Encryption reads its address and boot ID).
+    public let localNode = StateTable<LocalNodeRecord>(name: "local-node")
 
     public init() {}
 }
@@ -39,13 +41,31 @@ public struct RemoteNodeRecord: TableObject, Codable, Equatable {
     public var wireguardPubKey: String?
     /// Its record's EncryptionKey (255 with WireGuard, its SPI with IPsec, 0 without encryption).
     public var encryptionKey: UInt8
+    /// Its kernel's boot ID (upstream's BootID: per-tunnel IPsec keys are derived from it).
+    public var bootID: String?
     public var key: String { name }
-    public init(name: String, address: String, podCIDR: String, wireguardPubKey: String? = nil, encryptionKey: UInt8 = 0) {
+    public init(name: String, address: String, podCIDR: String, wireguardPubKey: String? = nil, encryptionKey: UInt8 = 0,
+                bootID: String? = nil) {
         self.name = name
         self.address = address
         self.podCIDR = podCIDR
         self.wireguardPubKey = wireguardPubKey
         self.encryptionKey = encryptionKey
+        self.bootID = bootID
+    }
+}
+
+public struct LocalNodeRecord: TableObject, Codable, Equatable {
+    public var name: String
+    public var address: String
+    public var podCIDR: String
+    public var bootID: String
+    public var key: Int { 0 }
+    public init(name: String, address: String, podCIDR: String, bootID: String) {
+        self.name = name
+        self.address = address
+        self.podCIDR = podCIDR
+        self.bootID = bootID
     }
 }
 

@@ -72,6 +72,12 @@ public struct AgentConfig: Codable, Sendable, Equatable {
             public var persistentKeepalive = 0
             public init() {}
         }
+        public struct IPsec: Codable, Sendable, Equatable {
+            public var keyFile = "/etc/ipsec/keys"
+            /// How long the previous key stays after a rotation (a Go duration, e.g. "5m").
+            public var keyRotationDuration = "5m"
+            public init() {}
+        }
         public struct StrictMode: Codable, Sendable, Equatable {
             public var enabled = false
             /// Pod-to-pod traffic inside this CIDR never leaves the node unencrypted.
@@ -84,6 +90,7 @@ public struct AgentConfig: Codable, Sendable, Equatable {
         public var type = EncryptionType.wireguard
         public var nodeEncryption = false
         public var wireguard = WireGuard()
+        public var ipsec = IPsec()
         public var strictMode = StrictMode()
         public init() {}
     }

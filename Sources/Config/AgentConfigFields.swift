@@ -64,6 +64,8 @@ extension AgentConfig {
         "encryption.nodeEncryption": .bool(\.encryption.nodeEncryption),
         "encryption.wireguard.userspaceFallback": .bool(\.encryption.wireguard.userspaceFallback),
         "encryption.wireguard.persistentKeepalive": .int(\.encryption.wireguard.persistentKeepalive),
+        "encryption.ipsec.keyFile": .string(\.encryption.ipsec.keyFile),
+        "encryption.ipsec.keyRotationDuration": .string(\.encryption.ipsec.keyRotationDuration),
         "encryption.strictMode.enabled": .bool(\.encryption.strictMode.enabled),
         "encryption.strictMode.cidr": .string(\.encryption.strictMode.cidr),
         "encryption.strictMode.allowRemoteNodeIdentities": .bool(\.encryption.strictMode.allowRemoteNodeIdentities),

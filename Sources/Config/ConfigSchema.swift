@@ -25,6 +25,8 @@ public enum ConfigConstraint: Sendable, Equatable {
     case base64OrEmpty(bytes: Int)
     /// 2^n-1 (within the int range).
     case powerOfTwoMinusOne
+    /// A Go duration of at least one second: "5m", "90s", "1h30m".
+    case duration
     /// A bool that, as in Cilium's Helm chart, also accepts the strings "true" and "false";
     /// the removed modes "strict", "partial" and "disabled" get a pointed error.
     case helmStringBool
@@ -74,6 +76,7 @@ public struct ConfigKey: Sendable, Equatable {
                 return "a lowercase DNS label of 1 to \(maxLength) characters (a-z, 0-9 and '-', "
                     + "starting and ending with a letter or digit)"
             case .absolutePath: return "an absolute path"
+            case .duration: return "a duration like 5m, 90s or 1h30m (at least 1s)"
             case .ipv4CIDROrEmpty: return "an IPv4 CIDR like 10.0.0.0/8, or \"\" for none"
             case let .base64OrEmpty(bytes):
                 return "\"\" or \(bytes) bytes in base64 (\((bytes + 2) / 3 * 4) characters)"
@@ -215,6 +218,11 @@ public let schema = ConfigSchema(keys: [
               "Where the kernel has no WireGuard, run cilium_wg0 with wireguard-go (a process of its own that outlives the agent)."),
     ConfigKey("encryption.wireguard.persistentKeepalive", .int(0...65535), .int(0),
               "Seconds between WireGuard keepalives to each peer; 0 sends none."),
+    ConfigKey("encryption.ipsec.keyFile", .string, .string("/etc/ipsec/keys"),
+              "IPsec key file (upstream's format: `<spi>[+] rfc4106(gcm(aes)) <key> <icv>`); a new SPI there rotates the keys.",
+              [.absolutePath]),
+    ConfigKey("encryption.ipsec.keyRotationDuration", .string, .string("5m"),
+              "How long the previous IPsec key stays after a rotation (peers may still use it).", [.duration]),
     ConfigKey("encryption.strictMode.enabled", .bool, .bool(false),
               "Drop pod-to-pod traffic inside encryption.strictMode.cidr that would leave the node unencrypted (a peer not yet known)."),
     ConfigKey("encryption.strictMode.cidr", .string, .string(""),

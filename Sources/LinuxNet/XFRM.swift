@@ -61,6 +61,8 @@ public final class XFRM: Sendable {
         public var mark: Mark?
         /// The mark the state sets on packets it transformed (XFRMA_SET_MARK, XFRMA_SET_MARK_MASK).
         public var outputMark: Mark?
+        /// The last sequence number sent (read from the kernel; not part of a request).
+        public var outputSequence: UInt64 = 0
 
         public init(source: IPv4Address, destination: IPv4Address, spi: UInt32, reqid: UInt32, mode: Mode = .tunnel,
                     algorithms: Algorithms, replayWindow: UInt32 = 0, esn: Bool = false,
@@ -237,6 +239,7 @@ enum XFRMABI {
 
     static let attrAuth: UInt16 = 1, attrCrypt: UInt16 = 2, attrTemplate: UInt16 = 5
     static let attrAEAD: UInt16 = 18, attrAuthTrunc: UInt16 = 20, attrMark: UInt16 = 21
+    static let attrReplayVal: UInt16 = 10
     static let attrReplayESN: UInt16 = 23, attrSetMark: UInt16 = 29, attrSetMarkMask: UInt16 = 30
 
     static let protoESP = UInt8(IPPROTO_ESP)
@@ -386,6 +389,12 @@ extension XFRM.State {
                   reqid: p.load(UInt32.self, at: 208), mode: XFRM.Mode(rawValue: p[p.startIndex + 214]) ?? .tunnel,
                   algorithms: algorithms, replayWindow: window, esn: p[p.startIndex + 216] & XFRMABI.stateESN != 0,
                   mark: XFRM.Mark(attributes[XFRMABI.attrMark]), outputMark: outputMark)
+        // struct xfrm_replay_state_esn: oseq 4, oseq_hi 12; struct xfrm_replay_state: oseq 0.
+        if let replay = attributes[XFRMABI.attrReplayESN], replay.count >= 16 {
+            outputSequence = UInt64(replay.load(UInt32.self, at: 12)) << 32 | UInt64(replay.load(UInt32.self, at: 4))
+        } else if let replay = attributes[XFRMABI.attrReplayVal], replay.count >= 4 {
+            outputSequence = UInt64(replay.load(UInt32.self, at: 0))
+        }
     }
 }
 

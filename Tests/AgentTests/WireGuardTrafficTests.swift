@@ -66,10 +66,13 @@ import TestSupport
     final class Capture {
         let file: String
         let pid: Int32
-        init(namespace: String, interface: String, file: String) throws {
+        /// `outgoing`: only what the device sends (`-Q out`): with IPsec the kernel passes decrypted packets through
+        /// the device's capture again as if received, which never crossed the wire in clear.
+        init(namespace: String, interface: String, file: String, outgoing: Bool = false) throws {
             self.file = file
             unlink(file)
-            pid = try ChildProcess.spawn(["ip", "netns", "exec", namespace, "tcpdump", "-n", "-i", interface, "-U", "-w", file],
+            pid = try ChildProcess.spawn(["ip", "netns", "exec", namespace, "tcpdump", "-n", "-i", interface, "-U", "-w", file]
+                                         + (outgoing ? ["-Q", "out"] : []),
                                          output: file + ".log", truncate: true)
             // tcpdump says "listening on ..." once it captures.
             let deadline = ContinuousClock.now + .seconds(5)

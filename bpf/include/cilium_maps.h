@@ -426,7 +426,19 @@ enum cilium_encrypt_flags {
 	CILIUM_ENCRYPT_F_NODE = 1,               /* encryption.nodeEncryption: node-to-node traffic too */
 	CILIUM_ENCRYPT_F_STRICT = 2,             /* encryption.strictMode.enabled */
 	CILIUM_ENCRYPT_F_STRICT_REMOTE_NODE = 4, /* .strictMode.allowRemoteNodeIdentities */
+	CILIUM_ENCRYPT_F_IPSEC = 8,              /* encryption.type ipsec: marks for the kernel's XFRM, no device */
 };
+
+/* cilium_encrypt_nodes (owned by Encryption, IPsec): per other node, by its address (network
+ * order): the node ID in this node's numbering and the SPI to send to it with. A pod's packet
+ * for it is marked 0x0E00 | spi << 12 | node_id << 16 (the XFRM OUT policy's mark); an ESP
+ * packet from it is marked 0x0D00 | node_id << 16 (its IN state's mark). */
+struct encrypt_node_value {
+	__u16 node_id;
+	__u8  spi;
+	__u8  pad;
+};
+#define CILIUM_IPPROTO_ESP 50
 
 /* cilium_encrypt_state (owned by Encryption): one entry, key 0. */
 struct encrypt_config {

@@ -16,7 +16,7 @@ import Reconciler
 /// (`cilium_encrypt_state` says which device and how strict). IPsec needs ESP, which this kernel lacks.
 public actor EncryptionSubsystem: StageSubsystem {
     public nonisolated let name = "encryption"
-    public nonisolated let owns = PinOwnership(maps: ["cilium_encrypt_state"], directory: "encryption")
+    public nonisolated let owns = PinOwnership(maps: ["cilium_encrypt_state", "cilium_encrypt_nodes"], directory: "encryption")
     public nonisolated let dependencies = ["networking"]
     public nonisolated let apiPrefixes = ["/v1/encrypt"]
     public private(set) var context: SubsystemContext<Section>?
@@ -34,6 +34,17 @@ public actor EncryptionSubsystem: StageSubsystem {
     /// Nodes left out because they publish the same public key ("node1, node2 share a key").
     private var refusedPeers: [String] = []
     private var lastPeerError: String?
+    /// IPsec: the keys held (by SPI), the one in use, when the previous ones go, and the loop that follows the key
+    /// file, the other nodes and the expiries.
+    private var ipsecKeys: [UInt8: IPsecKey] = [:]
+    private var currentSPI: UInt8 = 0
+    private var keyExpiry: [UInt8: ContinuousClock.Instant] = [:]
+    private var keyFileText: String?
+    private var ipsecLoop: Task<Void, Never>?
+    private var ipsecApplied: (local: IPsecTunnels.Local, keys: [UInt8: IPsecKey], current: UInt8, nodes: [IPsecTunnels.Node])?
+    private var ipsecProblems: [String] = []
+    private var keyFileError: String?
+    private var nodeIDs: NodeIDs?
 
     public init() {}
 
@@ -44,6 +55,7 @@ public actor EncryptionSubsystem: StageSubsystem {
         public var userspaceFallback: Bool
         public var persistentKeepalive: Int
         public var strictMode: AgentConfig.Encryption.StrictMode
+        public var ipsec: AgentConfig.Encryption.IPsec
         /// The node's devices (`devices`): the first sizes cilium_wg0.
         public var devices: [String]
     }
@@ -52,7 +64,7 @@ public actor EncryptionSubsystem: StageSubsystem {
         Section(type: c.encryption.type, nodeEncryption: c.encryption.nodeEncryption,
                 userspaceFallback: c.encryption.wireguard.userspaceFallback,
                 persistentKeepalive: c.encryption.wireguard.persistentKeepalive, strictMode: c.encryption.strictMode,
-                devices: c.devices)
+                ipsec: c.encryption.ipsec, devices: c.devices)
     }
 
     public func configure(_ context: SubsystemContext<Section>) { self.context = context }
@@ -62,9 +74,16 @@ public actor EncryptionSubsystem: StageSubsystem {
         try await stage.install(bpfRoot: context.bpfRoot)
         guard context.section.type == .wireguard else {
             deleteDevice()
-            try? writeState(context, deviceIndex: nil)
+            do {
+                try await startIPsec(context)
+            } catch {
+                await stage.uninstall()
+                try? writeState(context, deviceIndex: nil)
+                throw error
+            }
             return
         }
+        if let xfrm = try? XFRM(), let nl = try? Netlink() { IPsecTunnels.removeAll(xfrm: xfrm, netlink: nl) }
         do {
             try startWireGuard(context)
             let wg = try Netlink().link(.name(WireGuardConstants.device))
@@ -95,6 +114,120 @@ public actor EncryptionSubsystem: StageSubsystem {
         await stage.uninstall()
         if let context { try? writeState(context, deviceIndex: nil) }
         await stopWireGuard(deleting: true)
+        await stopIPsec(removing: true)
+    }
+
+    // MARK: IPsec
+
+    /// The key file's key, a kernel that runs ESP with it (or a start error naming what is missing), the rule, and
+    /// the loop that keeps the states and policies (adopting what an earlier agent left).
+    private func startIPsec(_ c: SubsystemContext<Section>) async throws {
+        let path = c.section.ipsec.keyFile
+        let key: IPsecKey
+        do {
+            key = try IPsecKeyFile.load(path: path)
+        } catch {
+            throw SubsystemError("encryption.ipsec.keyFile: \(error)")
+        }
+        let xfrm = try XFRM(), nl = try Netlink()
+        try IPsecTunnels.checkKernelSupport(key: key, xfrm: xfrm)
+        ipsecKeys = [key.spi: key]
+        currentSPI = key.spi
+        keyExpiry = [:]
+        keyFileText = try? String(contentsOfFile: path, encoding: .utf8)
+        keyFileError = nil
+        ipsecApplied = nil
+        nodeIDs = NodeIDs(path: c.stateDir + "/ipsec_node_ids.json")
+        if !((try? nl.rules()) ?? []).contains(where: { $0.priority == IPsecTunnels.rule.priority && $0.mark == IPsecTunnels.rule.mark
+                                                 && $0.table == IPsecTunnels.rule.table }) {
+            try nl.addRule(IPsecTunnels.rule)
+        }
+        try writeState(c, deviceIndex: nil)
+        await publishSPI(c)
+        try await ipsecTick()
+        ipsecLoop = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(200))
+                guard let self else { return }
+                _ = try? await self.ipsecTick()
+            }
+        }
+    }
+
+    private func publishSPI(_ c: SubsystemContext<Section>) async {
+        await c.shared.localEncryption.upsert(LocalEncryptionRecord(wireguardPubKey: nil, encryptionKey: currentSPI,
+                                                                    overhead: ipsecKeys[currentSPI].map(Self.espOverhead) ?? 0))
+    }
+
+    /// ESP in tunnel mode adds an outer IPv4 header, the ESP header, the IV, the ICV, the trailer and padding.
+    static func espOverhead(_ key: IPsecKey) -> UInt32 {
+        switch key.algorithms {
+        case .aead: 20 + 8 + 8 + 16 + 2 + 3
+        case .authenticated: 20 + 8 + 16 + 32 + 2 + 15
+        }
+    }
+
+    /// One round: a changed key file (a new SPI rotates; a bad file or a new key under the same SPI is refused and
+    /// the keys in force stay), expired previous keys, then the kernel brought to what the keys and nodes ask for.
+    private func ipsecTick() async throws {
+        guard let c = context, c.section.type == .ipsec else { return }
+        let path = c.section.ipsec.keyFile
+        if let text = try? String(contentsOfFile: path, encoding: .utf8), text != keyFileText {
+            keyFileText = text
+            do {
+                let key = try IPsecKeyFile.parse(text, path: path)
+                if let current = ipsecKeys[currentSPI] { try IPsecKeyFile.checkRotation(from: current, to: key, path: path) }
+                keyFileError = nil
+                if key.spi != currentSPI {
+                    let keep = GoDuration.seconds(c.section.ipsec.keyRotationDuration) ?? 300
+                    keyExpiry[currentSPI] = .now + .milliseconds(Int64(keep * 1000))
+                    ipsecKeys[key.spi] = key
+                    keyExpiry[key.spi] = nil
+                    currentSPI = key.spi
+                    await publishSPI(c)
+                }
+            } catch {
+                keyFileError = "\(error) (the keys in force stay)"
+            }
+        }
+        for (spi, when) in keyExpiry where when <= .now && spi != currentSPI {
+            ipsecKeys[spi] = nil
+            keyExpiry[spi] = nil
+        }
+        guard let me = await c.shared.localNode.get(0), let address = IPv4Address(me.address) else { return }
+        let local = IPsecTunnels.Local(address: address, bootID: me.bootID)
+        // Nodes that advertise an SPI (1-15; 255 is WireGuard's).
+        let remote = await c.shared.remoteNodes.all().filter { (1...15).contains($0.encryptionKey) }
+        nodeIDs?.assign(remote.map(\.name))
+        let nodes = remote.compactMap { r -> IPsecTunnels.Node? in
+            guard let a = IPv4Address(r.address), let id = nodeIDs?.ids[r.name] else { return nil }
+            return IPsecTunnels.Node(name: r.name, address: a, podCIDR: IPv4Prefix(r.podCIDR), id: id,
+                                     advertisedSPI: r.encryptionKey, bootID: r.bootID ?? "")
+        }
+        if let a = ipsecApplied, a.local == local, a.keys == ipsecKeys, a.current == currentSPI, a.nodes == nodes { return }
+        let desired = IPsecTunnels.desired(local: local, keys: ipsecKeys, current: currentSPI, nodes: nodes)
+        ipsecProblems = desired.problems
+        do {
+            try IPsecTunnels.apply(desired, xfrm: try XFRM(),
+                                   nodeMap: try BPFMap<UInt32, encrypt_node_value>(pinned: c.bpfRoot + "/cilium_encrypt_nodes"))
+            ipsecApplied = (local, ipsecKeys, currentSPI, nodes)
+            lastPeerError = nil
+        } catch {
+            lastPeerError = "\(error)"
+            throw error
+        }
+    }
+
+    private func stopIPsec(removing: Bool) async {
+        ipsecLoop?.cancel()
+        ipsecLoop = nil
+        ipsecApplied = nil
+        guard removing, let c = context else { return }
+        if let xfrm = try? XFRM(), let nl = try? Netlink() { IPsecTunnels.removeAll(xfrm: xfrm, netlink: nl) }
+        if let map = try? BPFMap<UInt32, encrypt_node_value>(pinned: c.bpfRoot + "/cilium_encrypt_nodes") {
+            for (k, _) in map.entries() { _ = try? map.delete(k) }
+        }
+        if c.section.type == .ipsec { await c.shared.localEncryption.delete(key: 0) }
     }
 
     /// What the stage reads: the device to steer into (none: nothing is steered) and how strict to be.
@@ -102,6 +235,7 @@ public actor EncryptionSubsystem: StageSubsystem {
         var v = encrypt_config()
         v.wg_ifindex = deviceIndex ?? 0
         if c.section.nodeEncryption { v.flags |= CILIUM_ENCRYPT_F_NODE.rawValue }
+        if c.section.type == .ipsec { v.flags |= CILIUM_ENCRYPT_F_IPSEC.rawValue }
         let strict = c.section.strictMode
         if strict.enabled, let cidr = IPv4Prefix(strict.cidr) {
             v.flags |= CILIUM_ENCRYPT_F_STRICT.rawValue
@@ -117,6 +251,7 @@ public actor EncryptionSubsystem: StageSubsystem {
     public func shutdown() async {
         await stage.release()
         await stopWireGuard(deleting: false)
+        await stopIPsec(removing: false)
     }
 
     private func stopWireGuard(deleting: Bool) async {
@@ -153,6 +288,7 @@ public actor EncryptionSubsystem: StageSubsystem {
     public func removeLeftovers(bpfRoot: String) async {
         await stage.removeLeftover(bpfRoot: bpfRoot)
         deleteDevice(bpfRoot: bpfRoot)
+        if let xfrm = try? XFRM(), let nl = try? Netlink() { IPsecTunnels.removeAll(xfrm: xfrm, netlink: nl) }
     }
 
     /// The pinned link of cilium_from_wireguard on the device's ingress.
@@ -212,7 +348,10 @@ public actor EncryptionSubsystem: StageSubsystem {
         let h = await stage.health
         guard h.state == .ok else { return h }
         if context?.section.type == .ipsec {
-            return Health(.degraded, "IPsec needs ESP transforms, which this kernel lacks; traffic is not encrypted")
+            if let keyFileError { return Health(.degraded, keyFileError) }
+            if let lastPeerError { return Health(.degraded, "IPsec states: \(lastPeerError)") }
+            if !ipsecProblems.isEmpty { return Health(.degraded, "no IPsec tunnel to " + ipsecProblems.joined(separator: "; ")) }
+            return ipsecLoop == nil ? .stopped : .ok
         }
         guard let device, device.isRunning else {
             return Health(.degraded, "cilium_wg0 is not running; traffic is not encrypted")
@@ -227,6 +366,12 @@ public actor EncryptionSubsystem: StageSubsystem {
     public func status() async -> SubsystemStatus {
         let h = await health()
         let node = context?.section.nodeEncryption == true ? "Enabled" : "Disabled"
+        if context?.section.type == .ipsec, ipsecLoop != nil {
+            let st = encryptStatus().ipsec
+            return SubsystemStatus(enabled: true, state: h.state, message: h.message,
+                                   summary: "IPsec [SPI: \(currentSPI), Keys in use: \(st?.keysInUse ?? 0), Nodes: \(ipsecApplied?.nodes.count ?? 0)]",
+                                   details: (ipsecApplied?.nodes ?? []).map { "node \($0.name) \($0.address): node ID \($0.id), advertises SPI \($0.advertisedSPI)" })
+        }
         guard context?.section.type == .wireguard, let key, let device else {
             let type = context?.section.type == .ipsec ? "IPsec" : "Wireguard"
             return SubsystemStatus(enabled: true, state: h.state, message: h.message, summary: "\(type)   [not encrypting: \(h.message)]")
@@ -294,7 +439,18 @@ public actor EncryptionSubsystem: StageSubsystem {
     private func encryptStatus() -> EncryptionStatusResponse {
         guard let context else { return EncryptionStatusResponse(mode: "Disabled") }
         guard context.section.type == .wireguard else {
-            return EncryptionStatusResponse(mode: "IPsec", msg: "IPsec needs ESP transforms, which this kernel lacks; traffic is not encrypted")
+            let xfrm = try? XFRM()
+            let states = ((try? xfrm?.states()) ?? []).filter { IPsecTunnels.isOurs($0.mark) }
+            let stats = (try? xfrm?.statistics()) ?? [:]
+            let out = states.filter { ($0.mark?.value ?? 0) & IPsecMarks.bitMask == IPsecMarks.encrypt }
+            let limit: UInt64 = out.contains { $0.esn } ? UInt64.max : UInt64(UInt32.max)
+            let seq = out.map(\.outputSequence).max() ?? 0
+            let devices = context.section.devices.isEmpty ? ["(the node's uplink)"] : context.section.devices
+            return EncryptionStatusResponse(mode: "IPsec", ipsec: .init(
+                decryptInterfaces: devices, keysInUse: Set(states.map(\.spi)).count,
+                maxSeqNumber: "0x\(String(seq, radix: 16))/0x\(String(limit, radix: 16))",
+                errorCount: stats.values.reduce(0, +), xfrmErrors: stats.filter { $0.value != 0 }),
+                msg: keyFileError)
         }
         let node = context.section.nodeEncryption ? "Enabled" : "Disabled"
         guard let device, let key, let state = try? device.state() else {

@@ -16,7 +16,13 @@ struct NodeRecord: Codable, Equatable, Sendable {
     /// (255 for WireGuard, the SPI for IPsec). Absent without encryption.
     var WireguardPubKey: String?
     var EncryptionKey: UInt8?
+    /// The node's kernel boot ID (upstream's BootID; per-tunnel IPsec keys are derived from it).
+    var BootID: String?
 }
+
+/// This kernel's boot ID (/proc/sys/kernel/random/boot_id).
+let kernelBootID: String = ((try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)) ?? "")
+    .trimmingCharacters(in: .whitespacesAndNewlines)
 
 /// What a node publishes per endpoint address (cilium/state/ip/v1/default/<ip>).
 struct IPRecord: Codable, Equatable, Sendable {
@@ -41,6 +47,7 @@ actor ClusterSync {
     private let identityLabels: IdentityAllocator
     private let remoteNodeTable: StateTable<RemoteNodeRecord>
     private let localEncryption: StateTable<LocalEncryptionRecord>
+    private let localNode: StateTable<LocalNodeRecord>
     private var encryptionWatcher: Task<Void, Never>?
     private var nodeAddress: IPv4Address?
     private var podCIDR: IPv4Prefix?
@@ -77,6 +84,7 @@ actor ClusterSync {
         identityLabels = IdentityAllocator(store: store)
         remoteNodeTable = shared.remoteNodes
         localEncryption = shared.localEncryption
+        localNode = shared.localNode
         self.directRoutes = directRoutes
         self.tunnelRoutes = tunnelRoutes
     }
@@ -112,6 +120,11 @@ actor ClusterSync {
         self.nodeAddress = nodeAddress
         self.podCIDR = podCIDR
         self.routerAddress = IPv4Address(value: podCIDR.network.address.value + 1)
+        if let nodeAddress {
+            let me = LocalNodeRecord(name: node, address: nodeAddress.description, podCIDR: podCIDR.description, bootID: kernelBootID)
+            let table = localNode
+            Task { await table.upsert(me) }
+        }
         // A new encryption key goes into this node's record at once (its peers follow the record).
         let table = localEncryption
         encryptionWatcher = Task { [weak self] in
@@ -143,7 +156,7 @@ actor ClusterSync {
         guard let nodeAddress, let podCIDR else { return nil }
         let enc = await localEncryption.get(0)
         return NodeRecord(name: node, address: nodeAddress.description, podCIDR: podCIDR.description,
-                          WireguardPubKey: enc?.wireguardPubKey, EncryptionKey: enc?.encryptionKey)
+                          WireguardPubKey: enc?.wireguardPubKey, EncryptionKey: enc?.encryptionKey, BootID: kernelBootID)
     }
 
     /// Puts this node's record again (its encryption key changed); a failure is retried by the sync loop's next round.
@@ -346,7 +359,8 @@ actor ClusterSync {
             remoteNodes[name] = new
             if let r = new {
                 await remoteNodeTable.upsert(RemoteNodeRecord(name: r.name, address: r.address, podCIDR: r.podCIDR,
-                                                              wireguardPubKey: r.WireguardPubKey, encryptionKey: r.EncryptionKey ?? 0))
+                                                              wireguardPubKey: r.WireguardPubKey, encryptionKey: r.EncryptionKey ?? 0,
+                                                              bootID: r.BootID))
             } else {
                 await remoteNodeTable.delete(key: name)
             }
