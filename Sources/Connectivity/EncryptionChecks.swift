@@ -29,11 +29,13 @@ enum EncryptionChecks {
         private let stopFile: String
         private let launched: Launched
 
-        init(_ d: Deployment, node: String, device: String) throws {
+        /// `outgoing`: only what the device sends (with IPsec the kernel shows decrypted packets to the capture again,
+        /// as if received, though they never crossed the wire in clear).
+        init(_ d: Deployment, node: String, device: String, outgoing: Bool) throws {
             file = "/tmp/cct-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).pcap"
             stopFile = file + ".stop"
             // The capture stops itself when the stop file appears (the sandbox's exec does not pass signals on).
-            let script = "tcpdump -n -U -i \"$0\" -w \"$1\" 2>\"$1.log\" & p=$!; while [ ! -e \"$2\" ]; do sleep 0.05; done; "
+            let script = "tcpdump -n -U -i \"$0\" -w \"$1\" \(outgoing ? "-Q out " : "")2>\"$1.log\" & p=$!; while [ ! -e \"$2\" ]; do sleep 0.05; done; "
                 + "sleep 0.3; kill -INT $p; wait $p"
             launched = try d.sandbox.startDaemon(node, ["sh", "-c", script, device, file, stopFile])
             let deadline = ContinuousClock.now + .seconds(5)
@@ -87,7 +89,7 @@ enum EncryptionChecks {
         let (node, other) = (d.nodes[0], d.nodes[1])
         let mode = status(node)?.mode ?? "Disabled"
         let device = try device(d, node)
-        let capture = try Capture(d, node: node.name, device: device)
+        let capture = try Capture(d, node: node.name, device: device, outgoing: mode == "IPsec")
         var failures = (try? traffic()) ?? ["\(test): the test's traffic could not be sent"]
         let (lines, bytes) = try capture.stop()
         guard let a = node.addresses.first, let b = other.addresses.first else { return failures }

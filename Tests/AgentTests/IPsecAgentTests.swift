@@ -50,8 +50,7 @@ import TestSupport
             func status(_ node: String) throws -> EncryptionStatusResponse {
                 try JSONDecoder().decode(EncryptionStatusResponse.self, from: Data(try c.cilium(node, ["encrypt", "status", "-o", "json"]).1.utf8))
             }
-            let deadline = ContinuousClock.now + .seconds(20)
-            while ContinuousClock.now < deadline, try !c.cilium("node1", ["status"]).1.contains("Nodes: 1]") { usleep(100_000) }
+            try c.waitForPeers("Nodes: 1]", within: .seconds(20))
             #expect(try c.cilium("node1", ["status"]).1.contains("IPsec [SPI: 3, Keys in use: 1, Nodes: 1]"))
             let marker = "IPSEC-\(UInt32.random(in: 0...UInt32.max))"
             try c.serveInB(marker: marker)

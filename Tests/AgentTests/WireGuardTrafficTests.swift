@@ -35,6 +35,11 @@ import TestSupport
             }
         }
         func down() { _ = try? runCapturing([sandbox, "down", "--name", name]) }
+        /// Until node1's status says `what` (its WireGuard peer by default), or `within` passed.
+        func waitForPeers(_ what: String = "Peers: 1)", within: Duration = .seconds(10)) throws {
+            let deadline = ContinuousClock.now + within
+            while ContinuousClock.now < deadline, try !cilium("node1", ["status"]).1.contains(what) { usleep(100_000) }
+        }
         deinit { down() }
         func namespace(_ n: String) -> String { "csbx-\(name)-\(n)" }
         @discardableResult func exec(_ target: String, _ command: String) throws -> (Int32, String) {
@@ -116,8 +121,7 @@ import TestSupport
             defer { c.down() }
             let status = try c.cilium("node1", ["status", "--verbose"]).1
             #expect(status.contains("device: kernel WireGuard"), "\(status)")
-            let deadline = ContinuousClock.now + .seconds(20)
-            while ContinuousClock.now < deadline, try !c.cilium("node1", ["status"]).1.contains("Peers: 1)") { usleep(100_000) }
+            try c.waitForPeers(within: .seconds(20))
             try Self.noPlaintextOnTheUnderlay(c)
             // A rotation works there too.
             #expect(try c.cilium("node1", ["encrypt", "rotate-key"]).0 == 0)
@@ -134,8 +138,7 @@ import TestSupport
         let marker = "SECRET-\(UInt32.random(in: 0...UInt32.max))"
         try c.serveInB(marker: marker)
         // Until both nodes have their peer, WireGuard drops (nothing leaves in clear).
-        let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline, try !c.cilium("node1", ["status"]).1.contains("Peers: 1)") { usleep(100_000) }
+        try c.waitForPeers()
 
         let underlay = try Capture(namespace: c.namespace("node1"), interface: "eth0", file: "/tmp/\(c.name)-underlay.pcap")
         let atPod = try Capture(namespace: c.namespace("pod-b"), interface: "eth0", file: "/tmp/\(c.name)-pod.pcap")
@@ -193,8 +196,7 @@ import TestSupport
         let c = try Cluster([])
         defer { c.down() }
         try c.serveInB(marker: "x")
-        let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline, try !c.cilium("node1", ["status"]).1.contains("Peers: 1)") { usleep(100_000) }
+        try c.waitForPeers()
         let before = try c.cilium("node1", ["status"]).1
         // 3 MB at 1 MB/s: about 3 s, with the kill 1 s in.
         let transfer = try ChildProcess.spawnCapturing([c.sandbox, "exec", "--name", c.name, "a", "--", "curl", "-s", "--max-time", "30",
@@ -221,8 +223,7 @@ import TestSupport
         let c = try Cluster(["encryption.strictMode.cidr=10.0.0.0/16", "encryption.strictMode.enabled=true"])
         defer { c.down() }
         try c.serveInB(marker: "strict")
-        let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline, try !c.cilium("node1", ["status"]).1.contains("Peers: 1)") { usleep(100_000) }
+        try c.waitForPeers()
         #expect(try c.exec("a", "curl -s --max-time 5 http://10.0.1.2:8080/m").1 == "strict", "encrypted, it passes")
 
         #expect(try c.cilium("node2", ["config", "set", "encryption.enabled=false"]).0 == 0)
@@ -253,8 +254,7 @@ import TestSupport
         let c = try Cluster([])
         defer { c.down() }
         try c.serveInB(marker: "x")
-        let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline, try !c.cilium("node1", ["status"]).1.contains("Peers: 1)") { usleep(100_000) }
+        try c.waitForPeers()
         func status(_ node: String) throws -> EncryptionStatusResponse {
             try JSONDecoder().decode(EncryptionStatusResponse.self, from: Data(try c.cilium(node, ["encrypt", "status", "-o", "json"]).1.utf8))
         }

@@ -41,6 +41,7 @@ public actor EncryptionSubsystem: StageSubsystem {
     private var keyExpiry: [UInt8: ContinuousClock.Instant] = [:]
     private var keyFileText: String?
     private var ipsecLoop: Task<Void, Never>?
+    private var ipsecActive = false
     private var ipsecApplied: (local: IPsecTunnels.Local, keys: [UInt8: IPsecKey], current: UInt8, nodes: [IPsecTunnels.Node])?
     private var ipsecProblems: [String] = []
     private var keyFileError: String?
@@ -77,6 +78,7 @@ public actor EncryptionSubsystem: StageSubsystem {
             do {
                 try await startIPsec(context)
             } catch {
+                await stopIPsec(removing: true)
                 await stage.uninstall()
                 try? writeState(context, deviceIndex: nil)
                 throw error
@@ -144,10 +146,11 @@ public actor EncryptionSubsystem: StageSubsystem {
         }
         try writeState(c, deviceIndex: nil)
         await publishSPI(c)
+        ipsecActive = true
         try await ipsecTick()
         ipsecLoop = Task { [weak self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(200))
+            while true {
+                do { try await Task.sleep(for: .milliseconds(200)) } catch { return }
                 guard let self else { return }
                 _ = try? await self.ipsecTick()
             }
@@ -170,7 +173,8 @@ public actor EncryptionSubsystem: StageSubsystem {
     /// One round: a changed key file (a new SPI rotates; a bad file or a new key under the same SPI is refused and
     /// the keys in force stay), expired previous keys, then the kernel brought to what the keys and nodes ask for.
     private func ipsecTick() async throws {
-        guard let c = context, c.section.type == .ipsec else { return }
+        // Not after stopIPsec (a round already on its way when the loop was cancelled).
+        guard let c = context, c.section.type == .ipsec, ipsecActive else { return }
         let path = c.section.ipsec.keyFile
         if let text = try? String(contentsOfFile: path, encoding: .utf8), text != keyFileText {
             keyFileText = text
@@ -205,6 +209,8 @@ public actor EncryptionSubsystem: StageSubsystem {
                                      advertisedSPI: r.encryptionKey, bootID: r.bootID ?? "")
         }
         if let a = ipsecApplied, a.local == local, a.keys == ipsecKeys, a.current == currentSPI, a.nodes == nodes { return }
+        // Checked again after the awaits above: stopIPsec may have run meanwhile.
+        guard ipsecActive else { return }
         let desired = IPsecTunnels.desired(local: local, keys: ipsecKeys, current: currentSPI, nodes: nodes)
         ipsecProblems = desired.problems
         do {
@@ -219,6 +225,7 @@ public actor EncryptionSubsystem: StageSubsystem {
     }
 
     private func stopIPsec(removing: Bool) async {
+        ipsecActive = false
         ipsecLoop?.cancel()
         ipsecLoop = nil
         ipsecApplied = nil
