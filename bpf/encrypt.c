@@ -14,6 +14,7 @@
 #include "lib/common.h"
 #include "lib/pipeline.h"
 #include "lib/ipcache.h"
+#include "lib/endpoints.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -54,11 +55,16 @@ static __always_inline int in_strict_cidr(const struct encrypt_config *cfg, __u3
 static __always_inline int from_pod(struct __sk_buff *skb, const struct encrypt_config *cfg,
 				    const struct packet_tuple *t)
 {
-	struct ipcache_value *dst = ipcache_lookup(t->daddr);
-	/* Only what another node hosts (its pods, its address) leaves the node between nodes. */
-	if (!dst || (!dst->tunnel_endpoint && dst->identity != CILIUM_ID_REMOTE_NODE))
+	/* A pod of this node: delivered here, it never leaves. */
+	struct endpoint_key ek = { .addr = t->daddr };
+	if (bpf_map_lookup_elem(&cilium_lxc, &ek))
 		return pipeline_next(skb);
+	struct ipcache_value *dst = ipcache_lookup(t->daddr);
+	/* What another node hosts (its pods, its address) is encrypted when that node has a key. */
+	int remote = dst && (dst->tunnel_endpoint || dst->identity == CILIUM_ID_REMOTE_NODE);
 	int encrypt = 0;
+	if (!remote)
+		goto strict;
 	if (cfg->flags & CILIUM_ENCRYPT_F_IPSEC) {
 		/* The node hosting it: the XFRM OUT policy for it matches the mark. */
 		__u32 node = dst->tunnel_endpoint ? dst->tunnel_endpoint : t->daddr;
@@ -77,8 +83,11 @@ static __always_inline int from_pod(struct __sk_buff *skb, const struct encrypt_
 					CILIUM_EVENT_F_ENCRYPTED, t, 0);
 		return pipeline_next(skb);
 	}
+strict:
+	/* Strict mode: inside the CIDR, nothing leaves in clear, also to an address no node is known
+	 * to host yet (the window before a new node's key arrives). */
 	if ((cfg->flags & CILIUM_ENCRYPT_F_STRICT) && in_strict_cidr(cfg, t->saddr) && in_strict_cidr(cfg, t->daddr) &&
-	    !((cfg->flags & CILIUM_ENCRYPT_F_STRICT_REMOTE_NODE) && dst->identity == CILIUM_ID_REMOTE_NODE))
+	    !((cfg->flags & CILIUM_ENCRYPT_F_STRICT_REMOTE_NODE) && dst && dst->identity == CILIUM_ID_REMOTE_NODE))
 		return drop_packet_dir(skb, CILIUM_STAGE_ENCRYPT, CILIUM_DROP_UNENCRYPTED, CILIUM_DIR_EGRESS, t, 0);
 	return pipeline_next(skb);
 }
@@ -88,10 +97,9 @@ static __always_inline int to_device(struct __sk_buff *skb, const struct encrypt
 				     const struct packet_tuple *t)
 {
 	__u32 magic = skb->mark & CILIUM_MARK_MAGIC_MASK;
+	/* WireGuard's own datagrams carry its fwmark (wireguard-go's socket and the kernel's device
+	 * both set it); a port says nothing (a pod or the VXLAN source port may use 51871). */
 	if (!cfg->wg_ifindex || magic == CILIUM_MARK_WIREGUARD)
-		return pipeline_next(skb);
-	/* WireGuard's own datagrams (also from a device that marks nothing). */
-	if (t->protocol == IPPROTO_UDP && (t->sport == bpf_htons(CILIUM_WG_PORT) || t->dport == bpf_htons(CILIUM_WG_PORT)))
 		return pipeline_next(skb);
 	if (magic != CILIUM_MARK_ENCRYPT && !(cfg->flags & CILIUM_ENCRYPT_F_NODE))
 		return pipeline_next(skb);

@@ -63,6 +63,9 @@ public final class XFRM: Sendable {
         public var outputMark: Mark?
         /// The last sequence number sent (read from the kernel; not part of a request).
         public var outputSequence: UInt64 = 0
+        /// What went through the state (struct xfrm_lifetime_cur; read from the kernel, not part of a request).
+        public var packets: UInt64 = 0
+        public var bytes: UInt64 = 0
 
         public init(source: IPv4Address, destination: IPv4Address, spi: UInt32, reqid: UInt32, mode: Mode = .tunnel,
                     algorithms: Algorithms, replayWindow: UInt32 = 0, esn: Bool = false,
@@ -389,6 +392,9 @@ extension XFRM.State {
                   reqid: p.load(UInt32.self, at: 208), mode: XFRM.Mode(rawValue: p[p.startIndex + 214]) ?? .tunnel,
                   algorithms: algorithms, replayWindow: window, esn: p[p.startIndex + 216] & XFRMABI.stateESN != 0,
                   mark: XFRM.Mark(attributes[XFRMABI.attrMark]), outputMark: outputMark)
+        // struct xfrm_usersa_info.curlft (struct xfrm_lifetime_cur at 160): bytes, packets.
+        bytes = p.load(UInt64.self, at: 160)
+        packets = p.load(UInt64.self, at: 168)
         // struct xfrm_replay_state_esn: oseq 4, oseq_hi 12; struct xfrm_replay_state: oseq 0.
         if let replay = attributes[XFRMABI.attrReplayESN], replay.count >= 16 {
             outputSequence = UInt64(replay.load(UInt32.self, at: 12)) << 32 | UInt64(replay.load(UInt32.self, at: 4))

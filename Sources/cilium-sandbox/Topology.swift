@@ -139,7 +139,10 @@ enum Topology {
         let own = ["agent.socketPath=\(node.socket)", "agent.stateDir=\(node.stateDir)", "agent.nodeName=\(node.name)",
                    "bpf.root=\(node.bpfRoot)", "cluster.name=\(sandbox)",
                    // The node's underlay device carries the entry programs.
-                   "devices={eth0}"]
+                   "devices={eth0}",
+                   // A sandbox runs on whatever kernel its machine has: WireGuard is the kernel's where it has one,
+                   // wireguard-go where it has none (a --set below says otherwise).
+                   "encryption.wireguard.userspaceFallback=true"]
         for setting in own + settings {
             text = try ConfigEditor.set(setting, in: text, file: node.configFile)
         }

@@ -45,7 +45,8 @@ import TestSupport
             try Self.keyLine(spi: 3).write(toFile: keys, atomically: true, encoding: .utf8)
             defer { unlink(keys) }
             let c = try WireGuardTrafficTests.Cluster(["encryption.type=ipsec", "encryption.ipsec.keyFile=\(keys)",
-                                                       "encryption.ipsec.keyRotationDuration=15s"], fallback: false)
+                                                       "encryption.ipsec.keyRotationDuration=5m",
+                                                       "prometheus.enabled=true"], fallback: false)
             defer { c.down() }
             func status(_ node: String) throws -> EncryptionStatusResponse {
                 try JSONDecoder().decode(EncryptionStatusResponse.self, from: Data(try c.cilium(node, ["encrypt", "status", "-o", "json"]).1.utf8))
@@ -74,18 +75,20 @@ import TestSupport
             print("underlay: \(esp) ESP packets between the nodes, nothing else")
             let st = try status("node1")
             #expect(st.mode == "IPsec" && st.ipsec?.keysInUse == 1 && st.ipsec?.errorCount == 0, "\(st)")
+            let metrics = try runCapturing(["ip", "netns", "exec", c.namespace("node1"), "curl", "-s", "http://127.0.0.1:9962/metrics"]).1
+            // node1 downloaded: many packets decrypted, its ACKs encrypted.
+            let count = { (direction: String) -> Double in
+                metrics.split(separator: "\n").first { $0.hasPrefix("cilium_ipsec_packets_total{direction=\"\(direction)\"}") }
+                    .flatMap { $0.split(separator: " ").last.flatMap { Double($0) } } ?? 0
+            }
+            #expect(count("decrypted") > 1000 && count("encrypted") > 50, "\(metrics.split(separator: "\n").filter { $0.contains("ipsec") })")
             let states = try runCapturing(["ip", "-n", c.namespace("node1"), "xfrm", "state"]).1
             #expect(states.contains("mark 0x10e00/0xffffff00") || states.contains("mark 0x13e00/0xffffff00"), "\(states)")
 
             // Rotation to SPI 4 during a transfer.
-            let transfer = try ChildProcess.spawnCapturing([c.sandbox, "exec", "--name", c.name, "a", "--", "curl", "-s", "--max-time", "60",
-                                                            "--limit-rate", "500K", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
-                                                            "http://10.0.1.2:8080/big"])
-            usleep(1_500_000)
-            try Self.keyLine(spi: 4).write(toFile: keys, atomically: true, encoding: .utf8)
-            let out = String(decoding: ChildProcess.readAll(transfer.output), as: UTF8.self)
-            close(transfer.output)
-            _ = ChildProcess.wait(transfer.pid)
+            let out = try c.transfer(rate: "500K", delay: 1_500_000) {
+                try Self.keyLine(spi: 4).write(toFile: keys, atomically: true, encoding: .utf8)
+            }
             #expect(out == "200 3000000", "the transfer across the rotation: \(out)")
             let rotated = try status("node1")
             #expect(rotated.ipsec?.keysInUse == 2 && rotated.ipsec?.errorCount == 0, "\(rotated)")
@@ -93,8 +96,11 @@ import TestSupport
 
             // A bad key file: refused, the keys in force stay, traffic goes on.
             try "4+ rfc4106(gcm(aes)) nothex 128\n".write(toFile: keys, atomically: true, encoding: .utf8)
-            usleep(1_000_000)
-            let refused = try c.cilium("node1", ["status", "--verbose"]).1
+            var refused = ""
+            for _ in 0..<50 where !refused.contains("the keys in force stay") {
+                usleep(200_000)
+                refused = try c.cilium("node1", ["status", "--verbose"]).1
+            }
             #expect(refused.contains("\(keys):1:") && refused.contains("the keys in force stay"), "\(refused)")
             #expect(try c.exec("a", "curl -s --max-time 10 http://10.0.1.2:8080/m").1 == marker)
 

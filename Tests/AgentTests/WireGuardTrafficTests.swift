@@ -35,10 +35,30 @@ import TestSupport
             }
         }
         func down() { _ = try? runCapturing([sandbox, "down", "--name", name]) }
-        /// Until node1's status says `what` (its WireGuard peer by default), or `within` passed.
+        /// Pod a downloads pod b's 3 MB file at `rate` while `during` runs (after `delay`); curl's "code size".
+        func transfer(rate: String = "1M", delay: useconds_t = 1_000_000, during: () throws -> Void) throws -> String {
+            let t = try ChildProcess.spawnCapturing([sandbox, "exec", "--name", name, "a", "--", "curl", "-s", "--max-time", "60",
+                                                     "--limit-rate", rate, "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
+                                                     "http://10.0.1.2:8080/big"])
+            usleep(delay)
+            // The action must fall inside the transfer, or the test proves nothing.
+            var status: Int32 = 0
+            if waitpid(t.pid, &status, WNOHANG) != 0 { throw TestFailure("the transfer ended before the action (a slow machine?)") }
+            try during()
+            let out = String(decoding: ChildProcess.readAll(t.output), as: UTF8.self)
+            close(t.output)
+            _ = ChildProcess.wait(t.pid)
+            return out
+        }
+        /// Until both nodes' status says `what` (their WireGuard peer by default); fails after `within`.
         func waitForPeers(_ what: String = "Peers: 1)", within: Duration = .seconds(10)) throws {
             let deadline = ContinuousClock.now + within
-            while ContinuousClock.now < deadline, try !cilium("node1", ["status"]).1.contains(what) { usleep(100_000) }
+            for node in ["node1", "node2"] {
+                while try !cilium(node, ["status"]).1.contains(what) {
+                    guard ContinuousClock.now < deadline else { throw TestFailure("\(node)'s status does not say \(what) after \(within)") }
+                    usleep(100_000)
+                }
+            }
         }
         deinit { down() }
         func namespace(_ n: String) -> String { "csbx-\(name)-\(n)" }
@@ -123,13 +143,12 @@ import TestSupport
             #expect(status.contains("device: kernel WireGuard"), "\(status)")
             try c.waitForPeers(within: .seconds(20))
             try Self.noPlaintextOnTheUnderlay(c)
-            // A rotation works there too.
-            #expect(try c.cilium("node1", ["encrypt", "rotate-key"]).0 == 0)
-            var ok = false
-            for _ in 0..<50 where !ok {
-                ok = try c.exec("a", "busybox ping -c 1 -W 1 10.0.1.2").0 == 0
+            // A rotation during a transfer loses nothing there too.
+            let out = try c.transfer(rate: "500K", delay: 1_500_000) {
+                let rotate = try c.cilium("node1", ["encrypt", "rotate-key"])
+                #expect(rotate.0 == 0, "\(rotate.1)")
             }
-            #expect(ok, "pod to pod after rotate-key")
+            #expect(out == "200 3000000", "the transfer across the rotation: \(out)")
         }
         if let run { #expect(run.passed, "under the second kernel (exit \(run.status))") }
     }
@@ -144,7 +163,9 @@ import TestSupport
         let atPod = try Capture(namespace: c.namespace("pod-b"), interface: "eth0", file: "/tmp/\(c.name)-pod.pcap")
         let tcp = try c.exec("a", "curl -s --max-time 10 http://10.0.1.2:8080/m; echo; curl -s --max-time 20 -o /dev/null -w '%{size_download}' http://10.0.1.2:8080/big")
         #expect(tcp.0 == 0 && tcp.1.contains(marker) && tcp.1.hasSuffix("3000000"), "\(tcp.1)")
-        let udp = try runCapturing(["ip", "netns", "exec", c.namespace("pod-a"), "bash", "-c", "echo UDP-\(marker) > /dev/udp/10.0.1.2/9999"])
+        // Also to WireGuard's own port: a port says nothing about who sent a packet.
+        let udp = try runCapturing(["ip", "netns", "exec", c.namespace("pod-a"), "bash", "-c",
+                                    "echo UDP-\(marker) > /dev/udp/10.0.1.2/9999; echo UDP-\(marker) > /dev/udp/10.0.1.2/51871"])
         #expect(udp.0 == 0, "\(udp.1)")
         // ICMP with a payload pattern of its own ('Z', 64 of them).
         let ping = try c.exec("a", "busybox ping -c 2 -W 2 -p 5a -s 64 10.0.1.2")
@@ -199,15 +220,18 @@ import TestSupport
         try c.waitForPeers()
         let before = try c.cilium("node1", ["status"]).1
         // 3 MB at 1 MB/s: about 3 s, with the kill 1 s in.
-        let transfer = try ChildProcess.spawnCapturing([c.sandbox, "exec", "--name", c.name, "a", "--", "curl", "-s", "--max-time", "30",
-                                                        "--limit-rate", "1M", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
-                                                        "http://10.0.1.2:8080/big"])
-        usleep(1_000_000)
-        let restart = try runCapturing([c.sandbox, "agent", "--name", c.name, "node1", "restart", "--kill"])
-        #expect(restart.0 == 0, "\(restart.1)")
-        let out = String(decoding: ChildProcess.readAll(transfer.output), as: UTF8.self)
-        close(transfer.output)
-        #expect(ChildProcess.wait(transfer.pid) == 0)
+        // While the agent is gone and while it comes back, nothing crosses in clear (node2's datapath keeps node1's key:
+        // the restarted agent publishes node1's record only with its key).
+        let underlay = try Capture(namespace: c.namespace("node1"), interface: "eth0", file: "/tmp/\(c.name)-kill.pcap")
+        let out = try c.transfer {
+            let restart = try runCapturing([c.sandbox, "agent", "--name", c.name, "node1", "restart", "--kill"])
+            #expect(restart.0 == 0, "\(restart.1)")
+            usleep(1_000_000)
+        }
+        let wire = try underlay.stop()
+        let between = wire.lines.filter { $0.contains(" IP ") && $0.contains("172.30.0.11") && $0.contains("172.30.0.12") }
+        #expect(between.count > 1000 && between.allSatisfy { $0.contains(".51871: UDP") },
+                "\(between.filter { !$0.contains(".51871: UDP") }.prefix(3))")
         #expect(out == "200 3000000", "the transfer across the kill: \(out)")
         let pubkey = { (s: String) in s.range(of: "Pubkey: ").map { String(s[$0.upperBound...].prefix { $0 != "," }) } }
         #expect(pubkey(try c.cilium("node1", ["status"]).1) == pubkey(before), "the restarted agent adopted the same device and key")
@@ -267,21 +291,18 @@ import TestSupport
         let keyFile = "/run/cilium-sandbox/\(c.name)/node1/state/cilium_wg0.key"
         let oldKeyBytes = FileManager.default.contents(atPath: keyFile)
 
-        let transfer = try ChildProcess.spawnCapturing([c.sandbox, "exec", "--name", c.name, "a", "--", "curl", "-s", "--max-time", "30",
-                                                        "--limit-rate", "1M", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
-                                                        "http://10.0.1.2:8080/big"])
-        usleep(1_000_000)
-        let (code, out) = try c.cilium("node1", ["encrypt", "rotate-key", "-o", "json"])
-        #expect(code == 0, "\(out)")
-        let rotated = try JSONDecoder().decode(KeyRotationResponse.self, from: Data(out.utf8))
-        #expect(rotated.previousPublicKey == iface.publicKey && rotated.publicKey != iface.publicKey)
-        let result = String(decoding: ChildProcess.readAll(transfer.output), as: UTF8.self)
-        close(transfer.output)
-        _ = ChildProcess.wait(transfer.pid)
+        var rotated: KeyRotationResponse?
+        let result = try c.transfer {
+            let (code, out) = try c.cilium("node1", ["encrypt", "rotate-key", "-o", "json"])
+            #expect(code == 0, "\(out)")
+            rotated = try JSONDecoder().decode(KeyRotationResponse.self, from: Data(out.utf8))
+        }
+        let r = try #require(rotated)
+        #expect(r.previousPublicKey == iface.publicKey && r.publicKey != iface.publicKey)
         #expect(result == "200 3000000", "the transfer across the rotation: \(result)")
 
-        #expect(try status("node1").wireguard?.interfaces.first?.publicKey == rotated.publicKey)
-        #expect(try status("node2").wireguard?.interfaces.first?.peers.map(\.publicKey) == [rotated.publicKey], "node2 uses the new key")
+        #expect(try status("node1").wireguard?.interfaces.first?.publicKey == r.publicKey)
+        #expect(try status("node2").wireguard?.interfaces.first?.peers.map(\.publicKey) == [r.publicKey], "node2 uses the new key")
         var sb = stat()
         #expect(stat(keyFile, &sb) == 0 && sb.st_mode & 0o777 == 0o600 && FileManager.default.contents(atPath: keyFile) != oldKeyBytes)
         #expect(try c.exec("a", "curl -s --max-time 5 -o /dev/null -w '%{http_code}' http://10.0.1.2:8080/big").1 == "200", "a new connection after")

@@ -42,9 +42,13 @@ public actor EncryptionSubsystem: StageSubsystem {
     private var keyFileText: String?
     private var ipsecLoop: Task<Void, Never>?
     private var ipsecActive = false
+    /// The last start failed: stopping then keeps the datapath (see start()).
+    private var startFailed = false
     private var ipsecApplied: (local: IPsecTunnels.Local, keys: [UInt8: IPsecKey], current: UInt8, nodes: [IPsecTunnels.Node])?
     private var ipsecProblems: [String] = []
     private var keyFileError: String?
+    /// A new SPI waits to be advertised until its states are in.
+    private var spiToPublish = false
     private var nodeIDs: NodeIDs?
 
     public init() {}
@@ -72,21 +76,16 @@ public actor EncryptionSubsystem: StageSubsystem {
 
     public func start() async throws {
         guard let context else { throw SubsystemError("\(name): not configured") }
-        try await stage.install(bpfRoot: context.bpfRoot)
-        guard context.section.type == .wireguard else {
-            deleteDevice()
-            do {
-                try await startIPsec(context)
-            } catch {
-                await stopIPsec(removing: true)
-                await stage.uninstall()
-                try? writeState(context, deviceIndex: nil)
-                throw error
-            }
-            return
-        }
-        if let xfrm = try? XFRM(), let nl = try? Netlink() { IPsecTunnels.removeAll(xfrm: xfrm, netlink: nl) }
+        // A failed start leaves the datapath as it was (an earlier agent's keys, states and marks go on encrypting);
+        // only turning encryption off removes it.
+        startFailed = false
         do {
+            try await stage.install(bpfRoot: context.bpfRoot)
+            guard context.section.type == .wireguard else {
+                deleteDevice()
+                try await startIPsec(context)
+                return
+            }
             try startWireGuard(context)
             let wg = try Netlink().link(.name(WireGuardConstants.device))
             // What comes out of the device is marked decrypted (flows say it arrived encrypted).
@@ -95,24 +94,35 @@ public actor EncryptionSubsystem: StageSubsystem {
                 _ = try Attach.tcx(try await stage.otherProgram("cil_from_wireguard"), ifindex: wg.index, direction: .ingress,
                                    pinPath: decryptLinkPin(context.bpfRoot))
             }
+            // The marks change first (no IPsec flag), then what IPsec left goes: no marked packet meets no policy.
             try writeState(context, deviceIndex: wg.map { UInt32($0.index) })
+            clearNodeMap(context)
+            if let xfrm = try? XFRM(), let nl = try? Netlink() { IPsecTunnels.removeAll(xfrm: xfrm, netlink: nl) }
             await context.shared.localEncryption.upsert(LocalEncryptionRecord(wireguardPubKey: key?.publicKeyBase64, encryptionKey: 255,
                                                                                      overhead: WireGuardConstants.overhead))
+            // Peers follow the other nodes once their first listing is in (before it, the device keeps the peers it has).
             let nodes = context.shared.remoteNodes
             peerWatcher = Task { [weak self] in
+                for await _ in await nodes.initialization() {}
                 for await _ in await nodes.changes() {
                     guard let self else { return }
                     await self.configurePeers(await nodes.all())
                 }
             }
         } catch {
-            await stage.uninstall()
+            startFailed = true
             throw error
         }
     }
 
     /// Turned off while running: the stage leaves its slot and the device goes (nothing is left behind).
     public func stop() async {
+        // After a failed start (the host stops a subsystem whose start failed): keep what encrypts now.
+        if startFailed {
+            startFailed = false
+            await shutdown()
+            return
+        }
         await stage.uninstall()
         if let context { try? writeState(context, deviceIndex: nil) }
         await stopWireGuard(deleting: true)
@@ -157,6 +167,11 @@ public actor EncryptionSubsystem: StageSubsystem {
         }
     }
 
+    private func clearNodeMap(_ c: SubsystemContext<Section>) {
+        guard let map = try? BPFMap<UInt32, encrypt_node_value>(pinned: c.bpfRoot + "/cilium_encrypt_nodes") else { return }
+        for (k, _) in map.entries() { _ = try? map.delete(k) }
+    }
+
     private func publishSPI(_ c: SubsystemContext<Section>) async {
         await c.shared.localEncryption.upsert(LocalEncryptionRecord(wireguardPubKey: nil, encryptionKey: currentSPI,
                                                                     overhead: ipsecKeys[currentSPI].map(Self.espOverhead) ?? 0))
@@ -188,7 +203,8 @@ public actor EncryptionSubsystem: StageSubsystem {
                     ipsecKeys[key.spi] = key
                     keyExpiry[key.spi] = nil
                     currentSPI = key.spi
-                    await publishSPI(c)
+                    // Advertised once its IN states exist (below), so no peer sends with it before it can be decrypted.
+                    spiToPublish = true
                 }
             } catch {
                 keyFileError = "\(error) (the keys in force stay)"
@@ -198,7 +214,15 @@ public actor EncryptionSubsystem: StageSubsystem {
             ipsecKeys[spi] = nil
             keyExpiry[spi] = nil
         }
-        guard let me = await c.shared.localNode.get(0), let address = IPv4Address(me.address) else { return }
+        guard let me = await c.shared.localNode.get(0), let address = IPv4Address(me.address) else {
+            ipsecProblems = ["any node: this node's address is not known yet (Networking has not published it)"]
+            return
+        }
+        // Before the other nodes' first listing the kernel keeps what it has (an earlier agent's tunnels).
+        guard await c.shared.remoteNodes.isInitialized else {
+            ipsecProblems = ["any node: waiting for the first listing of the other nodes"]
+            return
+        }
         let local = IPsecTunnels.Local(address: address, bootID: me.bootID)
         // Nodes that advertise an SPI (1-15; 255 is WireGuard's).
         let remote = await c.shared.remoteNodes.all().filter { (1...15).contains($0.encryptionKey) }
@@ -208,7 +232,7 @@ public actor EncryptionSubsystem: StageSubsystem {
             return IPsecTunnels.Node(name: r.name, address: a, podCIDR: IPv4Prefix(r.podCIDR), id: id,
                                      advertisedSPI: r.encryptionKey, bootID: r.bootID ?? "")
         }
-        if let a = ipsecApplied, a.local == local, a.keys == ipsecKeys, a.current == currentSPI, a.nodes == nodes { return }
+        if let a = ipsecApplied, a.local == local, a.keys == ipsecKeys, a.current == currentSPI, a.nodes == nodes, !spiToPublish { return }
         // Checked again after the awaits above: stopIPsec may have run meanwhile.
         guard ipsecActive else { return }
         let desired = IPsecTunnels.desired(local: local, keys: ipsecKeys, current: currentSPI, nodes: nodes)
@@ -218,6 +242,10 @@ public actor EncryptionSubsystem: StageSubsystem {
                                    nodeMap: try BPFMap<UInt32, encrypt_node_value>(pinned: c.bpfRoot + "/cilium_encrypt_nodes"))
             ipsecApplied = (local, ipsecKeys, currentSPI, nodes)
             lastPeerError = nil
+            if spiToPublish {
+                spiToPublish = false
+                await publishSPI(c)
+            }
         } catch {
             lastPeerError = "\(error)"
             throw error
@@ -231,9 +259,7 @@ public actor EncryptionSubsystem: StageSubsystem {
         ipsecApplied = nil
         guard removing, let c = context else { return }
         if let xfrm = try? XFRM(), let nl = try? Netlink() { IPsecTunnels.removeAll(xfrm: xfrm, netlink: nl) }
-        if let map = try? BPFMap<UInt32, encrypt_node_value>(pinned: c.bpfRoot + "/cilium_encrypt_nodes") {
-            for (k, _) in map.entries() { _ = try? map.delete(k) }
-        }
+        clearNodeMap(c)
         if c.section.type == .ipsec { await c.shared.localEncryption.delete(key: 0) }
     }
 
@@ -275,19 +301,23 @@ public actor EncryptionSubsystem: StageSubsystem {
     /// (one prefix, not one per pod). Nodes that publish the same key are all left out, and the status names them.
     private func configurePeers(_ nodes: [RemoteNodeRecord]) {
         guard let device, let key else { return }
+        do {
+            try device.configure(key: key, peers: desiredPeers(nodes, key: key))
+            lastPeerError = nil
+        } catch {
+            lastPeerError = "\(error)"
+        }
+    }
+
+    /// One peer per other node that publishes a key, unless it shares that key with another node or with `key`.
+    private func desiredPeers(_ nodes: [RemoteNodeRecord], key: WireGuardKey) -> [WireGuardPeer] {
         let keyed = nodes.compactMap { n in n.wireguardPubKey.flatMap { Data(base64Encoded: $0) }.map { (n, [UInt8]($0)) } }
             .filter { $0.1.count == 32 }
         let counts = Dictionary(keyed.map { ($0.1, 1) }, uniquingKeysWith: +)
         refusedPeers = keyed.filter { counts[$0.1]! > 1 || $0.1 == key.publicKey }.map(\.0.name).sorted()
-        let peers = keyed.filter { counts[$0.1]! == 1 && $0.1 != key.publicKey }.sorted { $0.0.name < $1.0.name }.map { n, pub in
+        return keyed.filter { counts[$0.1]! == 1 && $0.1 != key.publicKey }.sorted { $0.0.name < $1.0.name }.map { n, pub in
             WireGuardPeer(publicKey: pub, endpoint: "\(n.address):\(WireGuardConstants.port)", allowedIPs: ["\(n.address)/32", n.podCIDR],
                           persistentKeepalive: UInt16(context?.section.persistentKeepalive ?? 0))
-        }
-        do {
-            try device.configure(key: key, peers: peers)
-            lastPeerError = nil
-        } catch {
-            lastPeerError = "\(error)"
         }
     }
 
@@ -345,9 +375,13 @@ public actor EncryptionSubsystem: StageSubsystem {
         let base = nl.uplinkMTU(devices: c.section.devices) ?? 1500
         try nl.setLinkMTU(.name(dev.name), mtu: base - WireGuardConstants.overhead)
         try nl.setLinkUp(.name(dev.name))
-        // Decrypted packets come out of cilium_wg0 with sources the routes send elsewhere.
-        try? "0".write(toFile: "/proc/sys/net/ipv4/conf/\(dev.name)/rp_filter", atomically: false, encoding: .utf8)
-        try dev.configure(key: key, peers: [])
+        // Decrypted packets come out of cilium_wg0 with sources the routes send elsewhere; the kernel checks the larger
+        // of the device's and `all`'s setting, so both are off in this namespace (as upstream's agent sets them).
+        for conf in [dev.name, "all"] {
+            try? "0".write(toFile: "/proc/sys/net/ipv4/conf/\(conf)/rp_filter", atomically: false, encoding: .utf8)
+        }
+        // An adopted device keeps its peers (the peer watcher updates them once the other nodes are listed).
+        try dev.configure(key: key, peers: Self.wireGuardPeers((try? dev.state()) ?? []))
         device = dev
     }
 
@@ -395,6 +429,25 @@ public actor EncryptionSubsystem: StageSubsystem {
             enabled: true, state: h.state, message: h.message,
             summary: "Wireguard [NodeEncryption: \(node), \(device.name) (Pubkey: \(key.publicKeyBase64), Port: \(port), Peers: \(peers.count))]",
             details: ["device: \(device.implementation)"] + peerLines + (keyNote.map { [$0] } ?? []))
+    }
+
+    /// The peers a device has, as `configure` takes them.
+    static func wireGuardPeers(_ state: [(key: String, value: String)]) -> [WireGuardPeer] {
+        var peers: [WireGuardPeer] = []
+        for (k, v) in state {
+            if k == "public_key", let key = WireGuardKey.bytes(hex: v) {
+                peers.append(WireGuardPeer(publicKey: key, endpoint: "", allowedIPs: []))
+                continue
+            }
+            guard !peers.isEmpty else { continue }
+            switch k {
+            case "endpoint": peers[peers.count - 1].endpoint = v
+            case "allowed_ip": peers[peers.count - 1].allowedIPs.append(v)
+            case "persistent_keepalive_interval": peers[peers.count - 1].persistentKeepalive = UInt16(v) ?? 0
+            default: break
+            }
+        }
+        return peers
     }
 
     /// The device's peers as its UAPI `get` lists them (keys in base64, as users see them).
@@ -476,12 +529,23 @@ public actor EncryptionSubsystem: StageSubsystem {
         guard let context, context.section.type == .wireguard else {
             throw SubsystemError("rotate-key rotates the WireGuard key; IPsec keys change through encryption.ipsec.keyFile (a new SPI)")
         }
-        guard device != nil, let old = key else { throw SubsystemError("cilium_wg0 is not running; nothing to rotate") }
+        let nodes = await context.shared.remoteNodes.all()
+        // Checked after the await: the device may have gone meanwhile.
+        guard let device, let old = key, self.context?.section.type == .wireguard else {
+            throw SubsystemError("cilium_wg0 is not running; nothing to rotate")
+        }
         let new = WireGuardKey.generate()
-        try WireGuardKey.write(new, to: context.stateDir + "/cilium_wg0.key")
+        let peers = desiredPeers(nodes, key: new)
+        // The device first: if it refuses, nothing changed. Then the file; if that fails, the device goes back.
+        try device.configure(key: new, peers: peers)
+        do {
+            try WireGuardKey.write(new, to: context.stateDir + "/cilium_wg0.key")
+        } catch {
+            try? device.configure(key: old, peers: desiredPeers(nodes, key: old))
+            throw error
+        }
         key = new
         keyNote = nil
-        configurePeers(await context.shared.remoteNodes.all())
         await context.shared.localEncryption.upsert(LocalEncryptionRecord(wireguardPubKey: new.publicKeyBase64, encryptionKey: 255,
                                                                           overhead: WireGuardConstants.overhead))
         return KeyRotationResponse(previousPublicKey: old.publicKeyBase64, publicKey: new.publicKeyBase64)

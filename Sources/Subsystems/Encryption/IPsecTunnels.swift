@@ -106,30 +106,40 @@ struct IPsecTunnels {
     static func apply(_ d: Desired, xfrm: XFRM, nodeMap: BPFMap<UInt32, encrypt_node_value>) throws {
         let states = try xfrm.states().filter { isOurs($0.mark) }
         let policies = try xfrm.policies().filter(isOurs)
+        // One node's failure does not hold up the others: the first error is thrown at the end.
+        var firstError: (any Error)?
+        func attempt(_ body: () throws -> Void) {
+            do { try body() } catch { if firstError == nil { firstError = error } }
+        }
         for s in d.states where !states.contains(where: { same($0, s) }) {
-            // The same identity with other key material: replaced.
-            if let old = states.first(where: { $0.destination == s.destination && $0.spi == s.spi && $0.mark == s.mark }) {
-                try? xfrm.deleteState(old)
+            attempt {
+                // The same identity with other key material: replaced.
+                if let old = states.first(where: { $0.destination == s.destination && $0.spi == s.spi && $0.mark == s.mark }) {
+                    try? xfrm.deleteState(old)
+                }
+                try xfrm.addState(s)
             }
-            try xfrm.addState(s)
         }
         for p in d.policies {
-            if let old = policies.first(where: { sameSelector($0, p) }) {
-                if old != p { try xfrm.updatePolicy(p) }
-            } else {
-                try xfrm.addPolicy(p)
+            attempt {
+                if let old = policies.first(where: { sameSelector($0, p) }) {
+                    if old != p { try xfrm.updatePolicy(p) }
+                } else {
+                    try xfrm.addPolicy(p)
+                }
             }
         }
         for (address, v) in d.nodes {
             var value = encrypt_node_value()
             value.node_id = v.id
             value.spi = v.spi
-            try nodeMap.update(address.value.bigEndian, value)
+            attempt { try nodeMap.update(address.value.bigEndian, value) }
         }
         let wanted = Set(d.nodes.keys.map { $0.value.bigEndian })
         for (key, _) in nodeMap.entries() where !wanted.contains(key) { _ = try? nodeMap.delete(key) }
         for p in policies where !d.policies.contains(where: { sameSelector($0, p) }) { try? xfrm.deletePolicy(p) }
         for s in states where !d.states.contains(where: { same($0, s) }) { try? xfrm.deleteState(s) }
+        if let firstError { throw firstError }
     }
 
     /// Removes every state and policy of ours and the rule.

@@ -48,6 +48,8 @@ actor ClusterSync {
     private let remoteNodeTable: StateTable<RemoteNodeRecord>
     private let localEncryption: StateTable<LocalEncryptionRecord>
     private let localNode: StateTable<LocalNodeRecord>
+    /// encryption.enabled: this node's record carries its encryption key, and waits for it.
+    private let expectEncryption: Bool
     private var encryptionWatcher: Task<Void, Never>?
     private var nodeAddress: IPv4Address?
     private var podCIDR: IPv4Prefix?
@@ -72,10 +74,12 @@ actor ClusterSync {
             : try EmbeddedKVStore(path: stateDir + "/kvstore.json")
         self.init(store: store, cluster: config.clusterName, node: node, shared: shared,
                   directRoutes: config.routingMode == .native && config.autoDirectNodeRoutes,
-                  tunnelRoutes: config.routingMode == .tunnel)
+                  tunnelRoutes: config.routingMode == .tunnel, expectEncryption: config.encryption)
     }
 
-    init(store: any KVStore, cluster: String, node: String, shared: SharedState, directRoutes: Bool = false, tunnelRoutes: Bool = false) {
+    init(store: any KVStore, cluster: String, node: String, shared: SharedState, directRoutes: Bool = false, tunnelRoutes: Bool = false,
+         expectEncryption: Bool = false) {
+        self.expectEncryption = expectEncryption
         self.store = store
         self.cluster = cluster
         self.node = node
@@ -155,6 +159,9 @@ actor ClusterSync {
     private func ownNodeRecord() async -> NodeRecord? {
         guard let nodeAddress, let podCIDR else { return nil }
         let enc = await localEncryption.get(0)
+        // With encryption on, a record without its key would tell the other nodes to send here in clear: nothing is
+        // published until Encryption has put its key (a restarted agent's previous record stays meanwhile).
+        if expectEncryption, enc == nil { return nil }
         return NodeRecord(name: node, address: nodeAddress.description, podCIDR: podCIDR.description,
                           WireguardPubKey: enc?.wireguardPubKey, EncryptionKey: enc?.encryptionKey, BootID: kernelBootID)
     }
@@ -163,6 +170,9 @@ actor ClusterSync {
     private func publishNodeRecord() async {
         guard let lease, let me = await ownNodeRecord(), let data = try? JSONEncoder().encode(me) else { return }
         _ = try? await store.put(KVKeys.node(cluster: cluster, name: node), data, lease: lease)
+        for (ip, record) in ownIPs {
+            if let data = try? JSONEncoder().encode(record) { _ = try? await store.put(KVKeys.ip(ip), data, lease: lease) }
+        }
     }
 
     /// This node's endpoints, as the other nodes should see them.
@@ -170,7 +180,8 @@ actor ClusterSync {
         guard let host = nodeAddress?.description else { return }
         let record = IPRecord(identity: identity, hostIP: host, k8sNamespace: podNamespace, k8sPodName: podName)
         ownIPs[ip] = record
-        if let lease, let data = try? JSONEncoder().encode(record) {
+        // Published with the node record (which may wait for the encryption key).
+        if let lease, await ownNodeRecord() != nil, let data = try? JSONEncoder().encode(record) {
             _ = try? await store.put(KVKeys.ip(ip), data, lease: lease)
         }
     }
@@ -208,9 +219,9 @@ actor ClusterSync {
             guard let lease else { return false }
             if let me = await ownNodeRecord() {
                 try await store.put(KVKeys.node(cluster: cluster, name: node), try JSONEncoder().encode(me), lease: lease)
-            }
-            for (ip, record) in ownIPs {
-                try await store.put(KVKeys.ip(ip), try JSONEncoder().encode(record), lease: lease)
+                for (ip, record) in ownIPs {
+                    try await store.put(KVKeys.ip(ip), try JSONEncoder().encode(record), lease: lease)
+                }
             }
             if seenRevision == nil {
                 let nodes = try await store.list(prefix: KVKeys.nodes(cluster: cluster))
@@ -223,6 +234,7 @@ actor ClusterSync {
                 lists += 1
                 await self.identities.markInitialized(Self.ipcacheSource)
                 await ipcache.markInitialized(Self.ipcacheSource)
+                await remoteNodeTable.markInitialized(Self.ipcacheSource)
             }
             lastError = nil
             for try await event in store.watch(prefix: KVKeys.root, fromRevision: (seenRevision ?? 0) + 1) {

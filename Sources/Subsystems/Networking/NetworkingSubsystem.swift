@@ -65,12 +65,15 @@ public actor NetworkingSubsystem: SteppedSubsystem {
         public var clusterName: String
         /// Pods' labels are read from here ("" for none).
         public var resourceDirectory: String
+        /// encryption.enabled: this node's record waits for the Encryption subsystem's key.
+        public var encryption: Bool
     }
 
     public static func section(of c: AgentConfig) -> Section {
         Section(routingMode: c.routingMode, tunnelProtocol: c.tunnelProtocol, autoDirectNodeRoutes: c.autoDirectNodeRoutes,
                 ipv4NativeRoutingCIDR: c.ipv4NativeRoutingCIDR, devices: c.devices, rewriteDeliveryMAC: c.bpf.rewriteDeliveryMAC,
-                ipam: c.ipam, etcd: c.etcd, clusterName: c.cluster.name, resourceDirectory: c.agent.resourceDirectory)
+                ipam: c.ipam, etcd: c.etcd, clusterName: c.cluster.name, resourceDirectory: c.agent.resourceDirectory,
+                encryption: c.encryption.enabled)
     }
 
     public func configure(_ context: SubsystemContext<Section>) {
@@ -109,6 +112,7 @@ public actor NetworkingSubsystem: SteppedSubsystem {
             // The other nodes' entries come from the kvstore: nothing is pruned until its first listing is in.
             await ipcache.registerInitializer(ClusterSync.ipcacheSource)
             await context.shared.identities.registerInitializer(ClusterSync.ipcacheSource)
+            await context.shared.remoteNodes.registerInitializer(ClusterSync.ipcacheSource)
             let ipcacheMap: BPFMap<ipcache_key, ipcache_value> = try await entry.map("cilium_ipcache")
             ipcacheReconciler = try await startReconciler(Reconciler(
                 name: "ipcache", table: ipcache,
