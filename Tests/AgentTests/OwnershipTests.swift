@@ -60,7 +60,7 @@ import TestSupport
             loadBalancer: {acceleration: native}
             cgroup: {hostRoot: \(cgroup)}
             hostFirewall: {enabled: true}
-            encryption: {enabled: true, type: ipsec}
+            encryption: {enabled: true, type: wireguard, wireguard: {userspaceFallback: true}}
             clustermesh: {enabled: true}
             cluster: {name: owned, id: 7}
 
