@@ -1,3 +1,4 @@
+import CBPF
 import Foundation
 import Glibc
 import LinuxNet
@@ -107,9 +108,15 @@ package struct UserspaceWireGuard: WireGuardDevice {
     package func configure(key: WireGuardKey, port: UInt16, peers: [WireGuardPeer]) throws {
         // Peers are changed in place, not replaced: a peer that stays keeps its session (no new handshake, nothing lost).
         let current = Set(try uapi.get().filter { $0.key == "public_key" }.map(\.value))
+        defer { enlargeSocketBuffers() }
         let wanted = Set(peers.map { WireGuardKey.hex($0.publicKey) })
-        var lines = ["private_key=\(WireGuardKey.hex(key.privateKey))", "listen_port=\(port)",
-                     "fwmark=\(WireGuardConstants.fwmark)"]
+        // The device's own settings only when they differ: wireguard-go rebinds its socket on every listen_port.
+        let device = try uapi.get()
+        let have = { (k: String) in device.first { $0.key == k }?.value }
+        var lines: [String] = []
+        if have("private_key") != WireGuardKey.hex(key.privateKey) { lines.append("private_key=\(WireGuardKey.hex(key.privateKey))") }
+        if have("listen_port") != String(port) { lines.append("listen_port=\(port)") }
+        if have("fwmark") != String(WireGuardConstants.fwmark) { lines.append("fwmark=\(WireGuardConstants.fwmark)") }
         for gone in current.subtracting(wanted).sorted() {
             lines += ["public_key=\(gone)", "remove=true"]
         }
@@ -127,6 +134,42 @@ package struct UserspaceWireGuard: WireGuardDevice {
                       "public_key=\(WireGuardKey.hex(p.publicKey))", "update_only=true", "persistent_keepalive_interval=0"]
         }
         try uapi.set(lines)
+    }
+
+    /// wireguard-go (before 0.0.20230223, as Debian's) leaves its UDP sockets at the kernel's default buffer (208 KiB):
+    /// under load the receiving one overflows (UdpRcvbufErrors) and TCP through the tunnel loses ~10% of its packets.
+    /// Newer wireguard-go sets 7 MiB itself; the agent does it for the one it runs, through a copy of the socket.
+    package func enlargeSocketBuffers(bytes: Int32 = 7 << 20) {
+        for pid in processes() {
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? [] {
+                guard let fd = Int32(entry),
+                      (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(entry)"))?.hasPrefix("socket:") == true
+                else { continue }
+                let copy = cil_copy_fd_of_process(pid, fd)
+                guard copy >= 0 else { continue }
+                var type: Int32 = 0
+                var length = socklen_t(MemoryLayout<Int32>.size)
+                if getsockopt(copy, SOL_SOCKET, SO_TYPE, &type, &length) == 0, type == Int32(SOCK_DGRAM.rawValue) {
+                    var size = bytes
+                    _ = setsockopt(copy, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size))
+                    _ = setsockopt(copy, SOL_SOCKET, SO_SNDBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size))
+                }
+                close(copy)
+            }
+        }
+    }
+
+    /// The wireguard-go processes running this device in this network namespace.
+    private func processes() -> [Int32] {
+        let ownNet = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net")
+        return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { p -> Int32? in
+            guard let pid = Int32(p),
+                  (try? String(contentsOfFile: "/proc/\(p)/comm", encoding: .utf8))?.hasPrefix("wireguard-go") == true,
+                  (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p)/ns/net")) == ownNet,
+                  let cmdline = FileManager.default.contents(atPath: "/proc/\(p)/cmdline"),
+                  cmdline.split(separator: 0).last.map({ String(decoding: $0, as: UTF8.self) }) == name else { return nil }
+            return pid
+        }
     }
 
     /// Removes the device: wireguard-go exits when its link goes. `reaping`: the wireguard-go we started (our child),
