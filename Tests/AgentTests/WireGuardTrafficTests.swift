@@ -82,6 +82,18 @@ import TestSupport
         }
     }
 
+    /// A cluster whose pod b serves files, once both nodes have their peer (nil, printing why, without the tools).
+    static func servingCluster(_ settings: [String] = [], marker: String = "x") throws -> Cluster? {
+        if let missing = tools {
+            print("skipped: \(missing)")
+            return nil
+        }
+        let c = try Cluster(settings)
+        try c.serveInB(marker: marker)
+        try c.waitForPeers()
+        return c
+    }
+
     struct TestFailure: Error, CustomStringConvertible {
         var description: String
         init(_ d: String) { description = d }
@@ -210,14 +222,8 @@ import TestSupport
     /// The agent dies (kill -9) during a transfer through WireGuard: the device (its own process) and the
     /// datapath (pinned) carry on, the transfer completes, and the restarted agent adopts the same device.
     @Test func aTransferOutlivesAKilledAgent() throws {
-        if let missing = Self.tools {
-            print("skipped: \(missing)")
-            return
-        }
-        let c = try Cluster([])
+        guard let c = try Self.servingCluster() else { return }
         defer { c.down() }
-        try c.serveInB(marker: "x")
-        try c.waitForPeers()
         let before = try c.cilium("node1", ["status"]).1
         // 3 MB at 1 MB/s: about 3 s, with the kill 1 s in.
         // While the agent is gone and while it comes back, nothing crosses in clear (node2's datapath keeps node1's key:
@@ -240,14 +246,9 @@ import TestSupport
     /// Strict mode: once node2 stops encrypting (its record loses its key), node1 drops pod a's packets to pod b
     /// instead of sending them in clear, with upstream's reason, and says so in Hubble.
     @Test func strictModeDropsWhatWouldLeaveUnencrypted() throws {
-        if let missing = Self.tools {
-            print("skipped: \(missing)")
-            return
-        }
-        let c = try Cluster(["encryption.strictMode.cidr=10.0.0.0/16", "encryption.strictMode.enabled=true"])
+        guard let c = try Self.servingCluster(["encryption.strictMode.cidr=10.0.0.0/16", "encryption.strictMode.enabled=true"],
+                                              marker: "strict") else { return }
         defer { c.down() }
-        try c.serveInB(marker: "strict")
-        try c.waitForPeers()
         #expect(try c.exec("a", "curl -s --max-time 5 http://10.0.1.2:8080/m").1 == "strict", "encrypted, it passes")
 
         #expect(try c.cilium("node2", ["config", "set", "encryption.enabled=false"]).0 == 0)
@@ -271,14 +272,8 @@ import TestSupport
     /// taken up by the peer within 5 s, and the transfer completes (no connection lost). `cilium encrypt status`
     /// shows upstream's text and JSON shapes before and after.
     @Test func rotateKeyKeepsConnections() throws {
-        if let missing = Self.tools {
-            print("skipped: \(missing)")
-            return
-        }
-        let c = try Cluster([])
+        guard let c = try Self.servingCluster() else { return }
         defer { c.down() }
-        try c.serveInB(marker: "x")
-        try c.waitForPeers()
         func status(_ node: String) throws -> EncryptionStatusResponse {
             try JSONDecoder().decode(EncryptionStatusResponse.self, from: Data(try c.cilium(node, ["encrypt", "status", "-o", "json"]).1.utf8))
         }
