@@ -25,6 +25,7 @@ enum WireGuardBenchmark {
                 if waitpid(pid, &status, WNOHANG) == 0 { kill(pid, SIGKILL); waitpid(pid, &status, 0) }
             }
             _ = PodPaths.shell([sb, "down", "--name", sandbox])
+            for k in 0..<2 { try? FileManager.default.removeItem(atPath: "/tmp/\(sandbox)-wgb\(k)") }
         }
         guard PodPaths.shell([sb, "up", "--name", sandbox, "--nodes", "2", "--set", "encryption.enabled=true",
                               "--set", "encryption.wireguard.userspaceFallback=true"]).0 == 0,

@@ -34,7 +34,10 @@ import TestSupport
                 }
             }
         }
-        func down() { _ = try? runCapturing([sandbox, "down", "--name", name]) }
+        func down() {
+            _ = try? runCapturing([sandbox, "down", "--name", name])
+            try? FileManager.default.removeItem(atPath: "/tmp/\(name)-www")
+        }
         /// Pod a downloads pod b's 3 MB file at `rate` while `during` runs (after `delay`); curl's "code size".
         func transfer(rate: String = "1M", delay: useconds_t = 1_000_000, during: () throws -> Void) throws -> String {
             let t = try ChildProcess.spawnCapturing([sandbox, "exec", "--name", name, "a", "--", "curl", "-s", "--max-time", "60",
