@@ -49,12 +49,13 @@ enum AgentMetrics {
             p.add("cilium_wireguard_bytes_total", [("direction", "encrypted")], Double(wg.txBytes))
             p.add("cilium_wireguard_bytes_total", [("direction", "decrypted")], Double(wg.rxBytes))
         }
-        // IPsec: what went through the states the Encryption subsystem made (upstream's marks: 0xE00 out, 0xD00 in).
-        if let states = try? XFRM().states(), states.contains(where: { [0xE00, 0xD00].contains(($0.mark?.value ?? 0) & 0xF00) }) {
+        // IPsec: what went through the states the Encryption subsystem made (the datapath's marks, bpf/include/cilium_maps.h).
+        let encrypt = UInt32(CILIUM_MARK_ENCRYPT), decrypt = UInt32(CILIUM_MARK_DECRYPT), magicBits: UInt32 = 0xF00
+        if let states = try? XFRM().states(), states.contains(where: { [encrypt, decrypt].contains(($0.mark?.value ?? 0) & magicBits) }) {
             p.family("cilium_ipsec_packets_total", .counter, "Packets through the IPsec states, by direction: encrypted (OUT) or decrypted (IN)")
             p.family("cilium_ipsec_bytes_total", .counter, "Bytes through the IPsec states, by direction: encrypted or decrypted")
-            for (direction, bits) in [("encrypted", UInt32(0xE00)), ("decrypted", UInt32(0xD00))] {
-                let mine = states.filter { ($0.mark?.value ?? 0) & 0xF00 == bits }
+            for (direction, bits) in [("encrypted", encrypt), ("decrypted", decrypt)] {
+                let mine = states.filter { ($0.mark?.value ?? 0) & magicBits == bits }
                 p.add("cilium_ipsec_packets_total", [("direction", direction)], Double(mine.reduce(0) { $0 + $1.packets }))
                 p.add("cilium_ipsec_bytes_total", [("direction", direction)], Double(mine.reduce(0) { $0 + $1.bytes }))
             }

@@ -1,5 +1,6 @@
 import Diagnostics
 import Foundation
+import CBPF
 import LinuxNet
 
 /// A key of upstream's IPsec key file (`encryption.ipsec.keyFile`, default /etc/ipsec/keys): one line each,
@@ -65,8 +66,9 @@ package struct IPsecKey: Equatable, Sendable {
 
 /// Upstream's XFRM marks, routing rule and priorities for IPsec (linux_defaults).
 package enum IPsecMarks {
-    package static let encrypt: UInt32 = 0x0E00
-    package static let decrypt: UInt32 = 0x0D00
+    /// The datapath's marks (bpf/include/cilium_maps.h), which the XFRM states and policies match.
+    package static let encrypt = UInt32(CILIUM_MARK_ENCRYPT)
+    package static let decrypt = UInt32(CILIUM_MARK_DECRYPT)
     /// The encrypt/decrypt bits (`fwmark 0xd00/0xf00`).
     package static let bitMask: UInt32 = 0x0F00
     package static let nodeIDMask: UInt32 = 0xFFFF_0000

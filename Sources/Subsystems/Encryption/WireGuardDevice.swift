@@ -7,9 +7,10 @@ import Spawning
 /// Upstream's WireGuard constants.
 package enum WireGuardConstants {
     package static let device = "cilium_wg0"
-    package static let port: UInt16 = 51871
+    /// Upstream's port, from bpf/include/cilium_maps.h (the datapath knows it too).
+    package static let port = UInt16(CILIUM_WG_PORT)
     /// The mark on the packets the device emits (so that they are not steered into it again).
-    package static let fwmark: UInt32 = 0x1E00
+    package static let fwmark = UInt32(CILIUM_MARK_WIREGUARD)
     /// WireGuard's own overhead over IPv4 (outer IP, UDP, WireGuard header and tag): device MTU - 80.
     package static let overhead: UInt32 = 80
 }
