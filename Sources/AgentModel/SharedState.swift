@@ -28,6 +28,13 @@ public final class SharedState: Sendable {
     public let localEncryption = StateTable<LocalEncryptionRecord>(name: "local-encryption")
     /// This node as the cluster sees it (Networking writes it; Encryption reads its address and boot ID).
     public let localNode = StateTable<LocalNodeRecord>(name: "local-node")
+    /// This cluster's global services (annotated `service.cilium.io/global`), with their local backends, in
+    /// upstream's ClusterService shape. Written by LoadBalancer, published to this cluster's kvstore by ClusterMesh.
+    public let globalServices = StateTable<ClusterService>(name: "global-services")
+    /// The remote clusters' shared global services (key cluster/namespace/name). Written by ClusterMesh, merged into
+    /// the local services of the same namespace/name by LoadBalancer. Not initialized until every remote cluster
+    /// has been listed once: until then LoadBalancer keeps the remote backends it had.
+    public let remoteServices = StateTable<ClusterService>(name: "remote-services")
 
     public init() {}
 }

@@ -97,12 +97,21 @@ public struct AgentConfig: Codable, Sendable, Equatable {
 
     public struct ClusterMesh: Codable, Sendable, Equatable {
         public struct MeshConfig: Codable, Sendable, Equatable {
-            public var clusters: [String] = []
+            public var enabled = false
+            /// "" means <agent.stateDir>/clustermesh.
+            public var directory = ""
             public init() {}
         }
         public var enabled = false
         public var config = MeshConfig()
+        public var maxConnectedClusters = 255
+        /// A Go duration; "0s" keeps a lost cluster's state until it is back.
+        public var cacheTTL = "0s"
+        public var policyDefaultLocalCluster = true
         public init() {}
+
+        /// Either switch turns cluster mesh on (ours, and upstream's `clustermesh.config.enabled`).
+        public var on: Bool { enabled || config.enabled }
     }
 
     public struct Hubble: Codable, Sendable, Equatable {
@@ -141,8 +150,16 @@ public struct AgentConfig: Codable, Sendable, Equatable {
     }
 
     public struct Etcd: Codable, Sendable, Equatable {
+        public struct TLS: Codable, Sendable, Equatable {
+            public var caFile = "/var/lib/etcd-secrets/etcd-client-ca.crt"
+            public var certFile = "/var/lib/etcd-secrets/etcd-client.crt"
+            public var keyFile = "/var/lib/etcd-secrets/etcd-client.key"
+            public init() {}
+        }
         public var enabled = false
         public var endpoints: [String] = []
+        public var ssl = false
+        public var tls = TLS()
         public init() {}
     }
 

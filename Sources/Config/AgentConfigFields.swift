@@ -70,7 +70,11 @@ extension AgentConfig {
         "encryption.strictMode.cidr": .string(\.encryption.strictMode.cidr),
         "encryption.strictMode.allowRemoteNodeIdentities": .bool(\.encryption.strictMode.allowRemoteNodeIdentities),
         "clustermesh.enabled": .bool(\.clustermesh.enabled),
-        "clustermesh.config.clusters": .list(\.clustermesh.config.clusters),
+        "clustermesh.config.enabled": .bool(\.clustermesh.config.enabled),
+        "clustermesh.config.directory": .string(\.clustermesh.config.directory),
+        "clustermesh.maxConnectedClusters": .int(\.clustermesh.maxConnectedClusters),
+        "clustermesh.cacheTTL": .string(\.clustermesh.cacheTTL),
+        "clustermesh.policyDefaultLocalCluster": .bool(\.clustermesh.policyDefaultLocalCluster),
         "hubble.enabled": .bool(\.hubble.enabled),
         "hubble.eventBufferCapacity": .int(\.hubble.eventBufferCapacity),
         "hubble.metrics.enabled": .list(\.hubble.metrics.enabled),
@@ -88,6 +92,10 @@ extension AgentConfig {
         "ipv4NativeRoutingCIDR": .string(\.ipv4NativeRoutingCIDR),
         "etcd.enabled": .bool(\.etcd.enabled),
         "etcd.endpoints": .list(\.etcd.endpoints),
+        "etcd.ssl": .bool(\.etcd.ssl),
+        "etcd.tls.caFile": .string(\.etcd.tls.caFile),
+        "etcd.tls.certFile": .string(\.etcd.tls.certFile),
+        "etcd.tls.keyFile": .string(\.etcd.tls.keyFile),
         "devices": .list(\.devices),
     ]
 

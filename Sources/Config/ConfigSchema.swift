@@ -27,6 +27,10 @@ public enum ConfigConstraint: Sendable, Equatable {
     case powerOfTwoMinusOne
     /// A Go duration of at least one second: "5m", "90s", "1h30m".
     case duration
+    /// A Go duration, or 0 ("0s") for none.
+    case durationOrZero
+    /// An absolute path, or "" for the default.
+    case absolutePathOrEmpty
     /// A bool that, as in Cilium's Helm chart, also accepts the strings "true" and "false";
     /// the removed modes "strict", "partial" and "disabled" get a pointed error.
     case helmStringBool
@@ -77,6 +81,8 @@ public struct ConfigKey: Sendable, Equatable {
                     + "starting and ending with a letter or digit)"
             case .absolutePath: return "an absolute path"
             case .duration: return "a duration like 5m, 90s or 1h30m (at least 1s)"
+            case .durationOrZero: return "a duration like 5m, 90s or 1h30m, or 0s for none"
+            case .absolutePathOrEmpty: return "an absolute path, or \"\" for the default"
             case .ipv4CIDROrEmpty: return "an IPv4 CIDR like 10.0.0.0/8, or \"\" for none"
             case let .base64OrEmpty(bytes):
                 return "\"\" or \(bytes) bytes in base64 (\((bytes + 2) / 3 * 4) characters)"
@@ -151,8 +157,9 @@ let maglevTableSizes = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 1
 public let schema = ConfigSchema(keys: [
     ConfigKey("cluster.name", .string, .string("default"),
               "Name of the cluster; must be unique within a cluster mesh.", [.dnsLabel(maxLength: 32)]),
-    ConfigKey("cluster.id", .int(0...255), .int(0),
-              "ID of the cluster, unique within a cluster mesh (0 is only for clusters outside a mesh)."),
+    ConfigKey("cluster.id", .int(0...511), .int(0),
+              "ID of the cluster, unique within a cluster mesh (0 is only for clusters outside a mesh); "
+              + "above 255 needs clustermesh.maxConnectedClusters 511."),
 
     ConfigKey("agent.socketPath", .string, .string("/var/run/cilium/cilium.sock"),
               "Unix socket the agent serves its API on.", [.absolutePath]),
@@ -231,9 +238,22 @@ public let schema = ConfigSchema(keys: [
               "In strict mode, let traffic to other nodes' own addresses leave unencrypted."),
 
     ConfigKey("clustermesh.enabled", .bool, .bool(false),
-              "Connect to the clusters listed in clustermesh.config.clusters; needs a non-zero cluster.id."),
-    ConfigKey("clustermesh.config.clusters", .stringList, .list([]),
-              "Names of the remote clusters to connect to."),
+              "Join a cluster mesh: publish this cluster for others and connect to the remote clusters of "
+              + "clustermesh.config.directory; needs a non-zero cluster.id."),
+    ConfigKey("clustermesh.config.enabled", .bool, .bool(false),
+              "Upstream's name for the same switch: either one turns cluster mesh on."),
+    ConfigKey("clustermesh.config.directory", .string, .string(""),
+              "Upstream's clustermesh-config directory: one etcd config file per remote cluster, named after it "
+              + "(endpoints, trusted-ca-file, cert-file, key-file); \"\" means <agent.stateDir>/clustermesh. Watched: "
+              + "a file added or removed connects or disconnects that cluster.", [.absolutePathOrEmpty]),
+    ConfigKey("clustermesh.maxConnectedClusters", .intChoice([255, 511]), .int(255),
+              "How many clusters a mesh can hold: 255 (cluster ID in identity bits 16-23) or 511 (bits 15-23); "
+              + "the same on every cluster of the mesh."),
+    ConfigKey("clustermesh.cacheTTL", .string, .string("0s"),
+              "How long a remote cluster's state stays in force after its etcd is lost; 0s keeps it until it is back.",
+              [.durationOrZero]),
+    ConfigKey("clustermesh.policyDefaultLocalCluster", .bool, .bool(true),
+              "A policy selector without io.cilium.k8s.policy.cluster selects the local cluster's endpoints only."),
 
     ConfigKey("hubble.enabled", .bool, .bool(true), "Record flow events for Hubble observability."),
     ConfigKey("hubble.eventBufferCapacity", .int(1...65535), .int(4095),
@@ -269,6 +289,14 @@ public let schema = ConfigSchema(keys: [
     ConfigKey("etcd.enabled", .bool, .bool(false), "Use an external etcd as the key-value store."),
     ConfigKey("etcd.endpoints", .stringList, .list([]),
               "etcd endpoints, e.g. [https://etcd-0:2379]; needed when etcd.enabled is true."),
+    ConfigKey("etcd.ssl", .bool, .bool(false),
+              "Speak TLS to etcd (https endpoints) with the CA, client certificate and key below."),
+    ConfigKey("etcd.tls.caFile", .string, .string("/var/lib/etcd-secrets/etcd-client-ca.crt"),
+              "CA bundle that etcd's server certificate must chain to.", [.absolutePath]),
+    ConfigKey("etcd.tls.certFile", .string, .string("/var/lib/etcd-secrets/etcd-client.crt"),
+              "Client certificate presented to etcd (mTLS).", [.absolutePath]),
+    ConfigKey("etcd.tls.keyFile", .string, .string("/var/lib/etcd-secrets/etcd-client.key"),
+              "Private key of the client certificate.", [.absolutePath]),
 
     ConfigKey("devices", .stringList, .list([]),
               "Network devices whose traffic passes the datapath (the node's address is the first one's); empty for none."),

@@ -54,8 +54,17 @@ let crossChecks: [CrossCheck] = [
         return "true needs encryption.strictMode.cidr (the pod CIDR to guard, e.g. 10.0.0.0/8); set it or set strictMode.enabled to false"
     },
     CrossCheck(subject: "clustermesh.enabled", other: "cluster.id") { config in
-        guard config.clustermesh.enabled, config.cluster.id == 0 else { return nil }
-        return "true needs a non-zero cluster.id; set cluster.id to a number between 1 and 255 unique in the mesh"
+        guard config.clustermesh.on, config.cluster.id == 0 else { return nil }
+        return "true needs a non-zero cluster.id; set cluster.id to a number between 1 and \(config.clustermesh.maxConnectedClusters) unique in the mesh"
+    },
+    CrossCheck(subject: "cluster.id", other: "clustermesh.maxConnectedClusters") { config in
+        guard config.cluster.id > config.clustermesh.maxConnectedClusters else { return nil }
+        return "\(config.cluster.id) needs clustermesh.maxConnectedClusters 511 (with 255, cluster IDs go from 1 to 255)"
+    },
+    CrossCheck(subject: "etcd.ssl", other: "etcd.endpoints") { config in
+        guard config.etcd.enabled, config.etcd.ssl,
+              let plain = config.etcd.endpoints.first(where: { $0.hasPrefix("http://") }) else { return nil }
+        return "true but the endpoint \(plain) is http://; write it as https://"
     },
     CrossCheck(subject: "prometheus.port", other: "hubble.metrics.port") { config in
         guard config.prometheus.enabled, config.hubble.enabled, !config.hubble.metrics.enabled.isEmpty,

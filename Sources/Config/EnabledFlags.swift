@@ -33,8 +33,8 @@ public let enabledFlags: [SubsystemFlag] = [
     SubsystemFlag("encryption", "encryption.enabled", "on when encryption.enabled is true") {
         $0.encryption.enabled
     },
-    SubsystemFlag("clustermesh", "clustermesh.enabled", "on when clustermesh.enabled is true") {
-        $0.clustermesh.enabled
+    SubsystemFlag("clustermesh", "clustermesh.enabled", "on when clustermesh.enabled (or upstream's clustermesh.config.enabled) is true") {
+        $0.clustermesh.on
     },
     SubsystemFlag("hubble", "hubble.enabled", "on when hubble.enabled is true") { $0.hubble.enabled },
 ]

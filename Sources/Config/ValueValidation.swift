@@ -116,6 +116,10 @@ extension ConfigKey {
                 throw refuse(raw, yamlQuoted(text))
             case .duration where (GoDuration.seconds(text) ?? 0) < 1:
                 throw refuse(raw, yamlQuoted(text))
+            case .durationOrZero where GoDuration.seconds(text) == nil:
+                throw refuse(raw, yamlQuoted(text))
+            case .absolutePathOrEmpty where !text.isEmpty && !text.hasPrefix("/"):
+                throw refuse(raw, yamlQuoted(text))
             case .ipv4CIDROrEmpty where !text.isEmpty:
                 if let problem = IPv4CIDR.problem(with: text) {
                     throw ValueProblem(problem: problem + " or \"\" for none", position: raw.position)

@@ -24,7 +24,7 @@ public actor ClusterMeshSubsystem: AgentSubsystem {
     }
 
     public static func section(of c: AgentConfig) -> Section {
-        Section(clusters: c.clustermesh.config.clusters, clusterName: c.cluster.name, clusterID: c.cluster.id)
+        Section(clusters: [], clusterName: c.cluster.name, clusterID: c.cluster.id)
     }
 
     public func configure(_ context: SubsystemContext<Section>) { self.context = context }
