@@ -29,8 +29,22 @@ public actor IdentityAllocator {
     private var byLabels: [String: Int] = [:]
     private var byID: [Int: String] = [:]
 
+    /// The numeric identities a cluster allocates, as upstream: 24 bits, the cluster ID in bits 16-23
+    /// (255 clusters) or 15-23 (511); cluster 1 of 255 allocates 65536-131071. Cluster 0 (no mesh) starts at 256.
+    public static func range(clusterID: Int, maxConnectedClusters: Int = 255) -> ClosedRange<Int> {
+        let shift = maxConnectedClusters > 255 ? 15 : 16
+        let base = clusterID << shift
+        return max(base, 256)...(base | (1 << shift - 1))
+    }
+
+    /// The cluster ID a numeric identity carries (0 for reserved, local and cluster-0 identities).
+    public static func clusterID(of identity: UInt32, maxConnectedClusters: Int = 255) -> Int {
+        let shift: UInt32 = maxConnectedClusters > 255 ? 15 : 16
+        return Int((identity & 0xFF_FFFF) >> shift)
+    }
+
     /// `range`: upstream's cluster-wide identities start at 256 and, in one
-    /// cluster, fit in 16 bits.
+    /// cluster, fit in 16 bits (see `range(clusterID:maxConnectedClusters:)`).
     public init(store: any KVStore, range: ClosedRange<Int> = 256...65535, maxAttempts: Int = 100) {
         self.store = store
         self.range = range

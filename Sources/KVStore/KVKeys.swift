@@ -8,6 +8,10 @@
 /// | ipcache | `cilium/state/ip/v1/<address space>/<ip or prefix>` | the entry's JSON |
 /// | pod CIDR (IPAM range) | `cilium/state/podcidrs/v1/<cluster>/<cidr>` | the owning node |
 /// | service | `cilium/state/services/v1/<cluster>/<namespace>/<name>` | the service's JSON |
+/// | cluster configuration | `cilium/cluster-config/<cluster>` | its ID and capabilities |
+/// | sync canary | `cilium/synced/<cluster>/<prefix>` | when the cluster's records under prefix were all written |
+///
+/// The values are upstream's shapes (`KVRecords.swift`): `Node`, `IPIdentityPair`, `ClusterService`.
 ///
 /// The label list is upstream's sorted-list form: the labels (`source:key=value`)
 /// sorted, duplicates dropped, each followed by `;`, e.g.
@@ -46,6 +50,18 @@ public enum KVKeys {
     public static func service(cluster: String, namespace: String, name: String) -> String {
         "\(services(cluster: cluster))\(namespace)/\(name)"
     }
+
+    public static func clusterConfig(_ cluster: String) -> String { "cilium/cluster-config/\(cluster)" }
+
+    /// The sync canaries a cluster writes once its records under each kind's prefix are complete.
+    public static func syncedPrefix(cluster: String) -> String { "cilium/synced/\(cluster)/" }
+    public enum Synced: String, CaseIterable, Sendable {
+        case nodes = "cilium/state/nodes/v1"
+        case services = "cilium/state/services/v1"
+        case identities = "cilium/state/identities/v1"
+        case ipcache = "cilium/state/ip/v1"
+    }
+    public static func synced(cluster: String, _ kind: Synced) -> String { syncedPrefix(cluster: cluster) + kind.rawValue }
 
     /// Labels in sorted-list form: sorted, unique, each followed by `;`.
     public static func labelList(_ labels: [String]) -> String {

@@ -138,7 +138,8 @@ enum ScaleBenchmark {
 
         func record(_ address: UInt32, node k: Int, identity: Int, name: String) -> (key: String, value: Data?) {
             (KVKeys.ip(text(address)),
-             Data("{\"identity\":\(identity),\"hostIP\":\"\(nodeAddress(k))\",\"k8sNamespace\":\"scale\",\"k8sPodName\":\"\(name)\"}".utf8))
+             try? JSONEncoder().encode(IPIdentityPair(ip: text(address), hostIP: nodeAddress(k), id: UInt32(identity),
+                                                      namespace: "scale", podName: name)))
         }
 
         /// Everything, in the order a cluster fills up: nodes, identities, endpoints.
@@ -146,7 +147,8 @@ enum ScaleBenchmark {
             var out: [(key: String, value: Data?)] = []
             for k in 0..<sizes.nodes {
                 out.append((KVKeys.node(cluster: cluster, name: nodeName(k)),
-                            Data("{\"name\":\"\(nodeName(k))\",\"address\":\"\(nodeAddress(k))\",\"podCIDR\":\"\(podCIDR(k))\"}".utf8)))
+                            try? JSONEncoder().encode(KVNode(name: nodeName(k), cluster: cluster, clusterID: 0,
+                                                             address: nodeAddress(k), podCIDR: podCIDR(k)))))
             }
             for i in 0..<sizes.identities {
                 let labels = ["k8s:app=scale-\(i)", "k8s:io.kubernetes.pod.namespace=scale"]

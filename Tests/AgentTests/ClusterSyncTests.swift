@@ -15,7 +15,8 @@ import TestSupport
 /// nodes' entries in its datapath until its first listing is in.
 @Suite(.serialized) struct ClusterSyncTests {
     static func record(_ identity: UInt32, host: String = "192.168.77.2") throws -> Data {
-        try JSONEncoder().encode(IPRecord(identity: identity, hostIP: host, k8sNamespace: "default", k8sPodName: nil))
+        // The key names the address; the pair's own IP is not what ClusterSync reads.
+        try JSONEncoder().encode(IPIdentityPair(ip: "10.77.0.1", hostIP: host, id: identity, namespace: "default"))
     }
 
     @Test func eventsAreAppliedOneByOneAndANoOpEventChangesNothing() async throws {

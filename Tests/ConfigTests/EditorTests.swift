@@ -162,6 +162,7 @@ struct EditorTests {
                 "loadBalancer.mode": "routingMode=native", "autoDirectNodeRoutes": "routingMode=native",
                 "loadBalancer.acceleration": "routingMode=native",
                 "encryption.nodeEncryption": "encryption.enabled=true", "clustermesh.enabled": "cluster.id=1",
+                "clustermesh.config.enabled": "cluster.id=1", "cluster.id": "clustermesh.maxConnectedClusters=511",
                 "etcd.enabled": "etcd.endpoints={x}",
             ]
             if let assignment = setup[key.path] {

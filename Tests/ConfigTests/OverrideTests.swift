@@ -79,7 +79,7 @@ struct OverrideTests {
         #expect(message("", overrides: ["tunnelProtocol=geneve"])
             == "--set tunnelProtocol=geneve: geneve is not available on this kernel (no geneve module); use vxlan")
         #expect(message("", overrides: ["cluster.id="])
-            == #"--set cluster.id=: expected an integer between 0 and 255, got """#)
+            == #"--set cluster.id=: expected an integer between 0 and 511, got """#)
         #expect(message("", overrides: ["hubble.enabled"]) == "--set hubble.enabled: expected KEY=VALUE, e.g. hubble.enabled=false")
         #expect(message("", overrides: ["cluster.name=a,b"]) == "--set b: expected KEY=VALUE, e.g. hubble.enabled=false")
         #expect(message("", overrides: ["devices={eth0"]) == #"--set devices={eth0: unclosed "{"; write lists as {a,b}"#)

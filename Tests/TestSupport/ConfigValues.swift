@@ -17,7 +17,8 @@ public func nonDefaultValue(for key: ConfigKey) -> ConfigValue? {
             case .absolutePath: return .string("/other/path")
             case .ipv4CIDROrEmpty: return .string("10.1.0.0/16")
             case .base64OrEmpty: return .string("AAECAwQFBgcICQoL")
-            case .duration: return .string("90s")
+            case .duration, .durationOrZero: return .string("90s")
+            case .absolutePathOrEmpty: return .string("/other/path")
             default: break
             }
         }

@@ -7,31 +7,11 @@ import Foundation
 import KVStore
 import Reconciler
 
-/// What a node publishes about itself (cilium/state/nodes/v1/<cluster>/<node>).
-struct NodeRecord: Codable, Equatable, Sendable {
-    var name: String
-    var address: String
-    var podCIDR: String
-    /// Upstream's names: the node's WireGuard public key (base64), and its encryption key index
-    /// (255 for WireGuard, the SPI for IPsec). Absent without encryption.
-    var WireguardPubKey: String?
-    var EncryptionKey: UInt8?
-    /// The node's kernel boot ID (upstream's BootID; per-tunnel IPsec keys are derived from it).
-    var BootID: String?
-}
-
 /// This kernel's boot ID (/proc/sys/kernel/random/boot_id).
 let kernelBootID: String = ((try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)) ?? "")
     .trimmingCharacters(in: .whitespacesAndNewlines)
 
-/// What a node publishes per endpoint address (cilium/state/ip/v1/default/<ip>).
-struct IPRecord: Codable, Equatable, Sendable {
-    var identity: UInt32
-    var hostIP: String
-    /// The pod behind the address (upstream's ipcache entries carry it too): Hubble names remote endpoints.
-    var k8sNamespace: String?
-    var k8sPodName: String?
-}
+// Node records are upstream's `Node` (`KVNode`), endpoint addresses upstream's `IPIdentityPair`.
 
 /// Keeps this node's part of the shared cluster state in the kvstore (its node
 /// record and endpoint addresses, under a lease) and turns the other nodes'
@@ -41,10 +21,13 @@ struct IPRecord: Codable, Equatable, Sendable {
 actor ClusterSync {
     let store: any KVStore
     let cluster: String
+    let clusterID: Int
     let node: String
     private let ipcache: StateTable<IPCacheEntry>
     private let identities: StateTable<IdentityRecord>
     private let identityLabels: IdentityAllocator
+    /// The numeric identities this cluster allocates (its cluster ID's range).
+    let identityRange: ClosedRange<Int>
     private let remoteNodeTable: StateTable<RemoteNodeRecord>
     private let localEncryption: StateTable<LocalEncryptionRecord>
     private let localNode: StateTable<LocalNodeRecord>
@@ -54,11 +37,14 @@ actor ClusterSync {
     private var nodeAddress: IPv4Address?
     private var podCIDR: IPv4Prefix?
     private var directRoutes = false
-    private var ownIPs: [String: IPRecord] = [:]
+    private var ownIPs: [String: IPIdentityPair] = [:]
     private var lease: Lease?
     private var keeper: LeaseKeeper?
-    private var remoteIPs: [String: IPRecord] = [:]
-    private var remoteNodes: [String: NodeRecord] = [:]
+    private var remoteIPs: [String: IPIdentityPair] = [:]
+    private var remoteNodes: [String: KVNode] = [:]
+    /// Records that did not decode (each logged with its key), and the last one.
+    private(set) var recordErrors = 0
+    private(set) var lastRecordError: String?
     private var loop: Task<Void, Never>?
     private(set) var lastError: String?
 
@@ -72,20 +58,25 @@ actor ClusterSync {
         let store: any KVStore = config.etcd.enabled
             ? try EtcdKVStore(endpoints: config.etcd.endpoints, timeout: .seconds(3))
             : try EmbeddedKVStore(path: stateDir + "/kvstore.json")
-        self.init(store: store, cluster: config.clusterName, node: node, shared: shared,
+        self.init(store: store, cluster: config.clusterName, clusterID: config.clusterID,
+                  identityRange: IdentityAllocator.range(clusterID: config.clusterID, maxConnectedClusters: config.maxConnectedClusters),
+                  node: node, shared: shared,
                   directRoutes: config.routingMode == .native && config.autoDirectNodeRoutes,
                   tunnelRoutes: config.routingMode == .tunnel, expectEncryption: config.encryption)
     }
 
-    init(store: any KVStore, cluster: String, node: String, shared: SharedState, directRoutes: Bool = false, tunnelRoutes: Bool = false,
+    init(store: any KVStore, cluster: String, clusterID: Int = 0, identityRange: ClosedRange<Int> = IdentityAllocator.range(clusterID: 0),
+         node: String, shared: SharedState, directRoutes: Bool = false, tunnelRoutes: Bool = false,
          expectEncryption: Bool = false) {
         self.expectEncryption = expectEncryption
         self.store = store
         self.cluster = cluster
+        self.clusterID = clusterID
+        self.identityRange = identityRange
         self.node = node
         self.ipcache = shared.ipcache
         self.identities = shared.identities
-        identityLabels = IdentityAllocator(store: store)
+        identityLabels = IdentityAllocator(store: store, range: identityRange)
         remoteNodeTable = shared.remoteNodes
         localEncryption = shared.localEncryption
         localNode = shared.localNode
@@ -156,19 +147,21 @@ actor ClusterSync {
     }
 
     /// This node's record: its address, pod CIDR and encryption key.
-    private func ownNodeRecord() async -> NodeRecord? {
+    private func ownNodeRecord() async -> KVNode? {
         guard let nodeAddress, let podCIDR else { return nil }
         let enc = await localEncryption.get(0)
         // With encryption on, a record without its key would tell the other nodes to send here in clear: nothing is
         // published until Encryption has put its key (a restarted agent's previous record stays meanwhile).
         if expectEncryption, enc == nil { return nil }
-        return NodeRecord(name: node, address: nodeAddress.description, podCIDR: podCIDR.description,
-                          WireguardPubKey: enc?.wireguardPubKey, EncryptionKey: enc?.encryptionKey, BootID: kernelBootID)
+        return KVNode(name: node, cluster: cluster, clusterID: UInt32(clusterID), address: nodeAddress.description,
+                      podCIDR: podCIDR.description, encryptionKey: enc?.encryptionKey ?? 0,
+                      wireguardPubKey: enc?.wireguardPubKey, bootID: kernelBootID)
     }
 
     /// Puts this node's record again (its encryption key changed); a failure is retried by the sync loop's next round.
     private func publishNodeRecord() async {
         guard let lease, let me = await ownNodeRecord(), let data = try? JSONEncoder().encode(me) else { return }
+        for ip in ownIPs.keys { ownIPs[ip]?.Key = me.EncryptionKey }
         _ = try? await store.put(KVKeys.node(cluster: cluster, name: node), data, lease: lease)
         for (ip, record) in ownIPs {
             if let data = try? JSONEncoder().encode(record) { _ = try? await store.put(KVKeys.ip(ip), data, lease: lease) }
@@ -178,7 +171,8 @@ actor ClusterSync {
     /// This node's endpoints, as the other nodes should see them.
     func publish(ip: String, identity: UInt32, podNamespace: String?, podName: String?) async {
         guard let host = nodeAddress?.description else { return }
-        let record = IPRecord(identity: identity, hostIP: host, k8sNamespace: podNamespace, k8sPodName: podName)
+        let key = await localEncryption.get(0)?.encryptionKey ?? 0
+        let record = IPIdentityPair(ip: ip, hostIP: host, id: identity, key: key, namespace: podNamespace, podName: podName)
         ownIPs[ip] = record
         // Published with the node record (which may wait for the encryption key).
         if let lease, await ownNodeRecord() != nil, let data = try? JSONEncoder().encode(record) {
@@ -196,7 +190,7 @@ actor ClusterSync {
     /// This node and every node it knows of, as `cilium node list` shows them.
     func nodes() -> [NodeModel] {
         let me = NodeModel(name: node, address: nodeAddress?.description ?? "", podCIDR: podCIDR?.description ?? "", local: true)
-        return [me] + remoteNodes.values.map { NodeModel(name: $0.name, address: $0.address, podCIDR: $0.podCIDR, local: false) }
+        return [me] + remoteNodes.values.map { NodeModel(name: $0.Name, address: $0.address ?? "", podCIDR: $0.podCIDR ?? "", local: false) }
             .sorted { $0.name < $1.name }
     }
 
@@ -289,8 +283,8 @@ actor ClusterSync {
         guard !pending.isEmpty else { return }
         let events = pending
         pending = []
-        var nodes: [String: NodeRecord?] = [:]
-        var ips: [String: IPRecord?] = [:]
+        var nodes: [String: KVNode?] = [:]
+        var ips: [String: IPIdentityPair?] = [:]
         var identities: [(String, Data)] = []
         let nodesPrefix = KVKeys.nodes(cluster: cluster), ipsPrefix = KVKeys.ips()
         for event in events {
@@ -298,14 +292,15 @@ actor ClusterSync {
                 identities.append((pair.key, pair.value))
             }
             if let name = KVKeys.suffix(of: event.key, after: nodesPrefix) {
-                if case .put(let pair) = event, let r = try? JSONDecoder().decode(NodeRecord.self, from: pair.value) {
-                    nodes[name] = .some(r)
+                if case .put(let pair) = event {
+                    // One that does not read changes nothing (a node is not lost for a bad write).
+                    if let r = decode(KVNode.self, pair) { nodes[name] = .some(r) }
                 } else {
                     nodes[name] = .some(nil)
                 }
             } else if let ip = KVKeys.suffix(of: event.key, after: ipsPrefix) {
-                if case .put(let pair) = event, let r = try? JSONDecoder().decode(IPRecord.self, from: pair.value) {
-                    ips[ip] = .some(r)
+                if case .put(let pair) = event {
+                    if let r = decode(IPIdentityPair.self, pair) { ips[ip] = .some(r) }
                 } else {
                     ips[ip] = .some(nil)
                 }
@@ -333,16 +328,19 @@ actor ClusterSync {
 
     /// A full listing: what it lacks is gone, the rest is set.
     private func applyFullList(nodes: [KVPair], ips: [KVPair]) async {
-        var nodeDelta: [String: NodeRecord?] = Dictionary(uniqueKeysWithValues: remoteNodes.keys.map { ($0, nil) })
+        var nodeDelta: [String: KVNode?] = Dictionary(uniqueKeysWithValues: remoteNodes.keys.map { ($0, nil) })
         let nodesPrefix = KVKeys.nodes(cluster: cluster)
         for p in nodes {
-            guard let r = try? JSONDecoder().decode(NodeRecord.self, from: p.value), let name = KVKeys.suffix(of: p.key, after: nodesPrefix) else { continue }
+            guard let name = KVKeys.suffix(of: p.key, after: nodesPrefix) else { continue }
+            // One that does not read keeps what was known of it.
+            guard let r = decode(KVNode.self, p) else { nodeDelta[name] = remoteNodes[name]; continue }
             nodeDelta[name] = .some(r)
         }
         let ipsPrefix = KVKeys.ips()
-        var ipDelta: [String: IPRecord?] = Dictionary(uniqueKeysWithValues: remoteIPs.keys.map { ($0, nil) })
+        var ipDelta: [String: IPIdentityPair?] = Dictionary(uniqueKeysWithValues: remoteIPs.keys.map { ($0, nil) })
         for p in ips {
-            guard let r = try? JSONDecoder().decode(IPRecord.self, from: p.value), let ip = KVKeys.suffix(of: p.key, after: ipsPrefix) else { continue }
+            guard let ip = KVKeys.suffix(of: p.key, after: ipsPrefix) else { continue }
+            guard let r = decode(IPIdentityPair.self, p) else { ipDelta[ip] = remoteIPs[ip]; continue }
             ipDelta[ip] = .some(r)
         }
         await applyNodes(nodeDelta)
@@ -351,41 +349,53 @@ actor ClusterSync {
 
     /// Applies what changed about some nodes (nil: the node is gone): their addresses and pod
     /// CIDRs in the ipcache, and their routes.
-    private func applyNodes(_ delta: [String: NodeRecord?]) async {
+    /// A record in upstream's shape, or nil, counted and logged with its key.
+    private func decode<T: Decodable>(_ type: T.Type, _ pair: KVPair) -> T? {
+        switch KVRecordError.decode(type, key: pair.key, from: pair.value) {
+        case .success(let value): return value
+        case .failure(let error):
+            recordErrors += 1
+            lastRecordError = error.description
+            Log.warning("\(error)")
+            return nil
+        }
+    }
+
+    private func applyNodes(_ delta: [String: KVNode?]) async {
         guard !delta.isEmpty else { return }
         let nl = try? Netlink()
         var deletes: [IPv4Prefix] = []
         var upserts: [IPCacheEntry] = []
         for (name, new) in delta where name != node {
-            let new = new.flatMap { $0.name == node ? nil : $0 }
+            let new = new.flatMap { $0.Name == node ? nil : $0 }
             let old = remoteNodes[name]
             guard old != new else { continue }
             if let old {
-                if let a = IPv4Address(old.address) { deletes.append(IPv4Prefix(a, length: 32)) }
-                if let cidr = IPv4Prefix(old.podCIDR) {
+                if let a = old.address.flatMap(IPv4Address.init) { deletes.append(IPv4Prefix(a, length: 32)) }
+                if let cidr = old.podCIDR.flatMap(IPv4Prefix.init) {
                     deletes.append(cidr.network)
-                    if directRoutes { try? nl?.deleteRoute(Netlink.Route(destination: cidr, gateway: IPv4Address(old.address))) }
+                    if directRoutes { try? nl?.deleteRoute(Netlink.Route(destination: cidr, gateway: old.address.flatMap(IPv4Address.init))) }
                     if tunnelRoutes { try? nl?.deleteRoute(Netlink.Route(destination: cidr, gateway: Self.tunnelNextHop.address)) }
                 }
             }
             remoteNodes[name] = new
             if let r = new {
-                await remoteNodeTable.upsert(RemoteNodeRecord(name: r.name, address: r.address, podCIDR: r.podCIDR,
-                                                              wireguardPubKey: r.WireguardPubKey, encryptionKey: r.EncryptionKey ?? 0,
+                await remoteNodeTable.upsert(RemoteNodeRecord(name: r.Name, address: r.address ?? "", podCIDR: r.podCIDR ?? "",
+                                                              wireguardPubKey: r.WireguardPubKey, encryptionKey: r.EncryptionKey,
                                                               bootID: r.BootID))
             } else {
                 await remoteNodeTable.delete(key: name)
             }
-            guard let r = new, let a = IPv4Address(r.address) else { continue }
+            guard let r = new, let a = r.address.flatMap(IPv4Address.init) else { continue }
             // Everything the node hosts carries its encryption key: a new key reaches its pods' entries too.
-            let key = r.EncryptionKey ?? 0
+            let key = r.EncryptionKey
             upserts.append(IPCacheEntry(prefix: IPv4Prefix(a, length: 32), identity: 6, encryptKey: key))
             if (old?.EncryptionKey ?? 0) != key {
-                for (ip, p) in remoteIPs where p.hostIP == r.address {
+                for (ip, p) in remoteIPs where p.HostIP == r.address {
                     if let e = Self.podEntry(ip: ip, p, key: key) { upserts.append(e) }
                 }
             }
-            guard let cidr = IPv4Prefix(r.podCIDR) else { continue }
+            guard let cidr = r.podCIDR.flatMap(IPv4Prefix.init) else { continue }
             // The rest of its pod CIDR (its router, pods not yet known) is behind that node.
             upserts.append(IPCacheEntry(prefix: cidr, identity: 2, tunnelEndpoint: a, encryptKey: key))
             if directRoutes, let nl {
@@ -403,23 +413,23 @@ actor ClusterSync {
 
     /// Applies what changed about some endpoint addresses (nil: gone). This node's own
     /// addresses are not remote.
-    private func applyIPs(_ delta: [String: IPRecord?]) async {
+    private func applyIPs(_ delta: [String: IPIdentityPair?]) async {
         guard !delta.isEmpty else { return }
         let mine = nodeAddress?.description
         var deletes: [IPv4Prefix] = []
         var upserts: [IPCacheEntry] = []
         var newIdentities = Set<UInt32>()
         for (ip, new) in delta {
-            let new = new.flatMap { $0.hostIP == mine ? nil : $0 }
+            let new = new.flatMap { $0.HostIP == mine ? nil : $0 }
             guard remoteIPs[ip] != new, let a = IPv4Address(ip) else { continue }
             remoteIPs[ip] = new
             guard let r = new else {
                 deletes.append(IPv4Prefix(a, length: 32))
                 continue
             }
-            let key = remoteNodes.values.first { $0.address == r.hostIP }?.EncryptionKey ?? 0
+            let key = remoteNodes.values.first { $0.address == r.HostIP }?.EncryptionKey ?? 0
             if let e = Self.podEntry(ip: ip, r, key: key) { upserts.append(e) }
-            newIdentities.insert(r.identity)
+            newIdentities.insert(r.ID)
         }
         await ipcache.delete(keys: deletes)
         await ipcache.upsert(contentsOf: upserts)
@@ -433,10 +443,10 @@ actor ClusterSync {
     }
 
     /// Another node's pod in the ipcache, with that node's encryption key.
-    private static func podEntry(ip: String, _ r: IPRecord, key: UInt8) -> IPCacheEntry? {
+    private static func podEntry(ip: String, _ r: IPIdentityPair, key: UInt8) -> IPCacheEntry? {
         guard let a = IPv4Address(ip) else { return nil }
-        return IPCacheEntry(prefix: IPv4Prefix(a, length: 32), identity: r.identity, tunnelEndpoint: IPv4Address(r.hostIP),
-                            encryptKey: key, podNamespace: r.k8sNamespace, podName: r.k8sPodName)
+        return IPCacheEntry(prefix: IPv4Prefix(a, length: 32), identity: r.ID, tunnelEndpoint: IPv4Address(r.HostIP),
+                            encryptKey: key, podNamespace: r.K8sNamespace, podName: r.K8sPodName)
     }
 
     func health() async -> Health {

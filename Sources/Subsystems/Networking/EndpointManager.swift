@@ -45,9 +45,33 @@ actor EndpointManager {
         self.attachments = attachments
         self.cluster = cluster
         self.addresses = try PodAddressAllocator(stateFile: stateDir + "/ipam.json", podCIDR: podCIDR)
+        let range = cluster.identityRange
+        try Self.checkClusterIdentity(stateDir: stateDir, name: clusterName, id: cluster.clusterID)
         self.identities = try LocalIdentityAllocator(stateFile: stateDir + "/identities.json",
-                                                     cluster: IdentityAllocator(store: cluster.store))
+                                                     cluster: IdentityAllocator(store: cluster.store, range: range), range: range)
         self.state = JSONState(path: stateDir + "/endpoints.json")
+    }
+
+    /// The cluster this node's endpoints were made in (their identities carry its ID).
+    struct ClusterIdentity: Codable, Equatable {
+        var name: String
+        var id: Int
+    }
+
+    /// Refuses a cluster.name or cluster.id other than the one this node's endpoints were made in, while it has
+    /// endpoints: their identities (and every policy that names them) are numbered in that cluster's range.
+    static func checkClusterIdentity(stateDir: String, name: String, id: Int) throws {
+        let file = JSONState<ClusterIdentity>(path: stateDir + "/cluster.json")
+        let now = ClusterIdentity(name: name, id: id)
+        if let saved = try file.load(), saved != now {
+            let endpoints = (try? JSONState<[Endpoint]>(path: stateDir + "/endpoints.json").load())??.count ?? 0
+            if endpoints > 0 {
+                throw SubsystemError("cluster.id \(id) (cluster.name \(name)) differs from cluster.id \(saved.id) (cluster.name \(saved.name)) "
+                    + "that this node's \(endpoints) endpoints were made in: their identities are numbered in that cluster's range. "
+                    + "Set cluster.id back to \(saved.id), or remove the endpoints first (cilium-cni DEL / pod removal)")
+            }
+        }
+        if try file.load() != now { try file.save(now) }
     }
 
     /// The node's router: cilium_host (one end of a veth pair with cilium_net)

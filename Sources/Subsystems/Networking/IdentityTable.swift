@@ -23,9 +23,13 @@ actor LocalIdentityAllocator {
     private let state: JSONState<Persisted>
     private let cluster: IdentityAllocator?
 
-    init(stateFile: String, cluster: IdentityAllocator? = nil) throws {
+    /// The numbers this cluster allocates: kept answers outside it (another cluster.id's) are forgotten.
+    private let range: ClosedRange<Int>
+
+    init(stateFile: String, cluster: IdentityAllocator? = nil, range: ClosedRange<Int> = IdentityAllocator.range(clusterID: 0)) throws {
         state = JSONState(path: stateFile)
-        byLabels = try state.load()?.identities ?? [:]
+        self.range = range
+        byLabels = (try state.load()?.identities ?? [:]).filter { range.contains(Int($0.value)) }
         self.cluster = cluster
     }
 
@@ -55,7 +59,7 @@ actor LocalIdentityAllocator {
         if let cluster {
             id = UInt32(try await cluster.allocate(key.split(separator: ";").map(String.init)))
         } else {
-            id = (byLabels.values.max() ?? Self.firstClusterIdentity - 1) + 1
+            id = (byLabels.values.max() ?? UInt32(range.lowerBound) - 1) + 1
         }
         byLabels[key] = id
         refs[id] = 1

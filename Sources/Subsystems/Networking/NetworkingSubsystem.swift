@@ -63,6 +63,9 @@ public actor NetworkingSubsystem: SteppedSubsystem {
         public var etcd: AgentConfig.Etcd
         /// Nodes, identities and pod CIDRs are shared under this cluster's name.
         public var clusterName: String
+        /// cluster.id: in node records, and the identities this cluster allocates (with maxConnectedClusters).
+        public var clusterID: Int
+        public var maxConnectedClusters: Int
         /// Pods' labels are read from here ("" for none).
         public var resourceDirectory: String
         /// encryption.enabled: this node's record waits for the Encryption subsystem's key.
@@ -72,7 +75,8 @@ public actor NetworkingSubsystem: SteppedSubsystem {
     public static func section(of c: AgentConfig) -> Section {
         Section(routingMode: c.routingMode, tunnelProtocol: c.tunnelProtocol, autoDirectNodeRoutes: c.autoDirectNodeRoutes,
                 ipv4NativeRoutingCIDR: c.ipv4NativeRoutingCIDR, devices: c.devices, rewriteDeliveryMAC: c.bpf.rewriteDeliveryMAC,
-                ipam: c.ipam, etcd: c.etcd, clusterName: c.cluster.name, resourceDirectory: c.agent.resourceDirectory,
+                ipam: c.ipam, etcd: c.etcd, clusterName: c.cluster.name, clusterID: c.cluster.id,
+                maxConnectedClusters: c.clustermesh.maxConnectedClusters, resourceDirectory: c.agent.resourceDirectory,
                 encryption: c.encryption.enabled)
     }
 
