@@ -107,6 +107,9 @@ public actor AgentDaemon {
                              + "set agent.stateDir to a directory the agent can write")
         }
         for s in subsystems.values { await s.configure(from: config, at: place) }
+        // Tables wait for every source of the enabled subsystems before anything is pruned (a restarted agent keeps
+        // the remote clusters' entries until ClusterMesh has listed them, though Networking starts first).
+        for name in config.enabledSubsystems { await subsystems[name]?.registerInitializers(shared: place.shared) }
         // What an earlier agent left of a subsystem this config disables goes first.
         for name in host.order.reversed() where !config.enabledSubsystems.contains(name) {
             await subsystems[name]!.removeLeftovers(bpfRoot: config.bpf.root)

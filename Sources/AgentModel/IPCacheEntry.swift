@@ -18,10 +18,13 @@ public struct IPCacheEntry: TableObject, Equatable {
     /// Another node's pod at this address (not in the map: for Hubble's names).
     public var podNamespace: String?
     public var podName: String?
+    /// The remote cluster of the mesh the pod is in (nil: this cluster). Not in the map: for Hubble's names.
+    public var cluster: String?
     public var key: IPv4Prefix { prefix }
 
     public init(prefix: IPv4Prefix, identity: UInt32, tunnelEndpoint: IPv4Address? = nil, encryptKey: UInt8 = 0,
-                podNamespace: String? = nil, podName: String? = nil) {
+                podNamespace: String? = nil, podName: String? = nil, cluster: String? = nil) {
+        self.cluster = cluster
         self.prefix = prefix.network
         self.identity = identity
         self.tunnelEndpoint = tunnelEndpoint

@@ -63,10 +63,14 @@ public protocol AgentSubsystem: Subsystem {
     /// sources' first full views listed, its reconcilers caught up), or once a source says it
     /// cannot be fetched now, or at `deadline`. READY then means "the datapath is complete".
     func settle(until deadline: ContinuousClock.Instant) async
+    /// Before any subsystem starts, for each enabled one: register the sources it will fill shared tables from
+    /// (`StateTable.registerInitializer`), so that no reconciler prunes their entries before its first full view.
+    func registerInitializers(shared: SharedState) async
 }
 
 extension AgentSubsystem {
     public func reconcilers() async -> [ReconcilerStatus] { [] }
+    public func registerInitializers(shared: SharedState) async {}
     public func shutdown() async { await stop() }
     public func removeLeftovers(bpfRoot: String) async {}
     public nonisolated var apiPrefixes: [String] { [] }

@@ -59,6 +59,13 @@ extension Netlink {
 
         public static let `default` = IPv4Prefix(IPv4Address(value: 0), length: 0)
 
+        /// Whether the two prefixes share an address (one contains the other).
+        public func overlaps(_ other: IPv4Prefix) -> Bool {
+            let shorter = min(length, other.length)
+            let mask: UInt32 = shorter == 0 ? 0 : ~UInt32(0) << (32 - UInt32(shorter))
+            return address.value & mask == other.address.value & mask
+        }
+
         public var description: String { "\(address)/\(length)" }
     }
 

@@ -1,53 +1,392 @@
 import AgentModel
 import API
 import Config
+import Foundation
+import HTTPTransport
+import KVStore
+import LinuxNet
 import Reconciler
 
-/// Cluster mesh (`clustermesh.enabled`): remote clusters' kvstores and global
-/// services. This foundation validates the configured clusters and reports
-/// them; connecting to remote etcd comes with the cluster-mesh issue.
-public actor ClusterMeshSubsystem: AgentSubsystem {
+/// Cluster mesh (`clustermesh.enabled` or upstream's `clustermesh.config.enabled`): this cluster publishes its
+/// configuration and global services in its own etcd, and every agent reads each remote cluster's etcd (one file
+/// per cluster in the clustermesh-config directory, upstream's layout): their nodes, endpoints, identities and
+/// services, merged into the tables Networking, Policy and LoadBalancer reconcile.
+public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
     public nonisolated let name = "clustermesh"
     public nonisolated let owns = PinOwnership(maps: [], directory: "clustermesh")
     public nonisolated let dependencies = ["networking"]
+    public nonisolated let apiPrefixes = ["/v1/clustermesh"]
     private var context: SubsystemContext<Section>?
     private var running = false
 
     public init() {}
 
-    /// The settings cluster mesh reads (`clustermesh.enabled` switches it; the host reads that).
+    /// The settings cluster mesh reads (the enable flags are the host's).
     public struct Section: Equatable, Sendable {
-        public var clusters: [String]
-        /// This cluster's name and id, which remote clusters must not share.
         public var clusterName: String
         public var clusterID: Int
+        public var maxConnectedClusters: Int
+        /// The clustermesh-config directory ("" resolved to <stateDir>/clustermesh).
+        public var directory: String
+        /// Seconds a lost cluster's state stays (0: until it is back).
+        public var cacheTTL: Double
+        /// This cluster's own etcd, where its configuration and global services are published.
+        public var etcd: AgentConfig.Etcd
+        public var tunnel: Bool
+        public var directRoutes: Bool
     }
 
     public static func section(of c: AgentConfig) -> Section {
-        Section(clusters: [], clusterName: c.cluster.name, clusterID: c.cluster.id)
+        Section(clusterName: c.cluster.name, clusterID: c.cluster.id, maxConnectedClusters: c.clustermesh.maxConnectedClusters,
+                directory: c.clustermesh.config.directory.isEmpty ? c.agent.stateDir + "/clustermesh" : c.clustermesh.config.directory,
+                cacheTTL: GoDuration.seconds(c.clustermesh.cacheTTL) ?? 0, etcd: c.etcd,
+                tunnel: c.routingMode == .tunnel, directRoutes: c.routingMode == .native && c.autoDirectNodeRoutes)
     }
 
     public func configure(_ context: SubsystemContext<Section>) { self.context = context }
 
-    public func start() async throws {
-        guard context != nil else { throw SubsystemError("clustermesh: not configured") }
-        running = true
+    /// The tables' source name: until every remote cluster is listed, nothing of theirs is pruned.
+    static let source = "clustermesh"
+
+    /// Registered before any subsystem starts, so that a restarted agent's Networking and LoadBalancer keep the
+    /// remote clusters' entries and backends until this subsystem has listed them again.
+    public func registerInitializers(shared: SharedState) async {
+        await shared.ipcache.registerInitializer(Self.source)
+        await shared.identities.registerInitializer(Self.source)
+        await shared.remoteServices.registerInitializer(Self.source)
     }
 
-    public func stop() async { running = false }
+    // MARK: state
+
+    private var remotes: [String: RemoteCluster] = [:]
+    /// Each remote file's content when its cluster was started (a changed file restarts the cluster).
+    private var fileContents: [String: Data] = [:]
+    /// What of each cluster is in the shared tables.
+    private var applied: [String: RemoteClusterState] = [:]
+    /// Clusters that have been listed once (or whose state was dropped).
+    private var initialized = Set<String>()
+    /// Clusters whose state is refused (pod CIDRs overlapping, a duplicate cluster ID), and why.
+    private var conflicts: [String: String] = [:]
+    private var ttlTimers: [String: Task<Void, Never>] = [:]
+    private var dropped: [String: String] = [:]
+    private var watcher: Task<Void, Never>?
+    private var publisher: MeshPublisher?
+    private var routes: MeshRoutes?
+    private var tablesMarked = false
+
+    public func start() async throws {
+        guard let context else { throw SubsystemError("clustermesh: not configured") }
+        let s = context.section
+        guard s.clusterID > 0 else {
+            throw SubsystemError("clustermesh: cluster.id is 0; set cluster.id to a number between 1 and \(s.maxConnectedClusters) unique in the mesh")
+        }
+        await registerInitializers(shared: context.shared)
+        tablesMarked = false
+        routes = MeshRoutes(tunnel: s.tunnel, direct: s.directRoutes)
+        try? FileManager.default.createDirectory(atPath: s.directory, withIntermediateDirectories: true)
+        if s.etcd.enabled {
+            let p = try MeshPublisher(section: s, shared: context.shared)
+            publisher = p
+            await p.start()
+        }
+        running = true
+        await rescan()
+        watcher = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                await self?.rescan()
+            }
+        }
+    }
+
+    public func stop() async {
+        watcher?.cancel()
+        watcher = nil
+        for (name, r) in remotes {
+            await r.stop()
+            await remove(cluster: name)
+        }
+        remotes = [:]
+        fileContents = [:]
+        for t in ttlTimers.values { t.cancel() }
+        ttlTimers = [:]
+        await publisher?.stop()
+        publisher = nil
+        running = false
+        if let shared = context?.shared { await markTables(shared, force: true) }
+    }
+
+    /// Follows the clustermesh-config directory: a file per remote cluster, named after it.
+    private func rescan() async {
+        guard running, let s = context?.section else { return }
+        var wanted: [String: Data] = [:]
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: s.directory)) ?? []
+        for file in names where !file.hasPrefix(".") && file != s.clusterName {
+            let path = s.directory + "/" + file
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue,
+                  let data = FileManager.default.contents(atPath: path) else { continue }
+            wanted[file] = data
+        }
+        for (name, r) in remotes where wanted[name] != fileContents[name] {
+            await r.stop()
+            remotes[name] = nil
+            fileContents[name] = nil
+            if wanted[name] == nil {
+                Log.info("clustermesh: disconnected from \(name) (its file is gone)")
+                await remove(cluster: name)
+            }
+        }
+        for (name, data) in wanted where remotes[name] == nil {
+            let r = RemoteCluster(name: name, file: s.directory + "/" + name, sink: self)
+            remotes[name] = r
+            fileContents[name] = data
+            Log.info("clustermesh: connecting to \(name)")
+            await r.start()
+        }
+        if let shared = context?.shared { await markTables(shared, force: false) }
+    }
+
+    /// The tables are initialized once every configured cluster has been listed (or its state dropped).
+    private func markTables(_ shared: SharedState, force: Bool) async {
+        guard !tablesMarked else { return }
+        guard force || remotes.keys.allSatisfy(initialized.contains) else { return }
+        tablesMarked = true
+        await shared.ipcache.markInitialized(Self.source)
+        await shared.identities.markInitialized(Self.source)
+        await shared.remoteServices.markInitialized(Self.source)
+    }
+
+    // MARK: RemoteClusterSink
+
+    func admit(cluster: String, config: KVClusterConfig?) async -> String? {
+        guard let s = context?.section else { return "not configured" }
+        guard let config else {
+            return "its configuration (\(KVKeys.clusterConfig(cluster))) is missing: enable cluster mesh in that cluster "
+                + "(clustermesh.enabled with a cluster.id), or check that the file points at \(cluster)'s etcd"
+        }
+        if config.id == 0 { return "its cluster ID is 0; give it a cluster.id between 1 and \(s.maxConnectedClusters)" }
+        if config.id == s.clusterID {
+            return "its cluster ID \(config.id) is also this cluster's (\(s.clusterName)); cluster IDs must be unique in the mesh"
+        }
+        let theirMax = config.capabilities?.maxConnectedClusters ?? 255
+        if theirMax != s.maxConnectedClusters {
+            return "it runs with clustermesh.maxConnectedClusters \(theirMax), this cluster with \(s.maxConnectedClusters); "
+                + "every cluster of a mesh needs the same value"
+        }
+        if config.id > s.maxConnectedClusters { return "its cluster ID \(config.id) is above clustermesh.maxConnectedClusters \(s.maxConnectedClusters)" }
+        for (other, r) in remotes where other != cluster {
+            if let id = await r.config?.id, id == config.id, await r.refusal == nil {
+                return "its cluster ID \(config.id) is also cluster \(other)'s; cluster IDs must be unique in the mesh"
+            }
+        }
+        return nil
+    }
+
+    func apply(cluster: String, state: RemoteClusterState, synced: Bool) async {
+        guard let shared = context?.shared, remotes[cluster] != nil else { return }
+        ttlTimers[cluster]?.cancel()
+        ttlTimers[cluster] = nil
+        dropped[cluster] = nil
+        if let why = await overlap(cluster: cluster, state: state) {
+            if conflicts[cluster] != why { Log.warning("clustermesh \(cluster): refused: \(why)") }
+            conflicts[cluster] = why
+            await replace(cluster: cluster, with: RemoteClusterState(), shared: shared)
+        } else {
+            conflicts[cluster] = nil
+            await replace(cluster: cluster, with: state, shared: shared)
+        }
+        if synced { initialized.insert(cluster) }
+        await markTables(shared, force: false)
+    }
+
+    func lost(cluster: String) async {
+        guard let s = context?.section, s.cacheTTL > 0, ttlTimers[cluster] == nil, applied[cluster] != nil else {
+            // Never listed: nothing to keep; the tables need not wait for it.
+            if applied[cluster] == nil, let shared = context?.shared {
+                initialized.insert(cluster)
+                await markTables(shared, force: false)
+            }
+            return
+        }
+        let ttl = s.cacheTTL
+        ttlTimers[cluster] = Task { [weak self] in
+            try? await Task.sleep(for: .seconds(ttl))
+            guard !Task.isCancelled else { return }
+            await self?.expire(cluster: cluster, after: ttl)
+        }
+    }
+
+    /// The cluster stayed away for the cache TTL: its backends leave every global service, its entries go.
+    private func expire(cluster: String, after ttl: Double) async {
+        ttlTimers[cluster] = nil
+        guard let r = remotes[cluster], await !r.ready else { return }
+        Log.warning("clustermesh \(cluster): unreachable for clustermesh.cacheTTL (\(Int(ttl)) s): its state is removed")
+        dropped[cluster] = "state removed after clustermesh.cacheTTL (\(Int(ttl)) s) without its etcd"
+        await remove(cluster: cluster)
+    }
+
+    private func remove(cluster: String) async {
+        guard let shared = context?.shared else { return }
+        await replace(cluster: cluster, with: RemoteClusterState(), shared: shared)
+        applied[cluster] = nil
+        conflicts[cluster] = nil
+        initialized.insert(cluster)
+        await markTables(shared, force: false)
+    }
+
+    /// Why a cluster's pod CIDRs cannot join (they overlap this cluster's or another remote cluster's), or nil.
+    private func overlap(cluster: String, state: RemoteClusterState) async -> String? {
+        guard let shared = context?.shared, let s = context?.section else { return nil }
+        var taken: [(IPv4Prefix, String)] = []
+        if let me = await shared.localNode.get(0), let p = IPv4Prefix(me.podCIDR) { taken.append((p, "\(s.clusterName)/\(me.name)")) }
+        for n in await shared.remoteNodes.all() where !n.name.contains("/") {
+            if let p = IPv4Prefix(n.podCIDR) { taken.append((p, "\(s.clusterName)/\(n.name)")) }
+        }
+        for (other, st) in applied where other != cluster {
+            for n in st.nodes.values { if let p = n.podCIDR.flatMap(IPv4Prefix.init) { taken.append((p, "\(other)/\(n.Name)")) } }
+        }
+        for n in state.nodes.values.sorted(by: { $0.Name < $1.Name }) {
+            guard let p = n.podCIDR.flatMap(IPv4Prefix.init) else { continue }
+            if let (q, owner) = taken.first(where: { $0.0.overlaps(p) }) {
+                return "pod CIDR \(p) of \(cluster)/\(n.Name) overlaps \(q) of \(owner); clusters of a mesh need pod CIDRs that do not overlap"
+            }
+        }
+        return nil
+    }
+
+    /// Puts the cluster's state in the shared tables in place of what was there: only the differences change.
+    private func replace(cluster: String, with new: RemoteClusterState, shared: SharedState) async {
+        let old = applied[cluster] ?? RemoteClusterState()
+        applied[cluster] = new
+        guard old != new else { return }
+        // Identities first: policy must know a new endpoint's identity's labels when its address appears.
+        let ids = new.identities.filter { old.identities[$0.key] != $0.value }.map {
+            IdentityRecord(id: $0.key, labels: $0.value.map(Self.normalize).sorted())
+        }
+        if !ids.isEmpty { await shared.identities.upsert(contentsOf: ids) }
+
+        var upserts: [IPCacheEntry] = [], deletes: [IPv4Prefix] = []
+        let keyOfHost: [String: UInt8] = Dictionary(new.nodes.values.compactMap { n in n.address.map { ($0, n.EncryptionKey) } },
+                                                    uniquingKeysWith: { a, _ in a })
+        // Nodes: their address is a remote node; their pod CIDR is behind them.
+        for (name, n) in new.nodes where old.nodes[name] != n {
+            guard let a = n.address.flatMap(IPv4Address.init) else { continue }
+            upserts.append(IPCacheEntry(prefix: IPv4Prefix(a, length: 32), identity: 6, encryptKey: n.EncryptionKey))
+            if let cidr = n.podCIDR.flatMap(IPv4Prefix.init) {
+                upserts.append(IPCacheEntry(prefix: cidr, identity: 2, tunnelEndpoint: a, encryptKey: n.EncryptionKey))
+            }
+            await shared.remoteNodes.upsert(RemoteNodeRecord(name: "\(cluster)/\(name)", address: n.address ?? "", podCIDR: n.podCIDR ?? "",
+                                                             wireguardPubKey: n.WireguardPubKey, encryptionKey: n.EncryptionKey, bootID: n.BootID))
+        }
+        for (name, n) in old.nodes where new.nodes[name] != n {
+            if new.nodes[name] == nil { await shared.remoteNodes.delete(key: "\(cluster)/\(name)") }
+            if let a = n.address.flatMap(IPv4Address.init), new.nodes.values.first(where: { $0.address == n.address }) == nil {
+                deletes.append(IPv4Prefix(a, length: 32))
+            }
+            if let cidr = n.podCIDR.flatMap(IPv4Prefix.init), !new.nodes.values.contains(where: { $0.podCIDR == n.podCIDR }) {
+                deletes.append(cidr.network)
+            }
+        }
+        await routes?.update(old: Array(old.nodes.values), new: Array(new.nodes.values), local: await shared.localNode.get(0))
+        // Endpoints: the cluster's pods, behind their node, with their identity.
+        for (ip, p) in new.ips where old.ips[ip] != p {
+            guard let a = IPv4Address(ip) else { continue }
+            upserts.append(IPCacheEntry(prefix: IPv4Prefix(a, length: 32), identity: p.ID, tunnelEndpoint: IPv4Address(p.HostIP),
+                                        encryptKey: keyOfHost[p.HostIP] ?? p.Key, podNamespace: p.K8sNamespace, podName: p.K8sPodName,
+                                        cluster: cluster))
+        }
+        for ip in old.ips.keys where new.ips[ip] == nil {
+            if let a = IPv4Address(ip) { deletes.append(IPv4Prefix(a, length: 32)) }
+        }
+        let kept = Set(upserts.map(\.key))
+        await shared.ipcache.delete(keys: deletes.filter { !kept.contains($0) })
+        await shared.ipcache.upsert(contentsOf: upserts)
+
+        // Services: the shared ones go to LoadBalancer, which merges them into local global services.
+        let svcUp = new.services.filter { old.services[$0.key] != $0.value && $0.value.shared }.map(\.value)
+        let svcDown = old.services.filter { new.services[$0.key] == nil || new.services[$0.key]?.shared == false }.map(\.value.key)
+        if !svcDown.isEmpty { await shared.remoteServices.delete(keys: svcDown) }
+        if !svcUp.isEmpty { await shared.remoteServices.upsert(contentsOf: svcUp) }
+
+        // Identities that left, last (nothing refers to them any more).
+        let goneIDs = old.identities.keys.filter { new.identities[$0] == nil }
+        if !goneIDs.isEmpty { await shared.identities.delete(keys: goneIDs) }
+    }
+
+    /// "app=web" is "k8s:app=web": upstream's default label source.
+    static func normalize(_ label: String) -> String {
+        let key = label.split(separator: "=", maxSplits: 1).first ?? ""
+        return key.contains(":") ? label : "k8s:" + label
+    }
+
+    // MARK: status
+
+    private func meshStatus() async -> ClusterMeshStatus {
+        let s = context?.section
+        var clusters: [RemoteClusterStatus] = []
+        let remoteSvcs = await context?.shared.remoteServices.all() ?? []
+        for (name, r) in remotes.sorted(by: { $0.key < $1.key }) {
+            var st = await r.status(sharedServices: remoteSvcs.filter { $0.cluster == name }.count)
+            if let why = conflicts[name] {
+                st.ready = false
+                st.status = "refused: \(why)"
+            } else if let why = dropped[name] {
+                st.status += "; \(why)"
+            }
+            clusters.append(st)
+        }
+        let range = IdentityAllocator.range(clusterID: s?.clusterID ?? 0, maxConnectedClusters: s?.maxConnectedClusters ?? 255)
+        let local = await context?.shared.globalServices.all() ?? []
+        let global = Set(local.map(\.qualifiedName)).union(remoteSvcs.map(\.qualifiedName)).count
+        return ClusterMeshStatus(clusterName: s?.clusterName ?? "", clusterID: s?.clusterID ?? 0,
+                                 maxConnectedClusters: s?.maxConnectedClusters ?? 255,
+                                 identityRange: "\(range.lowerBound)-\(range.upperBound)", globalServices: global, clusters: clusters)
+    }
 
     public func health() async -> Health {
         guard running else { return .stopped }
-        let clusters = context?.section.clusters ?? []
-        if clusters.isEmpty { return .ok }
-        return Health(.degraded, "connecting to remote clusters is not implemented yet (\(clusters.count) configured)")
+        let st = await meshStatus()
+        let bad = st.clusters.filter { !$0.ready }
+        if let publishError = await publisher?.lastError {
+            return Health(.degraded, "publishing this cluster in its etcd: \(publishError)")
+        }
+        if bad.isEmpty { return .ok }
+        return Health(.degraded, bad.map { "\($0.name): \($0.status)" }.joined(separator: "; "))
     }
 
     public func status() async -> SubsystemStatus {
         let h = await health()
-        let clusters = context?.section.clusters ?? []
+        let st = await meshStatus()
+        let ready = st.clusters.filter(\.ready).count
+        var details = ["cluster \(st.clusterName), ID \(st.clusterID), identities \(st.identityRange)"]
+        for c in st.clusters { details += Self.lines(c) }
         return SubsystemStatus(enabled: true, state: h.state, message: h.message,
-                               summary: "0/\(clusters.count) remote clusters ready, 0 global-services",
-                               details: clusters.map { "\($0): not connected" })
+                               summary: "\(ready)/\(st.clusters.count) remote clusters ready, \(st.globalServices) global-services",
+                               details: details)
+    }
+
+    /// A remote cluster in `cilium status --verbose`, in upstream's shape.
+    static func lines(_ c: RemoteClusterStatus) -> [String] {
+        let last = c.lastFailureTime.map { "last: \($0)" } ?? "last: never"
+        var out = ["\(c.name): \(c.ready ? "ready" : "not-ready"), \(c.numNodes) nodes, \(c.numEndpoints) endpoints, "
+            + "\(c.numIdentities) identities, \(c.numSharedServices) services, \(c.numFailures) reconnections (\(last))"]
+        out.append("└  etcd: \(c.status)")
+        if let cfg = c.config {
+            out.append("└  remote configuration: expected=\(cfg.required), retrieved=\(cfg.retrieved), cluster-id=\(cfg.clusterID), "
+                + "max-connected-clusters=\(cfg.maxConnectedClusters), kvstoremesh=false, sync-canaries=\(cfg.syncCanaries)")
+        }
+        let s = c.synced
+        out.append("└  synchronization status: nodes=\(s.nodes), endpoints=\(s.endpoints), identities=\(s.identities), services=\(s.services)")
+        return out
+    }
+
+    public func handle(_ request: HTTPRequest) async -> HTTPResponse {
+        switch (request.method, request.path) {
+        case ("GET", "/v1/clustermesh"), ("GET", "/v1/clustermesh/status"):
+            return .json(await meshStatus())
+        default:
+            return .error(status: 404, message: "no API endpoint \(request.method) \(request.path)")
+        }
     }
 }
