@@ -64,7 +64,11 @@ public struct Flow: Codable, Sendable, Equatable {
         public var namespace: String?
         public var labels: [String]
         public var pod_name: String?
-        public init(ID: UInt32? = nil, identity: UInt32, namespace: String? = nil, labels: [String], pod_name: String? = nil) {
+        /// The remote cluster of the mesh the endpoint is in (upstream's field); nil for this cluster's.
+        public var cluster_name: String?
+        public init(ID: UInt32? = nil, identity: UInt32, namespace: String? = nil, labels: [String], pod_name: String? = nil,
+                    cluster_name: String? = nil) {
+            self.cluster_name = cluster_name
             self.ID = ID
             self.identity = identity
             self.namespace = namespace

@@ -29,11 +29,12 @@ public enum FlowPrinter {
     static let reserved: [UInt32: String] = [1: "host", 2: "world", 3: "unmanaged", 4: "health", 5: "init", 6: "remote-node",
                                              7: "kube-apiserver", 8: "ingress"]
 
-    /// "default/client:41234 (ID:12345)", or "172.30.0.100:5000 (world)" for what is not a pod.
+    /// "default/client:41234 (ID:12345)" ("cluster2/default/client:..." for another cluster's pod), or
+    /// "172.30.0.100:5000 (world)" for what is not a pod.
     public static func endpoint(_ ep: Flow.Endpoint?, ip: String?, port: UInt16?) -> String {
         let p = port.map { ":\($0)" } ?? ""
         if let ep, let pod = ep.pod_name {
-            return "\(ep.namespace.map { "\($0)/" } ?? "")\(pod)\(p) (ID:\(ep.identity))"
+            return "\(ep.cluster_name.map { "\($0)/" } ?? "")\(ep.namespace.map { "\($0)/" } ?? "")\(pod)\(p) (ID:\(ep.identity))"
         }
         let who = ep.map { reserved[$0.identity] ?? "ID:\($0.identity)" } ?? "unknown"
         return "\(ip ?? "?")\(p) (\(who))"

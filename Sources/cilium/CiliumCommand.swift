@@ -9,7 +9,7 @@ struct CiliumCommand: AsyncParsableCommand {
         commandName: "cilium",
         abstract: "CLI for the local Cilium agent.",
         subcommands: [StatusCommand.self, ConfigCommand.self, EndpointCommand.self, IdentityCommand.self, NodeCommand.self,
-                      PolicyCommand.self, ServiceCommand.self, BPFCommand.self, EncryptCommand.self, ConnectivityCommand.self, VersionCommand.self])
+                      PolicyCommand.self, ServiceCommand.self, BPFCommand.self, EncryptCommand.self, ClusterMeshCommand.self, ConnectivityCommand.self, VersionCommand.self])
 }
 
 struct AgentOptions: ParsableArguments {

@@ -26,7 +26,7 @@ struct FlowTests {
                                                                                address: "10.0.0.2", podNamespace: "default", podName: "client"))
         d.names.endpoints[be("10.0.0.3")] = FlowDecoder.endpoint(EndpointRecord(id: 12, identity: 258, labels: ["k8s:app=echo", "k8s:io.kubernetes.pod.namespace=default"],
                                                                                address: "10.0.0.3", podNamespace: "default", podName: "echo"))
-        d.names.remote[be("10.0.1.2")] = (namespace: "prod", pod: "other")
+        d.names.remote[be("10.0.1.2")] = (namespace: "prod", pod: "other", cluster: nil)
         d.names.rules[7] = PolicyRuleRecord(id: 7, kind: "CiliumNetworkPolicy", namespace: "default", name: "echo-from-client", revision: 3)
         return d
     }

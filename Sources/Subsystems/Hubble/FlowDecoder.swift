@@ -20,7 +20,7 @@ package struct FlowDecoder: Sendable {
         package var endpoints: [UInt32: Flow.Endpoint] = [:]
         package var rules: [UInt32: PolicyRuleRecord] = [:]
         /// Addresses hosted by other nodes: their pods (namespace, name), for names and the observation point.
-        package var remote: [UInt32: (namespace: String?, pod: String?)] = [:]
+        package var remote: [UInt32: (namespace: String?, pod: String?, cluster: String?)] = [:]
     }
 
     package var names = Names()
@@ -45,7 +45,7 @@ package struct FlowDecoder: Sendable {
         let remote = names.remote[address]
         let ns = remote?.namespace
             ?? labels.first { $0.hasPrefix("k8s:io.kubernetes.pod.namespace=") }.map { String($0.split(separator: "=", maxSplits: 1)[1]) }
-        return Flow.Endpoint(identity: identity, namespace: ns, labels: labels, pod_name: remote?.pod)
+        return Flow.Endpoint(identity: identity, namespace: ns, labels: labels, pod_name: remote?.pod, cluster_name: remote?.cluster ?? nil)
     }
 
     /// A local endpoint as flows show it.

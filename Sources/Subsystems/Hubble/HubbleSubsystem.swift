@@ -171,7 +171,7 @@ public actor HubbleSubsystem: SteppedSubsystem {
         }, uniquingKeysWith: { a, _ in a })
         n.rules = Dictionary(await shared.policyRules.all().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         n.remote = Dictionary(await shared.ipcache.all().filter { $0.tunnelEndpoint != nil && $0.prefix.length == 32 }
-            .map { ($0.prefix.address.value.bigEndian, (namespace: $0.podNamespace, pod: $0.podName)) }, uniquingKeysWith: { a, _ in a })
+            .map { ($0.prefix.address.value.bigEndian, (namespace: $0.podNamespace, pod: $0.podName, cluster: $0.cluster)) }, uniquingKeysWith: { a, _ in a })
         decoder.names = n
     }
 
