@@ -74,3 +74,50 @@ import Testing
         #expect(!w.allowed(ResolutionTests.echoEP, .egress, peer: ResolutionTests.client))
     }
 }
+
+/// Issue 19: clustermesh.policyDefaultLocalCluster (upstream's default since 1.18): a peer selector that does not
+/// name io.cilium.k8s.policy.cluster selects the local cluster's endpoints only; one that names it selects there.
+@Suite struct DefaultLocalClusterTests {
+    static func allowed(policy: String, clientCluster: String, localCluster: String?) throws -> Bool {
+        var repo = PolicyRepository()
+        repo.localCluster = localCluster
+        repo.apply(try PolicyParser.parse(policy, file: "p.yaml"))
+        var resolver = PolicyResolver()
+        let ns = "k8s:io.kubernetes.pod.namespace=default"
+        _ = resolver.upsertIdentity(131_072 + 5, labels: ["k8s:app=client", ns, "k8s:io.cilium.k8s.policy.cluster=\(clientCluster)"])
+        _ = resolver.upsertEndpoint(1, labels: ["k8s:app=echo", ns, "k8s:io.cilium.k8s.policy.cluster=cluster1"])
+        _ = resolver.setSpecs(repo.compile().0)
+        let trace = PolicyTrace(resolver: resolver, origins: repo.origins)
+        return trace.decide(resolver.computed[1]!, endpoint: 1, direction: CILIUM_DIR_INGRESS, peer: 131_072 + 5,
+                            proto: 6, port: 80, what: "client -> echo").allowed
+    }
+
+    static let plain = """
+        apiVersion: cilium.io/v2
+        kind: CiliumNetworkPolicy
+        metadata: {name: from-client}
+        spec:
+          endpointSelector: {matchLabels: {app: echo}}
+          ingress: [{fromEndpoints: [{matchLabels: {app: client}}]}]
+        """
+    static let fromCluster2 = """
+        apiVersion: cilium.io/v2
+        kind: CiliumNetworkPolicy
+        metadata: {name: from-client-of-cluster2}
+        spec:
+          endpointSelector: {matchLabels: {app: echo}}
+          ingress: [{fromEndpoints: [{matchLabels: {app: client, io.cilium.k8s.policy.cluster: cluster2}}]}]
+        """
+
+    @Test func aSelectorWithoutClusterSelectsTheLocalClusterOnly() throws {
+        #expect(try Self.allowed(policy: Self.plain, clientCluster: "cluster1", localCluster: "cluster1"))
+        #expect(try !Self.allowed(policy: Self.plain, clientCluster: "cluster2", localCluster: "cluster1"))
+        // policyDefaultLocalCluster false: any cluster.
+        #expect(try Self.allowed(policy: Self.plain, clientCluster: "cluster2", localCluster: nil))
+    }
+
+    @Test func aSelectorNamingAClusterSelectsThatCluster() throws {
+        #expect(try Self.allowed(policy: Self.fromCluster2, clientCluster: "cluster2", localCluster: "cluster1"))
+        #expect(try !Self.allowed(policy: Self.fromCluster2, clientCluster: "cluster1", localCluster: "cluster1"))
+    }
+}

@@ -53,6 +53,17 @@ extension LabelSelector {
             || matchExpressions.contains { LabelSet.plainKey($0.key) == Self.namespaceKey }
     }
 
+    package static let clusterKey = "io.cilium.k8s.policy.cluster"
+
+    /// The selector restricted to the `cluster` (clustermesh.policyDefaultLocalCluster), unless it names one itself.
+    package func scoped(toCluster cluster: String?) -> LabelSelector {
+        guard let cluster, !matchLabels.keys.contains(where: { LabelSet.plainKey($0) == Self.clusterKey }),
+              !matchExpressions.contains(where: { LabelSet.plainKey($0.key) == Self.clusterKey }) else { return self }
+        var s = self
+        s.matchLabels["k8s:" + Self.clusterKey] = cluster
+        return s
+    }
+
     /// The selector restricted to `namespace` (namespaced policies), unless it names one itself.
     package func scoped(to namespace: String?) -> LabelSelector {
         guard let namespace, !mentionsNamespace else { return self }

@@ -22,7 +22,8 @@ extension PolicyRepository {
                     for (j, rule) in (list ?? []).enumerated() {
                         let origin = RuleOrigin(kind: policy.kind, namespace: policy.namespace, name: policy.name,
                                                 specIndex: i, section: section, ruleIndex: j)
-                        var compiled = Self.compile(rule, namespace: policy.namespace, direction: UInt8(direction.rawValue), deny: deny)
+                        var compiled = Self.compile(rule, namespace: policy.namespace, direction: UInt8(direction.rawValue), deny: deny,
+                                                    localCluster: localCluster)
                         compiled.ruleID = ruleID(origin)
                         rules.append(compiled)
                         for c in rule.cidrs {
@@ -44,10 +45,13 @@ extension PolicyRepository {
         return (specs, cidrs)
     }
 
-    package static func compile(_ rule: PeerRule, namespace: String?, direction: UInt8, deny: Bool) -> CompiledRule {
+    /// `localCluster`: with clustermesh.policyDefaultLocalCluster, a peer selector that does not name
+    /// io.cilium.k8s.policy.cluster selects this cluster's endpoints only (upstream's default since 1.18).
+    package static func compile(_ rule: PeerRule, namespace: String?, direction: UInt8, deny: Bool,
+                                localCluster: String? = nil) -> CompiledRule {
         var peers: [PeerSelector]?
         if !rule.selectsAnyPeer {
-            var p: [PeerSelector] = (rule.endpoints ?? []).map { .endpoints($0.scoped(to: namespace)) }
+            var p: [PeerSelector] = (rule.endpoints ?? []).map { .endpoints($0.scoped(to: namespace).scoped(toCluster: localCluster)) }
             p += rule.entities.map { .entity($0) }
             p += rule.cidrs.compactMap { c in
                 IPv4Prefix(c.cidr).map { .cidr(network: $0.network, except: c.except.compactMap { IPv4Prefix($0)?.network }) }

@@ -30,8 +30,9 @@ actor PolicyEngine {
     private let state: JSONState<Persisted>?
     private(set) var lastError: String?
 
-    init(shared: SharedState, stateFile: String?, mode: PolicyResolver.Mode, audit: Bool) throws {
+    init(shared: SharedState, stateFile: String?, mode: PolicyResolver.Mode, audit: Bool, localCluster: String? = nil) throws {
         self.shared = shared
+        repository.localCluster = localCluster
         state = stateFile.map { JSONState(path: $0) }
         resolver.mode = mode
         resolver.audit = audit

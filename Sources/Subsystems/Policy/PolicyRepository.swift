@@ -31,6 +31,9 @@ public struct RuleOrigin: Codable, Sendable, Hashable {
 package struct PolicyRepository: Sendable {
     package init() {}
 
+    /// Peer selectors without a cluster label select this cluster only (nil: any cluster).
+    package var localCluster: String?
+
     package struct Name: Hashable, Sendable, Codable, Comparable {
         package var kind: PolicyKind
         package var namespace: String?

@@ -42,11 +42,14 @@ public actor PolicySubsystem: SteppedSubsystem {
         public var resourceDirectory: String
         /// cluster.name, which workloads carry as a label (for `cilium policy trace`'s label sets).
         public var clusterName: String
+        /// clustermesh.policyDefaultLocalCluster: peer selectors without a cluster label select this cluster only.
+        public var defaultLocalCluster: Bool
     }
 
     public static func section(of c: AgentConfig) -> Section {
         Section(enforcementMode: c.policyEnforcementMode, auditMode: c.policyAuditMode,
-                resourceDirectory: c.agent.resourceDirectory, clusterName: c.cluster.name)
+                resourceDirectory: c.agent.resourceDirectory, clusterName: c.cluster.name,
+                defaultLocalCluster: c.clustermesh.policyDefaultLocalCluster)
     }
 
     public func configure(_ context: SubsystemContext<Section>) { self.context = context }
@@ -75,7 +78,8 @@ public actor PolicySubsystem: SteppedSubsystem {
             let engine: PolicyEngine
             do {
                 engine = try PolicyEngine(shared: context.shared, stateFile: context.stateDir + "/policies.json",
-                                          mode: mode, audit: context.section.auditMode)
+                                          mode: mode, audit: context.section.auditMode,
+                                          localCluster: context.section.defaultLocalCluster ? context.section.clusterName : nil)
             } catch {
                 throw SubsystemError("cannot read \(context.stateDir)/policies.json: \(error)")
             }
