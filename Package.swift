@@ -122,6 +122,7 @@ let package = Package(
     ]
     + tests(of: "LoadBalancer", .testTarget(name: "LoadBalancerTests", dependencies: ["LoadBalancer", "API", "AgentModel", "Datapath", "LinuxNet", "CBPF", "TestSupport"], swiftSettings: swift6))
     + tests(of: "Policy", .testTarget(name: "PolicyTests", dependencies: ["Policy", "API", "AgentModel", "Datapath", "LinuxNet", "CBPF", "TestSupport"], swiftSettings: swift6))
+    + tests(of: "ClusterMesh", .testTarget(name: "ClusterMeshTests", dependencies: ["ClusterMesh", "KVStore", "API", "AgentModel", "LinuxNet", "TestSupport"], swiftSettings: swift6))
     + tests(of: "Encryption", .testTarget(name: "EncryptionTests", dependencies: ["Encryption", "LinuxNet", "Spawning", "TestSupport"], swiftSettings: swift6))
     + tests(of: "Hubble", .testTarget(name: "HubbleTests", dependencies: ["Hubble", "API", "AgentModel", "FlowDisplay", "CBPF"], swiftSettings: swift6))
 )

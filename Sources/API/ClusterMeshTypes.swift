@@ -92,6 +92,9 @@ public struct RemoteClusterStatus: Codable, Sendable, Equatable {
     public var lastFailureTime: String?
     public var synced: Synced
     public var config: RemoteConfig?
+    /// Records under the cluster's keys that are not in upstream's shapes (each logged with its key), and the last.
+    public var recordErrors: Int = 0
+    public var lastRecordError: String?
     public init(name: String, ready: Bool, status: String, connected: Bool, numNodes: Int = 0, numEndpoints: Int = 0,
                 numIdentities: Int = 0, numSharedServices: Int = 0, numFailures: Int = 0, lastFailure: String? = nil,
                 lastFailureTime: String? = nil, synced: Synced = Synced(), config: RemoteConfig? = nil) {

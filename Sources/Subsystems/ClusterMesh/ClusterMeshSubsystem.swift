@@ -19,7 +19,11 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
     private var context: SubsystemContext<Section>?
     private var running = false
 
-    public init() {}
+    public init() { open = RemoteCluster.openEtcd }
+
+    /// Tests open remote clusters' stores themselves.
+    init(open: @escaping RemoteCluster.Opener) { self.open = open }
+    private let open: RemoteCluster.Opener
 
     /// The settings cluster mesh reads (the enable flags are the host's).
     public struct Section: Equatable, Sendable {
@@ -138,7 +142,7 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
             }
         }
         for (name, data) in wanted where remotes[name] == nil {
-            let r = RemoteCluster(name: name, file: s.directory + "/" + name, sink: self)
+            let r = RemoteCluster(name: name, file: s.directory + "/" + name, sink: self, open: open)
             remotes[name] = r
             fileContents[name] = data
             Log.info("clustermesh: connecting to \(name)")
@@ -375,6 +379,9 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
         if let cfg = c.config {
             out.append("└  remote configuration: expected=\(cfg.required), retrieved=\(cfg.retrieved), cluster-id=\(cfg.clusterID), "
                 + "max-connected-clusters=\(cfg.maxConnectedClusters), kvstoremesh=false, sync-canaries=\(cfg.syncCanaries)")
+        }
+        if c.recordErrors > 0 {
+            out.append("└  records refused: \(c.recordErrors) (last: \(c.lastRecordError ?? ""))")
         }
         let s = c.synced
         out.append("└  synchronization status: nodes=\(s.nodes), endpoints=\(s.endpoints), identities=\(s.identities), services=\(s.services)")

@@ -42,6 +42,7 @@ actor RemoteCluster {
     private(set) var endpoints: [String] = []
     /// Records that did not decode, each logged with its key.
     private(set) var recordErrors = 0
+    private(set) var lastRecordError: String?
     /// Why this cluster is refused (its configuration), if it is.
     private(set) var refusal: String?
     private var store: (any KVStore)?
@@ -49,10 +50,20 @@ actor RemoteCluster {
     static let backoff: (first: Duration, max: Duration) = (.milliseconds(500), .seconds(30))
     static let requestTimeout: Duration = .seconds(3)
 
-    init(name: String, file: String, sink: any RemoteClusterSink) {
+    /// Opens the store a cluster file names: its endpoints and a client.
+    typealias Opener = @Sendable (_ file: String) throws -> (store: any KVStore, endpoints: [String])
+    private let open: Opener
+
+    static let openEtcd: Opener = { file in
+        let cfg = try EtcdClientConfig.load(path: file)
+        return (try EtcdKVStore(config: cfg, timeout: RemoteCluster.requestTimeout), cfg.endpoints)
+    }
+
+    init(name: String, file: String, sink: any RemoteClusterSink, open: @escaping Opener = RemoteCluster.openEtcd) {
         self.name = name
         self.file = file
         self.sink = sink
+        self.open = open
     }
 
     func start() {
@@ -88,9 +99,7 @@ actor RemoteCluster {
     private func runOnce() async -> Bool {
         let store: any KVStore
         do {
-            let cfg = try EtcdClientConfig.load(path: file)
-            endpoints = cfg.endpoints
-            store = try EtcdKVStore(config: cfg, timeout: Self.requestTimeout)
+            (store, endpoints) = try open(file)
         } catch {
             fail("\(file): \(error)")
             return false
@@ -218,6 +227,7 @@ actor RemoteCluster {
         case .success(let v): return v
         case .failure(let e):
             recordErrors += 1
+            lastRecordError = e.description
             Log.warning("clustermesh \(name): \(e)")
             return nil
         }
@@ -237,11 +247,14 @@ actor RemoteCluster {
         else if ready { line = "\(where_) - connected" }
         else { line = "\(where_): \(lastFailure ?? "connecting")" }
         let fmt = ISO8601DateFormatter()
-        return RemoteClusterStatus(name: name, ready: ready && refusal == nil, status: line, connected: connected,
-                                   numNodes: state.nodes.count, numEndpoints: state.ips.count,
-                                   numIdentities: state.identities.count, numSharedServices: sharedServices,
-                                   numFailures: failures, lastFailure: lastFailure,
-                                   lastFailureTime: lastFailureTime.map(fmt.string(from:)), synced: synced, config: cfg)
+        var st = RemoteClusterStatus(name: name, ready: ready && refusal == nil, status: line, connected: connected,
+                                     numNodes: state.nodes.count, numEndpoints: state.ips.count,
+                                     numIdentities: state.identities.count, numSharedServices: sharedServices,
+                                     numFailures: failures, lastFailure: lastFailure,
+                                     lastFailureTime: lastFailureTime.map(fmt.string(from:)), synced: synced, config: cfg)
+        st.recordErrors = recordErrors
+        st.lastRecordError = lastRecordError
+        return st
     }
 }
 
