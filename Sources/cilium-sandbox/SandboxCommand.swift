@@ -15,7 +15,7 @@ struct SandboxCommand: AsyncParsableCommand {
         commandName: "cilium-sandbox",
         abstract: "A whole cluster on one machine, out of network namespaces: node namespaces joined by a private underlay, one agent per node.",
         discussion: "Nothing touches the machine's own interfaces: every link lives inside the sandbox's namespaces.",
-        subcommands: [Up.self, Status.self, Pod.self, Agent.self, Etcd.self, Cilium.self, Hubble.self, Exec.self, Down.self])
+        subcommands: [Up.self, Status.self, Pod.self, Agent.self, Etcd.self, ClusterMesh.self, Cilium.self, Hubble.self, Exec.self, Down.self])
 }
 
 struct NameOption: ParsableArguments {
@@ -24,23 +24,54 @@ struct NameOption: ParsableArguments {
 
 extension SandboxCommand {
     struct Up: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Build the sandbox and start one agent per node; returns when every agent is READY.")
+        static let configuration = CommandConfiguration(
+            abstract: "Build the sandbox and start one agent per node; returns when every agent is READY.",
+            discussion: """
+                One cluster (the default): nodes node1..nodeK at 172.30.0.(10+K), and an etcd at 172.30.0.2 when K > 1.
+                --clusters C > 1: clusters cluster1..clusterC (cluster.id 1..C), each with its own etcd at 172.30.0.(1+i) \
+                and pod CIDR pool 10.(i-1).0.0/16, all on one underlay; nodes are numbered across the clusters (cluster 1 \
+                has node1..nodeK, cluster 2 node(K+1)..node(2K), ...), cluster i's node j at 172.30.0.(10i+j). Their \
+                agents run with clustermesh.enabled; join the clusters with: cilium-sandbox clustermesh connect.
+                etcd speaks TLS (a CA, server and client certificates made with openssl under \
+                /run/cilium-sandbox/NAME/pki, --client-cert-auth) with --set etcd.ssl=true, and by default when C > 1 \
+                (--set etcd.ssl=false keeps it plain http).
+                """)
         @OptionGroup var name: NameOption
-        @Option(help: "Number of nodes.") var nodes: Int = 2
+        @Option(help: ArgumentHelp("Number of clusters (1-4), each with its own etcd and pod CIDR.", valueName: "C"))
+        var clusters: Int = 1
+        @Option(help: ArgumentHelp("Number of nodes (per cluster).", valueName: "K")) var nodes: Int = 2
         @Option(name: .customLong("set"), help: ArgumentHelp("Config key for every node's agent (repeatable).", valueName: "key=value"))
         var settings: [String] = []
         @Option(help: "Seconds to wait for each agent's READY.") var timeout: Int = 60
+        @Flag(name: .customLong("no-agents"), help: "Build the namespaces, etcds and configs but start no agent (start one with: agent NODE restart).")
+        var noAgents = false
+
+        func validate() throws {
+            guard (1...Topology.maxClusters).contains(clusters) else {
+                throw ValidationError("--clusters must be between 1 and \(Topology.maxClusters): cluster i's etcd is 172.30.0.(1+i) and its nodes 172.30.0.(10i+j), below the outside host at .100")
+            }
+            if clusters == 1 {
+                guard (1...16).contains(nodes) else { throw ValidationError("--nodes must be between 1 and 16") }
+            } else {
+                guard (1...9).contains(nodes) else {
+                    throw ValidationError("--nodes must be between 1 and 9 with --clusters \(clusters): cluster i's node j is 172.30.0.(10i+j)")
+                }
+            }
+        }
 
         func run() async throws {
             try validateSandboxName(name.name)
-            guard (1...16).contains(nodes) else { throw SandboxError("--nodes must be between 1 and 16") }
             if FileManager.default.fileExists(atPath: SandboxState.file(name.name)) {
                 throw SandboxError("sandbox \(name.name) exists; remove it first: cilium-sandbox down --name \(name.name)")
             }
             do {
-                var state = try Topology.build(name: name.name, nodes: nodes, settings: settings)
-                try Topology.startEtcd(&state)
-                try await startAgents(state, timeout: .seconds(timeout))
+                var state = try Topology.build(name: name.name, clusters: clusters, nodes: nodes, settings: settings)
+                try Topology.startEtcds(&state)
+                if noAgents {
+                    print("sandbox \(state.name) is up with \(state.nodes.count) node(s) and no agent running; start one with: cilium-sandbox agent --name \(state.name) \(state.nodes[0].name) restart")
+                } else {
+                    try await startAgents(state, timeout: .seconds(timeout))
+                }
             } catch {
                 FileHandle.standardError.write(Data("cilium-sandbox: \(error); removing what was made\n".utf8))
                 Topology.teardown(name: name.name, state: try? SandboxState.load(name.name))
@@ -53,28 +84,34 @@ extension SandboxCommand {
             for i in state.nodes.indices {
                 try AgentProcess.start(&state, node: i, timeout: timeout)
             }
-            print("sandbox \(state.name) is up with \(state.nodes.count) node(s); try: cilium-sandbox cilium --name \(state.name) \(state.nodes[0].name) -- status")
+            if state.clusterCount > 1 {
+                print("sandbox \(state.name) is up with \(state.clusterCount) clusters of \(state.nodes.count / state.clusterCount) node(s); join them: cilium-sandbox clustermesh connect --name \(state.name)")
+            } else {
+                print("sandbox \(state.name) is up with \(state.nodes.count) node(s); try: cilium-sandbox cilium --name \(state.name) \(state.nodes[0].name) -- status")
+            }
         }
     }
 
     struct Etcd: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stop or start the sandbox's etcd (to see the cluster ride out an outage).")
+        static let configuration = CommandConfiguration(abstract: "Stop or start a cluster's etcd (to see the cluster ride out an outage).")
         @OptionGroup var name: NameOption
+        @Option(help: "The cluster whose etcd (1 when the sandbox has one).") var cluster: Int = 1
         @Argument(help: "stop or start") var action: String
 
         func run() throws {
             var state = try SandboxState.load(name.name)
-            guard state.etcdNamespace != nil else { throw SandboxError("sandbox \(state.name) has no etcd (it has one node)") }
+            let etcd = try state.etcd(cluster: cluster)
+            let label = state.clusterCount == 1 ? "etcd" : "etcd of cluster\(cluster)"
             switch action {
             case "stop":
-                if let pid = state.etcdPid { Processes.stop(pid, marker: "etcd") }
-                state.etcdPid = nil
+                if let pid = etcd.pid { Processes.stop(pid, marker: "etcd") }
+                if let i = state.etcds?.firstIndex(where: { $0.cluster == cluster }) { state.etcds![i].pid = nil }
                 try state.save()
-                print("etcd stopped")
+                print("\(label) stopped")
             case "start":
-                if let pid = state.etcdPid, Processes.isOurs(pid, marker: "etcd") { print("etcd is running"); return }
-                try Topology.startEtcd(&state)
-                print("etcd started at \(state.etcdURL ?? "")")
+                if let pid = etcd.pid, Processes.isOurs(pid, marker: "etcd") { print("\(label) is running"); return }
+                try Topology.startEtcd(&state, cluster: cluster)
+                print("\(label) started at \(etcd.url)")
             default:
                 throw SandboxError("unknown action \(action); use stop or start")
             }
@@ -120,6 +157,8 @@ extension SandboxCommand {
             var state: String?
             /// The agent's log file (its stdout and stderr).
             var logFile: String
+            /// The node's cluster (sandboxes of several clusters only).
+            var cluster: String?
         }
         struct PodReport: Codable {
             var name: String
@@ -154,7 +193,8 @@ extension SandboxCommand {
                 }
                 report.nodes.append(NodeReport(name: node.name, ready: ready, socket: node.socket, pid: node.pid,
                                                namespace: node.namespace, addresses: [node.address], state: overall,
-                                               logFile: node.logFile))
+                                               logFile: node.logFile,
+                                               cluster: state.clusterCount > 1 ? state.clusterName(node.cluster ?? 1) : nil))
             }
             for pod in state.pods {
                 let node = try state.node(pod.node)
@@ -170,9 +210,9 @@ extension SandboxCommand {
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
                 print(String(decoding: try enc.encode(report), as: UTF8.self))
             } else {
-                print("sandbox \(state.name): \(state.nodes.count) node(s), underlay \(state.underlayCIDR)")
+                print("sandbox \(state.name): \(state.nodes.count) node(s)\(state.clusterCount > 1 ? " in \(state.clusterCount) clusters" : ""), underlay \(state.underlayCIDR)")
                 for n in report.nodes {
-                    print("  \(n.name)  \(n.ready ? "ready" : "NOT READY")  \(n.addresses.joined(separator: ","))  pid \(n.pid.map(String.init) ?? "-")  unix://\(n.socket)  \(n.state ?? "")")
+                    print("  \(n.name)  \(n.cluster.map { $0 + "  " } ?? "")\(n.ready ? "ready" : "NOT READY")  \(n.addresses.joined(separator: ","))  pid \(n.pid.map(String.init) ?? "-")  unix://\(n.socket)  \(n.state ?? "")")
                 }
                 for p in report.pods {
                     print("  pod \(p.name) on \(p.node)  \(p.address)  identity \(p.identity.map(String.init) ?? "?")  [\(p.labels.joined(separator: ","))]")

@@ -15,6 +15,30 @@ struct SandboxState: Codable {
         var pid: Int32?
         /// The node's cgroup (v2): its agent's socket LB serves it; `exec` runs commands in it.
         var cgroup: String?
+        /// The cluster the node belongs to, 1...clusters (nil in states written before clusters: 1).
+        var cluster: Int?
+    }
+
+    /// One cluster's etcd: its namespace, address, URL and PID; with TLS, its server certificate and key.
+    struct EtcdServer: Codable {
+        var cluster: Int
+        var namespace: String
+        var address: String
+        var url: String
+        var dataDir: String
+        var logFile: String
+        var pid: Int32?
+        var certFile: String?
+        var keyFile: String?
+    }
+
+    /// The sandbox's certificate authority and the client certificate every agent (and `clustermesh connect`'s
+    /// files) presents to the etcds, when etcd speaks TLS.
+    struct PKI: Codable {
+        var directory: String
+        var caFile: String
+        var certFile: String
+        var keyFile: String
     }
 
     struct Pod: Codable {
@@ -40,6 +64,13 @@ struct SandboxState: Codable {
     /// A host outside the cluster on the underlay (world to the cluster):
     /// `exec NAME outside -- CMD`.
     var outsideNamespace: String?
+    /// Every cluster's etcd (cluster 1's is also in etcdNamespace/etcdURL/etcdPid, as states were before
+    /// clusters; a state without this field has at most that one).
+    var etcds: [EtcdServer]?
+    /// The number of clusters (nil: 1).
+    var clusters: Int?
+    /// The CA and client certificate when the etcds speak TLS (nil: plain http).
+    var pki: PKI?
 
     static let root = "/run/cilium-sandbox"
 
@@ -50,14 +81,41 @@ struct SandboxState: Codable {
         guard let data = FileManager.default.contents(atPath: file(name)) else {
             throw SandboxError("no sandbox named \(name) (nothing at \(file(name))); create it with: cilium-sandbox up --name \(name)")
         }
-        return try JSONDecoder().decode(SandboxState.self, from: data)
+        var state = try JSONDecoder().decode(SandboxState.self, from: data)
+        if state.etcds == nil, let ns = state.etcdNamespace, let url = state.etcdURL {
+            // Written before clusters: its one etcd is cluster 1's.
+            let dir = directory(name)
+            state.etcds = [EtcdServer(cluster: 1, namespace: ns, address: Topology.etcdAddress(cluster: 1), url: url,
+                                      dataDir: dir + "/etcd", logFile: dir + "/etcd.log", pid: state.etcdPid)]
+        }
+        return state
     }
 
     func save() throws {
+        var copy = self
+        // Cluster 1's etcd also where states before clusters kept it (older readers, `etcd` of an older binary).
+        if let first = etcds?.first(where: { $0.cluster == 1 }) {
+            copy.etcdNamespace = first.namespace
+            copy.etcdURL = first.url
+            copy.etcdPid = first.pid
+        }
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try FileManager.default.createDirectory(atPath: Self.directory(name), withIntermediateDirectories: true)
-        try enc.encode(self).write(to: URL(fileURLWithPath: Self.file(name)))
+        try enc.encode(copy).write(to: URL(fileURLWithPath: Self.file(name)))
+    }
+
+    var clusterCount: Int { clusters ?? 1 }
+
+    /// The name a cluster's agents carry in cluster.name: the sandbox's own name when it has one cluster.
+    func clusterName(_ i: Int) -> String { clusterCount == 1 ? name : "cluster\(i)" }
+
+    func etcd(cluster i: Int) throws -> EtcdServer {
+        guard let e = etcds?.first(where: { $0.cluster == i }) else {
+            if clusterCount == 1 { throw SandboxError("sandbox \(name) has no etcd (it has one node)") }
+            throw SandboxError("sandbox \(name) has no cluster \(i) (clusters: 1...\(clusterCount))")
+        }
+        return e
     }
 
     /// The cgroup a command for a node or a pod runs in (its node's).

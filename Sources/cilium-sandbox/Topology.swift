@@ -7,26 +7,53 @@ import Glibc
 /// Builds and removes the sandbox's namespaces and links:
 ///   csbx-NAME-ul      the underlay: bridge br0
 ///   csbx-NAME-nodeK   a node: eth0 (172.30.0.10+K/24) <-> veth-nodeK on br0
+///   csbx-NAME-etcd    etcd (172.30.0.2), for more than one node
+/// With C > 1 clusters: cluster i's node j is 172.30.0.(10i+j) (nodes are numbered across the clusters:
+/// cluster 1 has node1..nodeK), and its etcd is csbx-NAME-etcd<i> at 172.30.0.(1+i).
 /// Nothing is created in the machine's own namespace.
 enum Topology {
     static let underlayCIDR = "172.30.0.0/24"
     static let underlayMTU: UInt32 = 1600
+    static let maxClusters = 4
 
     static func nodeAddress(_ k: Int) -> String { "172.30.0.\(10 + k)" }
+    /// Cluster i's node j when there are several clusters.
+    static func nodeAddress(cluster i: Int, node j: Int) -> String { "172.30.0.\(10 * i + j)" }
     static let etcdAddress = "172.30.0.2"
+    static func etcdAddress(cluster i: Int) -> String { "172.30.0.\(1 + i)" }
+    /// The DNS name in cluster i's etcd server certificate (next to its address).
+    static func etcdServerName(cluster i: Int) -> String { "etcd.cluster\(i).mesh.cilium.io" }
+    /// Cluster i's pod CIDR pool when there are several clusters (pools must not overlap in a mesh).
+    static func podPool(cluster i: Int) -> String { "10.\(i - 1).0.0/16" }
     static let outsideAddresses = ["172.30.0.100", "172.30.0.101"]
 
-    static func build(name: String, nodes: Int, settings: [String]) throws -> SandboxState {
+    /// Whether the etcds speak TLS: always with several clusters (as a mesh's etcds do), else
+    /// only when asked; the last `--set etcd.ssl=` given decides either way.
+    static func etcdTLS(clusters: Int, settings: [String]) -> Bool {
+        let asked = settings.last { $0.hasPrefix("etcd.ssl=") }.map { String($0.dropFirst("etcd.ssl=".count)) }
+        switch asked?.lowercased() {
+        case "true"?: return true
+        case "false"?: return false
+        default: return clusters > 1
+        }
+    }
+
+    static func build(name: String, clusters: Int = 1, nodes: Int, settings: [String]) throws -> SandboxState {
         let dir = SandboxState.directory(name)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var state = SandboxState(name: name, underlayNamespace: "csbx-\(name)-ul", underlayCIDR: underlayCIDR, nodes: [])
-        for k in 1...nodes {
-            let n = "node\(k)"
-            state.nodes.append(SandboxState.Node(
-                name: n, namespace: "csbx-\(name)-\(n)", address: nodeAddress(k),
-                socket: "\(dir)/\(n)/cilium.sock", configFile: "\(dir)/\(n)/values.yaml",
-                stateDir: "\(dir)/\(n)/state", bpfRoot: "/sys/fs/bpf/csbx-\(name)-\(n)",
-                logFile: "\(dir)/\(n)/agent.log", pid: nil))
+        if clusters > 1 { state.clusters = clusters }
+        for i in 1...clusters {
+            for j in 1...nodes {
+                let k = (i - 1) * nodes + j
+                let n = "node\(k)"
+                state.nodes.append(SandboxState.Node(
+                    name: n, namespace: "csbx-\(name)-\(n)",
+                    address: clusters == 1 ? nodeAddress(k) : nodeAddress(cluster: i, node: j),
+                    socket: "\(dir)/\(n)/cilium.sock", configFile: "\(dir)/\(n)/values.yaml",
+                    stateDir: "\(dir)/\(n)/state", bpfRoot: "/sys/fs/bpf/csbx-\(name)-\(n)",
+                    logFile: "\(dir)/\(n)/agent.log", pid: nil, cluster: clusters == 1 ? nil : i))
+            }
         }
         // Saved first, so a failure half-way is cleaned up by `down`.
         try state.save()
@@ -43,15 +70,37 @@ enum Topology {
         // Room for VXLAN's 50 bytes above the pods' 1500-byte MTU.
         try ul.createBridge(name: "br0", mtu: underlayMTU)
         try ul.setLinkUp("br0")
-        var settings = settings
-        if nodes > 1 {
-            // Nodes share cluster state through etcd, on the underlay like any node.
-            let ns = try NetworkNamespace.create(named: "csbx-\(name)-etcd")
-            state.etcdNamespace = ns.name
-            state.etcdURL = "http://\(etcdAddress):2379"
-            try state.save()
-            try plug(ns, into: ul, underlay: underlay, as: "veth-etcd", address: etcdAddress)
-            settings = ["etcd.endpoints={\(state.etcdURL!)}", "etcd.enabled=true"] + settings
+        // Per cluster: what its nodes' agents get before the --set values.
+        var clusterSettings = [[String]](repeating: [], count: clusters + 1)
+        if nodes > 1 || clusters > 1 {
+            let tls = etcdTLS(clusters: clusters, settings: settings)
+            if tls { state.pki = try SandboxState.PKI.make(sandbox: name, clusters: clusters) }
+            state.etcds = []
+            for i in 1...clusters {
+                // Nodes share cluster state through etcd, on the underlay like any node.
+                let one = clusters == 1
+                let ns = try NetworkNamespace.create(named: one ? "csbx-\(name)-etcd" : "csbx-\(name)-etcd\(i)")
+                let address = one ? etcdAddress : etcdAddress(cluster: i)
+                var etcd = SandboxState.EtcdServer(
+                    cluster: i, namespace: ns.name!, address: address, url: "\(tls ? "https" : "http")://\(address):2379",
+                    dataDir: dir + (one ? "/etcd" : "/etcd\(i)"), logFile: dir + (one ? "/etcd.log" : "/etcd\(i).log"))
+                if let pki = state.pki {
+                    etcd.certFile = pki.directory + "/etcd\(i).crt"
+                    etcd.keyFile = pki.directory + "/etcd\(i).key"
+                }
+                state.etcds!.append(etcd)
+                try state.save()
+                try plug(ns, into: ul, underlay: underlay, as: one ? "veth-etcd" : "veth-etcd\(i)", address: address)
+                clusterSettings[i] = ["etcd.endpoints={\(etcd.url)}", "etcd.enabled=true"]
+                if let pki = state.pki {
+                    clusterSettings[i] += ["etcd.ssl=true", "etcd.tls.caFile=\(pki.caFile)",
+                                           "etcd.tls.certFile=\(pki.certFile)", "etcd.tls.keyFile=\(pki.keyFile)"]
+                }
+                if !one {
+                    clusterSettings[i] = ["cluster.name=cluster\(i)", "cluster.id=\(i)", "clustermesh.enabled=true",
+                                          "ipam.operator.clusterPoolIPv4PodCIDRList={\(podPool(cluster: i))}"] + clusterSettings[i]
+                }
+            }
         }
         let cgroupMount = CGroup2.mountPoint()
         for (i, var node) in state.nodes.enumerated() {
@@ -61,7 +110,11 @@ enum Topology {
                 // XDP on the node's eth0 rewrites frames from the other nodes: they must be as on a wire.
                 try ns.run { try Ethtool.setTXChecksum(false, device: "eth0") }
             }
-            var own = settings
+            var own = clusterSettings[node.cluster ?? 1] + settings
+            if clusters > 1 {
+                // Where `clustermesh connect` writes the remote clusters' etcd configs (the default, said outright).
+                own = ["clustermesh.config.directory=\(node.stateDir)/clustermesh"] + own
+            }
             // Each node's pods run in a cgroup of their own: that node's socket LB serves them (and nothing else on the machine).
             if let mount = cgroupMount {
                 let dir = "\(mount)/csbx-\(name)-\(node.name)"
@@ -88,6 +141,13 @@ enum Topology {
         for extra in outsideAddresses.dropFirst() { try onl.addAddress(Netlink.IPv4Prefix(extra + "/24")!, to: "eth0") }
         try onl.replaceRoute(Netlink.Route(destination: Netlink.IPv4Prefix("10.0.0.0/8")!,
                                            gateway: Netlink.IPv4Address(state.nodes[0].address)))
+        if clusters > 1 {
+            // Each cluster's pods through its own first node.
+            for i in 1...clusters {
+                try onl.replaceRoute(Netlink.Route(destination: Netlink.IPv4Prefix(podPool(cluster: i))!,
+                                                   gateway: Netlink.IPv4Address(state.nodes[(i - 1) * nodes].address)))
+            }
+        }
         return state
     }
 
@@ -107,28 +167,37 @@ enum Topology {
         try nl.setLinkUp("eth0")
     }
 
-    /// Starts etcd in its namespace and waits until it answers.
-    static func startEtcd(_ state: inout SandboxState) throws {
-        guard let ns = state.etcdNamespace, let url = state.etcdURL else { return }
-        let dir = SandboxState.directory(state.name)
-        let peer = "http://\(etcdAddress):2380"
-        let pid = try Processes.spawnDetached(
-            ["nsenter", "--net=/run/netns/\(ns)", "etcd", "--name", "csbx", "--data-dir", dir + "/etcd",
-             "--listen-client-urls", url, "--advertise-client-urls", url,
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "csbx=\(peer)"],
-            environment: ProcessInfo.processInfo.environment, log: dir + "/etcd.log")
-        state.etcdPid = pid
+    /// Starts every cluster's etcd.
+    static func startEtcds(_ state: inout SandboxState) throws {
+        for e in state.etcds ?? [] { try startEtcd(&state, cluster: e.cluster) }
+    }
+
+    /// Starts cluster `i`'s etcd in its namespace (on https with client certificates when the sandbox
+    /// has a PKI) and waits until it answers its health check, over TLS with the client certificate too.
+    static func startEtcd(_ state: inout SandboxState, cluster i: Int) throws {
+        guard let index = state.etcds?.firstIndex(where: { $0.cluster == i }) else { return }
+        let etcd = state.etcds![index]
+        let peer = "http://\(etcd.address):2380"
+        let member = state.clusterCount == 1 ? "csbx" : "cluster\(i)"
+        var argv = ["nsenter", "--net=/run/netns/\(etcd.namespace)", "etcd", "--name", member, "--data-dir", etcd.dataDir,
+                    "--listen-client-urls", etcd.url, "--advertise-client-urls", etcd.url,
+                    "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "\(member)=\(peer)"]
+        var probe = ["nsenter", "--net=/run/netns/\(etcd.namespace)", "curl", "-sf", "-m", "1", "-o", "/dev/null"]
+        if let pki = state.pki, let cert = etcd.certFile, let key = etcd.keyFile {
+            argv += ["--cert-file", cert, "--key-file", key, "--trusted-ca-file", pki.caFile, "--client-cert-auth"]
+            probe += ["--cacert", pki.caFile, "--cert", pki.certFile, "--key", pki.keyFile]
+        }
+        let pid = try Processes.spawnDetached(argv, environment: ProcessInfo.processInfo.environment, log: etcd.logFile)
+        state.etcds![index].pid = pid
         try state.save()
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
-            if Processes.run(["nsenter", "--net=/run/netns/\(ns)", "curl", "-sf", "-m", "1", "-o", "/dev/null", url + "/health"]) == 0 {
-                return
-            }
+            if Processes.run(probe + [etcd.url + "/health"]) == 0 { return }
             guard Processes.isOurs(pid, marker: "etcd") else { break }
             usleep(100_000)
         }
-        let log = (try? String(contentsOfFile: dir + "/etcd.log", encoding: .utf8)) ?? ""
-        throw SandboxError("etcd did not come up at \(url) (is etcd-server installed? scripts/install-deps.sh installs it); its log:\n\(log.suffix(1500))")
+        let log = (try? String(contentsOfFile: etcd.logFile, encoding: .utf8)) ?? ""
+        throw SandboxError("etcd of cluster \(i) did not come up at \(etcd.url) (is etcd-server installed? scripts/install-deps.sh installs it); its log:\n\(log.suffix(1500))")
     }
 
     /// Each node's own values file: its socket, state dir, bpffs path and name,
@@ -187,11 +256,12 @@ enum Topology {
         for node in state?.nodes ?? [] {
             if let pid = node.pid { Processes.stop(pid, marker: "cilium-agent") }
         }
-        if let pid = state?.etcdPid { Processes.stop(pid, marker: "etcd") }
+        for pid in (state?.etcds ?? []).compactMap(\.pid) { Processes.stop(pid, marker: "etcd") }
         var namespaces = Set(owned(by: name, in: NetworkNamespace.directory))
         if let state {
             namespaces.formUnion([state.underlayNamespace] + state.nodes.map(\.namespace) + state.pods.map(\.namespace)
-                                 + [state.etcdNamespace, state.outsideNamespace].compactMap { $0 })
+                                 + [state.etcdNamespace, state.outsideNamespace].compactMap { $0 }
+                                 + (state.etcds ?? []).map(\.namespace))
         }
         // Whatever still runs inside (agents of a lost state, servers started with `exec`).
         let running = processes(in: Array(namespaces))
