@@ -18,10 +18,17 @@ public struct ServiceFrontendModel: Codable, Sendable, Equatable {
         public var address: String
         /// "active", "terminating", "quarantined", "maintenance"
         public var state: String
-        public init(id: UInt32, address: String, state: String) {
+        /// On the side the service's cluster-mesh affinity (`service.cilium.io/affinity: local|remote`) prefers
+        /// (upstream's `Preferred`); nil (an older agent) reads as false.
+        public var preferred: Bool?
+        /// The cluster the backend is in, when it is a remote cluster's (a global service's merged backends).
+        public var cluster: String?
+        public init(id: UInt32, address: String, state: String, preferred: Bool? = nil, cluster: String? = nil) {
             self.id = id
             self.address = address
             self.state = state
+            self.preferred = preferred
+            self.cluster = cluster
         }
     }
     public var id: UInt16

@@ -42,7 +42,7 @@ private enum ManifestFields {
     static let service = ["apiVersion", "kind", "metadata", "spec", "status"]
     static let slice = ["apiVersion", "kind", "metadata", "addressType", "ports", "endpoints"]
     static let list = ["apiVersion", "kind", "metadata", "items"]
-    /// ObjectMeta: only name, namespace and (for EndpointSlices) labels are read; the rest is the cluster's.
+    /// ObjectMeta: only name, namespace, labels and annotations are read; the rest is the cluster's.
     static let metadata = ["name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
                            "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels",
                            "annotations", "ownerReferences", "finalizers", "managedFields"]
@@ -101,6 +101,8 @@ private struct Metadata {
     var namespace: String
     var labels: [String: String]
     var labelsKey: Node?
+    /// metadata.annotations (a Service's are read: the global-service annotations of cluster mesh).
+    var annotations: [String: String]
     var key: Node
 }
 
@@ -282,6 +284,7 @@ private struct ManifestReader {
         var namespace = "default"
         var labels: [String: String] = [:]
         var labelsKey: Node?
+        var annotations: [String: String] = [:]
         for field in fields.entries {
             guard ManifestFields.metadata.contains(field.name) else {
                 throw unknownField(field, in: path, allowed: ManifestFields.metadata)
@@ -316,14 +319,17 @@ private struct ManifestReader {
             case "labels":
                 labelsKey = field.key
                 labels = try stringMap(field.value, path: fieldPath, what: "labels")
+            case "annotations":
+                annotations = try stringMap(field.value, path: fieldPath, what: "annotations")
             default:
-                break // generateName, uid, resourceVersion, annotations, managedFields, ...: the cluster's
+                break // generateName, uid, resourceVersion, managedFields, ...: the cluster's
             }
         }
         guard let name, !name.isEmpty else {
             throw fail(entry.key, "\(path).name is required")
         }
-        return Metadata(name: name, namespace: namespace, labels: labels, labelsKey: labelsKey, key: entry.key)
+        return Metadata(name: name, namespace: namespace, labels: labels, labelsKey: labelsKey, annotations: annotations,
+                        key: entry.key)
     }
 
     /// A mapping of string keys to string values (labels, a selector). A null value reads as "".
@@ -506,7 +512,8 @@ private struct ManifestReader {
         return ServiceManifest(name: metadata.name, namespace: metadata.namespace, type: type, clusterIP: clusterIP,
                                externalIPs: externalIPs, loadBalancerIPs: loadBalancerIPs, ports: ports.map(\.spec),
                                selector: selector, affinityTimeout: affinityTimeout,
-                               externalTrafficPolicy: externalPolicy, internalTrafficPolicy: internalPolicy)
+                               externalTrafficPolicy: externalPolicy, internalTrafficPolicy: internalPolicy,
+                               labels: metadata.labels, annotations: metadata.annotations)
     }
 
     /// spec.clusterIP / spec.clusterIPs: "None" (headless), the first IPv4 address, or nil when neither is set.

@@ -90,11 +90,18 @@ public struct ServiceManifest: Codable, Sendable, Hashable {
     public var affinityTimeout: UInt32?
     public var externalTrafficPolicy: TrafficPolicy
     public var internalTrafficPolicy: TrafficPolicy
+    /// metadata.labels (a global service publishes them to the cluster mesh).
+    public var labels: [String: String]
+    /// metadata.annotations (`service.cilium.io/global`, `/shared`, `/affinity`, ...).
+    public var annotations: [String: String]
 
     public init(name: String, namespace: String = "default", type: ServiceType = .clusterIP, clusterIP: String? = nil,
                 externalIPs: [String] = [], loadBalancerIPs: [String] = [], ports: [ServicePortSpec],
                 selector: [String: String]? = nil, affinityTimeout: UInt32? = nil,
-                externalTrafficPolicy: TrafficPolicy = .cluster, internalTrafficPolicy: TrafficPolicy = .cluster) {
+                externalTrafficPolicy: TrafficPolicy = .cluster, internalTrafficPolicy: TrafficPolicy = .cluster,
+                labels: [String: String] = [:], annotations: [String: String] = [:]) {
+        self.labels = labels
+        self.annotations = annotations
         self.name = name
         self.namespace = namespace
         self.type = type
@@ -112,7 +119,7 @@ public struct ServiceManifest: Codable, Sendable, Hashable {
 
     private enum CodingKeys: String, CodingKey {
         case name, namespace, type, clusterIP, externalIPs, loadBalancerIPs, ports, selector, affinityTimeout
-        case externalTrafficPolicy, internalTrafficPolicy
+        case externalTrafficPolicy, internalTrafficPolicy, labels, annotations
     }
 
     /// What is at its default is left out (services.json holds 10k of these at scale).
@@ -129,6 +136,8 @@ public struct ServiceManifest: Codable, Sendable, Hashable {
         try c.encodeIfPresent(affinityTimeout, forKey: .affinityTimeout)
         if externalTrafficPolicy != .cluster { try c.encode(externalTrafficPolicy, forKey: .externalTrafficPolicy) }
         if internalTrafficPolicy != .cluster { try c.encode(internalTrafficPolicy, forKey: .internalTrafficPolicy) }
+        if !labels.isEmpty { try c.encode(labels, forKey: .labels) }
+        if !annotations.isEmpty { try c.encode(annotations, forKey: .annotations) }
     }
 
     public init(from decoder: any Decoder) throws {
@@ -143,7 +152,9 @@ public struct ServiceManifest: Codable, Sendable, Hashable {
                   selector: try c.decodeIfPresent([String: String].self, forKey: .selector),
                   affinityTimeout: try c.decodeIfPresent(UInt32.self, forKey: .affinityTimeout),
                   externalTrafficPolicy: try c.decodeIfPresent(TrafficPolicy.self, forKey: .externalTrafficPolicy) ?? .cluster,
-                  internalTrafficPolicy: try c.decodeIfPresent(TrafficPolicy.self, forKey: .internalTrafficPolicy) ?? .cluster)
+                  internalTrafficPolicy: try c.decodeIfPresent(TrafficPolicy.self, forKey: .internalTrafficPolicy) ?? .cluster,
+                  labels: try c.decodeIfPresent([String: String].self, forKey: .labels) ?? [:],
+                  annotations: try c.decodeIfPresent([String: String].self, forKey: .annotations) ?? [:])
     }
 }
 

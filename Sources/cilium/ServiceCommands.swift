@@ -8,10 +8,15 @@ struct ServiceCommand: ParsableCommand {
         commandName: "service", abstract: "Services (kube-proxy replacement): apply, delete, list, get, update.",
         subcommands: [Apply.self, Delete.self, List.self, Get.self, Update.self])
 
-    static func rows(_ list: [ServiceFrontendModel]) -> [[String]] {
+    /// With `clusterMeshAffinity` (`--clustermesh-affinity`), the backends a global service's affinity prefers
+    /// end in " (preferred)", as upstream prints them.
+    static func rows(_ list: [ServiceFrontendModel], clusterMeshAffinity: Bool = false) -> [[String]] {
         var rows = [["ID", "Frontend", "Service Type", "Backend"]]
         for s in list {
-            let backends = s.backends.isEmpty ? ["(none)"] : s.backends.enumerated().map { "\($0.offset + 1) => \($0.element.address) (\($0.element.state))" }
+            let backends = s.backends.isEmpty ? ["(none)"] : s.backends.enumerated().map {
+                "\($0.offset + 1) => \($0.element.address) (\($0.element.state))"
+                    + (clusterMeshAffinity && $0.element.preferred == true ? " (preferred)" : "")
+            }
             for (i, b) in backends.enumerated() {
                 rows.append(i == 0 ? [String(s.id), s.frontend, s.type, b] : ["", "", "", b])
             }
@@ -53,7 +58,12 @@ struct ServiceCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List frontends and their backends.")
         @OptionGroup var agent: AgentOptions
         @Option(name: [.customShort("o"), .long]) var output: OutputFormat = .text
-        func run() throws { try show([ServiceFrontendModel].self, agent, "/v1/service", output, table: ServiceCommand.rows) }
+        @Flag(name: .customLong("clustermesh-affinity"), help: "Mark the backends a global service's affinity prefers.")
+        var clusterMeshAffinity = false
+        func run() throws {
+            let affinity = clusterMeshAffinity
+            try show([ServiceFrontendModel].self, agent, "/v1/service", output) { ServiceCommand.rows($0, clusterMeshAffinity: affinity) }
+        }
     }
 
     struct Get: ParsableCommand {

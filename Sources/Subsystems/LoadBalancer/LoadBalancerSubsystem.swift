@@ -54,8 +54,10 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
         public var maglev: AgentConfig.Maglev
         public var socketLB: AgentConfig.SocketLB
         public var cgroup: AgentConfig.CGroup
-        /// The Maglev seed's default is derived from it.
+        /// The Maglev seed's default is derived from it; global services are published under it.
         public var clusterName: String
+        /// `cluster.id`, in the global services this cluster publishes.
+        public var clusterID: Int
         /// Where XDP acceleration attaches.
         public var devices: [String]
         /// Service and EndpointSlice files are read from here too ("" for none).
@@ -64,7 +66,7 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
 
     public static func section(of c: AgentConfig) -> Section {
         Section(loadBalancer: c.loadBalancer, maglev: c.maglev, socketLB: c.socketLB, cgroup: c.cgroup,
-                clusterName: c.cluster.name, devices: c.devices, resourceDirectory: c.agent.resourceDirectory)
+                clusterName: c.cluster.name, clusterID: c.cluster.id, devices: c.devices, resourceDirectory: c.agent.resourceDirectory)
     }
 
     public func configure(_ context: SubsystemContext<Section>) { self.context = context }
@@ -94,6 +96,8 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
             resolver.maglev = c.loadBalancer.algorithm == .maglev
             resolver.maglevSize = c.maglev.tableSize
             resolver.maglevSeed = maglevSeed
+            resolver.clusterName = c.clusterName
+            resolver.clusterID = UInt32(clamping: c.clusterID)
             if let saved = try state.load() {
                 store = ServiceStore(saved)
                 resolver.ids = saved.ids
@@ -141,8 +145,21 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
             // Other nodes' workloads matter only to selector services: a change elsewhere is no work.
             watchers.append(follow(await shared.ipcache.changes(includeExisting: false)) { [weak self] in await self?.selectorsCare(about: $0) ?? false })
             watchers.append(follow(await shared.identities.changes(includeExisting: false)) { [weak self] in await self?.selectorsCare(about: $0) ?? false })
+            // The remote clusters' global services (cluster mesh): a change to one a local global service
+            // names, and the table's initialization (what is really gone then leaves), re-resolve.
+            watchers.append(follow(await shared.remoteServices.changes(includeExisting: false)) { [weak self] in
+                await self?.globalServicesCare(about: $0) ?? false
+            })
+            let remote = shared.remoteServices
+            watchers.append(Task { [weak self] in
+                for await _ in await remote.initialization() {}
+                guard !Task.isCancelled, await self?.resolvedWithInitializedRemote == false else { return }
+                await self?.recompute()
+            })
             let now = await (shared.endpoints.revision, shared.ipcache.revision, shared.identities.revision)
-            if now.0 != workloadRevisions.0 || (!selectorLabelSets.isEmpty && (now.1, now.2) != (workloadRevisions.1, workloadRevisions.2)) {
+            let remoteNow = await shared.remoteServices.revision
+            if now.0 != workloadRevisions.0 || (!selectorLabelSets.isEmpty && (now.1, now.2) != (workloadRevisions.1, workloadRevisions.2))
+                || remoteNow != remoteRevision {
                 await recompute()
             }
         case .socketLB:
@@ -258,7 +275,30 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
     }
 
     private func picked(_ labels: [String]) -> Bool {
-        selectorLabelSets.contains { $0.allSatisfy(labels.contains) }
+        guard !ServiceResolver.isOtherCluster(labels, local: context?.section.clusterName ?? resolver.clusterName) else { return false }
+        return selectorLabelSets.contains { $0.allSatisfy(labels.contains) }
+    }
+
+    /// The remoteServices revision the last recompute read, and whether the table was initialized then.
+    private var remoteRevision: UInt64 = 0
+    private var resolvedWithInitializedRemote = false
+
+    /// Only records of a local global service (or one resolved with before) change a backend.
+    private func globalServicesCare(about changes: [Change<ClusterService>]) -> Bool {
+        let global = store.globalServiceNames
+        return changes.contains { global.contains($0.object.qualifiedName) || store.remoteServices[$0.object.key] != nil }
+    }
+
+    /// The remote records the global services resolve with: the table's once it is initialized, and until then
+    /// also the ones services.json kept (a restarted agent drops no remote backend before cluster mesh has
+    /// listed every remote cluster again).
+    private func remoteRecords() async -> [ClusterService] {
+        guard let shared = context?.shared else { return [] }
+        let table = shared.remoteServices
+        let (records, initialized, revision) = await (table.all(), table.isInitialized, table.revision)
+        remoteRevision = revision
+        resolvedWithInitializedRemote = initialized
+        return store.remoteRecords(table: records, initialized: initialized, localCluster: resolver.clusterName)
     }
 
     /// Disabled at agent start: the last agent's socket-LB hooks, XDP links and stage go.
@@ -275,6 +315,7 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
         var all = [await stage.health, await s.health(), await b.health(), await n.health(), await m.health()]
         if let lastError { all.append(Health(.degraded, lastError)) }
         if let d = await directory?.lastError { all.append(Health(.degraded, d)) }
+        all += output.globalServiceProblems.map { Health(.degraded, $0) }
         return Health.worst(all)
     }
 
@@ -321,8 +362,12 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
         selectedIdentities = []
         guard !selectorLabelSets.isEmpty else { return out }
         let identities = Dictionary(uniqueKeysWithValues: await shared.identities.all().map { ($0.id, $0.labels) })
+        // Another cluster's pods (cluster mesh puts them in the ipcache) are never picked by a selector: they back
+        // a global service through their cluster's records.
+        let cluster = resolver.clusterName
         for e in await shared.ipcache.all() where e.prefix.length == 32 && e.tunnelEndpoint != nil && e.identity >= 256 {
-            guard !seen.contains(e.prefix.address.value), let labels = identities[e.identity] else { continue }
+            guard !seen.contains(e.prefix.address.value), let labels = identities[e.identity],
+                  !ServiceResolver.isOtherCluster(labels, local: cluster) else { continue }
             out.append(Workload(address: e.prefix.address.value, labels: labels, local: false))
             if picked(labels) {
                 selectedAddresses.insert(e.prefix.address.value)
@@ -353,7 +398,8 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
     private func recomputeOnce() async {
         let states = store.backendStates.mapValues { lb_backend_state(rawValue: $0) }
         output = resolver.resolve(services: Array(store.services.values), slices: Array(store.slices.values),
-                                  workloads: await workloads(), hostPorts: await hostPorts(), backendStates: states)
+                                  workloads: await workloads(), hostPorts: await hostPorts(), backendStates: states,
+                                  remote: await remoteRecords())
         // What a frontend names (backends, its reverse NAT, its Maglev table)
         // reaches the maps before the frontend does: a packet never finds a
         // frontend whose backend or table is not there yet.
@@ -366,6 +412,8 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
         await slots.replaceChanged(output.slots)
         _ = await slotReconciler?.waitSettled(timeout: .seconds(2))
         if let e = routes.sync(output.virtualIPs) { lastError = e } else { lastError = nil }
+        // This cluster's global and shared services, for cluster mesh to publish.
+        await context?.shared.globalServices.replaceChanged(output.exports)
         persist()
     }
 
@@ -428,6 +476,13 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
             } else {
                 details.append("XDP Acceleration: Disabled")
             }
+        }
+        let global = store.globalServiceNames.count
+        if global > 0 || !output.globalServiceProblems.isEmpty {
+            let remote = Set(output.frontends.flatMap { $0.backends.compactMap(\.cluster) })
+            details.append("Global services: \(global) (\(output.exports.count) shared; remote backends from "
+                           + (remote.isEmpty ? "no cluster" : remote.sorted().joined(separator: ", ")) + ")")
+            details += output.globalServiceProblems
         }
         let types = Dictionary(grouping: output.frontends, by: \.type).mapValues(\.count)
         details.append("Services:")
@@ -532,7 +587,7 @@ public actor LoadBalancerSubsystem: SteppedSubsystem {
         return ServiceFrontendModel(
             id: f.id, service: f.service, frontend: "\(ServiceResolver.text(f.address)):\(f.port)/\(f.proto.rawValue)", type: f.type,
             backends: f.backends.map { .init(id: $0.id, address: "\(ServiceResolver.text($0.address)):\($0.port)/\(f.proto.rawValue)",
-                                             state: states[$0.state] ?? "?") },
+                                             state: states[$0.state] ?? "?", preferred: $0.preferred ? true : nil, cluster: $0.cluster) },
             sessionAffinityTimeout: f.affinityTimeout == 0 ? nil : f.affinityTimeout,
             trafficPolicyLocal: f.flags & LB_F_LOCAL.rawValue != 0, maglev: f.flags & LB_F_MAGLEV.rawValue != 0)
     }

@@ -1,3 +1,4 @@
+import API
 import Manifests
 import CBPF
 import Datapath
@@ -41,6 +42,10 @@ package struct ResolvedBackend: Sendable, Hashable {
     package var address: UInt32
     package var port: UInt16
     package var state: lb_backend_state
+    /// On the side the service's cluster-mesh affinity prefers (local or remote backends).
+    package var preferred = false
+    /// The remote cluster it is in (nil: this cluster's).
+    package var cluster: String? = nil
 }
 
 /// Services + EndpointSlices (+ workloads for selector services) -> the
@@ -65,6 +70,10 @@ package struct ServiceResolver: Sendable {
     package var maglev = false
     package var maglevSize = 16381
     package var maglevSeed: [UInt8] = Array(repeating: 0, count: 12)
+    /// This cluster (`cluster.name`, `cluster.id`): what global services are published as, and which
+    /// workloads and remote records are its own.
+    package var clusterName = "default"
+    package var clusterID: UInt32 = 0
 
     package struct Output: Sendable {
         package var frontends: [ResolvedFrontend] = []
@@ -76,6 +85,21 @@ package struct ServiceResolver: Sendable {
         package var virtualIPs: Set<UInt32> = []
         /// hostPorts not served, and why.
         package var hostPortConflicts: [String] = []
+        /// This cluster's global and shared services with their local backends (for `shared.globalServices`).
+        package var exports: [ClusterService] = []
+        /// Global-service annotations ignored, and why (the subsystem's health says them).
+        package var globalServiceProblems: [String] = []
+    }
+
+    /// One backend candidate of a service port.
+    private struct Candidate {
+        var address: UInt32
+        var port: UInt16
+        var state: lb_backend_state
+        /// On this node (traffic policy Local); never for a remote cluster's backend.
+        var local: Bool
+        /// The remote cluster it comes from (nil: this cluster).
+        var cluster: String?
     }
 
     package static func ipv4(_ s: String) -> UInt32? { IPv4Address(s)?.value }
@@ -123,6 +147,7 @@ package struct ServiceResolver: Sendable {
     package mutating func resolve(services: [ServiceManifest], slices: [EndpointSliceManifest], workloads: [Workload],
                           hostPorts: [HostPort] = [],
                           backendStates: [String: lb_backend_state] = [:],
+                          remote: [ClusterService] = [],
                           now: Double = Date().timeIntervalSince1970) -> Output {
         var out = Output()
         usedFrontendIDs = Set(ids.frontends.values)
@@ -132,11 +157,19 @@ package struct ServiceResolver: Sendable {
         var backends: [UInt32: BackendEntry] = [:]
         var liveFrontends = Set<String>(), liveBackends = Set<String>()
         let localAddresses = Set(workloads.filter(\.local).map(\.address))
+        let remoteByService = Self.remoteByService(remote, localCluster: clusterName)
         for svc in services.sorted(by: { $0.qualifiedName < $1.qualifiedName }) {
             let mine = slicesByService[svc.qualifiedName] ?? []
+            let mesh = GlobalServiceSettings(svc)
+            if let bad = mesh.invalidAffinity {
+                out.globalServiceProblems.append(GlobalServiceSettings.invalidAffinityMessage(service: svc.qualifiedName, value: bad))
+            }
+            var export = ClusterService(cluster: clusterName, namespace: svc.namespace, name: svc.name,
+                                        labels: svc.labels.isEmpty ? nil : svc.labels, selector: svc.selector,
+                                        includeExternal: true, shared: true, clusterID: clusterID)
             for sp in svc.ports {
-                // The service port's backends: (address, port, state, local).
-                var candidates: [(UInt32, UInt16, lb_backend_state, Bool)] = []
+                // The service port's backends.
+                var candidates: [Candidate] = []
                 if !mine.isEmpty {
                     for slice in mine {
                         let port: UInt16?
@@ -156,7 +189,7 @@ package struct ServiceResolver: Sendable {
                             else if ep.serving { state = LB_BACKEND_TERMINATING }
                             else { continue }
                             for a in ep.addresses.compactMap(Self.ipv4) {
-                                candidates.append((a, port, state, localAddresses.contains(a)))
+                                candidates.append(Candidate(address: a, port: port, state: state, local: localAddresses.contains(a)))
                             }
                         }
                     }
@@ -167,24 +200,45 @@ package struct ServiceResolver: Sendable {
                     case .name?: continue // a named port needs an EndpointSlice to say which number
                     case nil: port = sp.port
                     }
-                    for w in workloads where wanted.allSatisfy(w.labels.contains) {
-                        candidates.append((w.address, port, LB_BACKEND_ACTIVE, w.local))
+                    // Only this cluster's workloads: another cluster's pods (in the ipcache with cluster mesh)
+                    // back a global service through their cluster's records, never by the selector.
+                    for w in workloads where wanted.allSatisfy(w.labels.contains) && !Self.isOtherCluster(w.labels, local: clusterName) {
+                        candidates.append(Candidate(address: w.address, port: port, state: LB_BACKEND_ACTIVE, local: w.local))
+                    }
+                }
+                let portName = sp.name ?? ""
+                if mesh.shared {
+                    let port = ClusterServicePort(protocol: sp.proto.rawValue, port: sp.port)
+                    if let ip = svc.clusterIP, ip != "None", Self.ipv4(ip) != nil { export.frontends[ip, default: [:]][portName] = port }
+                    for c in candidates where c.state == LB_BACKEND_ACTIVE {
+                        export.backends[Self.text(c.address), default: [:]][portName] = ClusterServicePort(protocol: sp.proto.rawValue, port: c.port)
+                    }
+                }
+                // A global service's remote backends: the same port (by name and protocol) of the other clusters' records.
+                if mesh.global {
+                    for record in remoteByService[svc.qualifiedName] ?? [] {
+                        for (address, ports) in record.backends {
+                            guard let p = ports[portName], p.Protocol == sp.proto.rawValue, let a = Self.ipv4(address) else { continue }
+                            candidates.append(Candidate(address: a, port: p.Port, state: LB_BACKEND_ACTIVE, local: false, cluster: record.cluster))
+                        }
                     }
                 }
                 var resolved: [ResolvedBackend] = []
                 var resolvedIDs = Set<UInt32>()
-                for (addr, port, state, _) in candidates.sorted(by: { ($0.0, $0.1) < ($1.0, $1.1) }) {
-                    let key = "\(Self.text(addr)):\(port)/\(sp.proto.rawValue)"
+                var localIDs = Set<UInt32>()
+                for c in candidates.sorted(by: { ($0.address, $0.port) < ($1.address, $1.port) }) {
+                    let key = "\(Self.text(c.address)):\(c.port)/\(sp.proto.rawValue)"
                     let id = backendID(key)
                     liveBackends.insert(key)
-                    let st = backendStates[key] ?? state
-                    backends[id] = BackendEntry(id: id, address: addr, port: port, proto: sp.proto.number, state: st.rawValue)
+                    if c.local { localIDs.insert(id) }
+                    let st = backendStates[key] ?? c.state
+                    backends[id] = BackendEntry(id: id, address: c.address, port: c.port, proto: sp.proto.number, state: st.rawValue)
                     if resolvedIDs.insert(id).inserted {
-                        resolved.append(ResolvedBackend(id: id, address: addr, port: port, state: st))
+                        let preferred = mesh.affinity == .local ? c.cluster == nil : mesh.affinity == .remote ? c.cluster != nil : false
+                        resolved.append(ResolvedBackend(id: id, address: c.address, port: c.port, state: st, preferred: preferred,
+                                                        cluster: c.cluster))
                     }
                 }
-                let localIDs = Set(candidates.filter(\.3).map { addr, port, _, _ in
-                    ids.backends["\(Self.text(addr)):\(port)/\(sp.proto.rawValue)"]! })
 
                 var fronts: [(type: String, address: UInt32, port: UInt16, flags: UInt32, local: Bool)] = []
                 if let ip = svc.clusterIP, ip != "None", let a = Self.ipv4(ip) {
@@ -208,7 +262,11 @@ package struct ServiceResolver: Sendable {
                     var flags = f.flags
                     if f.local { flags |= LB_F_LOCAL.rawValue }
                     if svc.affinityTimeout != nil { flags |= LB_F_AFFINITY.rawValue }
-                    let usable = resolved.filter { $0.state == LB_BACKEND_ACTIVE && (!f.local || localIDs.contains($0.id)) }
+                    let active = resolved.filter { $0.state == LB_BACKEND_ACTIVE && (!f.local || localIDs.contains($0.id)) }
+                    // Affinity local or remote: the preferred side's active backends when it has any, else the
+                    // others; none: all of them (upstream #46623: none never drops the remote ones).
+                    let preferred = active.filter(\.preferred)
+                    let usable = mesh.affinity != .none && !preferred.isEmpty ? preferred : active
                     if maglev && !usable.isEmpty { flags |= LB_F_MAGLEV.rawValue }
                     let k = FrontendSlot.Key(address: f.address, port: f.port, proto: sp.proto.number, slot: 0)
                     out.slots.append(FrontendSlot(key: k, value: .init(count: UInt16(usable.count), revNat: id,
@@ -233,6 +291,7 @@ package struct ServiceResolver: Sendable {
                                                           affinityTimeout: svc.affinityTimeout ?? 0))
                 }
             }
+            if mesh.shared { out.exports.append(export) }
         }
         // hostPorts, after the services: a frontend a service already has stays the service's.
         for hp in hostPorts.sorted(by: { ($0.hostAddress, $0.hostPort, $0.proto.number) < ($1.hostAddress, $1.hostPort, $1.proto.number) }) {

@@ -1,3 +1,4 @@
+import API
 import Manifests
 import Foundation
 
@@ -11,6 +12,9 @@ struct ServiceStore: Sendable {
         var sources: [String: String]
         var ids: ServiceResolver.IDs
         var backendStates: [String: UInt32]?
+        /// The remote clusters' records the global services used last: a restarted agent keeps their backends
+        /// until cluster mesh has listed every remote cluster again.
+        var remoteServices: [ClusterService]?
     }
 
     private(set) var services: [String: ServiceManifest] = [:]
@@ -20,6 +24,10 @@ struct ServiceStore: Sendable {
     /// Operator-set backend states ("10.0.1.5:8080/TCP" -> maintenance/quarantined/active).
     var backendStates: [String: UInt32] = [:] {
         didSet { if backendStates != oldValue { revision += 1 } }
+    }
+    /// The remote clusters' records (cluster/namespace/name) the local global services were last resolved with.
+    var remoteServices: [String: ClusterService] = [:] {
+        didSet { if remoteServices != oldValue { revision += 1 } }
     }
     /// Grows with every change of what services.json holds (but the resolver's ids).
     private(set) var revision = 0
@@ -90,7 +98,8 @@ struct ServiceStore: Sendable {
     func persisted(ids: ServiceResolver.IDs) -> Persisted {
         Persisted(services: services.values.sorted { $0.qualifiedName < $1.qualifiedName },
                   slices: slices.values.sorted { Self.sliceKey($0) < Self.sliceKey($1) },
-                  sources: sources, ids: ids, backendStates: backendStates)
+                  sources: sources, ids: ids, backendStates: backendStates,
+                  remoteServices: remoteServices.isEmpty ? nil : remoteServices.values.sorted { $0.key < $1.key })
     }
 
     init() {}
@@ -100,5 +109,24 @@ struct ServiceStore: Sendable {
         for s in p.slices { slices[Self.sliceKey(s)] = s }
         sources = p.sources
         backendStates = p.backendStates ?? [:]
+        for r in p.remoteServices ?? [] { remoteServices[r.key] = r }
+    }
+
+    /// The local services annotated global (namespace/name).
+    var globalServiceNames: Set<String> {
+        Set(services.values.filter { GlobalServiceSettings($0).global }.map(\.qualifiedName))
+    }
+
+    /// The remote records to resolve with: with `initialized` (cluster mesh has listed every remote cluster),
+    /// `table`'s records alone; before, `table`'s and, for what it does not hold yet, the ones used last.
+    /// Only records of other clusters naming a local global service count (and are kept).
+    mutating func remoteRecords(table: [ClusterService], initialized: Bool, localCluster: String) -> [ClusterService] {
+        let global = globalServiceNames
+        var use: [String: ClusterService] = [:]
+        if !initialized { use = remoteServices }
+        for r in table { use[r.key] = r }
+        use = use.filter { $0.value.cluster != localCluster && global.contains($0.value.qualifiedName) }
+        remoteServices = use
+        return use.values.sorted { $0.key < $1.key }
     }
 }
