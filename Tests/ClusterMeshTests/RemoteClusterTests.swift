@@ -33,10 +33,9 @@ import TestSupport
         return store
     }
 
-    struct Mesh {
+    struct Mesh: Sendable {
         let mesh: ClusterMeshSubsystem
         let shared: SharedState
-        let dir: TempDir
     }
 
     static func start(stores: [String: EmbeddedKVStore], dir: TempDir) async throws -> Mesh {
@@ -54,7 +53,7 @@ import TestSupport
                                                    cacheTTL: 0, etcd: .init(), tunnel: false, directRoutes: false)
         await mesh.configure(SubsystemContext(section: section, nodeName: "node1", bpfRoot: dir.path + "/bpf", stateDir: dir.path, shared: shared))
         try await mesh.start()
-        return Mesh(mesh: mesh, shared: shared, dir: dir)
+        return Mesh(mesh: mesh, shared: shared)
     }
 
     @Test func aRemoteClustersRecordsReachTheTablesAndLeaveWithIt() async throws {
@@ -63,7 +62,8 @@ import TestSupport
         // An old-shaped record (the project's own before): refused, counted, named.
         try await store.put(KVKeys.ip("10.1.0.9"), #"{"identity":5,"hostIP":"172.30.0.21"}"#)
         let m = try await Self.start(stores: ["cluster2": store], dir: dir)
-        defer { Task { await m.mesh.stop() } }
+        let mesh = m.mesh
+        defer { Task { await mesh.stop() } }
         let pod = IPv4Prefix("10.1.0.5/32")!
         try await waitFor("the remote pod is in the ipcache") { await m.shared.ipcache.get(pod) != nil }
         let e = try #require(await m.shared.ipcache.get(pod))
@@ -75,7 +75,8 @@ import TestSupport
         #expect(await m.shared.identities.get(Self.remoteID)?.labels.contains("k8s:io.cilium.k8s.policy.cluster=cluster2") == true)
         #expect(await m.shared.remoteServices.get("cluster2/default/echo")?.backends["10.1.0.5"]?["http"]?.Port == 8080)
         #expect(await m.shared.remoteNodes.get("cluster2/node3")?.address == "172.30.0.21")
-        #expect(await m.shared.ipcache.isInitialized && m.shared.remoteServices.isInitialized)
+        #expect(await m.shared.ipcache.isInitialized)
+        #expect(await m.shared.remoteServices.isInitialized)
 
         let status = await m.mesh.status()
         #expect(status.summary == "1/1 remote clusters ready, 1 global-services", "\(status)")
@@ -92,8 +93,10 @@ import TestSupport
         // The cluster's file removed: everything of it goes.
         try FileManager.default.removeItem(atPath: dir.path + "/clustermesh/cluster2")
         try await waitFor("the cluster's state is gone") {
-            await m.shared.ipcache.get(IPv4Prefix("172.30.0.21/32")!) == nil && m.shared.remoteServices.count == 0
-                && m.shared.identities.get(Self.remoteID) == nil && m.shared.remoteNodes.count == 0
+            let node = await m.shared.ipcache.get(IPv4Prefix("172.30.0.21/32")!)
+            let services = await m.shared.remoteServices.count, nodes = await m.shared.remoteNodes.count
+            let identity = await m.shared.identities.get(Self.remoteID)
+            return node == nil && services == 0 && identity == nil && nodes == 0
         }
         #expect(await m.mesh.status().summary == "0/0 remote clusters ready, 0 global-services")
     }
@@ -105,7 +108,8 @@ import TestSupport
         let overlap = try await Self.remoteStore(dir.path, name: "cluster4", id: 4, podCIDR: "10.0.0.0/24", nodeAddress: "172.30.0.41")
         let ownID = try await Self.remoteStore(dir.path, name: "cluster5", id: 1, podCIDR: "10.5.0.0/24", nodeAddress: "172.30.0.51")
         let m = try await Self.start(stores: ["cluster2": good, "cluster3": sameID, "cluster4": overlap, "cluster5": ownID], dir: dir)
-        defer { Task { await m.mesh.stop() } }
+        let mesh = m.mesh
+        defer { Task { await mesh.stop() } }
         try await waitFor("every cluster was tried") {
             let d = await m.mesh.status().details
             return d.contains { $0.hasPrefix("cluster4: ") } && d.contains { $0.contains("refused") && $0.contains("pod CIDR") }
