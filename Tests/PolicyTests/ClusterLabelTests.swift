@@ -116,6 +116,18 @@ import Testing
         #expect(try Self.allowed(policy: Self.plain, clientCluster: "cluster2", localCluster: nil))
     }
 
+    /// Upstream's `cluster` entity is the local cluster's endpoints (cluster-entity-multi-cluster expects a drop).
+    @Test func theClusterEntityIsTheLocalCluster() throws {
+        var resolver = PolicyResolver()
+        resolver.clusterName = "cluster1"
+        let ns = "k8s:io.kubernetes.pod.namespace=default"
+        _ = resolver.upsertIdentity(65_536 + 1, labels: ["k8s:app=a", ns, "k8s:io.cilium.k8s.policy.cluster=cluster1"])
+        _ = resolver.upsertIdentity(131_072 + 1, labels: ["k8s:app=a", ns, "k8s:io.cilium.k8s.policy.cluster=cluster2"])
+        #expect(resolver.selects(.entity(.cluster), 65_537))
+        #expect(!resolver.selects(.entity(.cluster), 131_073))
+        #expect(resolver.selects(.entity(.cluster), 6))
+    }
+
     @Test func aSelectorNamingAClusterSelectsThatCluster() throws {
         #expect(try Self.allowed(policy: Self.fromCluster2, clientCluster: "cluster2", localCluster: "cluster1"))
         #expect(try !Self.allowed(policy: Self.fromCluster2, clientCluster: "cluster1", localCluster: "cluster1"))

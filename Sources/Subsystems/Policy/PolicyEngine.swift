@@ -30,9 +30,11 @@ actor PolicyEngine {
     private let state: JSONState<Persisted>?
     private(set) var lastError: String?
 
-    init(shared: SharedState, stateFile: String?, mode: PolicyResolver.Mode, audit: Bool, localCluster: String? = nil) throws {
+    init(shared: SharedState, stateFile: String?, mode: PolicyResolver.Mode, audit: Bool, localCluster: String? = nil,
+         clusterName: String? = nil) throws {
         self.shared = shared
         repository.localCluster = localCluster
+        resolver.clusterName = clusterName
         state = stateFile.map { JSONState(path: $0) }
         resolver.mode = mode
         resolver.audit = audit

@@ -80,6 +80,9 @@ package struct PolicyResolver: Sendable {
 
     package var mode: Mode = .default
     package var audit = false
+    /// This cluster's name: the `cluster` entity is this cluster's endpoints, not a remote cluster's of the mesh
+    /// (an identity labelled io.cilium.k8s.policy.cluster with another name).
+    package var clusterName: String?
 
     private(set) var specs: [CompiledSpec] = []
     private(set) var identities: [UInt32: LabelSet] = [:]
@@ -166,6 +169,11 @@ package struct PolicyResolver: Sendable {
 
     private func isCIDR(_ id: UInt32) -> Bool { id >= IdentityScope.firstLocal }
 
+    private func isRemoteCluster(_ id: UInt32) -> Bool {
+        guard let clusterName, let names = identities[id]?.values(of: "k8s:" + LabelSelector.clusterKey) else { return false }
+        return !names.contains(clusterName)
+    }
+
     /// Does selection `p` include identity `id`?
     package func selects(_ p: PeerSelector, _ id: UInt32) -> Bool {
         switch p {
@@ -176,7 +184,8 @@ package struct PolicyResolver: Sendable {
             switch e {
             case .all: return false // the wildcard identity 0, see select()
             case .world, .worldIPv4: return id == IdentityScope.world || isCIDR(id)
-            case .cluster: return IdentityScope.reservedCluster.contains(id) || (id >= IdentityScope.firstCluster && !isCIDR(id))
+            case .cluster:
+                return IdentityScope.reservedCluster.contains(id) || (id >= IdentityScope.firstCluster && !isCIDR(id) && !isRemoteCluster(id))
             case .host: return id == 1
             case .remoteNode: return id == 6
             case .`init`: return id == 5

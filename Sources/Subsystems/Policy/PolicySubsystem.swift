@@ -79,7 +79,8 @@ public actor PolicySubsystem: SteppedSubsystem {
             do {
                 engine = try PolicyEngine(shared: context.shared, stateFile: context.stateDir + "/policies.json",
                                           mode: mode, audit: context.section.auditMode,
-                                          localCluster: context.section.defaultLocalCluster ? context.section.clusterName : nil)
+                                          localCluster: context.section.defaultLocalCluster ? context.section.clusterName : nil,
+                                          clusterName: context.section.clusterName)
             } catch {
                 throw SubsystemError("cannot read \(context.stateDir)/policies.json: \(error)")
             }
