@@ -4,7 +4,7 @@
 #   scripts/bench.sh --quick    every figure through the same code paths with small sizes and
 #                               short samples (CI runs it after the tests); it fails when a
 #                               figure is not produced, and its numbers are not figures
-#   scripts/bench.sh --only pods|nodes|wireguard|scale|lb|policy|hubble|reconciler   one part
+#   scripts/bench.sh --only pods|nodes|wireguard|scale|clustermesh|lb|policy|hubble|reconciler   one part
 set -eu
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"

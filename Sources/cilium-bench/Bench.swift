@@ -23,6 +23,18 @@ struct Bench {
             }
             return
         }
+        if let i = args.firstIndex(of: "--clustermesh-inner") {
+            // The cluster-mesh scale figures' measuring part, started by ClusterMeshBenchmark.scale inside etcd's namespace.
+            do { try await ClusterMeshBenchmark.inner(sandbox: args[i + 1], bin: binDirectory()) } catch {
+                FileHandle.standardError.write(Data("clustermesh: \(error)\n".utf8))
+                exit(1)
+            }
+            return
+        }
+        if only == "clustermesh" {
+            for (what, result, target) in try ClusterMeshBenchmark.run(bin: binDirectory()) { print(pad(what, 58) + pad(result, 26) + target) }
+            return
+        }
         if only == "scale" {
             for (what, result, target) in try ScaleBenchmark.run(bin: binDirectory()) { print(pad(what, 58) + pad(result, 26) + target) }
             return
@@ -81,6 +93,7 @@ struct Bench {
         rows += try CrossNode.run(bin: bin)
         rows += try WireGuardBenchmark.run(bin: bin)
         rows += try ScaleBenchmark.run(bin: bin)
+        rows += try ClusterMeshBenchmark.run(bin: bin)
         rows += try await SubsystemRows.policy()
         rows += BadInputBenchmark.run()
         rows += try ServerLoadBenchmark.run(bin: bin)
