@@ -312,9 +312,11 @@ final class CurlTransport: @unchecked Sendable {
         case CURLE_COULDNT_CONNECT:
             return .connect(osErrno != 0 ? errnoText(Int32(osErrno), lowercased: true) : text)
         case CURLE_OPERATION_TIMEDOUT:
-            var connected: curl_off_t = 0
-            _ = ccurl_getinfo_offset(easy, endpoint.secure ? CURLINFO_APPCONNECT_TIME_T : CURLINFO_CONNECT_TIME_T, &connected)
-            return connected == 0 ? .connect(endpoint.secure ? "connect (TLS handshake) timed out" : "connect timed out") : .timeout
+            // Not a byte of the request went out (a reused connection has no connect time, so
+            // that cannot tell): the connection or the TLS handshake never completed.
+            var sent = 0
+            _ = ccurl_getinfo_long(easy, CURLINFO_REQUEST_SIZE, &sent)
+            return sent == 0 ? .connect(endpoint.secure ? "connect (TLS handshake) timed out" : "connect timed out") : .timeout
         case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER,
              CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ENGINE_NOTFOUND, CURLE_SSL_ENGINE_SETFAILED, CURLE_SSL_ISSUER_ERROR,
              CURLE_SSL_CRL_BADFILE, CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS, CURLE_USE_SSL_FAILED:
@@ -362,10 +364,12 @@ final class CurlTransport: @unchecked Sendable {
             why = "cannot use the CA file \(tls?.caFile ?? "(system default)") (trusted-ca-file)"
         case (CURLE_SSL_CERTPROBLEM, _):
             why = "cannot use the client certificate \(tls?.certFile ?? "-") with the key \(tls?.keyFile ?? "-") (cert-file, key-file)"
-        case _ where text.contains("certificate required"):
-            why = "the server requires a client certificate (set cert-file and key-file)"
-        case _ where text.contains("unknown ca") || text.contains("bad certificate"):
-            why = "the server rejected the client certificate \(tls?.certFile ?? "-")"
+        case _ where text.contains("certificate required")
+            || (tls?.certFile == nil && (text.contains("bad certificate") || text.contains("handshake failure"))):
+            why = "the server requires a client certificate and none is configured (set cert-file and key-file)"
+        case _ where text.contains("unknown ca") || text.contains("bad certificate") || text.contains("certificate expired")
+            || text.contains("unsupported certificate"):
+            why = "the server rejected the client certificate \(tls?.certFile ?? "")"
         default:
             why = "handshake failed"
         }
