@@ -40,6 +40,9 @@ let package = Package(
                        providers: [.apt(["libbpf-dev", "libelf-dev"])]),
         .systemLibrary(name: "CSystemd", path: "Sources/CSystemd", pkgConfig: "libsystemd",
                        providers: [.apt(["libsystemd-dev"])]),
+        // etcd's HTTP(S) client (KVStore): one multi handle, TLS through OpenSSL.
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+                       providers: [.apt(["libcurl4-openssl-dev"])]),
 
         // BPF C -> embedded objects
         .executableTarget(name: "bpf-embed", path: "Sources/bpf-embed", swiftSettings: swift6),
@@ -56,7 +59,7 @@ let package = Package(
         .target(name: "Datapath", dependencies: ["CBPF", "Reconciler", "Addressing", "LinuxNet", "Diagnostics"], swiftSettings: swift6,
                 plugins: ["BPFCompiler"]),
         .target(name: "Config", dependencies: ["Yams", "Addressing", "Diagnostics", "ManifestYAML"], swiftSettings: swift6),
-        .target(name: "KVStore", dependencies: ["Diagnostics"], swiftSettings: swift6),
+        .target(name: "KVStore", dependencies: ["Diagnostics", "CCurl", .product(name: "Yams", package: "Yams")], swiftSettings: swift6),
         // The Kubernetes-manifest readers' shared YAML diagnostics (Policy, LoadBalancer).
         .target(name: "ManifestYAML", dependencies: ["Yams", "Diagnostics"], swiftSettings: swift6),
         // The Kubernetes manifest readers (policies; Services and EndpointSlices) and their models:

@@ -4,7 +4,8 @@
 set -eu
 PKGS="libbpf-dev tcpdump libelf-dev zlib1g-dev libsystemd-dev pkg-config iproute2 iptables util-linux bpftool \
       systemd-container debootstrap etcd-server etcd-client curl busybox iperf3 wireguard-go wireguard-tools \
-      podman runc conmon containernetworking-plugins nftables kmod cpio xz-utils"
+      podman runc conmon containernetworking-plugins nftables kmod cpio xz-utils \
+      libcurl4-openssl-dev openssl"
 # promtool (in the prometheus package) checks the metrics; chromium runs the
 # service map page test; qemu runs the second-kernel tier (scripts/kernel-vm).
 # Installed without recommends and without starting their services.

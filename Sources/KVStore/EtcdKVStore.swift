@@ -2,25 +2,43 @@ import Foundation
 
 /// etcd through its v3 JSON gateway (etcd 3.4: POST /v3/kv/range, /v3/kv/put,
 /// /v3/kv/deleterange, /v3/kv/txn, /v3/lease/*, streaming /v3/watch), over
-/// plain HTTP/1.1 on sockets. Each request runs on a thread of its own with
-/// `timeout` per endpoint; when an endpoint refuses the connection the next
-/// one is tried, and the one that answered is tried first next time.
+/// HTTP/1.1 or HTTPS (optionally with a client certificate) through libcurl
+/// (`CurlTransport`: one multi handle, one thread for all transfers). Each
+/// request has `timeout` per endpoint; when an endpoint cannot be connected to
+/// (refused, unreachable, TLS handshake failed) the next one is tried, and the
+/// one that answered is tried first next time.
 public final class EtcdKVStore: KVStore {
-    /// The endpoints as URLs (`http://host:port`).
+    /// The endpoints as URLs (`http://host:port`, `https://host:port`).
     public let endpoints: [String]
     public let timeout: Duration
+    /// Files for `https://` endpoints; nil: the system's CAs, no client certificate.
+    public let tls: EtcdTLSConfig?
     let parsed: [HTTPEndpoint]
+    /// Unary answers above this many bytes fail (`CurlTransport.defaultResponseLimit`).
+    let responseLimit: Int
+    let transport = CurlTransport.shared
     private let preferred = Locked<Int>(0)
 
-    /// `endpoints`: `http://host:port` (or `host:port`). Throws on a
-    /// malformed or https endpoint (TLS is not spoken).
-    public init(endpoints: [String], timeout: Duration = .seconds(5)) throws {
+    /// `endpoints`: `http://host:port`, `https://host:port` (or `host:port`). Throws on a
+    /// malformed endpoint.
+    public convenience init(endpoints: [String], timeout: Duration = .seconds(5), tls: EtcdTLSConfig? = nil) throws {
+        try self.init(endpoints: endpoints, timeout: timeout, tls: tls, responseLimit: CurlTransport.defaultResponseLimit)
+    }
+
+    /// A store for upstream's etcd configuration file (`EtcdClientConfig.load(path:)`).
+    public convenience init(config: EtcdClientConfig, timeout: Duration = .seconds(5)) throws {
+        try self.init(endpoints: config.endpoints, timeout: timeout, tls: config.tls)
+    }
+
+    init(endpoints: [String], timeout: Duration, tls: EtcdTLSConfig?, responseLimit: Int) throws {
         guard !endpoints.isEmpty else {
             throw KVStoreError(.invalidArgument, source: "etcd", operation: "configure", reason: "no endpoints")
         }
         parsed = try endpoints.map { text throws(KVStoreError) in try HTTPEndpoint(parsing: text) }
         self.endpoints = parsed.map(\.url)
         self.timeout = timeout
+        self.tls = tls
+        self.responseLimit = responseLimit
     }
 
     // MARK: KV
@@ -130,16 +148,13 @@ public final class EtcdKVStore: KVStore {
     // MARK: Status
 
     public func status() async -> KVStoreHealth {
-        let timeout = self.timeout
         let results = await withTaskGroup(of: (Int, Result<EtcdStatusResponse, any Error>).self) { group in
             for (i, endpoint) in parsed.enumerated() {
                 group.addTask {
                     do {
-                        let status = try await runBlocking("etcd status") {
-                            try Self.exchange([endpoint], preferred: nil, path: "/v3/maintenance/status",
-                                              body: Data("{}".utf8), operation: "status", timeout: timeout,
-                                              as: EtcdStatusResponse.self)
-                        }
+                        let status = try await self.exchange([endpoint], preferred: nil, path: "/v3/maintenance/status",
+                                                             body: Data("{}".utf8), operation: "status",
+                                                             as: EtcdStatusResponse.self)
                         return (i, .success(status))
                     } catch {
                         return (i, .failure(error))
@@ -183,12 +198,8 @@ public final class EtcdKVStore: KVStore {
 
     func call<R: Decodable & Sendable>(_ path: String, _ body: [String: Any], _ operation: String,
                                         _ type: R.Type) async throws -> R {
-        let data = EtcdRequest.json(body)
-        let endpoints = parsed, preferred = self.preferred, timeout = self.timeout
-        return try await runBlocking("etcd \(path)") {
-            try Self.exchange(endpoints, preferred: preferred, path: path, body: data, operation: operation,
-                              timeout: timeout, as: R.self)
-        }
+        try await exchange(parsed, preferred: preferred, path: path, body: EtcdRequest.json(body), operation: operation,
+                           as: R.self)
     }
 
     /// The endpoints starting with the preferred one.
@@ -200,10 +211,10 @@ public final class EtcdKVStore: KVStore {
     /// The endpoint requests go to first (the one that answered last).
     var currentEndpoint: String { ordered()[0].url }
 
-    /// One unary request, blocking: tries the endpoints in order while they
-    /// refuse connections, then decodes the answer or maps the error.
-    static func exchange<R: Decodable>(_ endpoints: [HTTPEndpoint], preferred: Locked<Int>?, path: String, body: Data,
-                                       operation: String, timeout: Duration, as type: R.Type) throws -> R {
+    /// One unary request: tries the endpoints in order while they cannot be
+    /// connected to, then decodes the answer or maps the error.
+    func exchange<R: Decodable>(_ endpoints: [HTTPEndpoint], preferred: Locked<Int>?, path: String, body: Data,
+                                operation: String, as type: R.Type) async throws -> R {
         let start = (preferred?.withLock { $0 } ?? 0) % endpoints.count
         var refused: [(String, String)] = []
         for i in 0..<endpoints.count {
@@ -211,7 +222,8 @@ public final class EtcdKVStore: KVStore {
             let endpoint = endpoints[index]
             let response: HTTPResponse
             do {
-                response = try HTTPClient.post(endpoint, path: path, body: body, timeout: timeout)
+                response = try await transport.post(CurlRequest(endpoint: endpoint, path: path, body: body, timeout: timeout,
+                                                                tls: tls, responseLimit: responseLimit))
             } catch {
                 switch error {
                 case .connect(let reason):
@@ -224,18 +236,28 @@ public final class EtcdKVStore: KVStore {
                     throw KVStoreError(.unavailable, source: "etcd \(endpoint.url)", operation: operation, reason: reason)
                 case .malformed(let reason):
                     throw KVStoreError(.invalidResponse, source: "etcd \(endpoint.url)", operation: operation, reason: reason)
+                case .tooLarge(let limit):
+                    throw KVStoreError(.invalidResponse, source: "etcd \(endpoint.url)", operation: operation,
+                                       reason: "answer larger than \(Self.bytesText(limit)), the limit for one answer; "
+                                           + "ask for less (a narrower prefix)")
                 case .cancelled:
                     throw CancellationError()
+                case .handler(let error):
+                    throw error
                 }
             }
             if i > 0 { preferred?.withLock { $0 = index } }
-            return try decode(response, endpoint: endpoint, operation: operation, as: R.self)
+            return try Self.decode(response, endpoint: endpoint, operation: operation, as: R.self)
         }
         if refused.count == 1 {
             throw KVStoreError(.unavailable, source: "etcd \(refused[0].0)", operation: operation, reason: refused[0].1)
         }
         throw KVStoreError(.unavailable, source: "etcd", operation: operation,
                            reason: refused.map { "\($0.0): \($0.1)" }.joined(separator: "; "))
+    }
+
+    static func bytesText(_ n: Int) -> String {
+        n >= 1 << 20 && n % (1 << 20) == 0 ? "\(n >> 20) MiB" : "\(n) bytes"
     }
 
     static func decode<R: Decodable>(_ response: HTTPResponse, endpoint: HTTPEndpoint, operation: String,

@@ -1,42 +1,40 @@
 import Foundation
 
 extension EtcdKVStore {
-    /// Streams /v3/watch on a thread of its own. The connection must be up
-    /// within `timeout`; after that the stream may be quiet for any time.
-    /// A dropped connection ends the stream with `.unavailable`; resume with
-    /// `fromRevision:` one past the last event seen.
+    /// Streams /v3/watch on a connection of its own (a curl transfer driven by
+    /// `CurlTransport`'s thread). The connection must be up within `timeout`;
+    /// after that the stream may be quiet for any time. A dropped connection
+    /// ends the stream with `.unavailable`; resume with `fromRevision:` one
+    /// past the last event seen. Ending the stream (the consumer stops or its
+    /// task is cancelled) aborts the transfer at once.
     public func watch(prefix: String, fromRevision: Int64?) -> AsyncThrowingStream<KVEvent, any Error> {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: KVEvent.self, bufferingPolicy: .bufferingOldest(KVWatchBuffer.limit))
-        let cancel = CancelHandle()
-        continuation.onTermination = { _ in cancel.cancel() }
         var create: [String: Any] = EtcdRequest.prefixRange(prefix)
         if let fromRevision { create["start_revision"] = String(fromRevision) }
         let body = EtcdRequest.json(["create_request": create])
-        let endpoints = ordered(), timeout = self.timeout
+        let endpoints = ordered()
         let operation = "watch \(prefix)"
-        startThread("etcd watch") {
-            Self.runWatch(endpoints: endpoints, body: body, operation: operation, timeout: timeout,
-                          cancel: cancel, continuation: continuation)
+        let task = Task {
+            await self.runWatch(endpoints: endpoints, body: body, operation: operation, continuation: continuation)
         }
+        continuation.onTermination = { _ in task.cancel() }
         return stream
     }
 
-    private static func runWatch(endpoints: [HTTPEndpoint], body: Data, operation: String, timeout: Duration,
-                                 cancel: CancelHandle, continuation: AsyncThrowingStream<KVEvent, any Error>.Continuation) {
+    private func runWatch(endpoints: [HTTPEndpoint], body: Data, operation: String,
+                          continuation: AsyncThrowingStream<KVEvent, any Error>.Continuation) async {
         var refused: [String] = []
         for endpoint in endpoints {
             let source = "etcd \(endpoint.url)"
             do {
-                var errorBody = Data()
-                let status = try HTTPClient.stream(endpoint, path: "/v3/watch", body: body, timeout: timeout,
-                                                   cancel: cancel, errorBody: &errorBody) { line in
-                    try deliver(line, source: source, operation: operation, to: continuation)
+                let request = CurlRequest(endpoint: endpoint, path: "/v3/watch", body: body, timeout: timeout, tls: tls)
+                let response = try await transport.stream(request) { line in
+                    try Self.deliver(line, source: source, operation: operation, to: continuation)
                 }
-                if let status {
-                    let response = HTTPResponse(status: status, body: errorBody)
-                    _ = try decode(response, endpoint: endpoint, operation: operation, as: EtcdWatchMessage.self)
+                if let response {
+                    _ = try Self.decode(response, endpoint: endpoint, operation: operation, as: EtcdWatchMessage.self)
                 }
-                if cancel.isCancelled {
+                if Task.isCancelled {
                     continuation.finish()
                 } else {
                     continuation.finish(throwing: KVStoreError(.unavailable, source: source, operation: operation,
@@ -61,6 +59,11 @@ extension EtcdKVStore {
                     // and it resumes from its last revision like after a reset.
                     continuation.finish(throwing: KVStoreError(.unavailable, source: source, operation: operation,
                                                                reason: "broken answer (\(reason))"))
+                case .tooLarge(let limit):
+                    continuation.finish(throwing: KVStoreError(.invalidResponse, source: source, operation: operation,
+                                                               reason: "error answer larger than \(Self.bytesText(limit))"))
+                case .handler(let error):
+                    continuation.finish(throwing: error)
                 }
                 return
             } catch {

@@ -34,7 +34,9 @@ import Testing
         #expect(try HTTPEndpoint(parsing: "127.0.0.1:12379/").port == 12379)
         #expect(try HTTPEndpoint(parsing: "http://[::1]:2379").host == "::1")
         #expect(try HTTPEndpoint(parsing: "http://localhost").port == 2379)
-        #expect(throws: KVStoreError.self) { try HTTPEndpoint(parsing: "https://127.0.0.1:2379") }
+        #expect(try HTTPEndpoint(parsing: "https://127.0.0.1:2379").url == "https://127.0.0.1:2379")
+        #expect(try HTTPEndpoint(parsing: "https://[::1]").secure)
+        #expect(throws: KVStoreError.self) { try HTTPEndpoint(parsing: "unix:///run/etcd.sock") }
         #expect(throws: KVStoreError.self) { try HTTPEndpoint(parsing: "http://127.0.0.1:99999") }
         #expect(throws: KVStoreError.self) { try EtcdKVStore(endpoints: []) }
     }

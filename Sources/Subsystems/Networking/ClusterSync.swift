@@ -55,8 +55,13 @@ actor ClusterSync {
     private var routerAddress: IPv4Address?
 
     init(config: NetworkingSubsystem.Section, node: String, stateDir: String, shared: SharedState) throws {
+        let file = { (path: String) -> String? in path.isEmpty ? nil : path }
+        let etcdTLS = config.etcd.ssl
+            ? EtcdTLSConfig(caFile: file(config.etcd.tls.caFile), certFile: file(config.etcd.tls.certFile),
+                            keyFile: file(config.etcd.tls.keyFile))
+            : nil
         let store: any KVStore = config.etcd.enabled
-            ? try EtcdKVStore(endpoints: config.etcd.endpoints, timeout: .seconds(3))
+            ? try EtcdKVStore(endpoints: config.etcd.endpoints, timeout: .seconds(3), tls: etcdTLS)
             : try EmbeddedKVStore(path: stateDir + "/kvstore.json")
         self.init(store: store, cluster: config.clusterName, clusterID: config.clusterID,
                   identityRange: IdentityAllocator.range(clusterID: config.clusterID, maxConnectedClusters: config.maxConnectedClusters),

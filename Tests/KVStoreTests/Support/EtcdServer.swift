@@ -127,7 +127,7 @@ final class EtcdServer: Sendable {
     /// get the same one.
     private static let handedOut = Locked<Set<Int>>([])
 
-    private static func freePort() throws -> Int {
+    static func freePort() throws -> Int {
         for _ in 0..<20 {
             let port = try unusedPort()
             if handedOut.withLock({ $0.insert(port).inserted }) { return port }
