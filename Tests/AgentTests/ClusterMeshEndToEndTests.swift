@@ -29,7 +29,7 @@ import TestSupport
             files = try TempDir("mesh-e2e")
             do {
                 try run(["up", "--name", name, "--clusters", "2", "--nodes", "1", "--set", "kubeProxyReplacement=true"]
-                        + (settings + ["etcd.ssl=false"]).flatMap { ["--set", $0] })
+                        + settings.flatMap { ["--set", $0] })
                 for (pod, node, labels) in [("web1", "node1", "app=web"), ("client1", "node1", "app=client"),
                                             ("web2", "node2", "app=web"), ("client2", "node2", "app=client")] {
                     try run(["pod", "add", "--name", name, "--node", node, "--pod", pod, "--labels", labels])
@@ -200,6 +200,28 @@ import TestSupport
         #expect(status.contains("ClusterMesh:") && status.contains("1/1 remote clusters ready, 1 global-services"), "\(status)")
         #expect(status.contains("cluster2: ready, 1 nodes,"), "\(status)")
         #expect(status.contains("synchronization status: nodes=true, endpoints=true, identities=true, services=true"), "\(status)")
+
+        // A remote cluster's etcd behind a CA other than the one its file names: refused, and status says where and why.
+        let pki = "/run/cilium-sandbox/\(m.name)/pki"
+        let otherCA = m.files.path + "/other-ca"
+        _ = try runChecked(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", otherCA + ".key", "-out", otherCA + ".crt",
+                            "-days", "1", "-subj", "/CN=not-the-sandbox-ca"])
+        let meshDir = "/run/cilium-sandbox/\(m.name)/node1/state/clustermesh"
+        try """
+        endpoints:
+        - https://172.30.0.3:2379
+        trusted-ca-file: \(otherCA).crt
+        cert-file: \(pki)/client.crt
+        key-file: \(pki)/client.key
+        """.write(toFile: meshDir + "/cluster3", atomically: true, encoding: .utf8)
+        try waitFor("cluster3's TLS failure is in node1's status", timeout: .seconds(20)) {
+            let (_, text) = try m.cilium("node1", ["clustermesh", "status"])
+            return text.contains("cluster3: not ready") && text.contains("https://172.30.0.3:2379")
+                && text.contains("not signed by the CA in \(otherCA).crt")
+        }
+        #expect(try m.cilium("node1", ["status"]).1.contains("1/2 remote clusters ready"))
+        try FileManager.default.removeItem(atPath: meshDir + "/cluster3")
+        try waitFor("cluster3 is gone from node1's status") { try m.cilium("node1", ["status"]).1.contains("1/1 remote clusters ready") }
     }
 
     /// Upstream's #23823/#45441: an agent killed (-9) during traffic to a global service keeps every remote
