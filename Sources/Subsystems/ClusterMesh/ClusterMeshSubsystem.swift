@@ -95,9 +95,17 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
         }
         running = true
         await rescan()
+        // The directory is looked at every 100 ms (its modification time: a file added, removed or renamed into
+        // place) and read again every 2 s (a file edited in place).
+        let dir = s.directory
         watcher = Task { [weak self] in
+            var seen = Self.modificationTime(dir), ticks = 0
             while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(1))
+                try? await Task.sleep(for: .milliseconds(100))
+                ticks += 1
+                let now = Self.modificationTime(dir)
+                guard now != seen || ticks % 20 == 0 else { continue }
+                seen = now
                 await self?.rescan()
             }
         }
@@ -118,6 +126,12 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
         publisher = nil
         running = false
         if let shared = context?.shared { await markTables(shared, force: true) }
+    }
+
+    /// The directory's modification time in nanoseconds (0 when it cannot be read).
+    static func modificationTime(_ path: String) -> Int {
+        var st = stat()
+        return stat(path, &st) == 0 ? st.st_mtim.tv_sec * 1_000_000_000 + st.st_mtim.tv_nsec : 0
     }
 
     /// Follows the clustermesh-config directory: a file per remote cluster, named after it.
