@@ -38,20 +38,24 @@ import TestSupport
         let shared: SharedState
     }
 
-    static func start(stores: [String: EmbeddedKVStore], dir: TempDir) async throws -> Mesh {
+    static func start(stores: [String: EmbeddedKVStore], dir: TempDir, unreachable: [String] = [], cacheTTL: Double = 0) async throws -> Mesh {
         let shared = SharedState()
         await shared.localNode.upsert(LocalNodeRecord(name: "node1", address: "172.30.0.11", podCIDR: "10.0.0.0/24", bootID: ""))
         let confDir = dir.path + "/clustermesh"
         try FileManager.default.createDirectory(atPath: confDir, withIntermediateDirectories: true)
-        for name in stores.keys { try "endpoints:\n- embedded\n".write(toFile: "\(confDir)/\(name)", atomically: true, encoding: .utf8) }
+        for name in Array(stores.keys) + unreachable {
+            try "endpoints:\n- embedded\n".write(toFile: "\(confDir)/\(name)", atomically: true, encoding: .utf8)
+        }
         let mesh = ClusterMeshSubsystem(open: { file in
             let name = URL(fileURLWithPath: file).lastPathComponent
-            guard let s = stores[name] else { throw MeshError("no store \(name)") }
+            guard let s = stores[name] else { throw MeshError("\(name)'s etcd does not answer") }
             return (s, ["embedded:\(name)"])
         })
         let section = ClusterMeshSubsystem.Section(clusterName: "cluster1", clusterID: 1, maxConnectedClusters: 255, directory: confDir,
-                                                   cacheTTL: 0, etcd: .init(), tunnel: false, directRoutes: false)
+                                                   cacheTTL: cacheTTL, etcd: .init(), tunnel: false, directRoutes: false)
         await mesh.configure(SubsystemContext(section: section, nodeName: "node1", bpfRoot: dir.path + "/bpf", stateDir: dir.path, shared: shared))
+        // As the agent does before any subsystem starts.
+        await mesh.registerInitializers(shared: shared)
         try await mesh.start()
         return Mesh(mesh: mesh, shared: shared)
     }
@@ -125,6 +129,23 @@ import TestSupport
         #expect(await m.shared.ipcache.get(IPv4Prefix("172.30.0.51/32")!) == nil)
         let summary = await m.mesh.status().summary
         #expect(summary.hasPrefix("1/4 remote clusters ready"), "\(summary)")
+    }
+
+    /// A restart while a remote cluster's etcd is away: READY need not wait (the tables' initialization is settled
+    /// with the reason), nothing is pruned until the cache TTL has run out, then the tables are initialized.
+    @Test func aClusterUnreachableSinceTheStartHoldsPruningForTheCacheTTL() async throws {
+        let dir = try TempDir("mesh-unreachable")
+        let m = try await Self.start(stores: [:], dir: dir, unreachable: ["cluster2"], cacheTTL: 1.5)
+        let mesh = m.mesh
+        defer { Task { await mesh.stop() } }
+        try await waitFor("the failure is said") { await m.shared.ipcache.initializationPending?.contains("cluster2's etcd does not answer") == true }
+        #expect(await !m.shared.ipcache.isInitialized)
+        #expect(await !m.shared.remoteServices.isInitialized)
+        let settled = await m.shared.ipcache.initializationSettled()
+        for await _ in settled { break }
+        try await waitFor("the TTL ran out", timeout: .seconds(5)) { await m.shared.ipcache.isInitialized }
+        #expect(await m.shared.remoteServices.isInitialized)
+        #expect(await m.mesh.status().details.contains { $0.contains("since the agent started") })
     }
 
     @Test func identityRangesFollowTheClusterID() {

@@ -77,6 +77,8 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
     private var publisher: MeshPublisher?
     private var routes: MeshRoutes?
     private var tablesMarked = false
+    /// Which remote cluster holds each cluster ID.
+    private var idOwners: [Int: String] = [:]
 
     public func start() async throws {
         guard let context else { throw SubsystemError("clustermesh: not configured") }
@@ -178,6 +180,13 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
     // MARK: RemoteClusterSink
 
     func admit(cluster: String, config: KVClusterConfig?) async -> String? {
+        let why = await refusal(cluster: cluster, config: config)
+        // A refused cluster has nothing in force: the tables need not wait for it.
+        if why != nil { await remove(cluster: cluster) }
+        return why
+    }
+
+    private func refusal(cluster: String, config: KVClusterConfig?) async -> String? {
         guard let s = context?.section else { return "not configured" }
         guard let config else {
             return "its configuration (\(KVKeys.clusterConfig(cluster))) is missing: enable cluster mesh in that cluster "
@@ -193,11 +202,12 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
                 + "every cluster of a mesh needs the same value"
         }
         if config.id > s.maxConnectedClusters { return "its cluster ID \(config.id) is above clustermesh.maxConnectedClusters \(s.maxConnectedClusters)" }
-        for (other, r) in remotes where other != cluster {
-            if let id = await r.config?.id, id == config.id, await r.refusal == nil {
-                return "its cluster ID \(config.id) is also cluster \(other)'s; cluster IDs must be unique in the mesh"
-            }
+        // The first cluster to show an ID keeps it (decided here, in one actor: two clusters racing cannot both win).
+        if let other = idOwners[config.id], other != cluster, remotes[other] != nil {
+            return "its cluster ID \(config.id) is also cluster \(other)'s; cluster IDs must be unique in the mesh"
         }
+        for (id, owner) in idOwners where owner == cluster { idOwners[id] = nil }
+        idOwners[config.id] = cluster
         return nil
     }
 
@@ -219,14 +229,16 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
     }
 
     func lost(cluster: String) async {
-        guard let s = context?.section, s.cacheTTL > 0, ttlTimers[cluster] == nil, applied[cluster] != nil else {
-            // Never listed: nothing to keep; the tables need not wait for it.
-            if applied[cluster] == nil, let shared = context?.shared {
-                initialized.insert(cluster)
-                await markTables(shared, force: false)
-            }
-            return
+        guard let s = context?.section, let shared = context?.shared, ttlTimers[cluster] == nil else { return }
+        if !initialized.contains(cluster) {
+            // Not listed since this agent started (a restart while its etcd is away): what an earlier agent put in the
+            // datapath for it stays (nothing is pruned) for the cache TTL, and READY need not wait for it.
+            let why = "remote cluster \(cluster) not listed yet: \(await remotes[cluster]?.lastFailure ?? "unreachable")"
+            await shared.ipcache.initializationFailed(Self.source, reason: why)
+            await shared.identities.initializationFailed(Self.source, reason: why)
+            await shared.remoteServices.initializationFailed(Self.source, reason: why)
         }
+        guard s.cacheTTL > 0 else { return }
         let ttl = s.cacheTTL
         ttlTimers[cluster] = Task { [weak self] in
             try? await Task.sleep(for: .seconds(ttl))
@@ -239,6 +251,13 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
     private func expire(cluster: String, after ttl: Double) async {
         ttlTimers[cluster] = nil
         guard let r = remotes[cluster], await !r.ready else { return }
+        if applied[cluster] == nil {
+            // Never listed by this agent: what an earlier one left of it may now be pruned.
+            Log.warning("clustermesh \(cluster): unreachable for clustermesh.cacheTTL (\(Int(ttl)) s) since the start")
+            dropped[cluster] = "unreachable for clustermesh.cacheTTL (\(Int(ttl)) s) since the agent started: what an earlier agent left of it is pruned"
+            await remove(cluster: cluster)
+            return
+        }
         Log.warning("clustermesh \(cluster): unreachable for clustermesh.cacheTTL (\(Int(ttl)) s): its state is removed")
         dropped[cluster] = "state removed after clustermesh.cacheTTL (\(Int(ttl)) s) without its etcd"
         await remove(cluster: cluster)
@@ -249,6 +268,7 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
         await replace(cluster: cluster, with: RemoteClusterState(), shared: shared)
         applied[cluster] = nil
         conflicts[cluster] = nil
+        if remotes[cluster] == nil { for (id, owner) in idOwners where owner == cluster { idOwners[id] = nil } }
         initialized.insert(cluster)
         await markTables(shared, force: false)
     }
@@ -306,7 +326,9 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
                 deletes.append(cidr.network)
             }
         }
-        await routes?.update(old: Array(old.nodes.values), new: Array(new.nodes.values), local: await shared.localNode.get(0))
+        if old.nodes != new.nodes {
+            await routes?.update(old: Array(old.nodes.values), new: Array(new.nodes.values), local: await shared.localNode.get(0))
+        }
         // Endpoints: the cluster's pods, behind their node, with their identity.
         for (ip, p) in new.ips where old.ips[ip] != p {
             guard let a = IPv4Address(ip) else { continue }

@@ -102,6 +102,7 @@ actor RemoteCluster {
             (store, endpoints) = try open(file)
         } catch {
             fail("\(file): \(error)")
+            await sink.lost(cluster: name)
             return false
         }
         self.store = store
