@@ -93,14 +93,14 @@ public struct Sandbox: Sendable {
     }
 
     /// Every node of a sandbox of several clusters sees each other cluster ready (`cilium clustermesh status`), within
-    /// `timeout` (a node not connected at all fails at once, unless `justConnected`: its agent may not have read the
-    /// files yet); the error names what is missing and what to run.
+    /// `timeout` (a node not connected at all fails after 5 s, unless `justConnected`: the agent reads connect's files
+    /// within moments); the error names what is missing and what to run.
     public func waitMeshReady(_ report: SandboxReport, timeout: Duration, justConnected: Bool, log: (String) -> Void) throws {
         let clusters = Set(report.nodes.compactMap(\.cluster))
         guard clusters.count >= 2 else {
             throw ConnectivityError("sandbox \(name) is not a sandbox of several clusters (\(report.nodes.count) node(s) in one cluster); --multi-cluster needs two connected clusters: \(Self.meshHint(name))")
         }
-        let deadline = ContinuousClock.now + timeout
+        let deadline = ContinuousClock.now + timeout, grace = ContinuousClock.now + .seconds(5)
         for node in report.nodes {
             log("⌛ [\(name)] Waiting for \(node.name) (\(node.cluster ?? "?")) to see the other cluster ready...")
             while true {
@@ -117,7 +117,7 @@ public struct Sandbox: Sendable {
                 } else {
                     why = "\(node.name) has no cluster mesh status (clustermesh.enabled?)"
                 }
-                guard ContinuousClock.now < deadline, justConnected || why.contains(" does not see ") else {
+                guard ContinuousClock.now < (justConnected || why.contains(" does not see ") ? deadline : grace) else {
                     throw ConnectivityError("sandbox \(name): \(why)\(ContinuousClock.now >= deadline ? " after \(timeout)" : ""); --multi-cluster needs two connected clusters: \(Self.meshHint(name))")
                 }
                 usleep(250_000)
