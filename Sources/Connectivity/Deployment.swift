@@ -26,6 +26,9 @@ public struct Deployment: Sendable {
     /// kubeProxyReplacement on every node: services, NodePorts and hostPorts are served.
     public var servicesServed: Bool
     public var singleNode: Bool
+    /// Multi-cluster mode: the first node's cluster holds the clients and echo-same-node, another cluster
+    /// echo-other-node behind a global service.
+    public var multiCluster = false
 
     public func host(_ node: String?) -> Peer? { hosts.first { $0.target == node } }
 
@@ -52,7 +55,9 @@ public struct Deployment: Sendable {
     static let clusterIPs = ["echo-same-node": "10.96.128.10", "echo-other-node": "10.96.128.11"]
     static let nodePorts: [String: UInt16] = ["echo-same-node": 31080, "echo-other-node": 31081]
 
-    static func servicesManifest(_ names: [String]) -> String {
+    /// The echo services; `global`: these carry `service.cilium.io/global: "true"` (each cluster that has the service
+    /// then serves every cluster's backends).
+    static func servicesManifest(_ names: [String], global: Set<String> = []) -> String {
         names.map { name in
             """
             apiVersion: v1
@@ -61,7 +66,7 @@ public struct Deployment: Sendable {
               name: \(name)
               namespace: \(Defaults.namespace)
               labels:
-                kind: echo
+                kind: echo\(global.contains(name) ? "\n  annotations:\n    service.cilium.io/global: \"true\"" : "")
             spec:
               type: NodePort
               clusterIP: \(clusterIPs[name]!)
@@ -78,21 +83,34 @@ public struct Deployment: Sendable {
 
     /// Deploys what is missing (pods through cilium-cni, their servers, the services on every node) and waits until
     /// every client reaches every echo pod, as upstream waits for its deployments.
-    public static func deploy(_ sandbox: Sandbox, singleNode requested: Bool, log: (String) -> Void) throws -> Deployment {
+    public static func deploy(_ sandbox: Sandbox, singleNode requested: Bool, multiCluster: Bool = false, justConnected: Bool = false,
+                              log: (String) -> Void) throws -> Deployment {
         var report = try sandbox.report()
         guard !report.nodes.isEmpty else { throw ConnectivityError("sandbox \(sandbox.name) has no nodes") }
         for n in report.nodes where !n.ready {
             throw ConnectivityError("sandbox \(sandbox.name): the agent of \(n.name) does not answer at \(n.socket); see cilium-sandbox status --name \(sandbox.name)")
         }
-        let singleNode = requested || report.nodes.count < 2
-        if !requested, report.nodes.count < 2 {
+        // The nodes the pod specs' node 0 and node 1 stand for: in multi-cluster mode, the first node and the first
+        // node of another cluster.
+        var placement = report.nodes
+        if multiCluster {
+            try sandbox.waitMeshReady(report, timeout: .seconds(60), justConnected: justConnected, log: log)
+            let local = report.nodes[0]
+            guard let remote = report.nodes.first(where: { $0.cluster != local.cluster }) else {
+                throw ConnectivityError("sandbox \(sandbox.name) has one cluster; --multi-cluster needs two connected clusters: \(Sandbox.meshHint(sandbox.name))")
+            }
+            placement = [local, remote]
+        }
+        let singleNode = !multiCluster && (requested || report.nodes.count < 2)
+        if !multiCluster, !requested, report.nodes.count < 2 {
             log("ℹ️  Sandbox \(sandbox.name) has one node: running the single-node tests only")
         }
         let www = "/run/cilium-sandbox/\(sandbox.name)/\(Defaults.namespace)"
         try FileManager.default.createDirectory(atPath: www, withIntermediateDirectories: true)
         try Data("{\"service\":\"cilium connectivity test echo\"}\n".utf8).write(to: URL(fileURLWithPath: www + "/index.html"))
 
-        let specs = podSpecs.filter { !singleNode || $0.node == 0 }
+        // Multi-cluster mode deploys as upstream's: no client3 (upstream's other-node client of the first cluster).
+        let specs = podSpecs.filter { (!singleNode || $0.node == 0) && !(multiCluster && $0.name == "client3") }
         for spec in specs {
             if let existing = report.pods.first(where: { $0.name == spec.name }) {
                 guard existing.podNamespace == Defaults.namespace else {
@@ -100,7 +118,7 @@ public struct Deployment: Sendable {
                 }
                 continue
             }
-            let node = report.nodes[spec.node].name
+            let node = placement[spec.node].name
             log("✨ [\(sandbox.name)] Deploying \(Defaults.namespace)/\(spec.name) on \(node)...")
             var args = ["pod", "add", "--node", node, "--pod", spec.name, "--namespace", Defaults.namespace,
                         "--labels", spec.labels.joined(separator: ",")]
@@ -141,8 +159,13 @@ public struct Deployment: Sendable {
         }
         var services: [Service] = []
         if served {
-            let manifest = servicesManifest(echoes.map(\.target))
             for n in report.nodes {
+                // Multi-cluster mode, as upstream's: echo-same-node's service in its cluster; echo-other-node's in both
+                // clusters (same name, namespace and ClusterIP), global, so that the first cluster serves it with the
+                // other cluster's backend.
+                var names = echoes.map(\.target)
+                if multiCluster, n.cluster != placement[0].cluster { names = names.filter { $0 == "echo-other-node" } }
+                let manifest = servicesManifest(names, global: multiCluster ? ["echo-other-node"] : [])
                 _ = try Sandbox.request(n, "PUT", "/v1/service?source=connectivity-test", body: Data(manifest.utf8))
             }
             services = echoes.map {
@@ -152,9 +175,10 @@ public struct Deployment: Sendable {
             log("ℹ️  kubeProxyReplacement is off in sandbox \(sandbox.name): the service, NodePort and hostPort scenarios are skipped")
         }
         let outside = outsideAddresses.first.map { Peer(display: "outside", target: "outside", address: $0, node: nil, kind: .outside) }
-        let d = Deployment(sandbox: sandbox, nodes: report.nodes, clients: clients, echoes: echoes, services: services, hosts: hosts,
+        var d = Deployment(sandbox: sandbox, nodes: report.nodes, clients: clients, echoes: echoes, services: services, hosts: hosts,
                            outside: outside, externalIP: outsideAddresses.first ?? "", externalOtherIP: outsideAddresses.dropFirst().first ?? "",
                            externalCIDR: "172.30.0.96/29", servicesServed: served, singleNode: singleNode)
+        d.multiCluster = multiCluster
         try d.waitReachable(log: log)
         return d
     }

@@ -14,6 +14,17 @@ public struct ConnectivityTest: Sendable {
     public var requirement: @Sendable (Deployment) -> String? = { _ in nil }
     /// A test that checks the cluster rather than traffic: returns its failures.
     public var check: (@Sendable (Deployment, RunBaseline) throws -> [String])?
+    /// Why the test does not run in multi-cluster mode (`--multi-cluster`; nil: it runs there too).
+    public var notInMultiCluster: String?
+    /// Upstream's tests for multi-cluster mode only (`cluster-entity-multi-cluster`).
+    public var multiClusterOnly = false
+
+    /// Why the test is skipped in this mode (nil: it runs), as upstream's conditions say it.
+    public func modeSkip(multiCluster: Bool) -> String? {
+        if multiCluster, let why = notInMultiCluster { return "skipped by condition: \(why)" }
+        if !multiCluster, multiClusterOnly { return "skipped by condition: multi-cluster mode only (--multi-cluster)" }
+        return nil
+    }
 }
 
 /// What the cluster looked like when the run began: drop counters and log sizes per node.
@@ -91,7 +102,9 @@ public struct Runner: Sendable {
 
     public func run(_ tests: [ConnectivityTest]) -> [TestResult] {
         let base = baseline()
-        let runnable = tests.filter { filter.includes(test: $0.name) && (options.includeUnsafe || !$0.unsafe) }.count
+        let runnable = tests.filter {
+            filter.includes(test: $0.name) && (options.includeUnsafe || !$0.unsafe) && $0.modeSkip(multiCluster: deployment.multiCluster) == nil
+        }.count
         print("🏃 [\(ns)] Running \(runnable) tests ...")
         var results: [TestResult] = []
         var nextPort: UInt16 = UInt16.random(in: 20000...40000)
@@ -99,6 +112,7 @@ public struct Runner: Sendable {
             let header = "[\(ns)] Test [\(test.name)] [\(i + 1)/\(tests.count)]"
             var skip: String?
             if !filter.includes(test: test.name) { skip = "skipped by user" }
+            else if let why = test.modeSkip(multiCluster: deployment.multiCluster) { skip = why }
             else if test.unsafe, !options.includeUnsafe { skip = "skipped by condition: unsafe, --include-unsafe-tests runs it" }
             else if let why = test.requirement(deployment) { skip = why }
             if let skip {
@@ -156,7 +170,7 @@ public struct Runner: Sendable {
         var actions: [Action] = []
         for scenario in test.scenarios {
             guard filter.includes(test: test.name, scenario: scenario.name) else { continue }
-            if let why = scenario.skipReason(deployment) {
+            if let why = (deployment.multiCluster ? scenario.notInMultiCluster : nil) ?? scenario.skipReason(deployment) {
                 result.skippedScenarios += 1
                 print("  [-] Skipping Scenario [\(test.name)/\(scenario.name)] (\(why))")
                 continue

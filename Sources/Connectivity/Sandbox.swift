@@ -11,6 +11,16 @@ public struct SandboxReport: Codable, Sendable {
         public var socket: String
         public var addresses: [String]
         public var logFile: String?
+        /// The node's cluster (sandboxes of several clusters only: `cluster1`, `cluster2`).
+        public var cluster: String?
+        public init(name: String, ready: Bool, socket: String, addresses: [String], logFile: String?, cluster: String? = nil) {
+            self.name = name
+            self.ready = ready
+            self.socket = socket
+            self.addresses = addresses
+            self.logFile = logFile
+            self.cluster = cluster
+        }
     }
     public struct Pod: Codable, Sendable {
         public var name: String
@@ -62,6 +72,53 @@ public struct Sandbox: Sendable {
     /// daemon to close it.
     func startDaemon(_ target: String, _ command: [String]) throws -> Launched {
         try Launched(tool, ["exec", "--name", name, target, "--"] + command, collect: false)
+    }
+
+    /// `cilium-sandbox up` arguments for a temporary sandbox of the mode (several clusters: every etcd over TLS with
+    /// client certificates, the sandbox's default).
+    public static func upArguments(singleNode: Bool, multiCluster: Bool) -> [String] {
+        if multiCluster {
+            return ["up", "--clusters", "2", "--nodes", "1", "--set", "kubeProxyReplacement=true"]
+        }
+        return ["up", "--nodes", singleNode ? "1" : "2", "--set", "kubeProxyReplacement=true"]
+    }
+
+    /// What makes NAME a sandbox multi-cluster mode runs against.
+    public static func meshHint(_ name: String) -> String {
+        "cilium-sandbox up --name \(name) --clusters 2 --nodes 1 --set kubeProxyReplacement=true && cilium-sandbox clustermesh connect --name \(name)"
+    }
+
+    /// Every node of a sandbox of several clusters sees each other cluster ready (`cilium clustermesh status`), within
+    /// `timeout` (a node not connected at all fails after 5 s, unless `justConnected`: the agent reads connect's files
+    /// within moments); the error names what is missing and what to run.
+    public func waitMeshReady(_ report: SandboxReport, timeout: Duration, justConnected: Bool, log: (String) -> Void) throws {
+        let clusters = Set(report.nodes.compactMap(\.cluster))
+        guard clusters.count >= 2 else {
+            throw ConnectivityError("sandbox \(name) is not a sandbox of several clusters (\(report.nodes.count) node(s) in one cluster); --multi-cluster needs two connected clusters: \(Self.meshHint(name))")
+        }
+        let deadline = ContinuousClock.now + timeout, grace = ContinuousClock.now + .seconds(5)
+        for node in report.nodes {
+            log("⌛ [\(name)] Waiting for \(node.name) (\(node.cluster ?? "?")) to see the other cluster ready...")
+            while true {
+                var why = ""
+                if let data = try? Self.request(node, "GET", "/v1/clustermesh"),
+                   let status = try? JSONDecoder().decode(ClusterMeshStatus.self, from: data) {
+                    let others = clusters.subtracting([node.cluster ?? ""])
+                    let ready = Set(status.clusters.filter(\.ready).map(\.name))
+                    if others.isSubset(of: ready) { break }
+                    let configured = Set(status.clusters.map(\.name))
+                    why = others.isSubset(of: configured)
+                        ? "\(node.name) does not see \(others.subtracting(ready).sorted().joined(separator: ", ")) ready"
+                        : "\(node.name) is not connected to \(others.subtracting(configured).sorted().joined(separator: ", "))"
+                } else {
+                    why = "\(node.name) has no cluster mesh status (clustermesh.enabled?)"
+                }
+                guard ContinuousClock.now < (justConnected || why.contains(" does not see ") ? deadline : grace) else {
+                    throw ConnectivityError("sandbox \(name): \(why)\(ContinuousClock.now >= deadline ? " after \(timeout)" : ""); --multi-cluster needs two connected clusters: \(Self.meshHint(name))")
+                }
+                usleep(250_000)
+            }
+        }
     }
 
     public func report() throws -> SandboxReport {

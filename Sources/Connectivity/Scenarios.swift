@@ -4,6 +4,8 @@ public struct Scenario: Sendable {
     /// Why it cannot run in this deployment (nil: it runs).
     public var skipReason: @Sendable (Deployment) -> String?
     public var actions: @Sendable (Deployment) -> [Action]
+    /// Why it does not run in multi-cluster mode (nil: it runs there too).
+    public var notInMultiCluster: String?
 
     init(_ name: String, skip: @escaping @Sendable (Deployment) -> String? = { _ in nil },
          _ pairs: @escaping @Sendable (Deployment) -> [(Peer, Destination, Probe, String)]) {

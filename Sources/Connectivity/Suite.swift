@@ -39,6 +39,13 @@ public enum Suite {
         t.append(test("all-egress-deny", [Policies.denyAllEgress], [Scenarios.podToPod()]) { (_: Action) -> Expectation in .egress(.policyDenied) })
         t.append(test("all-entities-deny", [Policies.denyAllEntities], [Scenarios.podToPod(), Scenarios.podToCIDR]) { (_: Action) -> Expectation in .egress(.denylisted) })
         t.append(test("cluster-entity", [Policies.allowClusterEntity], [Scenarios.podToPod(destination: "name=echo-same-node")]))
+        var clusterEntityMulti = test("cluster-entity-multi-cluster", [Policies.allowClusterEntity],
+                                      [Scenarios.podToPod(destination: "name=echo-other-node")]) { (_: Action) -> Expectation in
+            // The cluster entity is the local cluster: the other cluster's echo is no part of it (egress default deny).
+            .egress(.policyDenied)
+        }
+        clusterEntityMulti.multiClusterOnly = true
+        t.append(clusterEntityMulti)
         t.append(test("host-entity-egress", [Policies.allowHostEntityEgress], [Scenarios.podToHost]))
         t.append(test("host-entity-ingress", [Policies.allowHostEntityIngress], [Scenarios.hostToPod]))
         t.append(test("echo-ingress", [Policies.echoIngressFromOtherClient], [Scenarios.podToPod()]) { (a: Action) -> Expectation in
@@ -138,6 +145,51 @@ public enum Suite {
         t.append(nodeEncryption)
         t.append(ConnectivityTest(name: "no-unexpected-packet-drops", check: Checks.noUnexpectedPacketDrops))
         t.append(ConnectivityTest(name: "check-log-errors", check: Checks.logErrors))
+        return t.map(multiCluster)
+    }
+
+    /// Multi-cluster mode (`--multi-cluster`): clients and echo-same-node in cluster1, echo-other-node in cluster2
+    /// behind a global service. What does not run there, and why.
+    /// A test whose scenarios all are skipped there is skipped with the first one's reason.
+    static let notInMultiCluster: [String: String] = [:]
+    static let worldNotInMultiCluster = "multi-cluster mode: the world and the node without Cilium (the sandbox's outside host) are the single-cluster run's"
+    static let scenariosNotInMultiCluster: [String: String] = [
+        "pod-to-world": worldNotInMultiCluster,
+        "pod-to-cidr": worldNotInMultiCluster,
+        "from-cidr-to-pod": worldNotInMultiCluster,
+        "outside-to-nodeport": worldNotInMultiCluster,
+        "pod-to-remote-nodeport": "multi-cluster mode: the other cluster serves only the global service (echo-other-node), not echo-same-node's NodePort",
+    ]
+
+    /// `--list`: each test with the scenarios it runs in this mode; then what the mode skips, and why.
+    public static func listing(multiCluster: Bool) -> String {
+        var out = "", skipped = ""
+        for t in tests {
+            if let why = t.modeSkip(multiCluster: multiCluster) {
+                skipped += "  \(t.name) (\(why))\n"
+                continue
+            }
+            let runs = t.scenarios.filter { !multiCluster || $0.notInMultiCluster == nil }.map(\.name)
+            let notRun = t.scenarios.filter { multiCluster && $0.notInMultiCluster != nil }.map(\.name)
+            out += "\(t.name)\(t.unsafe ? " (unsafe)" : "")\(runs.isEmpty ? "" : ": " + runs.joined(separator: ", "))"
+            out += notRun.isEmpty ? "\n" : " (skipped here: \(notRun.joined(separator: ", ")))\n"
+        }
+        if !skipped.isEmpty { out += "Skipped in \(multiCluster ? "multi-cluster" : "single-cluster") mode:\n" + skipped }
+        return out
+    }
+
+    static func multiCluster(_ test: ConnectivityTest) -> ConnectivityTest {
+        var t = test
+        if let why = notInMultiCluster[t.name] { t.notInMultiCluster = why }
+        t.scenarios = t.scenarios.map { s in
+            var s = s
+            if let why = scenariosNotInMultiCluster[s.name] { s.notInMultiCluster = why }
+            return s
+        }
+        // A test left with no scenario to run has nothing to show there.
+        if t.notInMultiCluster == nil, t.check == nil, !t.scenarios.isEmpty, t.scenarios.allSatisfy({ $0.notInMultiCluster != nil }) {
+            t.notInMultiCluster = t.scenarios[0].notInMultiCluster
+        }
         return t
     }
 }

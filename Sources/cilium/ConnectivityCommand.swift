@@ -14,7 +14,9 @@ struct ConnectivityCommand: ParsableCommand {
                 Workloads (namespace cilium-test-1): client and client2 and echo-same-node on the first node, echo-other-node on \
                 the second, echo services (ClusterIP and NodePort) and hostPort 4000 on the echo pods; the nodes' own namespaces \
                 are the host network, the sandbox's outside host is the world (its two addresses stand for upstream's external \
-                IPs). Each test applies its policies on every node, runs its scenarios, checks each action's result, the flows \
+                IPs). With --multi-cluster (upstream's multi-cluster mode): two clusters of one node each, joined with \
+                clustermesh connect; client, client2 and echo-same-node in cluster1, echo-other-node in cluster2, its service \
+                global in both clusters. Each test applies its policies on every node, runs its scenarios, checks each action's result, the flows \
                 Hubble recorded for it and the drop counters, and removes its policies. Exit status 1 when a test fails.
                 """)
 
@@ -23,6 +25,9 @@ struct ConnectivityCommand: ParsableCommand {
         @Option(name: .customLong("test"), help: ArgumentHelp("Run tests matching this regular expression; '!REGEX' skips; TEST/SCENARIO narrows to scenarios (repeatable, or comma-separated).", valueName: "regex"))
         var tests: [String] = []
         @Flag(help: "Run only what one node can show (no echo-other-node, no remote NodePort).") var singleNode = false
+        @Flag(name: .customLong("multi-cluster"),
+              help: "Upstream's multi-cluster mode: the temporary sandbox is two clusters of one node each joined in a mesh (with --sandbox, it must be one).")
+        var multiCluster = false
         @Flag(help: "Also run tests that change more than the test namespace.") var includeUnsafeTests = false
         @Option(help: "Write a JUnit XML report to this file.") var junitFile: String?
         @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Show each scenario and action, and the policies applied.") var verbose = false
@@ -30,9 +35,7 @@ struct ConnectivityCommand: ParsableCommand {
 
         func run() throws {
             if list {
-                for t in Suite.tests {
-                    print("\(t.name)\(t.unsafe ? " (unsafe)" : "")\(t.scenarios.isEmpty ? "" : ": " + t.scenarios.map(\.name).joined(separator: ", "))")
-                }
+                print(Suite.listing(multiCluster: multiCluster), terminator: "")
                 return
             }
             let options = RunOptions(tests: tests, includeUnsafe: includeUnsafeTests, verbose: verbose)
@@ -42,10 +45,16 @@ struct ConnectivityCommand: ParsableCommand {
             let name = sandbox ?? "cct-\(getpid() % 1_000_000)"
             let box = Sandbox(name: name, binDirectory: bin)
             if temporary {
-                print("✨ Creating a temporary sandbox \(name) (\(singleNode ? 1 : 2) node(s))...")
+                print(multiCluster ? "✨ Creating a temporary sandbox \(name) (two clusters of one node each)..."
+                                   : "✨ Creating a temporary sandbox \(name) (\(singleNode ? 1 : 2) node(s))...")
                 fflush(nil)
                 Cleanup.install(box)
-                let r = try box.run(["up", "--nodes", singleNode ? "1" : "2", "--set", "kubeProxyReplacement=true"])
+                var r = try box.run(Sandbox.upArguments(singleNode: singleNode, multiCluster: multiCluster))
+                if r.code == 0, multiCluster {
+                    print("🔗 Connecting the clusters (cilium-sandbox clustermesh connect)...")
+                    fflush(nil)
+                    r = try box.run(["clustermesh", "connect"])
+                }
                 guard r.code == 0 else {
                     Cleanup.run()
                     throw fail("cannot create sandbox \(name): \(r.output.trimmingCharacters(in: .whitespacesAndNewlines))")
@@ -55,7 +64,7 @@ struct ConnectivityCommand: ParsableCommand {
             let say: @Sendable (String) -> Void = { line in print(line); fflush(nil) }
             let deployment: Deployment
             do {
-                deployment = try Deployment.deploy(box, singleNode: singleNode, log: say)
+                deployment = try Deployment.deploy(box, singleNode: singleNode, multiCluster: multiCluster, justConnected: temporary, log: say)
             } catch {
                 throw fail("\(error)")
             }
@@ -70,6 +79,10 @@ struct ConnectivityCommand: ParsableCommand {
                 }
             }
             if results.contains(where: { $0.status == .failed }) { throw ExitCode(1) }
+        }
+
+        func validate() throws {
+            if multiCluster, singleNode { throw ValidationError("--multi-cluster and --single-node exclude each other") }
         }
 
         func fail(_ message: String) -> ExitCode {

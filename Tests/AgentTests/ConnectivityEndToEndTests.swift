@@ -17,15 +17,49 @@ import TestSupport
         #expect(code == 0)
         #expect(out.contains("✅ [cilium-test-1] All "), "no success line")
         #expect(out.contains("[=] [cilium-test-1] Test [no-policies] [1/"))
-        // Every test runs here but those of a feature this sandbox leaves off (encryption).
+        // Every test runs here but those of a feature this sandbox leaves off (encryption) and multi-cluster mode's own.
         let skipped = out.split(separator: "\n").filter { $0.contains("Skipping test") }
-        #expect(skipped.allSatisfy { $0.contains("(Feature encryption-") } && skipped.count == 2, "\(skipped)")
+        #expect(skipped.filter { $0.contains("(Feature encryption-") }.count == 2, "\(skipped)")
+        #expect(skipped.filter { $0.contains("[cluster-entity-multi-cluster]") && $0.contains("multi-cluster mode only") }.count == 1, "\(skipped)")
+        #expect(skipped.count == 3, "\(skipped)")
         #expect(out.contains("🧹 Removing sandbox cct-"))
         let after = Set((try? FileManager.default.contentsOfDirectory(atPath: "/run/cilium-sandbox")) ?? [])
         #expect(after.subtracting(before).isEmpty, "left behind: \(after.subtracting(before))")
         let xml = try String(contentsOfFile: junit, encoding: .utf8)
         #expect(xml.contains("<testcase name=\"no-policies\" classname=\"connectivity test\" status=\"passed\""))
         #expect(xml.contains("<testcase name=\"check-log-errors\" classname=\"connectivity test\" status=\"passed\""))
+        #expect(!xml.contains("status=\"failed\""))
+    }
+
+    /// --multi-cluster on a temporary sandbox: two clusters of one node each, meshed; the cross-cluster tests pass
+    /// (pod to pod and to the global service across clusters, policies by cluster, and cluster-entity-multi-cluster's
+    /// drop of the client's egress to the other cluster), the world and outside-host ones are skipped with the reason.
+    @Test func multiClusterModeOnATemporarySandbox() throws {
+        let junit = NSTemporaryDirectory() + "cct-mc-\(getpid()).xml"
+        defer { try? FileManager.default.removeItem(atPath: junit) }
+        let before = Set((try? FileManager.default.contentsOfDirectory(atPath: "/run/cilium-sandbox")) ?? [])
+        let start = ContinuousClock.now
+        let (code, out) = try runCapturing([buildDirectory() + "/cilium", "connectivity", "test", "--multi-cluster", "--junit-file", junit])
+        print(out)
+        print("multi-cluster run: \(ContinuousClock.now - start)")
+        #expect(code == 0)
+        #expect(out.contains("(two clusters of one node each)"))
+        #expect(out.contains("Deploying cilium-test-1/echo-other-node on node2"))
+        #expect(!out.contains("Deploying cilium-test-1/client3"))
+        #expect(out.contains("✅ [cilium-test-1] All "), "no success line")
+        #expect(out.contains("[=] [cilium-test-1] Test [cluster-entity-multi-cluster] ["))
+        let skipped = out.split(separator: "\n").filter { $0.contains("Skipping test") }
+        #expect(skipped.allSatisfy { $0.contains("(skipped by condition: multi-cluster mode:") || $0.contains("(Feature encryption-") }, "\(skipped)")
+        #expect(skipped.contains { $0.contains("[to-entities-world]") })
+        #expect(out.contains("Skipping Scenario [no-policies/pod-to-world] (multi-cluster mode:"))
+        #expect(out.contains("🧹 Removing sandbox cct-"))
+        let after = Set((try? FileManager.default.contentsOfDirectory(atPath: "/run/cilium-sandbox")) ?? [])
+        #expect(after.subtracting(before).isEmpty, "left behind: \(after.subtracting(before))")
+        let xml = try String(contentsOfFile: junit, encoding: .utf8)
+        for name in ["no-policies", "no-policies-extra", "allow-all-except-world", "client-egress", "client-egress-expression", "cluster-entity",
+                     "cluster-entity-multi-cluster", "echo-ingress", "all-egress-deny", "no-unexpected-packet-drops", "check-log-errors"] {
+            #expect(xml.contains("<testcase name=\"\(name)\" classname=\"connectivity test\" status=\"passed\""), "\(name)")
+        }
         #expect(!xml.contains("status=\"failed\""))
     }
 

@@ -111,4 +111,70 @@ struct SuiteTests {
         // Well-formed: Foundation's parser reads it.
         #expect(XMLParser(data: Data(xml.utf8)).parse())
     }
+
+    /// Multi-cluster mode: cluster-entity-multi-cluster runs there only and expects the client's egress to the other
+    /// cluster's echo dropped (the cluster entity is the local cluster); the world and outside-host tests and the
+    /// remote NodePort are skipped there, with the reason; the cross-cluster tests run.
+    @Test func multiClusterMode() throws {
+        let tests = Dictionary(uniqueKeysWithValues: Suite.tests.map { ($0.name, $0) })
+        let entity = try #require(tests["cluster-entity-multi-cluster"])
+        #expect(entity.multiClusterOnly)
+        #expect(entity.modeSkip(multiCluster: true) == nil)
+        #expect(entity.modeSkip(multiCluster: false)?.contains("--multi-cluster") == true)
+        let make = try #require(entity.policies.first)
+        let text = make(Self.deployment)
+        let policy = try PolicyParser.read(text, file: "x").policies[0]
+        #expect(text.contains("toEntities: [cluster]"), "\(text)")
+        #expect(policy.namespace == "cilium-test-1")
+        #expect(entity.scenarios.map(\.name) == ["pod-to-pod"])
+
+        let client = Self.deployment.clients[0]
+        let echo = Peer(display: "cilium-test-1/echo-other-node", target: "echo-other-node", address: "10.1.0.7", node: "node2", kind: .pod,
+                        labels: ["name=echo-other-node", "kind=echo"])
+        let action = Action(scenario: "pod-to-pod", name: "curl-ipv4-0", source: client, destination: .pod(echo), probe: .http)
+        let e = entity.expect(action)
+        #expect(e.egress == .policyDenied && e.ingress == .success)
+        // Decided on the client's node: its Hubble flows and drop counters are the ones checked.
+        #expect(e.decisive(action).node == "node1")
+
+        for name in ["no-policies", "allow-all-except-world", "client-egress", "client-egress-expression", "cluster-entity",
+                     "no-unexpected-packet-drops", "check-log-errors"] {
+            #expect(tests[name]?.modeSkip(multiCluster: true) == nil, "\(name)")
+        }
+        for name in ["to-entities-world", "to-cidr-external", "no-policies-from-outside", "north-south-loadbalancing", "client-egress-to-cidr-deny"] {
+            #expect(tests[name]?.modeSkip(multiCluster: true)?.hasPrefix("skipped by condition: multi-cluster mode:") == true, "\(name)")
+            #expect(tests[name]?.modeSkip(multiCluster: false) == nil, "\(name)")
+        }
+        let noPolicies = try #require(tests["no-policies"])
+        #expect(noPolicies.scenarios.filter { $0.notInMultiCluster == nil }.map(\.name)
+                == ["pod-to-pod", "client-to-client", "pod-to-service", "pod-to-hostport", "pod-to-host", "host-to-pod"])
+        // client-egress selects the echo by labels and by cluster (any: both clusters' echoes).
+        let makeEgress = try #require(tests["client-egress"]?.policies.first)
+        let egress = makeEgress(Self.deployment)
+        #expect(egress.contains("key: io.cilium.k8s.policy.cluster, operator: Exists"))
+
+        let list = Suite.listing(multiCluster: true)
+        #expect(list.contains("\ncluster-entity-multi-cluster: pod-to-pod\n"), "\(list)")
+        #expect(list.contains("no-policies: pod-to-pod, client-to-client, pod-to-service, pod-to-hostport, pod-to-host, host-to-pod (skipped here: pod-to-world, pod-to-cidr)"), "\(list)")
+        #expect(list.contains("Skipped in multi-cluster mode:\n  no-policies-from-outside (skipped by condition: multi-cluster mode:"), "\(list)")
+        let single = Suite.listing(multiCluster: false)
+        #expect(single.contains("Skipped in single-cluster mode:\n  cluster-entity-multi-cluster (skipped by condition: multi-cluster mode only"), "\(single)")
+        #expect(single.contains("\nto-entities-world: pod-to-world\n"))
+    }
+
+    /// The temporary sandbox of multi-cluster mode, and echo-other-node's service: global, in both clusters.
+    @Test func multiClusterSandboxAndGlobalService() throws {
+        let up = Sandbox.upArguments(singleNode: false, multiCluster: true)
+        #expect(up == ["up", "--clusters", "2", "--nodes", "1", "--set", "kubeProxyReplacement=true"])
+        #expect(Sandbox.upArguments(singleNode: true, multiCluster: false) == ["up", "--nodes", "1", "--set", "kubeProxyReplacement=true"])
+        #expect(Sandbox.meshHint("m").contains("cilium-sandbox clustermesh connect --name m"))
+
+        let docs = try ServiceManifestParser.parse(Deployment.servicesManifest(["echo-same-node", "echo-other-node"], global: ["echo-other-node"]), file: "x")
+        let byName = Dictionary(uniqueKeysWithValues: docs.services.map { ($0.name, $0) })
+        #expect(byName["echo-other-node"]?.annotations["service.cilium.io/global"] == "true")
+        #expect(byName["echo-other-node"]?.clusterIP == "10.96.128.11" && byName["echo-other-node"]?.namespace == "cilium-test-1")
+        #expect(byName["echo-same-node"]?.annotations.isEmpty == true)
+        let plain = try ServiceManifestParser.parse(Deployment.servicesManifest(["echo-other-node"]), file: "x")
+        #expect(plain.services.first?.annotations.isEmpty == true)
+    }
 }
