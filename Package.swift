@@ -117,7 +117,7 @@ let package = Package(
         .testTarget(name: "ReconcilerTests", dependencies: ["Reconciler", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "CBPF", "Reconciler", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "CNITests", dependencies: ["API", "HTTPTransport", "HTTPServing", "Datapath", "LinuxNet", "TestSupport", "CNIConfig"], swiftSettings: swift6),
-        .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "TestSupport"], swiftSettings: swift6),
+        .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "Spawning", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "AddressingTests", dependencies: ["Addressing", "Config", "Datapath", "Manifests", "Diagnostics", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "ConnectivityTests", dependencies: ["Connectivity", "Manifests", "API"], swiftSettings: swift6),

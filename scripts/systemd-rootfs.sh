@@ -4,7 +4,9 @@
 # systemd). Prints the rootfs path. Cached under /var/cache/cilium-swift.
 set -eu
 ROOTFS=${CILIUM_SYSTEMD_ROOTFS:-/var/cache/cilium-swift/systemd-rootfs}
-if [ -x "$ROOTFS/lib/systemd/systemd" ] && [ -x "$ROOTFS/bin/kill" ] && ls "$ROOTFS"/usr/lib/*/libbpf.so.1 >/dev/null 2>&1; then
+# The agent's shared libraries (libbpf, libelf, libcurl for etcd) must be in it: a cache without one is made again.
+if [ -x "$ROOTFS/lib/systemd/systemd" ] && [ -x "$ROOTFS/bin/kill" ] && ls "$ROOTFS"/usr/lib/*/libbpf.so.1 >/dev/null 2>&1 \
+    && ls "$ROOTFS"/usr/lib/*/libcurl.so.4 >/dev/null 2>&1; then
     echo "$ROOTFS"
     exit 0
 fi
@@ -13,7 +15,7 @@ MIRROR=$(sed -n 's/^URIs: *\(.*debian\)$/\1/p' /etc/apt/sources.list.d/debian.so
 [ -n "$MIRROR" ] || MIRROR=http://deb.debian.org/debian
 rm -rf "$ROOTFS.tmp"
 mkdir -p "$(dirname "$ROOTFS")"
-debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,procps,libbpf1,libelf1 bookworm "$ROOTFS.tmp" "$MIRROR" >"$ROOTFS.log" 2>&1 || {
+debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,procps,libbpf1,libelf1,libcurl4 bookworm "$ROOTFS.tmp" "$MIRROR" >"$ROOTFS.log" 2>&1 || {
     echo "debootstrap failed; see $ROOTFS.log" >&2
     exit 1
 }

@@ -4,16 +4,22 @@ public struct SubsystemFlag: Sendable {
     public let subsystem: String
     /// The schema key that switches it; nil when the subsystem is always on.
     public let key: String?
+    /// Other keys that switch it too (upstream's spelling of the same switch).
+    public let aliases: [String]
     /// The rule in words.
     public let rule: String
     private let predicate: @Sendable (AgentConfig) -> Bool
 
-    init(_ subsystem: String, _ key: String?, _ rule: String, _ predicate: @escaping @Sendable (AgentConfig) -> Bool) {
+    init(_ subsystem: String, _ key: String?, aliases: [String] = [], _ rule: String, _ predicate: @escaping @Sendable (AgentConfig) -> Bool) {
         self.subsystem = subsystem
         self.key = key
+        self.aliases = aliases
         self.rule = rule
         self.predicate = predicate
     }
+
+    /// Every key that switches it.
+    public var keys: [String] { (key.map { [$0] } ?? []) + aliases }
 
     public func isEnabled(in config: AgentConfig) -> Bool { predicate(config) }
 }
@@ -33,7 +39,7 @@ public let enabledFlags: [SubsystemFlag] = [
     SubsystemFlag("encryption", "encryption.enabled", "on when encryption.enabled is true") {
         $0.encryption.enabled
     },
-    SubsystemFlag("clustermesh", "clustermesh.enabled", "on when clustermesh.enabled (or upstream's clustermesh.config.enabled) is true") {
+    SubsystemFlag("clustermesh", "clustermesh.enabled", aliases: ["clustermesh.config.enabled"], "on when clustermesh.enabled (or upstream's clustermesh.config.enabled) is true") {
         $0.clustermesh.on
     },
     SubsystemFlag("hubble", "hubble.enabled", "on when hubble.enabled is true") { $0.hubble.enabled },

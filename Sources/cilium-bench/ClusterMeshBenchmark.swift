@@ -46,20 +46,8 @@ enum ClusterMeshBenchmark {
         let up = PodPaths.shell([bin + "/cilium-sandbox", "up", "--name", sandbox, "--nodes", "2", "--set", "kubeProxyReplacement=true",
                                  "--set", "cluster.id=1", "--set", "clustermesh.enabled=true"])
         guard up.0 == 0 else { throw BenchError("cannot build the sandbox: \(up.1)") }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-        p.arguments = ["--net=/run/netns/csbx-\(sandbox)-etcd", bin + "/cilium-bench", "--clustermesh-inner", sandbox]
-            + (BenchMode.quick ? ["--quick"] : [])
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        try p.run()
-        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        let rows: [Row] = out.split(separator: "\n").compactMap { line in
-            let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            return f.count == 4 && f[0] == "row" ? (f[1], f[2], f[3]) : nil
-        }
-        guard p.terminationStatus == 0, !rows.isEmpty else { throw BenchError("the measuring process failed (\(p.terminationStatus))") }
+        let (rows, status) = try ScaleBenchmark.measureInside(sandbox: sandbox, bin: bin, flag: "--clustermesh-inner")
+        guard status == 0, !rows.isEmpty else { throw BenchError("the measuring process failed (\(status))") }
         return rows
     }
 

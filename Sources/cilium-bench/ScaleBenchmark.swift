@@ -37,10 +37,19 @@ enum ScaleBenchmark {
         let up = PodPaths.shell([bin + "/cilium-sandbox", "up", "--name", sandbox, "--nodes", "2",
                                  "--set", "kubeProxyReplacement=true", "--set", "prometheus.enabled=true"])
         guard up.0 == 0 else { throw BenchError("cannot build the scale sandbox: \(up.1)") }
+        let (rows, status) = try measureInside(sandbox: sandbox, bin: bin, flag: "--scale-inner")
+        guard status == 0 else {
+            return rows + [("scale scenario", "not measured: the measuring process failed (\(status))", "")]
+        }
+        return rows
+    }
+
+    /// Runs cilium-bench's measuring part (`flag SANDBOX`) inside the sandbox's etcd namespace and reads the rows it
+    /// emits (`emit`), with its exit status.
+    static func measureInside(sandbox: String, bin: String, flag: String) throws -> (rows: [Row], status: Int32) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-        p.arguments = ["--net=/run/netns/csbx-\(sandbox)-etcd", bin + "/cilium-bench", "--scale-inner", sandbox]
-            + (BenchMode.quick ? ["--quick"] : [])
+        p.arguments = ["--net=/run/netns/csbx-\(sandbox)-etcd", bin + "/cilium-bench", flag, sandbox] + (BenchMode.quick ? ["--quick"] : [])
         let pipe = Pipe()
         p.standardOutput = pipe
         try p.run()
@@ -50,10 +59,7 @@ enum ScaleBenchmark {
             let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
             return f.count == 4 && f[0] == "row" ? (f[1], f[2], f[3]) : nil
         }
-        guard p.terminationStatus == 0 else {
-            return rows + [("scale scenario", "not measured: the measuring process failed (\(p.terminationStatus))", "")]
-        }
-        return rows
+        return (rows, p.terminationStatus)
     }
 
     // MARK: The measuring part (in etcd's namespace)

@@ -75,6 +75,13 @@ import TestSupport
             try Connection(from: ns(from), to: address, port: port)?.greeting
         }
 
+        /// Which backends answer `count` new connections to the global service.
+        func answers(from pod: String, _ count: Int) throws -> Set<String> {
+            var seen = Set<String>()
+            for _ in 0..<count { if let w = try who(from: pod, "10.96.0.50", 80) { seen.insert(w) } }
+            return seen
+        }
+
         /// The global service `echo` (10.96.0.50:80 -> 8080, selector app=web) in both clusters.
         func applyGlobalService(affinity: String?) throws {
             let annotation = affinity.map { "\n    service.cilium.io/affinity: \"\($0)\"" } ?? ""
@@ -148,15 +155,11 @@ import TestSupport
         // A global service: both clusters' backends, with each affinity.
         try m.applyGlobalService(affinity: nil)
         try waitFor("node1's echo has both clusters' backends", timeout: .seconds(20)) { try m.backends("node1").count == 2 }
-        var seen = Set<String>()
-        for _ in 0..<40 { if let w = try m.who(from: "client1", "10.96.0.50", 80) { seen.insert(w) } }
-        #expect(seen == ["web1", "web2"])
+        #expect(try m.answers(from: "client1", 40) == ["web1", "web2"])
 
         try m.applyGlobalService(affinity: "local")
         try waitFor("affinity local is in force on node1") { try m.backends("node1").contains { $0.preferred == true } }
-        seen = []
-        for _ in 0..<20 { if let w = try m.who(from: "client1", "10.96.0.50", 80) { seen.insert(w) } }
-        #expect(seen == ["web1"])
+        #expect(try m.answers(from: "client1", 20) == ["web1"])
         let (_, marked) = try m.cilium("node1", ["service", "list", "--clustermesh-affinity"])
         #expect(marked.contains(m.pods["web1"]!.address + ":8080/TCP (preferred)") || marked.contains("(preferred)"), "\(marked)")
 
@@ -164,9 +167,7 @@ import TestSupport
         try waitFor("affinity remote is in force on node1") {
             try m.backends("node1").contains { $0.preferred == true && $0.address.hasPrefix(m.pods["web2"]!.address) }
         }
-        seen = []
-        for _ in 0..<20 { if let w = try m.who(from: "client1", "10.96.0.50", 80) { seen.insert(w) } }
-        #expect(seen == ["web2"])
+        #expect(try m.answers(from: "client1", 20) == ["web2"])
 
         // Policy across clusters: web2 (cluster2) admits cluster1's clients only.
         try m.policy(on: "node2", """
@@ -257,6 +258,21 @@ import TestSupport
         #expect(attempts > 50)
         #expect(failures == 0, "\(failures) of \(attempts) connections failed across kill -9")
         #expect(try m.backends("node1").count == 2)
+
+        // Cluster 2's etcd away and back: node1 says so, reconnects with backoff and counts it; traffic never stopped.
+        try m.run(["etcd", "--name", m.name, "--cluster", "2", "stop"])
+        try waitFor("node1 sees cluster2's etcd gone", timeout: .seconds(30)) {
+            let s = try? JSONDecoder().decode(ClusterMeshStatus.self, from: Data(try m.cilium("node1", ["clustermesh", "status", "-o", "json"]).1.utf8))
+            return s?.clusters.first.map { !$0.ready && $0.numFailures >= 1 && $0.lastFailure != nil } ?? false
+        }
+        #expect(try m.who(from: "client1", "10.96.0.50", 80) == "web2")
+        try m.run(["etcd", "--name", m.name, "--cluster", "2", "start"])
+        try waitFor("node1 reconnected to cluster2", timeout: .seconds(60)) {
+            let s = try? JSONDecoder().decode(ClusterMeshStatus.self, from: Data(try m.cilium("node1", ["clustermesh", "status", "-o", "json"]).1.utf8))
+            return s?.clusters.first.map { $0.ready && $0.numFailures >= 1 } ?? false
+        }
+        let (_, text) = try m.cilium("node1", ["status", "--verbose"])
+        #expect(text.contains("cluster2: ready") && !text.contains("0 reconnections"), "\(text)")
 
         // Cluster 2 dies: its etcd and its backend. After the TTL its backend has left node1's service, and every
         // connection goes to cluster 1's backend.

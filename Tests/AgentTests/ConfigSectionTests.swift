@@ -20,7 +20,7 @@ import TestSupport
     }
 
     @Test func everySettingHasAReaderOrAnAgentWideMeaning() throws {
-        let flags = Set(enabledFlags.compactMap(\.key))
+        let flags = Set(enabledFlags.flatMap(\.keys))
         var unread: [String] = []
         for key in schema.keys {
             guard let readers = try readers(of: key) else {
@@ -58,8 +58,9 @@ import TestSupport
     @Test(arguments: [
         ("agent.resourceDirectory", ["networking", "loadbalancer", "policy"]),
         ("devices", ["networking", "loadbalancer", "hostfirewall", "encryption"]),
-        ("routingMode", ["networking", "hubble"]),
-        ("etcd.endpoints", ["networking"]),
+        // Cluster mesh routes to remote pod CIDRs as Networking does, and publishes in the cluster's etcd.
+        ("routingMode", ["networking", "hubble", "clustermesh"]),
+        ("etcd.endpoints", ["networking", "clustermesh"]),
         ("maglev.tableSize", ["loadbalancer"]),
         ("hubble.ui.port", ["hubble"]),
         ("policyAuditMode", ["policy"]),

@@ -28,6 +28,10 @@ import TestSupport
         let threadsBefore = ProcessFigures.status(pid, "Threads:")
         let filesBefore = ProcessFigures.openFiles(pid)
         let rssBefore = ProcessFigures.status(pid, "VmRSS:")
+        // For a failure's reader: what this process and the agent may open, and what they hold.
+        let limits = (try? String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8))?
+            .split(separator: "\n").first { $0.hasPrefix("Max open files") } ?? "?"
+        print("agent \(pid): \(filesBefore) descriptors, \(limits); this process: \(ProcessFigures.openFiles(getpid())) descriptors")
 
         // One listener at a time: this machine's hard open-file limit (20,000, and no
         // CAP_SYS_RESOURCE to raise it) is shared by the test and the agent it starts.

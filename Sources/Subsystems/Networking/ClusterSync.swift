@@ -36,7 +36,7 @@ actor ClusterSync {
     private var encryptionWatcher: Task<Void, Never>?
     private var nodeAddress: IPv4Address?
     private var podCIDR: IPv4Prefix?
-    private var directRoutes = false
+    private let routes: PodCIDRRoutes
     private var ownIPs: [String: IPIdentityPair] = [:]
     private var lease: Lease?
     private var keeper: LeaseKeeper?
@@ -49,9 +49,6 @@ actor ClusterSync {
     private(set) var lastError: String?
 
     static let leaseTTL: Duration = .seconds(15)
-    /// See EndpointManager.setUpRouter: 169.254.42.1, neighbour = cilium_net.
-    static let tunnelNextHop = IPv4Prefix("169.254.42.1/30")!
-    private var tunnelRoutes = false
     private var routerAddress: IPv4Address?
 
     init(config: NetworkingSubsystem.Section, node: String, stateDir: String, shared: SharedState) throws {
@@ -85,8 +82,7 @@ actor ClusterSync {
         remoteNodeTable = shared.remoteNodes
         localEncryption = shared.localEncryption
         localNode = shared.localNode
-        self.directRoutes = directRoutes
-        self.tunnelRoutes = tunnelRoutes
+        routes = PodCIDRRoutes(tunnel: tunnelRoutes, direct: directRoutes)
     }
 
     /// Claims a pod CIDR for this node: the one it had (kept in its IPAM state)
@@ -379,8 +375,7 @@ actor ClusterSync {
                 if let a = old.address.flatMap(IPv4Address.init) { deletes.append(IPv4Prefix(a, length: 32)) }
                 if let cidr = old.podCIDR.flatMap(IPv4Prefix.init) {
                     deletes.append(cidr.network)
-                    if directRoutes { try? nl?.deleteRoute(Netlink.Route(destination: cidr, gateway: old.address.flatMap(IPv4Address.init))) }
-                    if tunnelRoutes { try? nl?.deleteRoute(Netlink.Route(destination: cidr, gateway: Self.tunnelNextHop.address)) }
+                    if let nl { routes.remove(cidr, node: old.address.flatMap(IPv4Address.init), nl) }
                 }
             }
             remoteNodes[name] = new
@@ -403,13 +398,7 @@ actor ClusterSync {
             guard let cidr = r.podCIDR.flatMap(IPv4Prefix.init) else { continue }
             // The rest of its pod CIDR (its router, pods not yet known) is behind that node.
             upserts.append(IPCacheEntry(prefix: cidr, identity: 2, tunnelEndpoint: a, encryptKey: key))
-            if directRoutes, let nl {
-                try? nl.replaceRoute(Netlink.Route(destination: cidr, gateway: a))
-            }
-            if tunnelRoutes, let nl, let index = try? nl.index(of: "cilium_host") {
-                try? nl.replaceRoute(Netlink.Route(destination: cidr, gateway: Self.tunnelNextHop.address, outputIndex: index,
-                                                   source: routerAddress))
-            }
+            if let nl { routes.add(cidr, node: a, router: routerAddress, nl) }
         }
         let kept = Set(upserts.map(\.key))
         await ipcache.delete(keys: deletes.filter { !kept.contains($0) })

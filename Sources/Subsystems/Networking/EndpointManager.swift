@@ -90,7 +90,7 @@ actor EndpointManager {
         // mode: a link-local address "behind" cilium_host whose neighbour is
         // cilium_net, where the entry program picks the packets up and
         // tunnels them (routes are added per remote node by ClusterSync).
-        let hop = ClusterSync.tunnelNextHop
+        let hop = PodCIDRRoutes.tunnelNextHop
         if try !nl.addresses(of: "cilium_host").contains(where: { $0.prefix.address == IPv4Address(value: hop.address.value + 1) }) {
             try nl.addAddress(IPv4Prefix(IPv4Address(value: hop.address.value + 1), length: 30), to: "cilium_host", scope: .link)
         }

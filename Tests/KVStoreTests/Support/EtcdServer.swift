@@ -1,4 +1,5 @@
 import Foundation
+import Spawning
 import Testing
 @testable import KVStore
 #if canImport(Glibc)
@@ -57,17 +58,7 @@ final class EtcdServer: Sendable {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/etcd") else {
             throw TestFailure("etcd is not installed: apt-get install -y etcd-server etcd-client")
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "\(directory)/etcd.log", O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var child: pid_t = 0
-        let rc = posix_spawn(&child, argv[0]!, &actions, nil, argv, environ)
-        guard rc == 0 else { throw TestFailure("posix_spawn etcd: \(String(cString: strerror(rc)))") }
+        let child = try ChildProcess.spawn(arguments, output: "\(directory)/etcd.log")
         pid.withLock { $0 = child }
 
         let probe = try EtcdKVStore(endpoints: [clientURL], timeout: .seconds(1))

@@ -1,4 +1,5 @@
 import Foundation
+import Spawning
 import Testing
 import TestSupport
 @testable import KVStore
@@ -77,17 +78,7 @@ final class TLSEtcd: Sendable {
                     "--trusted-ca-file", pki.ca, "--client-cert-auth",
                     "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                     "--initial-cluster", "default=\(peer)"]
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "\(directory)/etcd.log", O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv = args.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var child: pid_t = 0
-        let rc = posix_spawn(&child, argv[0]!, &actions, nil, argv, environ)
-        guard rc == 0 else { throw TestFailure("posix_spawn etcd: \(String(cString: strerror(rc)))") }
+        let child = try ChildProcess.spawn(args, output: "\(directory)/etcd.log")
         let server = TLSEtcd(url: url, directory: directory, pid: child)
         // Up when something other than "connection refused" answers (the certificates may be bad on purpose).
         let probe = try EtcdKVStore(endpoints: [url], timeout: .seconds(1), tls: pki.client)
