@@ -1,6 +1,10 @@
 #if canImport(LoadBalancer)
 import Datapath
 import LinuxNet
+// SOCK_STREAM: glibc's module map lists only its umbrella header, so which C module "owns" <sys/socket.h>'s
+// declarations depends on the order modules load; with libcurl's module in the build, release builds found
+// SOCK_STREAM only through CBPF (whose headers include <net/if.h>).
+import CBPF
 import Foundation
 import Glibc
 

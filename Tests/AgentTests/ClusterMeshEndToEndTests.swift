@@ -247,16 +247,19 @@ import TestSupport
             }
         }
         loop.start()
-        Thread.sleep(forTimeInterval: 1)
-        try m.run(["agent", "--name", m.name, "node1", "restart", "--kill"])
-        try waitFor("node1 is connected again", timeout: .seconds(30)) {
-            let (code, out) = try m.cilium("node1", ["clustermesh", "status", "-o", "json"])
-            return code == 0 && ((try? JSONDecoder().decode(ClusterMeshStatus.self, from: Data(out.utf8)))?.clusters.first?.ready ?? false)
+        // A graceful restart (SIGTERM: the subsystems shut down, keeping their datapath), then a kill -9.
+        for restart in [["restart"], ["restart", "--kill"]] {
+            Thread.sleep(forTimeInterval: 1)
+            try m.run(["agent", "--name", m.name, "node1"] + restart)
+            try waitFor("node1 is connected again", timeout: .seconds(30)) {
+                let (code, out) = try m.cilium("node1", ["clustermesh", "status", "-o", "json"])
+                return code == 0 && ((try? JSONDecoder().decode(ClusterMeshStatus.self, from: Data(out.utf8)))?.clusters.first?.ready ?? false)
+            }
         }
         Thread.sleep(forTimeInterval: 2)
         let (attempts, failures) = tally.finish()
         #expect(attempts > 50)
-        #expect(failures == 0, "\(failures) of \(attempts) connections failed across kill -9")
+        #expect(failures == 0, "\(failures) of \(attempts) connections failed across a graceful restart and a kill -9")
         #expect(try m.backends("node1").count == 2)
 
         // Cluster 2's etcd away and back: node1 says so, reconnects with backoff and counts it; traffic never stopped.

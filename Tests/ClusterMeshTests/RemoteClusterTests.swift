@@ -105,6 +105,40 @@ import TestSupport
         #expect(await m.mesh.status().summary == "0/0 remote clusters ready, 0 global-services")
     }
 
+    /// A restart of the subsystem (agent shutdown, a changed section) opens no window: the remote clusters' entries
+    /// stay in the tables, and the next start prunes only what is gone; disabling removes them.
+    @Test func aRestartKeepsTheRemoteStateAndDisablingRemovesIt() async throws {
+        let dir = try TempDir("mesh-restart")
+        let store = try await Self.remoteStore(dir.path, name: "cluster2", id: 2, podCIDR: "10.1.0.0/24", nodeAddress: "172.30.0.21")
+        let m = try await Self.start(stores: ["cluster2": store], dir: dir)
+        let pod = IPv4Prefix("10.1.0.5/32")!
+        try await waitFor("the remote pod is in the ipcache") { await m.shared.ipcache.get(pod) != nil }
+
+        await m.mesh.shutdown()
+        #expect(await m.shared.ipcache.get(pod) != nil)
+        #expect(await m.shared.remoteServices.count == 1)
+        // While it is down, the pod leaves cluster2; at the next start the tables wait for the listing, then it goes.
+        try await store.delete(KVKeys.ip("10.1.0.5"))
+        try await m.mesh.start()
+        try await waitFor("the listing pruned the pod") { await m.shared.ipcache.get(pod) == nil }
+        #expect(await m.shared.ipcache.isInitialized)
+        #expect(await m.shared.ipcache.get(IPv4Prefix("172.30.0.21/32")!) != nil)
+
+        // A file removed while the subsystem is down: its cluster leaves at the next start.
+        await m.mesh.shutdown()
+        try FileManager.default.removeItem(atPath: dir.path + "/clustermesh/cluster2")
+        try await m.mesh.start()
+        try await waitFor("cluster2 left") { await m.shared.ipcache.get(IPv4Prefix("172.30.0.21/32")!) == nil }
+
+        // Disabled: nothing of any remote cluster stays.
+        try "endpoints:\n- embedded\n".write(toFile: dir.path + "/clustermesh/cluster2", atomically: true, encoding: .utf8)
+        try await waitFor("cluster2 is back") { await m.shared.ipcache.get(IPv4Prefix("172.30.0.21/32")!) != nil }
+        await m.mesh.stop()
+        #expect(await m.shared.ipcache.get(IPv4Prefix("172.30.0.21/32")!) == nil)
+        #expect(await m.shared.remoteServices.count == 0)
+        #expect(await m.shared.ipcache.isInitialized)
+    }
+
     @Test func overlappingPodCIDRsAndDuplicateClusterIDsAreRefusedWithBothNamed() async throws {
         let dir = try TempDir("mesh-refused")
         let good = try await Self.remoteStore(dir.path, name: "cluster2", id: 2, podCIDR: "10.1.0.0/24", nodeAddress: "172.30.0.21")

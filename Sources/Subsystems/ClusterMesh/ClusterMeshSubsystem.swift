@@ -88,6 +88,9 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
         }
         await registerInitializers(shared: context.shared)
         tablesMarked = false
+        // Every cluster is listed again before anything of it is pruned (after a restart, `applied` still holds
+        // what is in the tables).
+        initialized = []
         routes = MeshRoutes(tunnel: s.tunnel, direct: s.directRoutes)
         try? FileManager.default.createDirectory(atPath: s.directory, withIntermediateDirectories: true)
         if s.etcd.enabled {
@@ -113,13 +116,21 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
         }
     }
 
+    /// Disabled: every remote cluster's state leaves the tables (and its routes the node).
     public func stop() async {
+        let names = Array(remotes.keys) + applied.keys.filter { remotes[$0] == nil }
+        await shutdown()
+        for name in names { await remove(cluster: name) }
+        if let shared = context?.shared { await markTables(shared, force: true) }
+    }
+
+    /// Agent shutdown, or a restart for a changed section: the connections go, what they put in the tables
+    /// stays (the datapath keeps every remote entry and backend; the next start lists the clusters again and
+    /// prunes only what is gone).
+    public func shutdown() async {
         watcher?.cancel()
         watcher = nil
-        for (name, r) in remotes {
-            await r.stop()
-            await remove(cluster: name)
-        }
+        for r in remotes.values { await r.stop() }
         remotes = [:]
         fileContents = [:]
         for t in ttlTimers.values { t.cancel() }
@@ -127,7 +138,6 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
         await publisher?.stop()
         publisher = nil
         running = false
-        if let shared = context?.shared { await markTables(shared, force: true) }
     }
 
     /// The directory's modification time in nanoseconds (0 when it cannot be read).
@@ -156,6 +166,10 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
                 Log.info("clustermesh: disconnected from \(name) (its file is gone)")
                 await remove(cluster: name)
             }
+        }
+        // A cluster whose file went while the subsystem was not running (a restart) leaves now.
+        for name in applied.keys where wanted[name] == nil && remotes[name] == nil {
+            await remove(cluster: name)
         }
         for (name, data) in wanted where remotes[name] == nil {
             let r = RemoteCluster(name: name, file: s.directory + "/" + name, sink: self, open: open)
@@ -400,6 +414,9 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
         let st = await meshStatus()
         let ready = st.clusters.filter(\.ready).count
         var details = ["cluster \(st.clusterName), ID \(st.clusterID), identities \(st.identityRange)"]
+        if context?.section.etcd.enabled != true {
+            details.append("this cluster is not published: its state is in the embedded store (etcd.enabled false), which remote clusters cannot read")
+        }
         for c in st.clusters { details += Self.lines(c) }
         return SubsystemStatus(enabled: true, state: h.state, message: h.message,
                                summary: "\(ready)/\(st.clusters.count) remote clusters ready, \(st.globalServices) global-services",
