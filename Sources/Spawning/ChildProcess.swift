@@ -89,6 +89,23 @@ public enum ChildProcess {
         return pid
     }
 
+    /// Stops a child of ours: SIGTERM (and SIGCONT, should it be stopped), SIGKILL after `grace`; reaps it.
+    public static func terminate(_ pid: Int32, grace: Duration = .seconds(5)) {
+        guard pid > 0 else { return }
+        kill(pid, SIGTERM)
+        kill(pid, SIGCONT)
+        let deadline = ContinuousClock.now + grace
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            if ContinuousClock.now > deadline {
+                kill(pid, SIGKILL)
+                waitpid(pid, &status, 0)
+                return
+            }
+            usleep(20_000)
+        }
+    }
+
     /// Waits for a child; its exit status, or 128 + the signal that ended it.
     public static func wait(_ pid: Int32) -> Int32 {
         var status: Int32 = 0

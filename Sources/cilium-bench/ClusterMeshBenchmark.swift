@@ -59,7 +59,7 @@ enum ClusterMeshBenchmark {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var etcds: [Int32] = []
         defer {
-            for pid in etcds { kill(pid, SIGTERM); var s: Int32 = 0; waitpid(pid, &s, 0) }
+            for pid in etcds { ChildProcess.terminate(pid) }
             try? FileManager.default.removeItem(atPath: dir)
         }
         let address = "172.30.0.2"

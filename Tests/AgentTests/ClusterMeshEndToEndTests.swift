@@ -42,9 +42,7 @@ import TestSupport
                 try run(["clustermesh", "connect", "--name", name])
                 for node in ["node1", "node2"] {
                     try waitFor("\(node) has its remote cluster ready", timeout: .seconds(30)) {
-                        let (code, out) = try self.cilium(node, ["clustermesh", "status", "-o", "json"])
-                        guard code == 0, let s = try? JSONDecoder().decode(ClusterMeshStatus.self, from: Data(out.utf8)) else { return false }
-                        return s.clusters.count == 1 && s.clusters[0].ready && s.clusters[0].numEndpoints >= 2
+                        try self.remote(node).map { $0.ready && $0.numEndpoints >= 2 } ?? false
                     }
                 }
             } catch {
@@ -66,6 +64,13 @@ import TestSupport
 
         func cilium(_ node: String, _ args: [String]) throws -> (Int32, String) {
             try runCapturing([sandbox, "cilium", "--name", name, node, "--"] + args)
+        }
+
+        /// The node's one remote cluster, as `cilium clustermesh status -o json` has it (nil: no answer yet).
+        func remote(_ node: String) throws -> RemoteClusterStatus? {
+            let (code, out) = try cilium(node, ["clustermesh", "status", "-o", "json"])
+            guard code == 0, let s = try? JSONDecoder().decode(ClusterMeshStatus.self, from: Data(out.utf8)), s.clusters.count == 1 else { return nil }
+            return s.clusters[0]
         }
 
         func ns(_ pod: String) throws -> NetworkNamespace { try NetworkNamespace(named: pods[pod]!.namespace) }
@@ -251,10 +256,7 @@ import TestSupport
         for restart in [["restart"], ["restart", "--kill"]] {
             Thread.sleep(forTimeInterval: 1)
             try m.run(["agent", "--name", m.name, "node1"] + restart)
-            try waitFor("node1 is connected again", timeout: .seconds(30)) {
-                let (code, out) = try m.cilium("node1", ["clustermesh", "status", "-o", "json"])
-                return code == 0 && ((try? JSONDecoder().decode(ClusterMeshStatus.self, from: Data(out.utf8)))?.clusters.first?.ready ?? false)
-            }
+            try waitFor("node1 is connected again", timeout: .seconds(30)) { try m.remote("node1")?.ready ?? false }
         }
         Thread.sleep(forTimeInterval: 2)
         let (attempts, failures) = tally.finish()
@@ -265,14 +267,12 @@ import TestSupport
         // Cluster 2's etcd away and back: node1 says so, reconnects with backoff and counts it; traffic never stopped.
         try m.run(["etcd", "--name", m.name, "--cluster", "2", "stop"])
         try waitFor("node1 sees cluster2's etcd gone", timeout: .seconds(30)) {
-            let s = try? JSONDecoder().decode(ClusterMeshStatus.self, from: Data(try m.cilium("node1", ["clustermesh", "status", "-o", "json"]).1.utf8))
-            return s?.clusters.first.map { !$0.ready && $0.numFailures >= 1 && $0.lastFailure != nil } ?? false
+            try m.remote("node1").map { !$0.ready && $0.numFailures >= 1 && $0.lastFailure != nil } ?? false
         }
         #expect(try m.who(from: "client1", "10.96.0.50", 80) == "web2")
         try m.run(["etcd", "--name", m.name, "--cluster", "2", "start"])
         try waitFor("node1 reconnected to cluster2", timeout: .seconds(60)) {
-            let s = try? JSONDecoder().decode(ClusterMeshStatus.self, from: Data(try m.cilium("node1", ["clustermesh", "status", "-o", "json"]).1.utf8))
-            return s?.clusters.first.map { $0.ready && $0.numFailures >= 1 } ?? false
+            try m.remote("node1").map { $0.ready && $0.numFailures >= 1 } ?? false
         }
         let (_, text) = try m.cilium("node1", ["status", "--verbose"])
         #expect(text.contains("cluster2: ready") && !text.contains("0 reconnections"), "\(text)")

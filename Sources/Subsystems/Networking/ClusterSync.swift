@@ -189,6 +189,15 @@ actor ClusterSync {
     var remoteNodeCount: Int { remoteNodes.count }
 
     /// This node and every node it knows of, as `cilium node list` shows them.
+    /// Routes to every known node's pod CIDR again (idempotent: replace).
+    func routeKnownNodes() {
+        guard routes.tunnel || routes.direct, let nl = try? Netlink() else { return }
+        for n in remoteNodes.values {
+            guard let cidr = n.podCIDR.flatMap(IPv4Prefix.init), let a = n.address.flatMap(IPv4Address.init) else { continue }
+            routes.add(cidr, node: a, router: routerAddress, nl)
+        }
+    }
+
     func nodes() -> [NodeModel] {
         let me = NodeModel(name: node, address: nodeAddress?.description ?? "", podCIDR: podCIDR?.description ?? "", local: true)
         return [me] + remoteNodes.values.map { NodeModel(name: $0.Name, address: $0.address ?? "", podCIDR: $0.podCIDR ?? "", local: false) }

@@ -141,6 +141,8 @@ public actor NetworkingSubsystem: SteppedSubsystem {
                                               resourceDirectory: context.section.resourceDirectory,
                                               clusterName: context.section.clusterName, nodeAddress: address)
             try await manager.setUpRouter()
+            // Nodes listed before cilium_host existed got no tunnel route then (it goes through cilium_host).
+            await sync.routeKnownNodes()
             try await manager.restore()
             endpointManager = manager
             let lxcMap: BPFMap<endpoint_key, endpoint_value> = try await entry.map("cilium_lxc")

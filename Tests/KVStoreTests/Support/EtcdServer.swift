@@ -95,20 +95,7 @@ final class EtcdServer: Sendable {
     /// `keepData` keeps the data directory for `restart()`.
     func kill(keepData: Bool) {
         let p = pid.withLock { p in defer { p = 0 }; return p }
-        if p > 0 {
-            Glibc.kill(p, SIGTERM)
-            Glibc.kill(p, SIGCONT)
-            let deadline = ContinuousClock.now + .seconds(5)
-            var status: Int32 = 0
-            while waitpid(p, &status, WNOHANG) == 0 {
-                if ContinuousClock.now > deadline {
-                    Glibc.kill(p, SIGKILL)
-                    waitpid(p, &status, 0)
-                    break
-                }
-                usleep(20_000)
-            }
-        }
+        ChildProcess.terminate(p)
         if !keepData { try? FileManager.default.removeItem(atPath: directory) }
     }
 

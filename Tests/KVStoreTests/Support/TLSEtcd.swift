@@ -109,17 +109,7 @@ final class TLSEtcd: Sendable {
 
     /// SIGTERM, SIGKILL after 5 s; reaps it and removes its data.
     func stop() {
-        Glibc.kill(pid, SIGTERM)
-        let deadline = ContinuousClock.now + .seconds(5)
-        var status: Int32 = 0
-        while waitpid(pid, &status, WNOHANG) == 0 {
-            if ContinuousClock.now > deadline {
-                Glibc.kill(pid, SIGKILL)
-                waitpid(pid, &status, 0)
-                break
-            }
-            usleep(20_000)
-        }
+        ChildProcess.terminate(pid)
         try? FileManager.default.removeItem(atPath: directory)
     }
 }
