@@ -105,6 +105,34 @@ import TestSupport
         #expect(await m.mesh.status().summary == "0/0 remote clusters ready, 0 global-services")
     }
 
+    /// A remote cluster says only what is its own: an address of this cluster's pods, an identity in this cluster's
+    /// range, or this cluster's node address, published there, never reach the tables (they would relabel local
+    /// endpoints for policy); each is counted and named.
+    @Test func aRemoteClusterCannotSpeakForThisOne() async throws {
+        let dir = try TempDir("mesh-hostile")
+        let store = try await Self.remoteStore(dir.path, name: "cluster2", id: 2, podCIDR: "10.1.0.0/24", nodeAddress: "172.30.0.21")
+        let enc = JSONEncoder()
+        // A local pod's address (10.0.0.7 is in cluster1's 10.0.0.0/24), with cluster 2's node as host.
+        try await store.put(KVKeys.ip("10.0.0.7"), try enc.encode(IPIdentityPair(ip: "10.0.0.7", hostIP: "172.30.0.21", id: Self.remoteID)))
+        // One of cluster 2's addresses with an identity of cluster 1's range.
+        try await store.put(KVKeys.ip("10.1.0.9"), try enc.encode(IPIdentityPair(ip: "10.1.0.9", hostIP: "172.30.0.21", id: 1 << 16 | 1)))
+        // An identity of cluster 1's range, relabelled.
+        try await store.put(KVKeys.identity(1 << 16 | 1), KVKeys.labelList(["k8s:app=admin"]))
+        // This cluster's own node address.
+        try await store.put(KVKeys.node(cluster: "cluster2", name: "fake"),
+                            try enc.encode(KVNode(name: "fake", cluster: "cluster2", clusterID: 2, address: "172.30.0.11", podCIDR: "10.1.9.0/24")))
+        let m = try await Self.start(stores: ["cluster2": store], dir: dir)
+        let mesh = m.mesh
+        defer { Task { await mesh.stop() } }
+        try await waitFor("cluster2's own pod is in") { await m.shared.ipcache.get(IPv4Prefix("10.1.0.5/32")!) != nil }
+        #expect(await m.shared.ipcache.get(IPv4Prefix("10.0.0.7/32")!) == nil)
+        #expect(await m.shared.ipcache.get(IPv4Prefix("10.1.0.9/32")!) == nil)
+        #expect(await m.shared.ipcache.get(IPv4Prefix("172.30.0.11/32")!) == nil)
+        #expect(await m.shared.identities.get(1 << 16 | 1) == nil)
+        let details = await m.mesh.status().details.joined(separator: "\n")
+        #expect(details.contains("records refused: 4"), "\(details)")
+    }
+
     /// A restart of the subsystem (agent shutdown, a changed section) opens no window: the remote clusters' entries
     /// stay in the tables, and the next start prunes only what is gone; disabling removes them.
     @Test func aRestartKeepsTheRemoteStateAndDisablingRemovesIt() async throws {

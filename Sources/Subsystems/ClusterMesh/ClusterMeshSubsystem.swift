@@ -79,6 +79,8 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
     private var tablesMarked = false
     /// Which remote cluster holds each cluster ID.
     private var idOwners: [Int: String] = [:]
+    /// Records in a remote cluster's current view that are not its own (`onlyItsOwn`): how many, the last one.
+    private var ignored: [String: (count: Int, last: String)] = [:]
 
     public func start() async throws {
         guard let context else { throw SubsystemError("clustermesh: not configured") }
@@ -230,6 +232,7 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
         ttlTimers[cluster]?.cancel()
         ttlTimers[cluster] = nil
         dropped[cluster] = nil
+        let state = await onlyItsOwn(cluster: cluster, state: state)
         if let why = await overlap(cluster: cluster, state: state) {
             if conflicts[cluster] != why { Log.warning("clustermesh \(cluster): refused: \(why)") }
             conflicts[cluster] = why
@@ -285,6 +288,54 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
         if remotes[cluster] == nil { for (id, owner) in idOwners where owner == cluster { idOwners[id] = nil } }
         initialized.insert(cluster)
         await markTables(shared, force: false)
+    }
+
+    /// What a remote cluster may say about itself, and nothing else: identities in its own cluster ID's range (never
+    /// this cluster's or another's: they would relabel their endpoints for policy), nodes that are not this cluster's
+    /// own addresses, and endpoint addresses inside its nodes' pod CIDRs, hosted by one of its nodes, with one of its
+    /// identities (never an address of this cluster: it would take over a local pod's identity). The rest is
+    /// ignored, counted and logged with its key.
+    private func onlyItsOwn(cluster: String, state: RemoteClusterState) async -> RemoteClusterState {
+        guard let shared = context?.shared, let s = context?.section, let id = await remotes[cluster]?.config?.id else { return state }
+        var kept = RemoteClusterState()
+        let before = ignored[cluster]?.last
+        ignored[cluster] = nil
+        func ignore(_ key: String, _ why: String) {
+            ignored[cluster, default: (0, "")].count += 1
+            let text = "\(key): \(why); ignored"
+            if before != text { Log.warning("clustermesh \(cluster): \(text)") }
+            ignored[cluster]?.last = text
+        }
+        let ours = await Set([shared.localNode.get(0)?.address].compactMap { $0 }
+                              + shared.remoteNodes.all().filter { !$0.name.contains("/") }.map(\.address))
+        for (name, n) in state.nodes {
+            if let a = n.address, ours.contains(a) {
+                ignore(KVKeys.node(cluster: cluster, name: name), "address \(a) is a node of this cluster")
+            } else {
+                kept.nodes[name] = n
+            }
+        }
+        let owner = { (identity: UInt32) in IdentityAllocator.clusterID(of: identity, maxConnectedClusters: s.maxConnectedClusters) }
+        for (identity, labels) in state.identities {
+            if owner(identity) == id { kept.identities[identity] = labels }
+            else { ignore(KVKeys.identity(Int(identity)), "identity \(identity) is not in cluster ID \(id)'s range") }
+        }
+        let hosts = Dictionary(kept.nodes.values.compactMap { n in n.address.map { ($0, n.podCIDR.flatMap(IPv4Prefix.init)) } },
+                               uniquingKeysWith: { a, _ in a })
+        for (ip, p) in state.ips {
+            guard let a = IPv4Address(ip) else { continue }
+            guard let cidr = hosts[p.HostIP] ?? nil, cidr.overlaps(IPv4Prefix(a, length: 32)) else {
+                ignore(KVKeys.ip(ip), "not inside the pod CIDR of a node of \(cluster) (host \(p.HostIP))")
+                continue
+            }
+            guard owner(p.ID) == id else {
+                ignore(KVKeys.ip(ip), "identity \(p.ID) is not in cluster ID \(id)'s range")
+                continue
+            }
+            kept.ips[ip] = p
+        }
+        kept.services = state.services.filter { $0.value.cluster == cluster }
+        return kept
     }
 
     /// Why a cluster's pod CIDRs cannot join (they overlap this cluster's or another remote cluster's), or nil.
@@ -382,6 +433,10 @@ public actor ClusterMeshSubsystem: AgentSubsystem, RemoteClusterSink {
         let remoteSvcs = await context?.shared.remoteServices.all() ?? []
         for (name, r) in remotes.sorted(by: { $0.key < $1.key }) {
             var st = await r.status(sharedServices: remoteSvcs.filter { $0.cluster == name }.count)
+            if let i = ignored[name] {
+                st.recordErrors += i.count
+                st.lastRecordError = i.last
+            }
             if let why = conflicts[name] {
                 st.ready = false
                 st.status = "refused: \(why)"
